@@ -1,0 +1,1 @@
+"""Dataset recipes (import package ``xdplug_datasets``), registered through ``register_datasets``."""

@@ -1,0 +1,202 @@
+"""One documented base class per component kind.
+
+A plugin provides a component by subclassing one of these classes, setting
+``name`` and ``description``, and registering the class from the matching
+``register_*`` hook. Options come from the config's ``params`` mapping and are
+checked against ``defaults`` when the component is built, before any training:
+an unknown key or a value of the wrong type is a :class:`ConfigError`.
+
+The engine calls only the methods documented here.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover - imports for type checkers only
+    import numpy as np
+    import torch
+
+    from .data.crossdomain import CrossDomainData, ItemCatalog, RawDomains
+    from .evaluation import RankingResult
+    from .training import FitContext, TrainingSession
+
+
+KINDS = ("encoder", "fusion", "adaptation", "evaluator", "baseline", "dataset")
+
+
+def _type_ok(default: Any, value: Any) -> bool:
+    if default is None or value is None:
+        return True
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, (list, tuple)):
+        return isinstance(value, (list, tuple))
+    return isinstance(value, type(default))
+
+
+def resolve_params(cls: type, params: dict | None, path: str) -> dict:
+    """Merge ``params`` over ``cls.defaults``; reject unknown keys and wrong types."""
+    params = dict(params or {})
+    merged = dict(cls.defaults)
+    open_keys = getattr(cls, "open_params", False)
+    for key, value in params.items():
+        if key not in cls.defaults:
+            if open_keys:
+                merged[key] = value
+                continue
+            allowed = ", ".join(sorted(cls.defaults)) or "(none)"
+            raise ConfigError(
+                f"{path}.{key}", f"unknown option for {cls.kind} {cls.name!r}; allowed: {allowed}"
+            )
+        default = cls.defaults[key]
+        if not _type_ok(default, value):
+            raise ConfigError(
+                f"{path}.{key}",
+                f"expected {type(default).__name__} (like {default!r}), got {value!r}",
+            )
+        if isinstance(default, float) and isinstance(value, int):
+            value = float(value)
+        merged[key] = value
+    return merged
+
+
+class Component:
+    """Common ground of every component: a name, a one-line description, options."""
+
+    kind: ClassVar[str] = ""
+    #: the name configs use; unique per kind across all loaded plugins
+    name: ClassVar[str] = ""
+    #: one line shown by ``xdplug components``
+    description: ClassVar[str] = ""
+    #: option names with their default values; the default's type is the option's type
+    defaults: ClassVar[dict[str, Any]] = {}
+    #: accept keys beyond ``defaults`` (for components that pass options through, e.g. RecBole)
+    open_params: ClassVar[bool] = False
+
+    def __init__(self, params: dict | None = None, path: str | None = None):
+        self.params = resolve_params(type(self), params, path or f"{self.kind}:{self.name}")
+
+
+class Encoder(Component):
+    """Turns items into vectors.
+
+    ``role`` says which part of the item vector the encoder feeds: ``"text"``
+    (content that transfers across domains and reaches items no one has
+    interacted with) or ``"id"`` (a learned vector per item ID).
+    """
+
+    kind = "encoder"
+    role: ClassVar[str] = "text"
+
+    def build(self, catalog: ItemCatalog, device: torch.device) -> torch.nn.Module:
+        """Return a module mapping item indices to vectors.
+
+        The module's ``forward(items: LongTensor) -> FloatTensor[len(items), out_dim]``
+        takes indices into ``catalog`` (the union of both domains' items) and it
+        has an integer attribute ``out_dim``. Frozen encoders return a module
+        without trainable parameters; fine-tuned ones expose theirs.
+        """
+        raise NotImplementedError
+
+
+class Fusion(Component):
+    """Combines the text part and the ID part of an item into one vector.
+
+    ``uses`` names the parts the fusion reads (``{"text"}``, ``{"id"}`` or both).
+    """
+
+    kind = "fusion"
+    uses: ClassVar[frozenset[str]] = frozenset({"text", "id"})
+
+    def build(self, dim: int) -> torch.nn.Module:
+        """Return a module ``forward(text, ids, id_known) -> FloatTensor[n, dim]``.
+
+        ``text`` and ``ids`` are ``[n, dim]`` tensors (``None`` for a part the
+        fusion does not use); ``id_known`` is a boolean ``[n]`` tensor that is
+        ``False`` for items whose ID was never trained. For those items the
+        result must not depend on ``ids``: an untrained ID carries no signal.
+        """
+        raise NotImplementedError
+
+
+class Adaptation(Component):
+    """How source knowledge reaches the target: a training schedule plus losses.
+
+    ``uses_source`` is ``False`` only for the no-transfer control; ``uses_target``
+    is ``False`` for zero-shot transfer (the model never sees target training
+    interactions).
+    """
+
+    kind = "adaptation"
+    uses_source: ClassVar[bool] = True
+    uses_target: ClassVar[bool] = True
+
+    def fit(self, session: TrainingSession) -> None:
+        """Train ``session.model`` through one or more phases of ``session.train``."""
+        raise NotImplementedError
+
+
+class Evaluator(Component):
+    """Turns rankings into metrics.
+
+    ``scope = "run"`` evaluators see one run's rankings and return flat metrics;
+    ``scope = "report"`` evaluators see every finished run of a report and
+    return rows for a comparison table (significance tests, for example).
+    """
+
+    kind = "evaluator"
+    scope: ClassVar[str] = "run"
+
+    def evaluate(self, result: RankingResult) -> dict[str, float]:
+        """Return ``{metric_name: value}`` for one run (``scope = "run"``)."""
+        raise NotImplementedError
+
+    def per_user(self, result: RankingResult) -> dict[str, np.ndarray]:
+        """Return per-user values ``{metric_name: array[n_users]}`` (optional)."""
+        return {}
+
+    def compare(self, runs: list[dict], reference: str) -> list[dict]:
+        """Return comparison rows of every method against ``reference`` (``scope = "report"``)."""
+        raise NotImplementedError
+
+
+class Baseline(Component):
+    """A classic collaborative-filtering control, trained on the target split.
+
+    ``needs_shared_ids`` says the baseline only applies where the domains share
+    item or user IDs (pooled CF); the runner records it as not applicable
+    otherwise instead of inventing a number.
+    """
+
+    kind = "baseline"
+    needs_shared_ids: ClassVar[bool] = False
+
+    def fit(self, ctx: FitContext):
+        """Train on ``ctx.data`` and return a scorer.
+
+        The scorer has ``score(users: LongTensor) -> FloatTensor[len(users), n_target_items]``
+        over the target's canonical item indices, and an optional boolean
+        ``item_known`` array telling which target items it could learn about.
+        """
+        raise NotImplementedError
+
+
+class DatasetRecipe(Component):
+    """Prepares the raw source and target domains of a cross-domain benchmark."""
+
+    kind = "dataset"
+
+    def origin(self) -> str:
+        """One line saying where the files come from (shown by ``xdplug datasets``)."""
+        return ""
+
+    def load(self, cache_dir: str) -> RawDomains:
+        """Return the raw domains (interactions and item tables) and how they align."""
+        raise NotImplementedError

@@ -1,0 +1,378 @@
+"""Run configuration: layered defaults < YAML file < ``--set`` overrides, validated up front.
+
+A config is plain data (dicts, lists, scalars). :func:`load_config` merges the
+layers and checks every key against :data:`SCHEMA` before any work starts; an
+unknown key, a wrong type or an unknown component name raises one
+:class:`ConfigError` naming the key path, the bad value and what is allowed.
+:func:`config_hash` gives a resolved config a stable identity.
+
+RecBole's own ``Config`` is built later, at the boundary, from these values; it
+never becomes xdplug's configuration.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+# A schema node is one of: a type (or tuple of types); ``("list", node)``;
+# ``("choice", values)``; ``("map", None)`` for free-form mappings whose content
+# a component validates; or a dict of key -> node for a fixed mapping.
+PROTOCOL = {
+    "min_rating": (int, float),
+    "min_user_inter": int,
+    "min_item_inter": int,
+    "split": ("list", (int, float)),
+    "order": ("choice", ["RO", "TO"]),
+}
+
+SCHEMA: dict[str, Any] = {
+    "name": str,
+    "description": str,
+    "dataset": {
+        "recipe": str,
+        "params": ("map", None),
+        "protocol": PROTOCOL,
+        "text_template": str,
+        "align": ("choice", ["auto", "none"]),
+        "sparse": {"keep": (int, float), "seed": int},
+        "cold_items": {"fraction": (int, float), "seed": int, "new_in_source": bool},
+        "split_users": bool,
+    },
+    "seeds": ("list", int),
+    "device": str,
+    "evaluation": {
+        "ks": ("list", int),
+        "valid_metric": str,
+        "user_groups": ("list", int),
+        "evaluators": ("list", str),
+        "reference": str,
+    },
+    "train": {
+        "epochs": int,
+        "batch_size": int,
+        "eval_batch_size": int,
+        "learning_rate": (int, float),
+        "weight_decay": (int, float),
+        "stopping_step": int,
+        "eval_step": int,
+        "neg_sampling": ("choice", ["uniform", "none"]),
+    },
+    "baselines": ("list", {
+        "name": str,
+        "baseline": str,
+        "pooled": bool,
+        "params": ("map", None),
+    }),
+    "strategies": ("list", {
+        "name": str,
+        "encoder": str,
+        "fusion": str,
+        "adaptation": str,
+        "params": {
+            "encoder": ("map", None),
+            "fusion": ("map", None),
+            "adaptation": ("map", None),
+            "model": ("map", None),
+        },
+    }),
+    "output": {"dir": str, "store": str},
+    "executor": {
+        "kind": ("choice", ["local", "ray"]),
+        "address": str,
+        "workers": int,
+        "max_retries": int,
+    },
+}
+
+DEFAULTS: dict[str, Any] = {
+    "name": "xdplug-run",
+    "description": "",
+    "dataset": {
+        "recipe": "ml100k-genres",
+        "params": {},
+        # The RecBole-CDR protocol (DESIGN.md section 2).
+        "protocol": {
+            "min_rating": 3,
+            "min_user_inter": 5,
+            "min_item_inter": 5,
+            "split": [0.8, 0.1, 0.1],
+            "order": "RO",
+        },
+        "text_template": "{title} ({year}). Genres: {genres}.",
+        "align": "auto",
+    },
+    "seeds": [2022],
+    "device": "auto",
+    "evaluation": {
+        "ks": [10, 20, 50],
+        "valid_metric": "ndcg@10",
+        "user_groups": [5, 10, 20, 50],
+        "evaluators": ["ranking", "beyond-accuracy", "cold-start", "significance"],
+    },
+    "train": {
+        "epochs": 100,
+        "batch_size": 2048,
+        "eval_batch_size": 4096,
+        "learning_rate": 0.001,
+        "weight_decay": 0.0,
+        "stopping_step": 5,
+        "eval_step": 1,
+        "neg_sampling": "uniform",
+    },
+    "baselines": [],
+    "strategies": [],
+    "output": {"dir": "runs/{name}", "store": "runs.sqlite"},
+    "executor": {"kind": "local", "workers": 2, "max_retries": 0},
+}
+
+# keys that do not change results: left out of the hash
+NON_IDENTITY_KEYS = ("description", "output", "executor")
+
+METRICS = ("recall", "ndcg", "mrr", "hit", "precision")
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _describe(node: Any) -> str:
+    if isinstance(node, type):
+        return node.__name__
+    if isinstance(node, tuple) and node and node[0] == "list":
+        return f"a list of {_describe(node[1])}"
+    if isinstance(node, tuple) and node and node[0] == "choice":
+        return "one of " + ", ".join(repr(v) for v in node[1])
+    if isinstance(node, tuple) and node and node[0] == "map":
+        return "a mapping"
+    if isinstance(node, tuple):
+        return " or ".join(_describe(n) for n in node)
+    if isinstance(node, dict):
+        return "a mapping with keys " + ", ".join(node)
+    return str(node)
+
+
+def _check(value: Any, node: Any, path: str, source: str | None) -> None:
+    if isinstance(node, dict):
+        if not isinstance(value, dict):
+            raise ConfigError(path, f"expected a mapping, got {value!r}", source)
+        for key, sub in value.items():
+            if key not in node:
+                raise ConfigError(
+                    f"{path}.{key}" if path else str(key),
+                    "unknown key; allowed here: " + ", ".join(node),
+                    source,
+                )
+            _check(sub, node[key], f"{path}.{key}" if path else key, source)
+        return
+    if isinstance(node, tuple) and node and node[0] == "list":
+        if not isinstance(value, list):
+            raise ConfigError(path, f"expected {_describe(node)}, got {value!r}", source)
+        for i, item in enumerate(value):
+            _check(item, node[1], f"{path}[{i}]", source)
+        return
+    if isinstance(node, tuple) and node and node[0] == "choice":
+        if value not in node[1]:
+            raise ConfigError(path, f"expected {_describe(node)}, got {value!r}", source)
+        return
+    if isinstance(node, tuple) and node and node[0] == "map":
+        if not isinstance(value, dict):
+            raise ConfigError(path, f"expected a mapping, got {value!r}", source)
+        return
+    types = node if isinstance(node, tuple) else (node,)
+    if isinstance(value, bool) and bool not in types:
+        raise ConfigError(path, f"expected {_describe(node)}, got {value!r}", source)
+    if not isinstance(value, types):
+        raise ConfigError(path, f"expected {_describe(node)}, got {value!r}", source)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``a.b[0].c=VALUE`` or ``a.b.0.c=VALUE`` -> (path parts, YAML-parsed value)."""
+    if "=" not in text:
+        raise ConfigError(text, "an override must look like KEY.PATH=VALUE", "--set")
+    key, raw = text.split("=", 1)
+    key = key.strip().replace("[", ".").replace("]", "")
+    parts = [p for p in key.split(".") if p]
+    if not parts:
+        raise ConfigError(text, "empty key path", "--set")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(key, f"cannot parse value {raw!r}: {exc}", "--set") from None
+    return parts, value
+
+
+def apply_override(config: dict, parts: list[str], value: Any) -> None:
+    node: Any = config
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        shown = ".".join(parts[: i + 1])
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(shown, f"no list element {part!r} (list has {len(node)})", "--set")
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+        else:
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+                if not isinstance(node, (dict, list)):
+                    raise ConfigError(shown, "is not a mapping or list", "--set")
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("(file)", f"config file not found: {path}", str(path))
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError("(file)", f"not valid YAML: {exc}", str(path)) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("(file)", "the top level must be a mapping", str(path))
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (),
+                data: dict | None = None, registry=None) -> dict:
+    """Resolve and validate a config: defaults < file (or ``data``) < overrides."""
+    source = str(path) if path else None
+    layer = read_yaml(path) if path else dict(data or {})
+    _check(layer, SCHEMA, "", source)
+    config = deep_merge(DEFAULTS, layer)
+    for text in overrides:
+        parts, value = parse_override(text)
+        apply_override(config, parts, value)
+    _check(config, SCHEMA, "", source if not overrides else f"{source or 'config'} (with --set)")
+    validate(config, registry, source)
+    return config
+
+
+def parse_metric(name: str, path: str = "evaluation.valid_metric", source=None) -> tuple[str, int]:
+    """``'ndcg@10'`` -> ``('ndcg', 10)``; anything else is a ConfigError."""
+    metric, _, k = name.lower().partition("@")
+    if metric not in METRICS or not k.isdigit():
+        raise ConfigError(
+            path, f"expected METRIC@K with METRIC one of {', '.join(METRICS)}, got {name!r}", source
+        )
+    return metric, int(k)
+
+
+def method_names(config: dict) -> list[str]:
+    names = [b.get("name") or default_baseline_name(b) for b in config["baselines"]]
+    names += [s.get("name") or default_strategy_name(s) for s in config["strategies"]]
+    return names
+
+
+def default_baseline_name(entry: dict) -> str:
+    return entry.get("baseline", "?") + (" (pooled)" if entry.get("pooled") else "")
+
+
+def default_strategy_name(entry: dict) -> str:
+    return "{}+{}+{}".format(entry.get("encoder", "?"), entry.get("fusion", "?"), entry.get("adaptation", "?"))
+
+
+def validate(config: dict, registry=None, source: str | None = None) -> None:
+    """Semantic checks beyond types: values in range, component names, component options."""
+    ev = config["evaluation"]
+    if not ev["ks"] or any(k <= 0 for k in ev["ks"]):
+        raise ConfigError("evaluation.ks", f"expected positive integers, got {ev['ks']!r}", source)
+    metric, k = parse_metric(ev["valid_metric"], source=source)
+    if k not in ev["ks"]:
+        raise ConfigError("evaluation.valid_metric",
+                          f"K={k} must be one of evaluation.ks {ev['ks']}", source)
+    if not config["seeds"]:
+        raise ConfigError("seeds", "expected at least one seed", source)
+    if len(set(config["seeds"])) != len(config["seeds"]):
+        raise ConfigError("seeds", f"seeds repeat: {config['seeds']}", source)
+    split = config["dataset"]["protocol"]["split"]
+    if len(split) != 3 or any(s < 0 for s in split) or sum(split) <= 0:
+        raise ConfigError("dataset.protocol.split", f"expected three non-negative ratios, got {split!r}", source)
+    sparse = config["dataset"].get("sparse")
+    if sparse is not None and not 0 < sparse.get("keep", 1.0) <= 1:
+        raise ConfigError("dataset.sparse.keep", f"expected a fraction in (0, 1], got {sparse.get('keep')!r}", source)
+    cold = config["dataset"].get("cold_items")
+    if cold is not None and not 0 < cold.get("fraction", 0.2) < 1:
+        raise ConfigError("dataset.cold_items.fraction", f"expected a fraction in (0, 1), got {cold.get('fraction')!r}", source)
+    device = config["device"]
+    if not (device in ("auto", "cpu", "cuda") or device.startswith("cuda:") and device[5:].isdigit()):
+        raise ConfigError("device", f"expected auto, cpu, cuda or cuda:N, got {device!r}", source)
+    if config["train"]["epochs"] <= 0 or config["train"]["batch_size"] <= 0:
+        raise ConfigError("train", "epochs and batch_size must be positive", source)
+    names = method_names(config)
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise ConfigError("baselines/strategies", f"two methods are named {name!r}; give each a unique name", source)
+        seen.add(name)
+    if not names:
+        raise ConfigError("baselines/strategies", "the config names no baseline and no strategy", source)
+    for i, entry in enumerate(config["baselines"]):
+        if "baseline" not in entry:
+            raise ConfigError(f"baselines[{i}].baseline", "missing; name a registered baseline", source)
+    for i, entry in enumerate(config["strategies"]):
+        for key in ("encoder", "fusion", "adaptation"):
+            if key not in entry:
+                raise ConfigError(f"strategies[{i}].{key}", f"missing; name a registered {key}", source)
+    if registry is not None:
+        validate_components(config, registry, source)
+
+
+def validate_components(config: dict, registry, source: str | None = None) -> None:
+    """Check every component name against the registry and build each with its options."""
+    from .components import resolve_params
+    from .errors import UnknownComponentError
+    from .model.transfer import TransferModel
+
+    def get(kind, name, path):
+        try:
+            return registry.get(kind, name, path)
+        except UnknownComponentError as exc:
+            raise ConfigError(path, str(exc).split(": ", 1)[-1], source) from None
+
+    ds = config["dataset"]
+    recipe = get("dataset", ds["recipe"], "dataset.recipe")
+    resolve_params(recipe, ds.get("params"), "dataset.params")
+    for name in config["evaluation"]["evaluators"]:
+        get("evaluator", name, "evaluation.evaluators")
+    for i, entry in enumerate(config["baselines"]):
+        cls = get("baseline", entry["baseline"], f"baselines[{i}].baseline")
+        resolve_params(cls, entry.get("params"), f"baselines[{i}].params")
+    for i, entry in enumerate(config["strategies"]):
+        params = entry.get("params") or {}
+        for kind in ("encoder", "fusion", "adaptation"):
+            cls = get(kind, entry[kind], f"strategies[{i}].{kind}")
+            resolve_params(cls, params.get(kind), f"strategies[{i}].params.{kind}")
+        resolve_params(TransferModel.Options, params.get("model"), f"strategies[{i}].params.model")
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def config_hash(config: dict) -> str:
+    """A stable identity: sha256 of the canonical JSON, without keys that do not change results."""
+    identity = {k: v for k, v in config.items() if k not in NON_IDENTITY_KEYS}
+    return hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:16]
+
+
+def dump_yaml(config: dict) -> str:
+    return yaml.safe_dump(config, sort_keys=False, default_flow_style=None)

@@ -1,0 +1,127 @@
+"""Raw domains as recipes deliver them, and readers for RecBole atomic files.
+
+A recipe returns :class:`RawDomains`: for each domain a table of interactions
+(``user``, ``item``, ``rating``, ``timestamp``; all IDs as strings) and a table
+of items (``item`` plus any descriptive fields), and how the domains align.
+Everything downstream (filtering, alignment, split, text) is the engine's, so
+it is the same for every recipe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError
+
+INTER_COLUMNS = ("user", "item", "rating", "timestamp")
+
+
+@dataclass
+class RawDomain:
+    """One domain's interactions and item descriptions."""
+
+    name: str
+    #: columns: user (str), item (str), rating (float, NaN for implicit), timestamp (float, may be NaN)
+    inter: pd.DataFrame
+    #: columns: item (str) plus descriptive fields (title, year, genres, ...)
+    items: pd.DataFrame = field(default_factory=lambda: pd.DataFrame({"item": []}))
+    #: where the interactions came from, for error messages and summaries
+    origin: str = ""
+
+
+@dataclass
+class RawDomains:
+    """Source and target domain plus how their entities align."""
+
+    source: RawDomain
+    target: RawDomain
+    #: "id": the same user ID means the same person in both domains; None: users are disjoint
+    align_users: str | None = None
+    #: "id": same item ID; "key": same normalised ``item_key_field`` value; None: no shared items
+    align_items: str | None = "id"
+    #: item field whose normalised value matches items across domains (align_items="key")
+    item_key_field: str = "title"
+    #: maps template placeholders to item fields, e.g. {"title": "movie_title"}
+    text_fields: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+
+
+def validate_inter(df: pd.DataFrame, origin: str) -> pd.DataFrame:
+    """Check and normalise an interaction table; errors name the file and field."""
+    for column in ("user", "item"):
+        if column not in df.columns:
+            raise DataError(f"missing column; found columns {list(df.columns)}", origin, column)
+    df = df.copy()
+    if "rating" not in df.columns:
+        df["rating"] = np.nan
+    if "timestamp" not in df.columns:
+        df["timestamp"] = np.nan
+    for column in ("rating", "timestamp"):
+        values = pd.to_numeric(df[column], errors="coerce")
+        bad = values.isna() & df[column].notna() & (df[column].astype(str).str.strip() != "")
+        if bad.any():
+            example = df.loc[bad, column].iloc[0]
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataError(f"expected numbers, got {example!r} (row {row + 1})", origin, column)
+        df[column] = values.astype(float)
+    for column in ("user", "item"):
+        if df[column].isna().any():
+            row = int(np.flatnonzero(df[column].isna().to_numpy())[0])
+            raise DataError(f"empty value in row {row + 1}", origin, column)
+        df[column] = df[column].astype(str)
+    if df.empty:
+        raise DataError("no interactions", origin)
+    return df[list(INTER_COLUMNS)].reset_index(drop=True)
+
+
+def drop_duplicate_interactions(df: pd.DataFrame, origin: str, policy: str = "last") -> tuple[pd.DataFrame, int]:
+    """Keep one row per (user, item): the latest one. Returns the table and how many rows went."""
+    if policy == "error":
+        dup = df.duplicated(["user", "item"], keep=False)
+        if dup.any():
+            first = df[dup].iloc[0]
+            raise DataError(
+                f"duplicate interaction user={first['user']!r} item={first['item']!r} "
+                f"({int(dup.sum())} rows repeat a (user, item) pair)", origin, "user,item")
+        return df, 0
+    before = len(df)
+    df = df.sort_values("timestamp", kind="stable").drop_duplicates(["user", "item"], keep=policy)
+    return df.sort_index().reset_index(drop=True), before - len(df)
+
+
+_TYPES = {"token", "token_seq", "float", "float_seq"}
+
+
+def read_atomic(path: str | Path, required: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Read a RecBole atomic file (``name:type`` headers, tab separated) with clear errors.
+
+    Columns are renamed to their bare names (``user_id:token`` -> ``user_id``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("file not found", str(path))
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        header = handle.readline().rstrip("\n\r")
+    if "\t" not in header:
+        sep_hint = "," if "," in header else (";" if ";" in header else None)
+        hint = f" (the header looks {sep_hint!r}-separated)" if sep_hint else ""
+        raise DataError(f"expected a tab-separated header of name:type columns{hint}, got {header[:80]!r}", str(path))
+    columns = header.split("\t")
+    names = []
+    for column in columns:
+        name, _, kind = column.partition(":")
+        if kind not in _TYPES:
+            raise DataError(
+                f"header column {column!r} must look like name:type with type one of {sorted(_TYPES)}",
+                str(path))
+        names.append(name)
+    for name in required:
+        if name not in names:
+            raise DataError(f"missing column; header has {names}", str(path), name)
+    df = pd.read_csv(path, sep="\t", header=0, names=names, dtype=str, keep_default_na=False,
+                     quoting=3, na_values=[""], engine="c")
+    return df

@@ -1,0 +1,82 @@
+"""The errors xdplug raises on purpose.
+
+Every error a user can cause derives from :class:`XdplugError`; the CLI prints
+those as one readable message and exits with status 2. Anything else is a bug
+and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+
+class XdplugError(Exception):
+    """Base class of every error a user can cause and fix."""
+
+
+class ConfigError(XdplugError):
+    """A configuration value is missing, unknown or of the wrong type.
+
+    ``path`` is the dotted key path (``strategies[1].fusion``) so the message
+    says exactly which key to fix.
+    """
+
+    def __init__(self, path: str, message: str, source: str | None = None):
+        self.path = path
+        self.source = source
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}{path}: {message}")
+
+
+class UnknownComponentError(XdplugError):
+    """A config names a component that no loaded plugin registered."""
+
+    def __init__(self, kind: str, name: str, available: list[str], path: str | None = None):
+        self.kind, self.name, self.available = kind, name, sorted(available)
+        close = difflib.get_close_matches(name, self.available, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        where = f"{path}: " if path else ""
+        listed = ", ".join(self.available) or "(none registered)"
+        super().__init__(f"{where}unknown {kind} {name!r}.{hint} Available {kind}s: {listed}")
+
+
+class DuplicateComponentError(XdplugError):
+    """Two plugins registered components of the same kind under one name."""
+
+    def __init__(self, kind: str, name: str, first_plugin: str, second_plugin: str):
+        self.kind, self.name = kind, name
+        self.plugins = (first_plugin, second_plugin)
+        super().__init__(
+            f"{kind} {name!r} is registered by both plugin {first_plugin!r} and plugin "
+            f"{second_plugin!r}; rename one or block a plugin with XDPLUG_BLOCK_PLUGINS"
+        )
+
+
+class ComponentDefinitionError(XdplugError):
+    """A plugin tried to register something that is not a valid component."""
+
+
+class PluginLoadError(XdplugError):
+    """A plugin failed to import or its hook raised (only raised in strict mode)."""
+
+
+class DataError(XdplugError):
+    """Input data is missing, malformed or unusable; names the file and field."""
+
+    def __init__(self, message: str, file: str | None = None, field: str | None = None):
+        self.file, self.field = file, field
+        parts = []
+        if file:
+            parts.append(str(file))
+        if field:
+            parts.append(f"field {field!r}")
+        prefix = (", ".join(parts) + ": ") if parts else ""
+        super().__init__(prefix + message)
+
+
+class ArtifactError(XdplugError):
+    """An exported model directory is missing, foreign or tampered with."""
+
+
+class RunError(XdplugError):
+    """A benchmark run cannot start (bad store, nothing to run, ...)."""

@@ -1,0 +1,198 @@
+"""The plugin manager: discovery, allow/block lists, failure isolation, registries.
+
+Every plugin, built-in or third-party, is an entry point in the group
+``xdplug``. Each entry point is loaded on its own and each ``register_*`` hook
+is called plugin by plugin, so one broken plugin becomes a warning and a row
+in ``xdplug plugins`` instead of taking the CLI down.
+
+Environment:
+
+``XDPLUG_LOAD_PLUGINS``
+    comma-separated entry-point names; only these load (``""`` loads none).
+``XDPLUG_BLOCK_PLUGINS``
+    comma-separated entry-point names that never load.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+import warnings
+from dataclasses import dataclass, field
+
+import pluggy
+
+from . import hookspecs
+from .errors import DuplicateComponentError, PluginLoadError
+from .registry import HOOK_FOR_KIND, Registry
+
+logger = logging.getLogger(__name__)
+
+GROUP = "xdplug"
+LOAD_ENV = "XDPLUG_LOAD_PLUGINS"
+BLOCK_ENV = "XDPLUG_BLOCK_PLUGINS"
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    module: str
+    distribution: str | None = None
+    version: str | None = None
+    hooks: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "module": self.module,
+            "distribution": self.distribution,
+            "version": self.version,
+            "hooks": sorted(self.hooks),
+            "error": self.error,
+        }
+
+
+class PluginFailureWarning(UserWarning):
+    """A plugin could not be imported or one of its hooks raised."""
+
+
+def _env_list(name: str) -> list[str] | None:
+    value = os.environ.get(name)
+    if value is None:
+        return None
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+class Plugins:
+    """A pluggy manager plus the component registry it produced."""
+
+    def __init__(self, strict: bool = False):
+        self.strict = strict
+        self.pm = pluggy.PluginManager(GROUP)
+        self.pm.add_hookspecs(hookspecs)
+        self.info: dict[str, PluginInfo] = {}
+        self._registry: Registry | None = None
+
+    # -- loading -------------------------------------------------------------
+    def load_entrypoints(self) -> None:
+        allow = _env_list(LOAD_ENV)
+        block = set(_env_list(BLOCK_ENV) or [])
+        if allow is not None:
+            available = {ep.name for ep in importlib.metadata.entry_points(group=GROUP)}
+            for name in allow:
+                if name not in available:
+                    logger.warning("%s names %r, but no such plugin is installed", LOAD_ENV, name)
+        for ep in sorted(importlib.metadata.entry_points(group=GROUP), key=lambda e: e.name):
+            if ep.name in block or (allow is not None and ep.name not in allow):
+                self.pm.set_blocked(ep.name)
+                continue
+            if ep.name in self.info:
+                continue
+            dist = getattr(ep, "dist", None)
+            info = PluginInfo(
+                name=ep.name,
+                module=ep.value,
+                distribution=dist.name if dist else None,
+                version=dist.version if dist else None,
+            )
+            self.info[ep.name] = info
+            try:
+                module = ep.load()
+                self.pm.register(module, name=ep.name)
+            except Exception as exc:  # a broken plugin must not take the engine down
+                self._fail(info, f"import failed: {type(exc).__name__}: {exc}")
+
+    def register(self, plugin: object, name: str, version: str | None = None) -> None:
+        """Register an in-process plugin object (tests, notebooks)."""
+        self.pm.register(plugin, name=name)
+        self.info[name] = PluginInfo(name=name, module=getattr(plugin, "__name__", repr(plugin)),
+                                     version=version)
+        self._registry = None
+
+    def unregister(self, name: str) -> None:
+        self.pm.unregister(name=name)
+        self.info.pop(name, None)
+        self._registry = None
+
+    def _fail(self, info: PluginInfo, message: str) -> None:
+        info.error = message if info.error is None else f"{info.error}; {message}"
+        text = f"xdplug plugin {info.name!r} failed: {message}"
+        if self.strict:
+            raise PluginLoadError(text)
+        warnings.warn(text, PluginFailureWarning, stacklevel=3)
+
+    # -- registries ----------------------------------------------------------
+    @property
+    def registry(self) -> Registry:
+        if self._registry is None:
+            self._registry = self._build_registry()
+        return self._registry
+
+    def _build_registry(self) -> Registry:
+        registry = Registry()
+        for kind, hook_name in HOOK_FOR_KIND.items():
+            hook = getattr(self.pm.hook, hook_name)
+            for impl in reversed(hook.get_hookimpls()):  # pluggy lists last-registered first
+                plugin_name = impl.plugin_name
+                info = self.info.setdefault(plugin_name, PluginInfo(plugin_name, repr(impl.plugin)))
+                if info.error and "import failed" in info.error:
+                    continue
+                kwargs = {}
+                if "register" in impl.argnames:
+                    kwargs["register"] = registry.register_callback(kind, plugin_name)
+                try:
+                    impl.function(**kwargs)
+                except DuplicateComponentError:
+                    raise
+                except Exception as exc:
+                    self._fail(info, f"{hook_name} raised {type(exc).__name__}: {exc}")
+        for name, info in self.info.items():
+            plugin = self.pm.get_plugin(name)
+            if plugin is not None:
+                info.hooks = sorted(
+                    caller.name for caller in (self.pm.get_hookcallers(plugin) or [])
+                )
+        return registry
+
+    def plugin_rows(self) -> list[dict]:
+        self.registry  # noqa: B018 - hook failures are recorded while building it
+        return [self.info[name].as_dict() for name in sorted(self.info)]
+
+    def failures(self) -> list[PluginInfo]:
+        self.registry  # noqa: B018
+        return [info for info in self.info.values() if info.error]
+
+    # -- per-run hooks -------------------------------------------------------
+    def notify_run_finished(self, record: dict) -> None:
+        for impl in self.pm.hook.run_finished.get_hookimpls():
+            try:
+                impl.function(**({"record": record} if "record" in impl.argnames else {}))
+            except Exception as exc:
+                logger.warning("plugin %r run_finished hook failed: %s", impl.plugin_name, exc)
+
+
+def make_plugin_manager(load_entrypoints: bool = True, strict: bool = False) -> Plugins:
+    """A fresh manager; with ``load_entrypoints`` it discovers installed plugins."""
+    plugins = Plugins(strict=strict)
+    if load_entrypoints:
+        plugins.load_entrypoints()
+    return plugins
+
+
+_default: Plugins | None = None
+
+
+def get_plugins() -> Plugins:
+    """The process-wide manager, loaded on first use."""
+    global _default
+    if _default is None:
+        _default = make_plugin_manager(strict=os.environ.get("XDPLUG_STRICT_PLUGINS") == "1")
+    return _default
+
+
+def set_plugins(plugins: Plugins | None) -> None:
+    """Replace the process-wide manager (the testing harness uses this)."""
+    global _default
+    _default = plugins

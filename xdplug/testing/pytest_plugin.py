@@ -1,0 +1,1 @@
+"""pytest plugin with fixtures for xdplug plugin authors (entry point ``pytest11``)."""
