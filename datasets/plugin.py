@@ -5,4 +5,7 @@ from xdplug import hookimpl
 
 @hookimpl
 def register_datasets(register):
-    pass
+    from .movielens import ML1MToML100K, ML100KGenres
+
+    register(ML100KGenres)
+    register(ML1MToML100K)

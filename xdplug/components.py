@@ -177,9 +177,14 @@ class Baseline(Component):
 
     kind = "baseline"
     needs_shared_ids: ClassVar[bool] = False
+    #: can be trained on pooled source + target interactions (``pooled: true``)
+    supports_pooling: ClassVar[bool] = False
 
-    def fit(self, ctx: FitContext):
+    def fit(self, ctx: FitContext, pooled: bool = False):
         """Train on ``ctx.data`` and return a scorer.
+
+        ``pooled`` asks for the naive transfer control: the same model trained
+        on the source's interactions stacked under the target's training rows.
 
         The scorer has ``score(users: LongTensor) -> FloatTensor[len(users), n_target_items]``
         over the target's canonical item indices, and an optional boolean

@@ -340,7 +340,7 @@ def validate_components(config: dict, registry, source: str | None = None) -> No
     """Check every component name against the registry and build each with its options."""
     from .components import resolve_params
     from .errors import UnknownComponentError
-    from .model.transfer import TransferModel
+    from .model.transfer import ModelOptions
 
     def get(kind, name, path):
         try:
@@ -361,7 +361,7 @@ def validate_components(config: dict, registry, source: str | None = None) -> No
         for kind in ("encoder", "fusion", "adaptation"):
             cls = get(kind, entry[kind], f"strategies[{i}].{kind}")
             resolve_params(cls, params.get(kind), f"strategies[{i}].params.{kind}")
-        resolve_params(TransferModel.Options, params.get("model"), f"strategies[{i}].params.model")
+        resolve_params(ModelOptions, params.get("model"), f"strategies[{i}].params.model")
 
 
 def canonical_json(value: Any) -> str:

@@ -1,8 +1,14 @@
-"""Built-in adaptations, registered like any third-party plugin."""
+"""Built-in adaptations: how source knowledge reaches the target domain."""
 
 from xdplug import hookimpl
 
 
 @hookimpl
 def register_adaptations(register):
-    pass
+    from .alignment import CoralAlignment, DANN, MMDAlignment
+    from .schedules import Finetune, Freeze, Joint, L2SP, TargetOnly, ZeroShot
+    from .consistency import Consistency
+
+    for cls in (TargetOnly, ZeroShot, Finetune, Freeze, L2SP, Joint, DANN, MMDAlignment,
+                CoralAlignment, Consistency):
+        register(cls)

@@ -1,8 +1,14 @@
-"""Built-in baselines, registered like any third-party plugin."""
+"""Built-in baselines: RecBole's general recommenders by name, and the transfer controls."""
 
 from xdplug import hookimpl
 
 
 @hookimpl
 def register_baselines(register):
-    pass
+    from .controls import SourcePop, TextKNN
+    from .recbole_models import recbole_baselines
+
+    for cls in recbole_baselines():
+        register(cls)
+    register(TextKNN)
+    register(SourcePop)

@@ -1,8 +1,12 @@
-"""Built-in encoders, registered like any third-party plugin."""
+"""Built-in encoders: ``bert`` (BERT-family text) and ``id`` (learned item IDs)."""
 
 from xdplug import hookimpl
 
 
 @hookimpl
 def register_encoders(register):
-    pass
+    from .bert import BertEncoder
+    from .id import IdEncoder
+
+    register(BertEncoder)
+    register(IdEncoder)

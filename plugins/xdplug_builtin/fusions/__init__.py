@@ -1,8 +1,11 @@
-"""Built-in fusions, registered like any third-party plugin."""
+"""Built-in fusions: ``text``, ``id``, ``weighted``, ``concat`` and ``gate``."""
 
 from xdplug import hookimpl
 
 
 @hookimpl
 def register_fusions(register):
-    pass
+    from .fusions import ConcatFusion, GateFusion, IdOnlyFusion, TextOnlyFusion, WeightedFusion
+
+    for cls in (TextOnlyFusion, IdOnlyFusion, WeightedFusion, ConcatFusion, GateFusion):
+        register(cls)

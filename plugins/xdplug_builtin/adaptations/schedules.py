@@ -1,0 +1,88 @@
+"""Adaptations that are schedules: which domain trains when, and what may change."""
+
+from __future__ import annotations
+
+import torch
+
+from xdplug.components import Adaptation
+
+
+class TargetOnly(Adaptation):
+    name = "target-only"
+    description = "No transfer: train on the target only (the no-transfer control)"
+    uses_source = False
+
+    def fit(self, session):
+        session.train(["target"], phase="target")
+
+
+class ZeroShot(Adaptation):
+    name = "zero-shot"
+    description = "Train on the source only, score the target with no target training"
+    uses_target = False
+
+    def fit(self, session):
+        session.train(["source"], phase="source", validate_on="source")
+
+
+class Finetune(Adaptation):
+    name = "finetune"
+    description = "Pretrain on the source, then train everything on the target"
+    defaults = {"target_learning_rate": 0.0}
+
+    def fit(self, session):
+        session.train(["source"], phase="source", validate_on="source")
+        session.train(["target"], phase="target", learning_rate=self.params["target_learning_rate"] or None)
+
+
+def adaptor_and_id_parameters(model) -> list[torch.nn.Parameter]:
+    """The parts that adapt a pretrained model to a new domain: text adaptor, IDs, biases."""
+    params = []
+    for name in ("adaptor", "item_id", "user_id"):
+        module = getattr(model, name, None)
+        if module is not None:
+            params += list(module.parameters())
+    if model.item_bias is not None:
+        params.append(model.item_bias)
+    return params
+
+
+class Freeze(Adaptation):
+    name = "freeze"
+    description = "Pretrain on the source, then train only the text adaptor and ID parts on the target"
+
+    def fit(self, session):
+        session.train(["source"], phase="source", validate_on="source")
+        session.train(["target"], phase="target", parameters=adaptor_and_id_parameters(session.model))
+
+
+def l2sp_penalty(model, anchor: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Sum of squared distances of the parameters from their pretrained values."""
+    total = 0.0
+    for name, param in model.named_parameters():
+        if name in anchor and param.requires_grad:
+            total = total + (param - anchor[name]).pow(2).sum()
+    return total
+
+
+class L2SP(Adaptation):
+    name = "l2sp"
+    description = "Fine-tune with lambda * ||theta_t - theta_s||^2 towards the pretrained weights"
+    defaults = {"weight": 0.01}
+
+    def fit(self, session):
+        session.train(["source"], phase="source", validate_on="source")
+        anchor = session.snapshot()
+        weight = self.params["weight"]
+        session.train(["target"], phase="target",
+                      extra_losses=[lambda model, batch: weight * l2sp_penalty(model, anchor)])
+
+
+class Joint(Adaptation):
+    name = "joint"
+    description = "Multi-task training on both domains at once, one loss weight per domain"
+    defaults = {"source_weight": 0.5, "target_weight": 1.0}
+
+    def fit(self, session):
+        session.train(["source", "target"], phase="joint",
+                      weights={"source": self.params["source_weight"], "target": self.params["target_weight"]})

@@ -1,0 +1,135 @@
+"""Cold-start slices: where transfer should matter most.
+
+Averages over all users hide the question a cross-domain method must answer:
+does it help the users and items the target barely knows? Two slices:
+
+**User groups.** Users are grouped by their number of target training
+interactions (``result.train_counts``) with the upper bounds
+``result.user_groups``: ``[5, 10, 20, 50]`` gives ``1-5``, ``6-10``,
+``11-20``, ``21-50`` and ``51+``. Users with no target training interaction
+at all (possible in the sparse-target regime) form a group ``0`` that is
+reported only when it has users. Each group reports the mean NDCG / Recall /
+Hit at each K over its users, computed exactly as the ``ranking`` evaluator
+does, and its user count. ``n_users|users X`` is always reported (0 for an
+empty group, so tables keep their shape); an empty group has no metric keys.
+
+**Cold items** (when ``result.cold_items`` is set). The ranking among cold
+items only (``result.topk_cold``) is scored against each user's positives
+restricted to cold items, over the users with at least one cold positive. The
+share of all-items hits that are cold items (``cold_hit_share@K``) shows
+whether a method ever surfaces them in the normal ranking. When the method
+says which items it could learn about (``result.item_known``),
+``cold_known_frac`` is the fraction of cold items among them: an ID-only model
+reports 0 there, and its cold-item numbers are what it actually produced
+(typically random order), not left out.
+
+``per_user`` returns nothing: the group values are the ``ranking`` evaluator's
+per-user values sliced by group (nothing new to test), and the cold-item
+slice covers only some users, so it cannot fill arrays of length U.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from xdplug.components import Evaluator
+
+from .ranking import check_metric_names, hit_matrix, mean, per_user_metrics
+
+if TYPE_CHECKING:  # pragma: no cover
+    from xdplug.evaluation import RankingResult
+
+logger = logging.getLogger(__name__)
+
+
+def user_group_labels(bounds: list[int]) -> tuple[np.ndarray, list[str]]:
+    """Edges for ``np.searchsorted(edges, counts)`` and one label per group.
+
+    Group 0 holds the users with no training interaction (counts <= 0) unless
+    ``bounds`` already starts at 0; each next group is ``(lower, upper]``, the
+    last is ``upper+``.
+    """
+    bounds = sorted({int(b) for b in bounds if int(b) >= 0})
+    edges = bounds if bounds and bounds[0] == 0 else [0, *bounds]
+    labels = ["0"]
+    for lower, upper in zip(edges[:-1], edges[1:]):
+        labels.append(str(upper) if upper == lower + 1 else f"{lower + 1}-{upper}")
+    labels.append(f"{edges[-1] + 1}+")
+    return np.asarray(edges), labels
+
+
+class ColdStartEvaluator(Evaluator):
+    """Metrics per user-activity group and on cold items."""
+
+    name = "cold-start"
+    description = "Metrics by user training-interaction group and on cold (target-unseen) items"
+    defaults = {"metrics": ["ndcg", "recall", "hit"]}
+    scope = "run"
+
+    def __init__(self, params: dict | None = None, path: str | None = None):
+        super().__init__(params, path)
+        check_metric_names(type(self), self.params["metrics"], path)
+
+    def per_user(self, result: RankingResult) -> dict[str, np.ndarray]:
+        """Nothing: see the module docstring."""
+        return {}
+
+    def evaluate(self, result: RankingResult) -> dict[str, float]:
+        hits = result.hits()
+        out = self._user_groups(result, hits)
+        if result.cold_items is not None:
+            out.update(self._cold_items(result, hits))
+        return out
+
+    # -- user groups -----------------------------------------------------------
+    def _user_groups(self, result: RankingResult, hits: np.ndarray) -> dict[str, float]:
+        metrics = tuple(self.params["metrics"])
+        values = per_user_metrics(hits, result.positive_counts(), result.ks, metrics)
+        edges, labels = user_group_labels(result.user_groups)
+        group = np.searchsorted(edges, np.asarray(result.train_counts), side="left")
+        implicit_zero = edges[0] == 0 and 0 not in result.user_groups
+        out: dict[str, float] = {}
+        for g, label in enumerate(labels):
+            members = group == g
+            n = int(members.sum())
+            if g == 0 and implicit_zero and n == 0:
+                continue
+            suffix = f"|users {label}"
+            if n:
+                for key, per_user in values.items():
+                    out[key + suffix] = float(per_user[members].mean())
+            out["n_users" + suffix] = float(n)
+        return out
+
+    # -- cold items ------------------------------------------------------------
+    def _cold_items(self, result: RankingResult, hits: np.ndarray) -> dict[str, float]:
+        cold = np.asarray(result.cold_items)
+        topk = np.asarray(result.topk)
+        out: dict[str, float] = {}
+        metrics = tuple(self.params["metrics"])
+
+        cold_pos = [p[np.isin(p, cold)] for p in result.positives]
+        eligible = np.array([len(p) > 0 for p in cold_pos], dtype=bool)
+        n_eligible = int(eligible.sum())
+        if n_eligible and result.topk_cold is None:
+            logger.warning("cold items given without a cold-only ranking; cold-item metrics skipped")
+        elif n_eligible:
+            rows = np.flatnonzero(eligible)
+            pos_index = hit_matrix(np.asarray(result.topk_cold)[rows], [cold_pos[r] for r in rows])
+            pos_len = np.array([len(cold_pos[r]) for r in rows], dtype=np.int64)
+            for key, per_user in per_user_metrics(pos_index, pos_len, result.ks, metrics).items():
+                out[f"{key}|cold items"] = mean(per_user)
+        out["n_users|cold items"] = float(n_eligible)
+
+        is_cold = np.isin(topk, cold)
+        for k in result.ks:
+            all_hits = int(hits[:, :k].sum())
+            cold_hits = int((hits[:, :k] & is_cold[:, :k]).sum())
+            out[f"cold_hit_share@{k}"] = cold_hits / all_hits if all_hits else 0.0
+
+        if result.item_known is not None and cold.size:
+            out["cold_known_frac"] = float(np.asarray(result.item_known, dtype=bool)[cold].mean())
+        return out

@@ -1,0 +1,135 @@
+"""CrossDomainData: a prepared source domain and one fixed target split, in memory.
+
+Everything is integer indices. The target's canonical user and item indices
+are what every method scores and every evaluator reads; the item catalog
+maps both domains' items to shared rows, which is how a model moves between
+domains.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from .catalog import ItemCatalog
+
+
+@dataclass
+class CrossDomainData:
+    folder: Path
+    #: [n, 2] arrays of (user, item) canonical indices
+    target_train: np.ndarray
+    target_valid: np.ndarray
+    target_test: np.ndarray
+    source_train: np.ndarray
+    catalog: ItemCatalog
+    keys: dict
+    summary: dict
+    cold_items: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "CrossDomainData":
+        folder = Path(folder)
+        arrays = np.load(folder / "arrays.npz")
+        keys = json.loads((folder / "keys.json").read_text())
+        summary = json.loads((folder / "summary.json").read_text())
+        catalog = ItemCatalog(keys=keys["catalog"], texts=keys["texts"],
+                              source_rows=arrays["catalog_source_rows"],
+                              target_rows=arrays["catalog_target_rows"])
+        return cls(folder=folder, target_train=arrays["target_train"],
+                   target_valid=arrays["target_valid"], target_test=arrays["target_test"],
+                   source_train=arrays["source_train"], catalog=catalog, keys=keys,
+                   summary=summary, cold_items=arrays["cold_items"])
+
+    # sizes ------------------------------------------------------------------
+    @property
+    def n_target_users(self) -> int:
+        return len(self.keys["target_users"])
+
+    @property
+    def n_target_items(self) -> int:
+        return len(self.keys["target_items"])
+
+    @property
+    def n_source_users(self) -> int:
+        return len(self.keys["source_users"])
+
+    @property
+    def n_source_items(self) -> int:
+        return len(self.keys["source_items"])
+
+    def n_users(self, domain: str) -> int:
+        return self.n_target_users if domain == "target" else self.n_source_users
+
+    def n_items(self, domain: str) -> int:
+        return self.n_target_items if domain == "target" else self.n_source_items
+
+    def train(self, domain: str) -> np.ndarray:
+        return self.target_train if domain == "target" else self.source_train
+
+    # derived views ------------------------------------------------------------
+    def matrix(self, domain: str = "target", part: str = "train") -> sp.csr_matrix:
+        pairs = {"train": self.train(domain), "valid": self.target_valid, "test": self.target_test}[part]
+        shape = (self.n_users(domain), self.n_items(domain))
+        m = sp.csr_matrix((np.ones(len(pairs), dtype=np.float32), (pairs[:, 0], pairs[:, 1])), shape=shape)
+        m.data[:] = 1.0
+        return m
+
+    @cached_property
+    def target_item_popularity(self) -> np.ndarray:
+        return np.bincount(self.target_train[:, 1], minlength=self.n_target_items)
+
+    @cached_property
+    def source_item_popularity(self) -> np.ndarray:
+        return np.bincount(self.source_train[:, 1], minlength=self.n_source_items)
+
+    def user_items(self, domain: str = "target", part: str = "train") -> list[np.ndarray]:
+        """Per user, the sorted items of ``part`` (one array per canonical user)."""
+        m = self.matrix(domain, part)
+        return [m.indices[m.indptr[u]:m.indptr[u + 1]].copy() for u in range(m.shape[0])]
+
+    @cached_property
+    def shared_users(self) -> np.ndarray:
+        """[k, 2] pairs (target user, source user) of the same person."""
+        s = {k: i for i, k in enumerate(self.keys["source_users"])}
+        pairs = [(t, s[k]) for t, k in enumerate(self.keys["target_users"]) if k in s]
+        return np.array(pairs, dtype=np.int64).reshape(-1, 2)
+
+    @cached_property
+    def shared_items(self) -> np.ndarray:
+        """[k, 2] pairs (target item, source item) of the same item."""
+        s = {k: i for i, k in enumerate(self.keys["source_items"])}
+        pairs = [(t, s[k]) for t, k in enumerate(self.keys["target_items"]) if k in s]
+        return np.array(pairs, dtype=np.int64).reshape(-1, 2)
+
+    @property
+    def has_shared_ids(self) -> bool:
+        return len(self.shared_users) > 0 or len(self.shared_items) > 0
+
+    def target_item_texts(self) -> list[str]:
+        return [self.catalog.texts[r] for r in self.catalog.target_rows]
+
+    def describe(self) -> str:
+        """A short human summary per domain (the ``datasets prepare`` output)."""
+        s = self.summary
+        lines = []
+        for role in ("source", "target"):
+            d = s["domains"][role]
+            lines.append(
+                f"{role:>6} ({d.get('name', '')}): {d['users']:,} users, {d['items']:,} items, "
+                f"{d['interactions']:,} interactions, sparsity {d['sparsity']:.4f}, "
+                f"text coverage {d['text_coverage']:.1%}")
+        o = s["overlap"]
+        lines.append(f"overlap: {o['users']:,} users ({o['user_fraction']:.1%} of target), "
+                     f"{o['items']:,} items ({o['item_fraction']:.1%} of target)")
+        sp_ = s["split"]
+        lines.append(f"target split: {sp_['train']:,} train / {sp_['valid']:,} valid / {sp_['test']:,} test"
+                     + (f"; {s['cold_items']} cold items" if s.get("cold_items") else ""))
+        lines.append(f"leakage guard removed {s['leakage_removed']} source interactions; "
+                     f"{s['text_fallback_items']} items use the fallback text")
+        return "\n".join(lines)

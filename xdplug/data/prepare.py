@@ -1,0 +1,354 @@
+"""From a recipe's raw domains to one fixed, cached cross-domain split.
+
+The steps, identical for every recipe and every method of a report:
+
+1. validate interactions and drop duplicates (the latest (user, item) row stays);
+2. keep positives (``rating >= min_rating``) and filter both domains to
+   users and items with enough interactions (iterated to a fixed point);
+3. align entities: shared users and items get one key, unaligned ones a
+   domain prefix, so nothing is shared by accident;
+4. split the target per user with RecBole's own splitting (``RS`` ratios,
+   random order, seeded), optionally make a fraction of items cold and keep
+   a fraction of each user's training interactions (sparse target);
+5. leakage guard: drop every source interaction that equals a target
+   validation or test interaction, and with ``new_in_source`` every source
+   interaction of a cold item;
+6. build item texts and write everything aside, then rename into place.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..config import canonical_json
+from ..errors import DataError
+from .. import paths
+from .raw import RawDomain, RawDomains, drop_duplicate_interactions, validate_inter
+from .text import normalise_key, render_texts
+
+logger = logging.getLogger(__name__)
+
+#: bump when the preparation changes what it writes, so old caches are not reused
+PREP_VERSION = 1
+
+
+def cache_key(recipe: str, dataset_cfg: dict, recipe_params: dict, seed: int) -> str:
+    import hashlib
+
+    identity = {
+        "v": PREP_VERSION,
+        "recipe": recipe,
+        "params": recipe_params,
+        "protocol": dataset_cfg["protocol"],
+        "template": dataset_cfg["text_template"],
+        "align": dataset_cfg.get("align", "auto"),
+        "sparse": dataset_cfg.get("sparse"),
+        "cold_items": dataset_cfg.get("cold_items"),
+        "seed": seed,
+    }
+    return hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:12]
+
+
+def kcore(df: pd.DataFrame, min_user: int, min_item: int) -> pd.DataFrame:
+    """Drop users and items with too few interactions until none is left to drop."""
+    while True:
+        before = len(df)
+        if min_user > 1:
+            counts = df["user"].map(df["user"].value_counts())
+            df = df[counts >= min_user]
+        if min_item > 1:
+            counts = df["item"].map(df["item"].value_counts())
+            df = df[counts >= min_item]
+        if len(df) == before:
+            return df.reset_index(drop=True)
+
+
+def clean_domain(domain: RawDomain, protocol: dict, role: str) -> tuple[pd.DataFrame, dict]:
+    origin = domain.origin or f"{role} domain {domain.name!r}"
+    inter = validate_inter(domain.inter, origin)
+    inter, duplicates = drop_duplicate_interactions(inter, origin)
+    rated = inter["rating"].notna()
+    positives = inter[~rated | (inter["rating"] >= protocol["min_rating"])]
+    filtered = kcore(positives, protocol["min_user_inter"], protocol["min_item_inter"])
+    if filtered.empty:
+        raise DataError(
+            f"the {role} domain is empty after filtering (ratings >= {protocol['min_rating']}, "
+            f"users >= {protocol['min_user_inter']} and items >= {protocol['min_item_inter']} "
+            f"interactions; {len(inter)} interactions before filtering)",
+            origin, "dataset.protocol")
+    stats = {"raw_interactions": int(len(domain.inter)), "duplicates_dropped": int(duplicates),
+             "positives": int(len(positives))}
+    return filtered, stats
+
+
+def _item_keys(raw: RawDomains, domain: RawDomain, role: str, align_items: str | None) -> dict[str, str]:
+    """item ID -> shared key (or a domain-prefixed key when items do not align)."""
+    ids = pd.unique(domain.inter["item"].astype(str))
+    if align_items == "id":
+        return {i: i for i in ids}
+    if align_items == "key":
+        field = raw.item_key_field
+        items = domain.items
+        if field not in items.columns:
+            raise DataError(f"missing item field used to align items; found {list(items.columns)}",
+                            domain.origin or role, field)
+        mapping = dict(zip(items["item"].astype(str), items[field].astype(str).map(normalise_key)))
+        return {i: ("k:" + mapping[i]) if mapping.get(i) else f"{role[0]}:{i}" for i in ids}
+    return {i: f"{role[0]}:{i}" for i in ids}
+
+
+def recbole_split(inter: pd.DataFrame, ratios: list[float], order: str, seed: int,
+                  workdir: Path) -> list[pd.DataFrame]:
+    """Split per user with RecBole's own ``Dataset.build`` (shuffle or time order, then RS ratios)."""
+    from recbole.data.dataset import Dataset
+    from recbole.utils import init_seed
+
+    from ..recbole_compat import recbole_config
+    import torch
+
+    users = {u: f"u{i}" for i, u in enumerate(pd.unique(inter["user"]))}
+    items = {it: f"i{i}" for i, it in enumerate(pd.unique(inter["item"]))}
+    back_u = {v: k for k, v in users.items()}
+    back_i = {v: k for k, v in items.items()}
+    table = pd.DataFrame({
+        "user_id:token": inter["user"].map(users),
+        "item_id:token": inter["item"].map(items),
+        "timestamp:float": inter["timestamp"].fillna(0.0),
+    })
+    folder = workdir / "split"
+    folder.mkdir(parents=True, exist_ok=True)
+    table.to_csv(folder / "split.inter", sep="\t", index=False)
+    config = recbole_config("Pop", "split", workdir, {
+        "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
+        "eval_args": {"split": {"RS": list(ratios)}, "order": order, "group_by": "user", "mode": "full"},
+        "seed": seed,
+    }, torch.device("cpu"))
+    init_seed(seed, True)
+    dataset = Dataset(config)
+    parts = dataset.build()
+    out = []
+    for part in parts:
+        u = dataset.id2token("user_id", part.inter_feat["user_id"].numpy())
+        i = dataset.id2token("item_id", part.inter_feat["item_id"].numpy())
+        out.append(pd.DataFrame({"user": [back_u[x] for x in u], "item": [back_i[x] for x in i]}))
+    shutil.rmtree(folder, ignore_errors=True)
+    return out
+
+
+def make_cold(train, valid, test, fraction: float, rng: np.random.Generator):
+    """Move every training interaction of a seeded fraction of items to validation/test."""
+    items = np.array(sorted(set(train["item"]) | set(valid["item"]) | set(test["item"])))
+    n_cold = max(1, int(round(fraction * len(items))))
+    cold = np.sort(rng.choice(items, size=n_cold, replace=False))
+    moving = train["item"].isin(cold)
+    moved = train[moving]
+    to_valid = rng.random(len(moved)) < 0.5
+    valid = pd.concat([valid, moved[to_valid]], ignore_index=True)
+    test = pd.concat([test, moved[~to_valid]], ignore_index=True)
+    return train[~moving].reset_index(drop=True), valid, test, set(cold.tolist())
+
+
+def make_sparse(train: pd.DataFrame, keep: float, rng: np.random.Generator) -> pd.DataFrame:
+    """Keep a fraction of each user's training interactions (at least one)."""
+    order = rng.permutation(len(train))
+    shuffled = train.iloc[order]
+    rank = shuffled.groupby("user").cumcount()
+    size = shuffled["user"].map(shuffled["user"].value_counts())
+    quota = np.maximum(1, np.round(size * keep)).astype(int)
+    kept = shuffled[rank < quota]
+    return kept.sort_index().reset_index(drop=True)
+
+
+def _summary(df: pd.DataFrame, texts_ok: int, n_items: int) -> dict:
+    users, items = df["user"].nunique(), df["item"].nunique()
+    return {
+        "users": int(users), "items": int(n_items), "interactions": int(len(df)),
+        "sparsity": float(1 - len(df) / max(1, users * max(1, n_items))),
+        "text_coverage": float(texts_ok / max(1, n_items)),
+    }
+
+
+def prepare_domains(raw: RawDomains, dataset_cfg: dict, seed: int, workdir: Path) -> dict:
+    """Run the whole preparation in memory; returns the arrays and tables to store."""
+    protocol = dataset_cfg["protocol"]
+    align = dataset_cfg.get("align", "auto")
+    align_users = raw.align_users if align == "auto" else None
+    align_items = raw.align_items if align == "auto" else None
+
+    source, source_stats = clean_domain(raw.source, protocol, "source")
+    target, target_stats = clean_domain(raw.target, protocol, "target")
+
+    # entity keys: shared where the recipe says entities align, prefixed otherwise
+    for df, domain, role in ((source, raw.source, "source"), (target, raw.target, "target")):
+        keys = _item_keys(raw, domain, role, align_items)
+        df["item_key"] = df["item"].map(keys)
+        df["user_key"] = df["user"] if align_users == "id" else role[0] + ":" + df["user"]
+    # key alignment can merge two items of one domain; keep one row per (user, key)
+    source = source.drop_duplicates(["user_key", "item_key"], keep="last")
+    target = target.drop_duplicates(["user_key", "item_key"], keep="last")
+
+    shared_items = set(source["item_key"]) & set(target["item_key"])
+    shared_users = set(source["user_key"]) & set(target["user_key"])
+    if (align_items or align_users) and not shared_items and not shared_users:
+        raise DataError(
+            f"the domains share no {'items' if align_items else 'users'} after filtering, but the "
+            f"recipe aligns them (items by {align_items!r}, users by {align_users!r}); check the IDs "
+            "or set dataset.align: none", raw.target.origin or "target domain", "align")
+
+    split_in = pd.DataFrame({"user": target["user_key"], "item": target["item_key"],
+                             "timestamp": target["timestamp"]})
+    train, valid, test = recbole_split(split_in, protocol["split"], protocol["order"], seed, workdir)
+
+    cold: set[str] = set()
+    cold_cfg = dataset_cfg.get("cold_items")
+    if cold_cfg:
+        rng = np.random.default_rng(cold_cfg.get("seed", seed))
+        train, valid, test, cold = make_cold(train, valid, test, cold_cfg.get("fraction", 0.2), rng)
+    sparse_cfg = dataset_cfg.get("sparse")
+    if sparse_cfg and sparse_cfg.get("keep", 1.0) < 1.0:
+        rng = np.random.default_rng(sparse_cfg.get("seed", seed) + 7919)
+        train = make_sparse(train, sparse_cfg["keep"], rng)
+
+    # leakage guard: no target validation/test interaction in the source, ever
+    src = pd.DataFrame({"user": source["user_key"], "item": source["item_key"]})
+    held_out = pd.concat([valid, test], ignore_index=True)
+    pair = src["user"] + "\x1f" + src["item"]
+    leak = pair.isin(set(held_out["user"] + "\x1f" + held_out["item"]))
+    if cold_cfg and cold_cfg.get("new_in_source"):
+        leak |= src["item"].isin(cold)
+    leaked = int(leak.sum())
+    src = src[~leak].reset_index(drop=True)
+    if src.empty:
+        raise DataError("the source domain is empty after removing target held-out interactions",
+                        raw.source.origin or "source domain")
+
+    # canonical indices: sorted keys, so the same data always gives the same indices
+    t_users = sorted(set(train["user"]) | set(valid["user"]) | set(test["user"]))
+    t_items = sorted(set(train["item"]) | set(valid["item"]) | set(test["item"]))
+    s_users = sorted(set(src["user"]))
+    s_items = sorted(set(src["item"]))
+    catalog_keys = sorted(set(t_items) | set(s_items))
+    row_of = {k: i for i, k in enumerate(catalog_keys)}
+    tu = {k: i for i, k in enumerate(t_users)}
+    ti = {k: i for i, k in enumerate(t_items)}
+    su = {k: i for i, k in enumerate(s_users)}
+    si = {k: i for i, k in enumerate(s_items)}
+
+    def encode(df, umap, imap):
+        return np.stack([df["user"].map(umap).to_numpy(np.int64),
+                         df["item"].map(imap).to_numpy(np.int64)], axis=1)
+
+    # item texts: target's description first, the source's where the target has none
+    text_fields = raw.text_fields
+    texts_by_key: dict[str, str] = {}
+    fallback_keys: set[str] = set()
+    for domain, df in ((raw.target, target), (raw.source, source)):
+        items = domain.items.copy()
+        if "item" not in items.columns:
+            items = pd.DataFrame({"item": []})
+        items["item"] = items["item"].astype(str)
+        key_of = dict(zip(df["item"], df["item_key"]))
+        present = items[items["item"].isin(key_of)]
+        missing = sorted(set(key_of) - set(present["item"]))
+        if missing:
+            present = pd.concat([present, pd.DataFrame({"item": missing})], ignore_index=True)
+        texts, _ = render_texts(present, dataset_cfg["text_template"], text_fields)
+        for item, text in texts.items():
+            key = key_of[item]
+            is_fallback = text.startswith("item ") and text == f"item {item}"
+            if key not in texts_by_key or (key in fallback_keys and not is_fallback):
+                texts_by_key[key] = text
+                if is_fallback:
+                    fallback_keys.add(key)
+                else:
+                    fallback_keys.discard(key)
+    catalog_texts = [texts_by_key.get(k, f"item {k}") for k in catalog_keys]
+
+    def n_text(keys):
+        return sum(1 for k in keys if k not in fallback_keys and k in texts_by_key)
+
+    summary = {
+        "recipe_description": raw.description,
+        "align": {"users": align_users, "items": align_items},
+        "domains": {
+            "source": {**_summary(src, n_text(s_items), len(s_items)), **source_stats,
+                       "name": raw.source.name},
+            "target": {**_summary(pd.concat([train, valid, test]), n_text(t_items), len(t_items)),
+                       **target_stats, "name": raw.target.name},
+        },
+        "overlap": {
+            "users": len(set(t_users) & set(s_users)),
+            "items": len(set(t_items) & set(s_items)),
+            "user_fraction": len(set(t_users) & set(s_users)) / max(1, len(t_users)),
+            "item_fraction": len(set(t_items) & set(s_items)) / max(1, len(t_items)),
+        },
+        "split": {"train": int(len(train)), "valid": int(len(valid)), "test": int(len(test))},
+        "cold_items": len(cold) if cold_cfg else None,
+        "leakage_removed": leaked,
+        "text_fallback_items": sum(1 for k in catalog_keys if k in fallback_keys or k not in texts_by_key),
+        "protocol": protocol,
+        "seed": seed,
+        "sparse": sparse_cfg,
+        "cold_items_config": cold_cfg,
+    }
+    return {
+        "arrays": {
+            "target_train": encode(train, tu, ti),
+            "target_valid": encode(valid, tu, ti),
+            "target_test": encode(test, tu, ti),
+            "source_train": encode(src, su, si),
+            "catalog_source_rows": np.array([row_of[k] for k in s_items], dtype=np.int64),
+            "catalog_target_rows": np.array([row_of[k] for k in t_items], dtype=np.int64),
+            "cold_items": np.array(sorted(ti[k] for k in cold), dtype=np.int64),
+        },
+        "keys": {"target_users": t_users, "target_items": t_items, "source_users": s_users,
+                 "source_items": s_items, "catalog": catalog_keys, "texts": catalog_texts},
+        "summary": summary,
+    }
+
+
+def write_prepared(result: dict, folder: Path) -> None:
+    """Write aside, then rename: an interrupted prepare never leaves a half-written cache."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".tmp-", dir=folder.parent))
+    try:
+        np.savez(tmp / "arrays.npz", **result["arrays"])
+        (tmp / "keys.json").write_text(json.dumps(result["keys"]))
+        (tmp / "summary.json").write_text(json.dumps(result["summary"], indent=2, default=str))
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def prepare(recipe, dataset_cfg: dict, seed: int, force: bool = False, progress=None):
+    """Prepared data for (recipe, protocol, seed), from the cache when it is there."""
+    from .crossdomain import CrossDomainData
+
+    key = cache_key(recipe.name, dataset_cfg, recipe.params, seed)
+    folder = paths.prepared_dir() / f"{recipe.name}-{key}"
+    if folder.is_dir() and (folder / "summary.json").is_file() and not force:
+        return CrossDomainData.load(folder)
+    raw_cache = paths.prepared_dir() / "raw" / recipe.name
+    raw_cache.mkdir(parents=True, exist_ok=True)
+    if progress:
+        progress(f"loading {recipe.name}")
+    raw = recipe.load(str(raw_cache))
+    with tempfile.TemporaryDirectory(prefix="xdplug-prepare-") as work:
+        if progress:
+            progress("filtering, aligning and splitting")
+        result = prepare_domains(raw, dataset_cfg, seed, Path(work))
+    result["summary"]["recipe"] = recipe.name
+    result["summary"]["recipe_params"] = recipe.params
+    write_prepared(result, folder)
+    return CrossDomainData.load(folder)

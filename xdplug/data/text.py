@@ -1,0 +1,70 @@
+"""Item text: the string encoders read, built from a template over item fields."""
+
+from __future__ import annotations
+
+import re
+import string
+
+import pandas as pd
+
+from ..errors import ConfigError
+
+FALLBACK = "item {item}"
+
+
+def template_fields(template: str) -> list[str]:
+    try:
+        return [f for _, f, _, _ in string.Formatter().parse(template) if f]
+    except ValueError as exc:
+        raise ConfigError("dataset.text_template", f"not a valid template: {exc}") from None
+
+
+def _clean(value) -> str:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return ""
+    text = str(value).strip()
+    return "" if text.lower() in ("nan", "none", "unknown") else text
+
+
+def render_texts(items: pd.DataFrame, template: str, fields: dict[str, str]) -> tuple[dict[str, str], int]:
+    """Text per item from ``template`` (placeholders map to item columns via ``fields``).
+
+    A placeholder without a value renders empty and its decoration is tidied
+    away; an item with no value for any placeholder gets the fallback text
+    ``"item <id>"``. Returns ``{item: text}`` and how many items fell back.
+    """
+    names = template_fields(template)
+    texts: dict[str, str] = {}
+    fallback = 0
+    columns = {name: fields.get(name, name) for name in names}
+    records = items.to_dict("records")
+    for row in records:
+        values = {name: _clean(row.get(col)) if col in row else "" for name, col in columns.items()}
+        item = str(row["item"])
+        if not any(values.values()):
+            texts[item] = FALLBACK.format(item=item)
+            fallback += 1
+            continue
+        text = template.format(**values)
+        # remove decoration left by empty fields: "()", "Genres: ." and doubled spaces
+        text = re.sub(r"\(\s*\)", "", text)
+        text = re.sub(r"\s+([.,;:])", r"\1", text)
+        text = re.sub(r"\b[A-Z][a-z]+:\s*\.", "", text)
+        text = re.sub(r"\s{2,}", " ", text).strip()
+        texts[item] = text
+    return texts, fallback
+
+
+_KEY_STRIP = re.compile(r"[^0-9a-z]+")
+
+
+def normalise_key(value: str) -> str:
+    """Normalised matching key: lower case, punctuation and spacing removed.
+
+    Also moves a leading article put last by catalogues ("Matrix, The (1999)").
+    """
+    text = str(value).strip().lower()
+    match = re.match(r"^(.*), (the|a|an)( \(\d{4}\))?$", text)
+    if match:
+        text = f"{match.group(2)} {match.group(1)}{match.group(3) or ''}"
+    return _KEY_STRIP.sub(" ", text).strip()

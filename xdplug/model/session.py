@@ -1,0 +1,131 @@
+"""TrainingSession: the API adaptations use to train the transfer model in phases.
+
+An adaptation is a schedule: it calls :meth:`TrainingSession.train` once per
+phase (source pretraining, target training, joint training) with the losses
+and parameters of that phase. Each phase runs RecBole's trainer with early
+stopping. Target phases validate on the target's validation split; phases on
+the source alone validate on a held-out slice of *source* interactions, so
+source pretraining never reads a target validation or test interaction.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+
+from ..evaluation import rank_users
+from ..training import FitContext, fit_recbole, quick_metric, rank_split
+from ..evaluation import RankingResult
+from .batches import Histories, UserBatches
+
+logger = logging.getLogger(__name__)
+
+SOURCE_VALID_USERS = 1000
+SOURCE_VALID_FRACTION = 0.2
+
+
+class TrainingSession:
+    def __init__(self, ctx: FitContext, model, config, options: dict, uses_source: bool, uses_target: bool):
+        self.ctx = ctx
+        self.model = model
+        self.config = config
+        self.options = options
+        self.uses_source = uses_source
+        self.uses_target = uses_target
+        self.phases: list[dict] = []
+        self.source_valid = self._hold_out_source() if uses_source else None
+
+    # -- source validation slice ------------------------------------------------------
+    def _hold_out_source(self):
+        data = self.ctx.data
+        pairs = data.source_train
+        rng = np.random.default_rng(self.ctx.seed + 101)
+        counts = np.bincount(pairs[:, 0], minlength=data.n_source_users)
+        eligible = np.flatnonzero(counts >= 5)
+        chosen = rng.choice(eligible, size=min(SOURCE_VALID_USERS, len(eligible)), replace=False)
+        chosen_mask = np.zeros(data.n_source_users, dtype=bool)
+        chosen_mask[chosen] = True
+        held = chosen_mask[pairs[:, 0]] & (rng.random(len(pairs)) < SOURCE_VALID_FRACTION)
+        train_pairs, valid_pairs = pairs[~held], pairs[held]
+        self.model.histories["source"] = Histories(train_pairs, data.n_source_users, data.catalog.source_rows)
+        users = np.unique(valid_pairs[:, 0])
+        hist = self.model.histories["source"]
+        positives = [valid_pairs[valid_pairs[:, 0] == u, 1] for u in users]
+        masked = [hist.local_items[hist.indptr[u]:hist.indptr[u + 1]] for u in users]
+        return users, positives, masked
+
+    # -- validation -------------------------------------------------------------------
+    def validate(self, on: str) -> float:
+        metric, k = self.ctx.valid_metric
+        model = self.model
+        if on == "target":
+            result = rank_split(lambda u: model.score_users("target", u), self.ctx.data, "valid", [k],
+                                self.ctx.device, self.ctx.evaluation["user_groups"])
+            return quick_metric(result, metric, k)
+        users, positives, masked = self.source_valid
+        topk, _ = rank_users(lambda u: model.score_users("source", u), users, positives, masked,
+                             self.ctx.data.n_source_items, k, device=self.ctx.device)
+        result = RankingResult(users=users, topk=topk, positives=positives, ks=[k],
+                               n_items=self.ctx.data.n_source_items, train_counts=np.zeros(len(users)),
+                               item_popularity=np.zeros(self.ctx.data.n_source_items))
+        return quick_metric(result, metric, k)
+
+    # -- phases -----------------------------------------------------------------------
+    def train(self, domains: Iterable[str] = ("target",), *, phase: str | None = None,
+              epochs: int | None = None, learning_rate: float | None = None,
+              parameters: Iterable[torch.nn.Parameter] | None = None,
+              extra_losses: list[Callable] | None = None, weights: dict[str, float] | None = None,
+              validate_on: str | None = None) -> dict:
+        """Train on ``domains`` until validation stops improving; keep the best state.
+
+        :param extra_losses: callables ``(model, batch) -> loss`` added to each step;
+            ``batch`` holds the step's item ``vectors`` and per-domain ``users`` vectors.
+        :param parameters: the parameters to optimise (default: every trainable one).
+        :param validate_on: ``"target"`` (default when the target is trained) or ``"source"``.
+        """
+        domains = tuple(domains)
+        if "target" in domains and not self.uses_target:
+            raise RuntimeError("this adaptation declared uses_target = False but trains on the target")
+        if "source" in domains and not self.uses_source:
+            raise RuntimeError("this adaptation declared uses_source = False but trains on the source")
+        phase = phase or "+".join(domains)
+        validate_on = validate_on or ("target" if "target" in domains else "source")
+        if validate_on == "target" and not self.uses_target:
+            validate_on = "source"
+        model = self.model
+        for domain in domains:
+            model.mark_trained(domain)
+        model.domain_weight = {"source": 1.0, "target": 1.0, **(weights or {})}
+        model.extra_losses = list(extra_losses or [])
+        users = {d: model.histories[d].active_users() for d in domains}
+        loader = UserBatches(users, self.options["batch_users"], self.ctx.seed + len(self.phases))
+        cfg = self.config.final_config_dict
+        cfg["epochs"] = epochs or self.options["epochs"] or self.ctx.train["epochs"]
+        cfg["learning_rate"] = learning_rate or self.options["learning_rate"] or self.ctx.train["learning_rate"]
+        cfg["weight_decay"] = self.options["weight_decay"]
+        params = [p for p in (parameters if parameters is not None else model.parameters()) if p.requires_grad]
+        self.ctx.log(f"phase {phase}: {len(loader)} batches/epoch, validating on {validate_on}")
+        trainer = fit_recbole(self.ctx, self.config, model, loader, lambda: self.validate(validate_on),
+                              phase=phase, params=params)
+        model.extra_losses = []
+        record = {"phase": phase, "domains": list(domains), "best_epoch": trainer.best_epoch,
+                  "best_valid": float(trainer.best_valid_score), "validate_on": validate_on}
+        self.phases.append(record)
+        return record
+
+    def snapshot(self) -> dict[str, torch.Tensor]:
+        """A detached copy of the current trainable weights (for L2-SP and friends)."""
+        return {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad}
+
+    def frozen_copy(self):
+        """A frozen copy of the model (a teacher); shares the data, not the weights."""
+        memo = {id(self.model.data): self.model.data}
+        teacher = copy.deepcopy(self.model, memo)
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        teacher.eval()
+        return teacher

@@ -1,0 +1,286 @@
+"""The transferable model: item vector = fusion(encoders), user vector = pool(items).
+
+A RecBole ``GeneralRecommender`` so that RecBole's trainer drives it like the
+baselines. Items live in the catalog (both domains' items, aligned ones
+sharing a row), so one model moves between domains: training on the source
+and scoring the target are the same computation over different item rows.
+The user vector is pooled from the user's items (inductive), which lets a
+model trained on the source score target users it never saw; an optional
+user-ID term helps where users overlap.
+
+Item IDs that were never trained carry no signal: the fusion sees
+``id_known = False`` for them and falls back to text, and ID dropout during
+training teaches it to do so well.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .batches import Histories, split_holdout
+
+logger = logging.getLogger(__name__)
+
+
+class ModelOptions:
+    """Options of the transfer model (``strategies[i].params.model``)."""
+
+    kind = "model"
+    name = "transfer"
+    open_params = False
+    defaults = {
+        "dim": 64,
+        "loss": "softmax",  # softmax (full), sampled_softmax, bpr
+        "negatives": 256,  # sampled_softmax / bpr negatives per user
+        "holdout": 0.25,  # fraction of a user's items held out as targets per step
+        "pooling": "mean",  # mean or attention
+        "adaptor": "linear",  # linear or mlp: text vector -> model dimension
+        "user_tower": "linear",  # identity, linear or mlp over the pooled vector
+        "user_id": False,  # add a learned user-ID term (useful where users overlap)
+        "id_dropout": 0.1,  # probability of hiding an item's ID part during training
+        "item_bias": True,
+        "temperature": 1.0,
+        "batch_users": 256,
+        "epochs": 0,  # 0: use train.epochs
+        "learning_rate": 0.0,  # 0: use train.learning_rate
+        "weight_decay": 0.0,
+        "input_dropout": 0.0,  # dropout on the pooled user vector
+    }
+
+
+def _check_options(options: dict) -> None:
+    from ..errors import ConfigError
+
+    choices = {"loss": ("softmax", "sampled_softmax", "bpr"), "pooling": ("mean", "attention"),
+               "adaptor": ("linear", "mlp"), "user_tower": ("identity", "linear", "mlp")}
+    for key, allowed in choices.items():
+        if options[key] not in allowed:
+            raise ConfigError(f"params.model.{key}", f"expected one of {', '.join(allowed)}, got {options[key]!r}")
+    if not 0 <= options["holdout"] < 1:
+        raise ConfigError("params.model.holdout", f"expected a fraction in [0, 1), got {options['holdout']!r}")
+
+
+def _make_model_class():
+    from recbole.model.abstract_recommender import GeneralRecommender
+    from recbole.utils import InputType
+
+    class TransferModel(GeneralRecommender):
+        input_type = InputType.POINTWISE
+
+        def __init__(self, config, dataset, data, text_encoder, id_encoder,
+                     fusion_module: nn.Module, fusion_uses: frozenset, options: dict,
+                     seed: int, n_union_users: int, user_rows: dict[str, np.ndarray]):
+            super().__init__(config, dataset)
+            _check_options(options)
+            self.options = options
+            self.data = data
+            d = options["dim"]
+            n_items = len(data.catalog)
+            self.n_catalog = n_items
+            self.uses_text = "text" in fusion_uses
+            self.uses_id = "id" in fusion_uses
+            self.text_encoder = text_encoder if self.uses_text else None
+            if self.uses_text:
+                text_dim = text_encoder.out_dim
+                if options["adaptor"] == "linear":
+                    self.adaptor = nn.Linear(text_dim, d)
+                else:
+                    self.adaptor = nn.Sequential(nn.Linear(text_dim, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
+            self.item_id = id_encoder if self.uses_id else None
+            self.fusion = fusion_module
+            self.item_bias = nn.Parameter(torch.zeros(n_items)) if options["item_bias"] else None
+            tower = options["user_tower"]
+            if tower == "linear":
+                self.user_tower = nn.Linear(d, d)
+            elif tower == "mlp":
+                self.user_tower = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
+            else:
+                self.user_tower = nn.Identity()
+            if options["pooling"] == "attention":
+                self.attention = nn.Linear(d, 1)
+            self.user_id = nn.Embedding(n_union_users, d) if options["user_id"] else None
+            if self.user_id is not None:
+                nn.init.zeros_(self.user_id.weight)
+            self.user_rows = {k: torch.as_tensor(v, dtype=torch.long) for k, v in user_rows.items()}
+            self.register_buffer("id_known", torch.zeros(n_items, dtype=torch.bool))
+            self.histories = {
+                "target": Histories(data.target_train, data.n_target_users, data.catalog.target_rows),
+                "source": Histories(data.source_train, data.n_source_users, data.catalog.source_rows),
+            }
+            self.domain_rows = {"target": torch.as_tensor(data.catalog.target_rows),
+                                "source": torch.as_tensor(data.catalog.source_rows)}
+            self.domain_weight = {"source": 1.0, "target": 1.0}
+            self.rng = np.random.default_rng(seed)
+            self.extra_losses: list[Callable] = []
+            self.last_batch: dict = {}
+            self.dropout = nn.Dropout(options["input_dropout"])
+
+        # -- item and user vectors ------------------------------------------------------
+        def item_vectors(self, rows: torch.Tensor | None = None, train: bool = False) -> torch.Tensor:
+            """Fused vectors of catalog ``rows`` (all rows when None)."""
+            device = self.id_known.device
+            if rows is None:
+                rows = torch.arange(self.n_catalog, device=device)
+            text = self.adaptor(self.text_encoder(rows)) if self.uses_text else None
+            ids = self.item_id(rows) if self.uses_id else None
+            known = self.id_known[rows]
+            if train and self.uses_id and self.options["id_dropout"] > 0:
+                keep = torch.rand(len(rows), device=device) >= self.options["id_dropout"]
+                known = known & keep
+            return self.fusion(text, ids, known)
+
+        def pool(self, vectors: torch.Tensor, items: torch.Tensor, rows: torch.Tensor, n_rows: int) -> torch.Tensor:
+            """Pool item vectors per batch row (mean or attention)."""
+            d = vectors.shape[1]
+            item_vecs = vectors[items]
+            if self.options["pooling"] == "attention" and len(items):
+                logits = self.attention(item_vecs).squeeze(-1)
+                logits = logits - logits.max()
+                weights = torch.exp(logits)
+                denom = torch.zeros(n_rows, device=vectors.device).index_add_(0, rows, weights)
+                weights = weights / denom[rows].clamp_min(1e-12)
+            else:
+                counts = torch.bincount(rows, minlength=n_rows).clamp_min(1).float()
+                weights = 1.0 / counts[rows]
+            pooled = torch.zeros(n_rows, d, device=vectors.device, dtype=vectors.dtype)
+            return pooled.index_add_(0, rows, item_vecs * weights.unsqueeze(-1))
+
+        def user_vectors(self, domain: str, users: torch.Tensor, vectors: torch.Tensor,
+                         items: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+            u = self.user_tower(self.dropout(self.pool(vectors, items, rows, len(users))))
+            if self.user_id is not None:
+                u = u + self.user_id(self.user_rows[domain].to(users.device)[users])
+            return u
+
+        def scores_against(self, users_vec: torch.Tensor, vectors: torch.Tensor, item_rows: torch.Tensor) -> torch.Tensor:
+            s = users_vec @ vectors[item_rows].T / self.options["temperature"]
+            if self.item_bias is not None:
+                s = s + self.item_bias[item_rows]
+            return s
+
+        # -- training ---------------------------------------------------------------------
+        def mark_trained(self, domain: str) -> None:
+            """Items with training interactions in ``domain`` now have trained IDs."""
+            hist = self.histories[domain]
+            self.id_known[torch.as_tensor(np.unique(hist.items), device=self.id_known.device)] = True
+
+        def domain_loss(self, domain: str, users: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+            device = vectors.device
+            hist = self.histories[domain]
+            u_np = users.cpu().numpy()
+            local, rows = hist.gather(u_np, local=True)
+            target = split_holdout(rows, len(u_np), self.options["holdout"], self.rng)
+            domain_rows = self.domain_rows[domain].to(device)
+            inp_items = domain_rows[torch.as_tensor(local[~target], device=device)]
+            inp_rows = torch.as_tensor(rows[~target], device=device)
+            u = self.user_vectors(domain, users, vectors, inp_items, inp_rows)
+            self.last_batch[domain] = {"users": u, "rows": domain_rows, "ids": users}
+            t_rows = torch.as_tensor(rows[target], device=device)
+            t_items = torch.as_tensor(local[target], device=device)
+            if len(t_rows) == 0:
+                return u.sum() * 0.0
+            loss_kind = self.options["loss"]
+            if loss_kind == "softmax":
+                logits = self.scores_against(u, vectors, domain_rows)
+                # known input items are not candidates, exactly as in the evaluation
+                logits = logits.index_put((inp_rows, torch.as_tensor(local[~target], device=device)),
+                                          torch.tensor(-1e9, device=device))
+                logp = F.log_softmax(logits, dim=1)
+                per = -logp[t_rows, t_items]
+                n_t = torch.bincount(t_rows, minlength=len(u_np)).clamp_min(1).float()
+                return (per / n_t[t_rows]).sum() / (n_t > 0).sum().clamp_min(1)
+            n_items = len(domain_rows)
+            pos = (u[t_rows] * vectors[domain_rows[t_items]]).sum(-1) / self.options["temperature"]
+            if self.item_bias is not None:
+                pos = pos + self.item_bias[domain_rows[t_items]]
+            if loss_kind == "bpr":
+                neg_local = torch.randint(0, n_items, (len(t_rows),), device=device)
+                neg = (u[t_rows] * vectors[domain_rows[neg_local]]).sum(-1) / self.options["temperature"]
+                if self.item_bias is not None:
+                    neg = neg + self.item_bias[domain_rows[neg_local]]
+                return -F.logsigmoid(pos - neg).mean()
+            # sampled softmax: shared uniform negatives per batch, with logQ correction (uniform: constant)
+            neg_local = torch.randint(0, n_items, (self.options["negatives"],), device=device)
+            neg = self.scores_against(u, vectors, domain_rows[neg_local])[t_rows]
+            logits = torch.cat([pos.unsqueeze(1), neg], dim=1)
+            return F.cross_entropy(logits, torch.zeros(len(t_rows), dtype=torch.long, device=device))
+
+        def calculate_loss(self, interaction):
+            vectors = self.item_vectors(train=True)
+            self.last_batch = {"vectors": vectors}
+            total = 0.0
+            for domain in ("source", "target"):
+                if domain in interaction.interaction:
+                    users = interaction[domain]
+                    total = total + self.domain_weight[domain] * self.domain_loss(domain, users, vectors)
+            for extra in self.extra_losses:
+                total = total + extra(self, self.last_batch)
+            return total
+
+        # -- scoring ----------------------------------------------------------------------
+        @torch.no_grad()
+        def score_users(self, domain: str, users: torch.Tensor, item_rows: torch.Tensor | None = None,
+                        vectors: torch.Tensor | None = None) -> torch.Tensor:
+            """Scores of ``users`` (canonical indices of ``domain``) over that domain's items."""
+            device = self.id_known.device
+            if vectors is None:
+                vectors = self.item_vectors()
+            hist = self.histories[domain]
+            items, rows = hist.gather(users.cpu().numpy())
+            u = self.user_vectors(domain, users.to(device), vectors, torch.as_tensor(items, device=device),
+                                  torch.as_tensor(rows, device=device))
+            if item_rows is None:
+                item_rows = self.domain_rows[domain].to(device)
+            return self.scores_against(u, vectors, item_rows)
+
+        def score_with_grad(self, domain: str, users: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+            hist = self.histories[domain]
+            device = vectors.device
+            items, rows = hist.gather(users.cpu().numpy())
+            u = self.user_vectors(domain, users, vectors, torch.as_tensor(items, device=device),
+                                  torch.as_tensor(rows, device=device))
+            return self.scores_against(u, vectors, self.domain_rows[domain].to(device))
+
+        def score_history(self, item_rows_hist: list[np.ndarray], candidate_rows: torch.Tensor) -> torch.Tensor:
+            """Scores for ad-hoc users given only their histories (catalog rows)."""
+            device = self.id_known.device
+            vectors = self.item_vectors()
+            items = np.concatenate(item_rows_hist) if item_rows_hist else np.zeros(0, dtype=np.int64)
+            rows = np.repeat(np.arange(len(item_rows_hist)), [len(h) for h in item_rows_hist])
+            u = self.user_tower(self.pool(vectors, torch.as_tensor(items, device=device),
+                                          torch.as_tensor(rows, device=device), len(item_rows_hist)))
+            return self.scores_against(u, vectors, candidate_rows.to(device))
+
+        def predict(self, interaction):
+            raise NotImplementedError("use full_sort_predict; xdplug evaluates with full-sort ranking")
+
+        def full_sort_predict(self, interaction):
+            """RecBole entry point: rows are RecBole target user IDs, columns RecBole item IDs."""
+            rb_users = interaction[self.USER_ID].cpu().numpy()
+            users = torch.as_tensor(self.rb_to_user[rb_users], device=self.id_known.device)
+            scores = self.score_users("target", users)
+            out = torch.full((len(users), self.n_items), -torch.inf, device=scores.device)
+            out[:, torch.as_tensor(self.target_rb_items, device=scores.device)] = scores
+            return out.view(-1)
+
+    return TransferModel
+
+
+_CLASS = None
+
+
+def TransferModel(*args, **kwargs):  # noqa: N802 - a factory that looks like the class
+    """Build the transfer model (the class is created lazily to keep RecBole imports out of start-up)."""
+    global _CLASS
+    if _CLASS is None:
+        _CLASS = _make_model_class()
+    return _CLASS(*args, **kwargs)
+
+
+

@@ -1,0 +1,344 @@
+"""The numbers behind every table and plot of a report.
+
+Everything the renderers show is computed here once, from the runner's report
+data: mean ± std per method and metric over the finished seeds, which metrics
+are main / beyond-accuracy / slices, the reference, the comparison rows and
+their significance markers. Markdown, HTML and the CSV/JSON exports then agree
+by construction.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+#: metric families that measure ranking accuracy (the rest is "beyond accuracy")
+ACCURACY_FAMILIES = frozenset({"ndcg", "recall", "mrr", "hit", "precision", "map"})
+#: metric families where a smaller value is better (RecBole's ``smaller = True``)
+SMALLER_IS_BETTER = frozenset({"giniindex", "averagepopularity", "gini", "popularity"})
+#: Holm-corrected p-value thresholds and their markers, strictest first
+MARKERS = ((0.01, "**"), (0.05, "*"))
+ALPHA = 0.05
+DONE, FAILED, NOT_APPLICABLE = "done", "failed", "not_applicable"
+
+
+def split_metric(name: str) -> tuple[str, str | None]:
+    """Split ``"ndcg@10|users 1-5"`` into ``("ndcg@10", "users 1-5")``; unsliced metrics give ``None``."""
+    base, sep, label = name.partition("|")
+    return base, (label if sep else None)
+
+
+def metric_family(name: str) -> str:
+    """``"NDCG@10|cold items"`` -> ``"ndcg"``: what kind of metric, independent of cut-off and slice."""
+    return split_metric(name)[0].split("@")[0].strip().lower()
+
+
+def metric_k(name: str) -> int | None:
+    """The cut-off of a metric (``ndcg@10`` -> 10), or None."""
+    base = split_metric(name)[0]
+    _, sep, k = base.partition("@")
+    return int(k) if sep and k.isdigit() else None
+
+
+def higher_is_better(name: str) -> bool:
+    """Which direction "best" means when a column's best value is marked."""
+    return metric_family(name) not in SMALLER_IS_BETTER
+
+
+def as_float(value: Any) -> float | None:
+    """A finite float, or None for anything missing, non-numeric or NaN (numpy scalars included)."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def short_error(error: Any, width: int = 120) -> str:
+    """One line that says what went wrong: a traceback's last line, otherwise the first line."""
+    if not error:
+        return ""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    line = lines[-1] if lines[0].startswith("Traceback") else lines[0]
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+@dataclass
+class Stat:
+    """Mean ± sample std (ddof=1) of one metric over the finished seeds; ``std`` is None for one seed."""
+
+    mean: float
+    std: float | None
+    n: int
+
+    @classmethod
+    def of(cls, values: list[float]) -> Stat | None:
+        if not values:
+            return None
+        n = len(values)
+        mean = sum(values) / n
+        std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
+        return cls(mean, std, n)
+
+
+@dataclass
+class MethodSummary:
+    """One method of the report: its runs and their aggregated metrics."""
+
+    method: str
+    kind: str
+    runs: list[dict] = field(default_factory=list)
+    test: dict[str, Stat] = field(default_factory=dict)
+    valid: dict[str, Stat] = field(default_factory=dict)
+    time_s: Stat | None = None
+    peak_rss_mb: float | None = None
+
+    def _count(self, status: str) -> int:
+        return sum(1 for r in self.runs if r.get("status") == status)
+
+    @property
+    def n_runs(self) -> int:
+        return len(self.runs)
+
+    @property
+    def n_done(self) -> int:
+        return self._count(DONE)
+
+    @property
+    def n_failed(self) -> int:
+        return self._count(FAILED)
+
+    @property
+    def n_not_applicable(self) -> int:
+        return self._count(NOT_APPLICABLE)
+
+    @property
+    def done_runs(self) -> list[dict]:
+        return [r for r in self.runs if r.get("status") == DONE]
+
+    @property
+    def notes(self) -> list[str]:
+        """Distinct run notes (e.g. "cannot score cold items (ID-only)"), in order."""
+        seen: list[str] = []
+        for run in self.runs:
+            note = (run.get("notes") or "").strip()
+            if note and note not in seen:
+                seen.append(note)
+        return seen
+
+    def mean(self, metric: str) -> float | None:
+        stat = self.test.get(metric)
+        return stat.mean if stat else None
+
+
+@dataclass
+class MetricGroups:
+    """Which test metrics go into which section."""
+
+    #: every test metric key seen, in display order
+    all: list[str]
+    #: unsliced accuracy metrics at the primary cut-off, primary first (main table, bar charts)
+    main: list[str]
+    #: unsliced accuracy metrics at other cut-offs
+    other_accuracy: list[str]
+    #: unsliced non-accuracy metrics (coverage, novelty, ...)
+    beyond: list[str]
+    #: user-group slice labels ("users 1-5", ...), ordered by group size
+    user_groups: list[str]
+    #: other slice labels ("cold items", ...), in order of appearance
+    other_slices: list[str]
+    #: base metrics available per slice label
+    sliced: dict[str, list[str]]
+
+
+def _group_sort_key(label: str) -> tuple[float, str]:
+    numbers = re.findall(r"\d+", label)
+    return (float(numbers[0]) if numbers else math.inf, label)
+
+
+def classify_metrics(data: dict, primary: str) -> MetricGroups:
+    """Sort every test metric into the report's sections (declared order first, then as seen)."""
+    order: list[str] = []
+    seen: set[str] = set()
+
+    def add(name: str) -> None:
+        if name not in seen:
+            seen.add(name)
+            order.append(name)
+
+    for name in data.get("metrics") or []:
+        add(str(name))
+    for run in data.get("runs") or []:
+        for name in ((run.get("metrics") or {}).get("test") or {}):
+            add(str(name))
+    if primary:
+        add(primary)
+
+    unsliced = [m for m in order if split_metric(m)[1] is None]
+    primary_k = metric_k(primary) if primary else None
+    main = [primary] if primary else []
+    main += [
+        m
+        for m in unsliced
+        if m != primary and metric_family(m) in ACCURACY_FAMILIES and metric_k(m) == primary_k
+    ]
+    other_accuracy = [m for m in unsliced if m not in main and metric_family(m) in ACCURACY_FAMILIES]
+    beyond = [m for m in unsliced if m not in main and m not in other_accuracy]
+
+    sliced: dict[str, list[str]] = {}
+    for m in order:
+        base, label = split_metric(m)
+        if label is not None:
+            sliced.setdefault(label, []).append(base)
+    user_groups = sorted((lb for lb in sliced if lb.lower().startswith("users")), key=_group_sort_key)
+    other_slices = [lb for lb in sliced if lb not in user_groups]
+    # main metrics first within each slice, in the main order
+    rank = {m: i for i, m in enumerate(main + other_accuracy + beyond)}
+    for label, bases in sliced.items():
+        bases.sort(key=lambda b: rank.get(b, len(rank)))
+    return MetricGroups(order, main, other_accuracy, beyond, user_groups, other_slices, sliced)
+
+
+@dataclass
+class ReportContext:
+    """Everything the renderers need, computed once from the runner's report data."""
+
+    data: dict
+    primary: str
+    summaries: list[MethodSummary]
+    groups: MetricGroups
+    reference: str | None
+    comparisons: dict[tuple[str, str], dict]
+
+    @property
+    def by_method(self) -> dict[str, MethodSummary]:
+        return {s.method: s for s in self.summaries}
+
+    def comparison(self, method: str, metric: str) -> dict | None:
+        return self.comparisons.get((method, metric))
+
+    def best_values(self, metrics: list[str]) -> dict[str, float]:
+        """Best mean per metric over methods (max, or min where smaller is better)."""
+        best: dict[str, float] = {}
+        for metric in metrics:
+            values = [s.mean(metric) for s in self.summaries if s.mean(metric) is not None]
+            if values:
+                best[metric] = max(values) if higher_is_better(metric) else min(values)
+        return best
+
+    def improvement(self, method: str, metric: str) -> tuple[float | None, str, dict | None]:
+        """Improvement (%) of ``method`` over the reference on ``metric``, its marker and its comparison row.
+
+        The comparison row's own ``improvement_pct`` wins (it is the number that
+        was tested); without one the improvement comes from the means and has
+        no marker, since nothing was tested.
+        """
+        if not self.reference or method == self.reference:
+            return None, "", None
+        comp = self.comparison(method, metric)
+        if comp is not None:
+            pct = as_float(comp.get("improvement_pct"))
+            if pct is None:
+                pct = _pct(as_float(comp.get("mean")), as_float(comp.get("reference_mean")))
+            return pct, significance_marker(comp), comp
+        ref = self.by_method.get(self.reference)
+        mine = self.by_method.get(method)
+        if ref is None or mine is None:
+            return None, "", None
+        return _pct(mine.mean(metric), ref.mean(metric)), "", None
+
+
+def _pct(value: float | None, reference: float | None) -> float | None:
+    if value is None or reference is None or reference == 0:
+        return None
+    return (value / reference - 1.0) * 100.0
+
+
+def holm_p(comp: dict) -> float | None:
+    """The p-value behind the markers: paired t-test, Holm-corrected (Wilcoxon's when the t-test is missing)."""
+    p = as_float(comp.get("p_ttest_holm"))
+    return p if p is not None else as_float(comp.get("p_wilcoxon_holm"))
+
+
+def is_significant(comp: dict) -> bool:
+    """The runner's verdict where it gave one, else the Holm-corrected t-test at α = 0.05."""
+    flag = comp.get("significant")
+    if flag is not None:
+        return bool(flag)
+    p = holm_p(comp)
+    return p is not None and p < ALPHA
+
+
+def significance_marker(comp: dict | None) -> str:
+    """``**`` for p < 0.01, ``*`` for p < 0.05 (Holm-corrected), else ``""``."""
+    if not comp:
+        return ""
+    p = holm_p(comp)
+    if p is None:
+        return ""
+    for threshold, marker in MARKERS:
+        if p < threshold:
+            return marker
+    return ""
+
+
+def _stats(runs: list[dict], split: str) -> dict[str, Stat]:
+    values: dict[str, list[float]] = {}
+    for run in runs:
+        for name, value in (((run.get("metrics") or {}).get(split)) or {}).items():
+            x = as_float(value)
+            if x is not None:
+                values.setdefault(str(name), []).append(x)
+    return {name: stat for name, vs in values.items() if (stat := Stat.of(vs)) is not None}
+
+
+def summarize(data: dict, primary: str) -> list[MethodSummary]:
+    """One summary per method, best primary-metric mean first; methods without it keep their run order at the end."""
+    summaries: dict[str, MethodSummary] = {}
+    for run in data.get("runs") or []:
+        method = str(run.get("method"))
+        if method not in summaries:
+            summaries[method] = MethodSummary(method, str(run.get("kind") or "strategy"))
+        summaries[method].runs.append(run)
+    for summary in summaries.values():
+        done = summary.done_runs
+        summary.test = _stats(done, "test")
+        summary.valid = _stats(done, "valid")
+        summary.time_s = Stat.of([t for r in done if (t := as_float(r.get("time_s"))) is not None])
+        peaks = [p for r in summary.runs if (p := as_float(r.get("peak_rss_mb"))) is not None]
+        summary.peak_rss_mb = max(peaks) if peaks else None
+
+    sign = 1.0 if higher_is_better(primary) else -1.0
+    ordered = list(summaries.values())
+    ranked = sorted((s for s in ordered if s.mean(primary) is not None), key=lambda s: -sign * s.mean(primary))
+    return ranked + [s for s in ordered if s.mean(primary) is None]
+
+
+def best_of_kind(summaries: list[MethodSummary], kind: str, primary: str) -> MethodSummary | None:
+    """The highest-ranked method of a kind with a primary-metric value (summaries are already ranked)."""
+    return next((s for s in summaries if s.kind == kind and s.mean(primary) is not None), None)
+
+
+def build_context(data: dict) -> ReportContext:
+    """Aggregate the runner's report data once for every renderer."""
+    metrics = data.get("metrics") or []
+    primary = str(data.get("primary_metric") or (metrics[0] if metrics else ""))
+    summaries = summarize(data, primary)
+    reference = data.get("reference")
+    if reference is None:
+        # the runner names the best baseline; recompute it only where it could not
+        best = best_of_kind(summaries, "baseline", primary)
+        reference = best.method if best else None
+    comparisons: dict[tuple[str, str], dict] = {}
+    for comp in data.get("comparisons") or []:
+        key = (str(comp.get("method")), str(comp.get("metric")))
+        if comp.get("reference") in (None, reference) or key not in comparisons:
+            comparisons[key] = comp
+    groups = classify_metrics(data, primary)
+    return ReportContext(data, primary, summaries, groups, reference, comparisons)

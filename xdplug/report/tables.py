@@ -1,0 +1,313 @@
+"""The report's tables, as display-neutral :class:`~xdplug.report.blocks.Table` objects.
+
+Numbers come from :mod:`xdplug.report.aggregate`; this module only decides
+rows, columns, formatting and which cell is the best of its column.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .aggregate import (
+    DONE,
+    MethodSummary,
+    ReportContext,
+    Stat,
+    as_float,
+    higher_is_better,
+    holm_p,
+    is_significant,
+    short_error,
+)
+from .blocks import Cell, Table
+
+DASH = "–"
+
+
+# --- formatting -------------------------------------------------------------
+
+
+def fmt_num(value: Any, digits: int = 4) -> str:
+    x = as_float(value)
+    return DASH if x is None else f"{x:.{digits}f}"
+
+
+def fmt_stat(stat: Stat | None, digits: int = 4) -> str:
+    """``0.2915 ± 0.0031``; a single seed shows ``± –`` (no spread to report)."""
+    if stat is None:
+        return DASH
+    spread = DASH if stat.std is None else f"{stat.std:.{digits}f}"
+    return f"{stat.mean:.{digits}f} ± {spread}"
+
+
+def fmt_pct(value: float | None) -> str:
+    return DASH if value is None else f"{value:+.2f}%"
+
+
+def fmt_p(value: Any) -> str:
+    p = as_float(value)
+    if p is None:
+        return DASH
+    return f"{p:.1e}" if p < 0.001 else f"{p:.3f}"
+
+
+def fmt_int(value: Any) -> str:
+    x = as_float(value)
+    return DASH if x is None else f"{int(round(x)):,}"
+
+
+def fmt_fraction(value: Any) -> str:
+    """Fractions in [0, 1] as percentages; anything else as given."""
+    x = as_float(value)
+    if x is None:
+        return DASH
+    return f"{x:.2%}" if 0.0 <= x <= 1.0 else f"{x:g}"
+
+
+def fmt_value(value: Any) -> str:
+    """Any config/protocol value on one line."""
+    if value is None:
+        return DASH
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, default=str, sort_keys=True)
+    return str(value)
+
+
+def fmt_seconds(value: Any) -> str:
+    x = as_float(value)
+    return DASH if x is None else f"{x:.1f}"
+
+
+def seeds_cell(s: MethodSummary) -> str:
+    """Finished seeds, with what happened to the others."""
+    text = str(s.n_done) if s.n_done == s.n_runs else f"{s.n_done}/{s.n_runs}"
+    extra = []
+    if s.n_failed:
+        extra.append(f"{s.n_failed} failed")
+    if s.n_not_applicable:
+        extra.append(f"{s.n_not_applicable} n/a")
+    return f"{text} ({', '.join(extra)})" if extra else text
+
+
+def kind_cell(ctx: ReportContext, s: MethodSummary) -> str:
+    return f"{s.kind} (reference)" if s.method == ctx.reference else s.kind
+
+
+def _is_best(value: float | None, best: float | None) -> bool:
+    return value is not None and best is not None and abs(value - best) <= 1e-12 * max(1.0, abs(best))
+
+
+# --- result tables ----------------------------------------------------------
+
+
+def main_table(ctx: ReportContext) -> Table:
+    """Mean ± std per method for the main metrics, ranked by the primary metric, best value bold."""
+    metrics = ctx.groups.main
+    best = ctx.best_values(metrics)
+    columns = ["Method", "Kind", "Seeds", *metrics]
+    with_delta = ctx.reference is not None and bool(ctx.primary)
+    if with_delta:
+        columns.append(f"Δ {ctx.primary} vs {ctx.reference}")
+    rows = []
+    for s in ctx.summaries:
+        row = [Cell(s.method), Cell(kind_cell(ctx, s)), Cell(seeds_cell(s))]
+        row += [Cell(fmt_stat(s.test.get(m)), _is_best(s.mean(m), best.get(m))) for m in metrics]
+        if with_delta:
+            if s.method == ctx.reference:
+                row.append(Cell("reference"))
+            else:
+                pct, marker, _ = ctx.improvement(s.method, ctx.primary)
+                row.append(Cell(f"{fmt_pct(pct)} {marker}".rstrip() if pct is not None else DASH))
+        rows.append(row)
+    numeric = [False, False, True] + [True] * len(metrics) + ([True] if with_delta else [])
+    return Table(columns, rows, numeric)
+
+
+def metric_table(ctx: ReportContext, metrics: list[str], only_with_values: bool = True, notes: bool = False) -> Table:
+    """Mean ± std of ``metrics`` per method, best value per column bold."""
+    best = ctx.best_values(metrics)
+    columns = ["Method", "Kind", *metrics] + (["Note"] if notes else [])
+    rows = []
+    for s in ctx.summaries:
+        if only_with_values and not any(m in s.test for m in metrics):
+            continue
+        row = [Cell(s.method), Cell(kind_cell(ctx, s))]
+        row += [Cell(fmt_stat(s.test.get(m)), _is_best(s.mean(m), best.get(m))) for m in metrics]
+        if notes:
+            row.append(Cell("; ".join(s.notes)))
+        rows.append(row)
+    numeric = [False, False] + [True] * len(metrics) + ([False] if notes else [])
+    return Table(columns, rows, numeric)
+
+
+def user_group_table(ctx: ReportContext, base: str) -> Table:
+    """One metric per user group (columns ordered by training-interaction count)."""
+    labels = [lb for lb in ctx.groups.user_groups if base in ctx.groups.sliced[lb]]
+    table = metric_table(ctx, [f"{base}|{lb}" for lb in labels])
+    table.columns = ["Method", "Kind", *labels]
+    return table
+
+
+def slice_table(ctx: ReportContext, label: str) -> Table:
+    """Every metric measured on one slice (e.g. cold items), with each method's notes."""
+    bases = ctx.groups.sliced[label]
+    table = metric_table(ctx, [f"{b}|{label}" for b in bases], notes=True)
+    table.columns = ["Method", "Kind", *bases, "Note"]
+    return table
+
+
+def improvement_table(ctx: ReportContext) -> Table:
+    """Every comparison row: improvement over the reference and both paired tests."""
+    columns = [
+        "Method", "Metric", "Mean", "Reference mean", "Improvement", "Marker", "t", "p t-test (Holm)",
+        "p Wilcoxon (Holm)", "Effect size", "Users", "Seeds", "Significant",
+    ]
+    rank = {s.method: i for i, s in enumerate(ctx.summaries)}
+    metric_rank = {m: i for i, m in enumerate(ctx.groups.all)}
+    comps = sorted(
+        ctx.comparisons.values(),
+        key=lambda c: (rank.get(str(c.get("method")), len(rank)), metric_rank.get(str(c.get("metric")), len(metric_rank))),
+    )
+    rows = []
+    for c in comps:
+        pct, marker, _ = ctx.improvement(str(c.get("method")), str(c.get("metric")))
+        rows.append([
+            Cell(str(c.get("method"))),
+            Cell(str(c.get("metric"))),
+            Cell(fmt_num(c.get("mean"))),
+            Cell(fmt_num(c.get("reference_mean"))),
+            Cell(fmt_pct(pct)),
+            Cell(marker),
+            Cell(fmt_num(c.get("t_stat"), 2)),
+            Cell(fmt_p(c.get("p_ttest_holm"))),
+            Cell(fmt_p(c.get("p_wilcoxon_holm"))),
+            Cell(fmt_num(c.get("effect_size"), 3)),
+            Cell(fmt_int(c.get("n_users"))),
+            Cell(fmt_int(c.get("n_seeds"))),
+            Cell("yes" if is_significant(c) else "no"),
+        ])
+    numeric = [False, False] + [True] * 4 + [False, True, True, True, True, True, True, False]
+    return Table(columns, rows, numeric[: len(columns)])
+
+
+def failures_table(ctx: ReportContext) -> Table:
+    """Runs that did not finish, with the one line that says why."""
+    rows = [
+        [Cell(str(r.get("method"))), Cell(str(r.get("kind"))), Cell(str(r.get("seed"))),
+         Cell(str(r.get("status"))), Cell(short_error(r.get("error")) or DASH)]
+        for r in unfinished_runs(ctx)
+    ]
+    return Table(["Method", "Kind", "Seed", "Status", "Error"], rows)
+
+
+def unfinished_runs(ctx: ReportContext) -> list[dict]:
+    return [r for r in ctx.data.get("runs") or [] if r.get("status") != DONE]
+
+
+def timings_table(ctx: ReportContext) -> Table:
+    """Wall-clock time and peak memory of every run."""
+    rows = [
+        [Cell(str(r.get("method"))), Cell(str(r.get("kind"))), Cell(str(r.get("seed"))), Cell(str(r.get("status"))),
+         Cell(fmt_seconds(r.get("time_s"))), Cell(fmt_num(r.get("peak_rss_mb"), 0))]
+        for s in ctx.summaries
+        for r in s.runs
+    ]
+    return Table(["Method", "Kind", "Seed", "Status", "Time (s)", "Peak RSS (MB)"], rows,
+                 [False, False, True, False, True, True])
+
+
+# --- protocol tables --------------------------------------------------------
+
+
+def key_value_table(pairs: list[tuple[str, Any]], columns: tuple[str, str] = ("Setting", "Value")) -> Table:
+    return Table(list(columns), [[Cell(k), Cell(fmt_value(v))] for k, v in pairs])
+
+
+def domains_table(dataset: dict) -> Table:
+    """Size, sparsity and text coverage of the source and target domains."""
+    rows = []
+    for name, d in (dataset.get("domains") or {}).items():
+        d = d or {}
+        rows.append([
+            Cell(str(name)), Cell(fmt_int(d.get("users"))), Cell(fmt_int(d.get("items"))),
+            Cell(fmt_int(d.get("interactions"))), Cell(fmt_fraction(d.get("sparsity"))),
+            Cell(fmt_fraction(d.get("text_coverage"))),
+        ])
+    return Table(["Domain", "Users", "Items", "Interactions", "Sparsity", "Text coverage"], rows,
+                 [False, True, True, True, True, True])
+
+
+def overlap_table(overlap: dict) -> Table:
+    return Table(
+        ["Overlap", "Count", "Fraction"],
+        [
+            [Cell("users"), Cell(fmt_int(overlap.get("users"))), Cell(fmt_fraction(overlap.get("user_fraction")))],
+            [Cell("items"), Cell(fmt_int(overlap.get("items"))), Cell(fmt_fraction(overlap.get("item_fraction")))],
+        ],
+        [False, True, True],
+    )
+
+
+def split_table(split: dict) -> Table:
+    names = list(split)
+    return Table(["Target split", *names], [[Cell("interactions"), *(Cell(fmt_int(split[n])) for n in names)]],
+                 [False] + [True] * len(names))
+
+
+def methods_table(ctx: ReportContext) -> Table:
+    """What each method is made of and the hyper-parameters it ran with (first run's spec)."""
+    rows = []
+    for s in ctx.summaries:
+        spec = next((r.get("spec") for r in s.runs if r.get("spec")), None) or {}
+        parts = {k: v for k, v in spec.items() if k != "params"}
+        components = " + ".join(f"{k}={v}" for k, v in parts.items()) or DASH
+        rows.append([Cell(s.method), Cell(s.kind), Cell(components), Cell(fmt_value(spec.get("params") or {}))])
+    return Table(["Method", "Kind", "Components", "Parameters"], rows)
+
+
+def tuning_table(method: str, tuning: dict) -> Table:
+    """Every trial of one method's hyper-parameter search."""
+    rows = [
+        [Cell(str(t.get("number"))), Cell(fmt_num(t.get("value"))), Cell(fmt_value(t.get("params")))]
+        for t in tuning.get("trials") or []
+    ]
+    return Table(["Trial", "Value", "Parameters"], rows, [True, True, False])
+
+
+def tuning_summary_table(ctx: ReportContext) -> Table:
+    """Budget, trials run, best validation value and chosen parameters per tuned method."""
+    rows = []
+    for method, t in (ctx.data.get("tuning") or {}).items():
+        t = t or {}
+        values = [v for tr in t.get("trials") or [] if (v := as_float(tr.get("value"))) is not None]
+        maximize = str(t.get("direction", "maximize")).lower() != "minimize"
+        best = (max(values) if maximize else min(values)) if values else None
+        rows.append([
+            Cell(str(method)), Cell(fmt_value(t.get("budget"))), Cell(str(len(t.get("trials") or []))),
+            Cell(fmt_num(best)), Cell(fmt_value(t.get("chosen"))),
+        ])
+    return Table(["Method", "Budget", "Trials", "Best value", "Chosen"], rows, [False, True, True, True, False])
+
+
+def p_summary(comp: dict | None) -> str:
+    """``paired t-test p_holm = 0.004, Wilcoxon p_holm = 0.012, 943 users, 2 seeds`` for the verdict."""
+    if not comp:
+        return "no significance test available"
+    if holm_p(comp) is None:
+        return "no p-value available"
+    parts = [f"paired t-test p_holm = {fmt_p(comp.get('p_ttest_holm'))}"]
+    if as_float(comp.get("p_wilcoxon_holm")) is not None:
+        parts.append(f"Wilcoxon p_holm = {fmt_p(comp.get('p_wilcoxon_holm'))}")
+    if as_float(comp.get("n_users")) is not None:
+        parts.append(f"{fmt_int(comp.get('n_users'))} users")
+    if as_float(comp.get("n_seeds")) is not None:
+        parts.append(f"{fmt_int(comp.get('n_seeds'))} seeds")
+    return ", ".join(parts)
+
+
+def higher_better_note(metrics: list[str]) -> str:
+    lower = [m for m in metrics if not higher_is_better(m)]
+    return f" Lower is better for {', '.join(lower)}." if lower else ""

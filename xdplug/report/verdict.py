@@ -1,0 +1,107 @@
+"""The one paragraph a reader acts on: does the best transfer strategy beat the best baseline?"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from .aggregate import MethodSummary, ReportContext, as_float, best_of_kind, holm_p, is_significant
+from .tables import fmt_pct, fmt_stat, p_summary
+
+
+@dataclass
+class Verdict:
+    """The verdict paragraph and the facts behind it (exported to report.json)."""
+
+    text: str
+    best_method: str | None = None
+    best_baseline: str | None = None
+    best_strategy: str | None = None
+    metric: str | None = None
+    improvement_pct: float | None = None
+    p_ttest_holm: float | None = None
+    p_wilcoxon_holm: float | None = None
+    significant: bool | None = None
+    #: True when the best strategy's mean beats the best baseline's
+    strategy_wins: bool | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _value(ctx: ReportContext, s: MethodSummary) -> str:
+    stat = s.test[ctx.primary]
+    seeds = "1 seed" if stat.n == 1 else f"{stat.n} seeds"
+    return f"{ctx.primary} = {fmt_stat(stat)}, {seeds}"
+
+
+def make_verdict(ctx: ReportContext) -> Verdict:
+    """State the best method, the best baseline, and whether transfer beat it significantly — or that it did not."""
+    pm = ctx.primary
+    ranked = [s for s in ctx.summaries if s.mean(pm) is not None]
+    failed = sum(s.n_failed + s.n_not_applicable for s in ctx.summaries)
+    tail = f" {failed} run(s) failed or were not applicable; see below." if failed else ""
+    if not ranked:
+        return Verdict(f"No run produced a test {pm or 'metric'}, so there is nothing to compare.{tail}", metric=pm)
+
+    best = ranked[0]
+    by_method = ctx.by_method
+    baseline = by_method.get(ctx.reference) if ctx.reference else None
+    if baseline is None or baseline.mean(pm) is None:
+        baseline = best_of_kind(ranked, "baseline", pm)
+    strategy = best_of_kind(ranked, "strategy", pm)
+    verdict = Verdict("", best.method, baseline.method if baseline else None,
+                      strategy.method if strategy else None, pm)
+
+    sentences = [f"Best method: {best.method} ({_value(ctx, best)})."]
+    if baseline is None:
+        sentences.append("No baseline finished, so transfer cannot be judged against classic CF.")
+        if strategy is not None and strategy is not best:
+            sentences.append(f"Best strategy: {strategy.method} ({_value(ctx, strategy)}).")
+    elif strategy is None:
+        sentences.append(f"Best baseline: {baseline.method} ({_value(ctx, baseline)}).")
+        sentences.append("No transfer strategy produced a result, so only baselines were compared.")
+    else:
+        if baseline is not best:
+            sentences.append(f"Best baseline: {baseline.method} ({_value(ctx, baseline)}).")
+        else:
+            sentences.append(f"Best baseline: {baseline.method}.")
+        comp = ctx.comparison(strategy.method, pm)
+        if comp is not None and comp.get("reference") not in (None, baseline.method):
+            comp = None  # tested against another method: not evidence for this pair
+        pct = as_float(comp.get("improvement_pct")) if comp else None
+        if pct is None and baseline.mean(pm):
+            pct = (strategy.mean(pm) / baseline.mean(pm) - 1.0) * 100.0
+        significant = is_significant(comp) if comp else None
+        wins = strategy.mean(pm) > baseline.mean(pm)
+        verdict.improvement_pct = pct
+        verdict.significant = significant
+        verdict.strategy_wins = wins
+        if comp:
+            verdict.p_ttest_holm = as_float(comp.get("p_ttest_holm"))
+            verdict.p_wilcoxon_holm = as_float(comp.get("p_wilcoxon_holm"))
+        tested = comp is not None and holm_p(comp) is not None
+        sig_word = ("significant" if significant else "not significant") + " at α = 0.05 (Holm-corrected)"
+        if wins:
+            sentences.append(
+                f"{strategy.method} beats {baseline.method} by {fmt_pct(pct)} ({p_summary(comp)})"
+                + (f": {sig_word}." if tested else ".")
+            )
+            if tested and significant:
+                sentences.append(f"Transfer pays off on this target: use {strategy.method}.")
+            elif tested:
+                sentences.append(
+                    f"The gain is within noise; {baseline.method} is the simpler choice until more seeds or "
+                    "users confirm it."
+                )
+            else:
+                sentences.append("Without a paired test the gain is unconfirmed; run the significance evaluator.")
+        else:
+            sentences.append(
+                f"No strategy beat the best baseline: the best strategy, {strategy.method} "
+                f"({_value(ctx, strategy)}), is {fmt_pct(pct)} against {baseline.method} ({p_summary(comp)})"
+                + (f"; the difference is {sig_word}." if tested else ".")
+            )
+            sentences.append(f"Transfer does not pay off here: stay with {baseline.method}.")
+    verdict.text = " ".join(sentences) + tail
+    return verdict
+
