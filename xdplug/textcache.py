@@ -10,11 +10,14 @@ Layout (root defaults to :func:`xdplug.paths.text_cache_dir`, i.e.
 ``$XDPLUG_HOME/text-embeddings``)::
 
     <root>/
-      <model-label>-<identity[:16]>-<pooling>-len<max_length>/   one namespace
-        meta.json                      model identity, pooling, max_length, dim
+      <label>-<hash16>-<pooling>-len<max_length>/    one namespace
+        meta.json                  model identity, pooling, max_length, dim
         shard-<time_ns>-<pid>-<rand>.npz
-        shard-...npz                   keys: S32 (hex of sha256(text)[:16])
-                                       vectors: float32 [n, dim]
+        shard-...npz               keys: S32, hex of sha256(text)[:16]
+                                   vectors: float32 [n, dim]
+
+  ``label`` is the model identity's part before ``@`` (``bert``), ``hash16``
+  the start of sha256(model identity, pooling, max_length).
 
 * One namespace per (model identity, pooling, max_length); inside it, keys are
   a hash of the text, so a lookup of thousands of texts is one ``listdir``,
@@ -230,16 +233,16 @@ class TextEmbeddingCache:
 
     @staticmethod
     def namespace(model_id: str, pooling: str, max_length: int) -> str:
-        """Directory name of one namespace: readable label plus a hash of the full key."""
-        label, _, digest = model_id.rpartition("@")
-        label = _SAFE.sub("_", label or "model")[:48] or "model"
+        """Directory name of one namespace: a readable label plus a hash of the full key."""
+        label = _SAFE.sub("_", model_id.partition("@")[0])[:32] or "model"
         full = hashlib.sha256(f"{model_id}\0{pooling}\0{max_length}".encode()).hexdigest()[:16]
         return f"{label}-{full}-{_SAFE.sub('_', pooling)}-len{int(max_length)}"
 
-    def space(self, model_id: str, pooling: str, max_length: int) -> CacheSpace:
+    def space(self, model_id: str, pooling: str, max_length: int, info: dict | None = None) -> CacheSpace:
+        """One namespace; ``info`` (e.g. where the model lives) only goes into ``meta.json``."""
         name = self.namespace(model_id, pooling, max_length)
         if name not in self._spaces:
-            meta = {"model_id": model_id, "pooling": pooling, "max_length": int(max_length)}
+            meta = {**(info or {}), "model_id": model_id, "pooling": pooling, "max_length": int(max_length)}
             self._spaces[name] = CacheSpace(self.root / name, meta)
         return self._spaces[name]
 

@@ -57,7 +57,14 @@ class FitContext:
 
 
 def split_users(data: CrossDomainData, split: str):
-    """Users with held-out positives in ``split``, their positives and their masked items."""
+    """Users with held-out positives in ``split``, their positives and their masked items (cached)."""
+    cache = data.__dict__.setdefault("_split_cache", {})
+    if split not in cache:
+        cache[split] = _split_users(data, split)
+    return cache[split]
+
+
+def _split_users(data: CrossDomainData, split: str):
     train = data.user_items("target", "train")
     held = data.user_items("target", split)
     masked = train

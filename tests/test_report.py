@@ -1,0 +1,322 @@
+"""The comparison report: right verdict, right numbers, offline HTML, atomic writes."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import statistics
+
+import pandas as pd
+import pytest
+from plotly.offline import get_plotlyjs
+
+from xdplug.report import REPORT_FILES, write_report
+
+TRACEBACK = (
+    "Traceback (most recent call last):\n"
+    '  File "xdplug/runner.py", line 10, in run\n'
+    "    model.fit()\n"
+    "RuntimeError: gradient reversal exploded at epoch 3"
+)
+MAIN = ["ndcg@10", "recall@10", "mrr@10", "hit@10", "precision@10"]
+
+
+def _metrics(ndcg: float, cold: float | None = None) -> dict:
+    test = {
+        "ndcg@10": ndcg,
+        "recall@10": ndcg * 0.7,
+        "mrr@10": ndcg * 1.2,
+        "hit@10": min(1.0, ndcg * 2.5),
+        "precision@10": ndcg * 0.5,
+        "ndcg@20": ndcg * 1.1,
+        "coverage@10": 0.5 - ndcg,
+        "ndcg@10|users 1-5": ndcg * 0.5,
+        "ndcg@10|users 6-10": ndcg * 0.8,
+        "ndcg@10|users 11+": ndcg * 1.1,
+    }
+    if cold is not None:
+        test["ndcg@10|cold items"] = cold
+        test["recall@10|cold items"] = cold * 0.9
+    return {"test": test, "valid": {"ndcg@10": ndcg * 0.95}}
+
+
+def _run(method, kind, seed, ndcg=None, status="done", error=None, cold=None, notes=None, curves=None):
+    return {
+        "method": method,
+        "kind": kind,
+        "seed": seed,
+        "status": status,
+        "error": error,
+        "metrics": _metrics(ndcg, cold) if status == "done" else {},
+        "curves": curves or [],
+        "time_s": 10.0 + seed % 10,
+        "peak_rss_mb": 800.0 + seed % 10,
+        "spec": {"baseline": method, "params": {"reg": 250}} if kind == "baseline"
+        else {"encoder": "bert", "fusion": "gate", "adaptation": "finetune", "params": {"lr": 0.001}},
+        "notes": notes,
+    }
+
+
+def _curves():
+    return [
+        {"phase": "source", "epoch": 0, "loss": 1.2, "valid": None},
+        {"phase": "source", "epoch": 1, "loss": 0.9, "valid": None},
+        {"phase": "target", "epoch": 0, "loss": 0.8, "valid": 0.25},
+        {"phase": "target", "epoch": 1, "loss": 0.7, "valid": 0.28},
+    ]
+
+
+def _comparison(method, mean, ref_mean, p, significant):
+    return {
+        "method": method, "reference": "EASE (pooled)", "metric": "ndcg@10", "mean": mean,
+        "reference_mean": ref_mean, "improvement_pct": (mean / ref_mean - 1) * 100, "t_stat": 3.1,
+        "p_ttest": p / 2, "p_ttest_holm": p, "p_wilcoxon": p / 2, "p_wilcoxon_holm": p * 1.5,
+        "effect_size": 0.12, "n_users": 943, "n_seeds": 2, "significant": significant,
+    }
+
+
+def make_data() -> dict:
+    """A two-seed report: one strategy significantly beats the pooled-EASE reference, one does not."""
+    runs = []
+    for seed, (pop, ease, pooled, gate, mean_) in zip(
+        (2022, 2023), ((0.12, 0.29, 0.300, 0.310, 0.303), (0.13, 0.30, 0.304, 0.316, 0.305))
+    ):
+        runs += [
+            _run("Pop", "baseline", seed, pop, cold=0.05),
+            _run("EASE", "baseline", seed, ease, cold=0.0, notes="cannot score cold items (ID-only)"),
+            _run("EASE (pooled)", "baseline", seed, pooled, cold=0.42),
+            _run("bert+gate+finetune", "strategy", seed, gate, cold=0.44, curves=_curves()),
+            _run("bert+mean+frozen", "strategy", seed, mean_, cold=0.2),
+            _run("dann", "strategy", seed, status="failed", error=TRACEBACK),
+        ]
+    runs.append(_run("idonly+zeroshot", "strategy", 2022, status="not_applicable",
+                     error="domains share no item IDs; zero-shot needs shared items"))
+    return {
+        "name": "quickstart",
+        "config_hash": "ab12cd34ef56",
+        "config": {"dataset": {"recipe": "ml100k-genres"}, "seeds": [2022, 2023]},
+        "primary_metric": "ndcg@10",
+        "metrics": MAIN + ["ndcg@20", "coverage@10"],
+        "dataset": {
+            "recipe": "ml100k-genres",
+            "regime": "20% of target train kept",
+            "domains": {
+                "source": {"users": 943, "items": 800, "interactions": 60000, "sparsity": 0.92, "text_coverage": 1.0},
+                "target": {"users": 943, "items": 600, "interactions": 20000, "sparsity": 0.96, "text_coverage": 0.98},
+            },
+            "overlap": {"users": 943, "items": 0, "user_fraction": 1.0, "item_fraction": 0.0},
+            "split": {"train": 16000, "valid": 2000, "test": 2000},
+            "protocol": {"positive_threshold": 3, "split": "RO 8:1:1", "ranking": "full"},
+            "cold_items": 120,
+        },
+        "seeds": [2022, 2023],
+        "versions": {"xdplug": "0.1.0", "recbole": "1.2.1", "torch": "2.13.0"},
+        "device": "cpu",
+        "reference": "EASE (pooled)",
+        "runs": runs,
+        "comparisons": [
+            _comparison("bert+gate+finetune", 0.313, 0.302, 0.004, True),
+            _comparison("bert+mean+frozen", 0.304, 0.302, 0.40, False),
+        ],
+        "tuning": {
+            "bert+gate+finetune": {
+                "space": {"lr": [1e-4, 1e-2]},
+                "trials": [{"number": i, "value": 0.2 + 0.01 * i, "params": {"lr": 10 ** -(i + 2)}} for i in range(3)],
+                "chosen": {"lr": 0.01},
+                "budget": 3,
+            }
+        },
+    }
+
+
+@pytest.fixture
+def report(tmp_path):
+    data = make_data()
+    paths = write_report(data, tmp_path / "out")
+    return data, paths
+
+
+def _table_row(md: str, method: str) -> str:
+    """The first table row of ``method`` (the main results table comes first)."""
+    return next(line for line in md.splitlines() if line.startswith(f"| {method} |"))
+
+
+def test_write_report_returns_every_file(report):
+    _, paths = report
+    assert set(paths) == set(REPORT_FILES)
+    for key, path in paths.items():
+        assert path.name == REPORT_FILES[key] and path.is_file() and path.stat().st_size > 0
+    assert not [p for p in paths["markdown"].parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_markdown_verdict_names_best_method_and_hand_computed_improvement(report):
+    _, paths = report
+    md = paths["markdown"].read_text()
+    mean = (0.310 + 0.316) / 2
+    std = statistics.stdev([0.310, 0.316])
+    assert f"Best method: bert+gate+finetune (ndcg@10 = {mean:.4f} ± {std:.4f}, 2 seeds)" in md
+    assert "Best baseline: EASE (pooled)" in md
+    improvement = (0.313 / 0.302 - 1) * 100
+    assert f"beats EASE (pooled) by +{improvement:.2f}%" in md
+    assert "paired t-test p_holm = 0.004" in md
+    assert ": significant at α = 0.05" in md
+
+
+def test_markdown_bold_best_and_significance_markers(report):
+    _, paths = report
+    md = paths["markdown"].read_text()
+    best = f"**{(0.310 + 0.316) / 2:.4f} ± {statistics.stdev([0.310, 0.316]):.4f}**"
+    gate_row = _table_row(md, "bert+gate+finetune")
+    assert best in gate_row
+    assert gate_row.rstrip(" |").endswith(f"+{(0.313 / 0.302 - 1) * 100:.2f}% \\*\\*")
+    frozen_row = _table_row(md, "bert+mean+frozen")
+    assert f"+{(0.304 / 0.302 - 1) * 100:.2f}%" in frozen_row and "\\*" not in frozen_row
+    assert "**" not in frozen_row  # not the best of any main column either
+    assert "\\* p < 0.05, \\*\\* p < 0.01" in md  # the legend
+    # rows ranked by the primary metric
+    order = ["bert+gate+finetune", "bert+mean+frozen", "EASE (pooled)", "EASE", "Pop"]
+    positions = [md.index(f"| {m} |") for m in order]
+    assert positions == sorted(positions)
+
+
+def test_markdown_failures_cold_start_and_protocol(report):
+    _, paths = report
+    md = paths["markdown"].read_text()
+    dann = _table_row(md.split("## Failed and not-applicable runs")[1], "dann")
+    assert "failed" in dann and "RuntimeError: gradient reversal exploded at epoch 3" in dann
+    assert TRACEBACK.splitlines()[1] in md  # full traceback in the details section
+    assert "domains share no item IDs" in md and "| not_applicable |" in md
+    assert "0/2 (2 failed)" in _table_row(md, "dann")
+    cold = md.split("### Slice: cold items")[1]
+    ease_cold = _table_row(cold, "EASE")
+    assert "0.0000 ± 0.0000" in ease_cold and "cannot score cold items (ID-only)" in ease_cold
+    assert "users 1-5 | users 6-10 | users 11+" in md
+    protocol = md.split("## Protocol")[1]
+    for text in ("ml100k-genres", "20% of target train kept", "ab12cd34ef56", "2022, 2023", "recbole | 1.2.1",
+                 "| cpu |", "16,000", "bert+gate+finetune: 3 trials"):
+        assert text in protocol, text
+    assert "coverage@10" in md.split("## Beyond accuracy")[1]
+
+
+def test_csv_and_json_round_trip_the_numbers(report):
+    data, paths = report
+    results = pd.read_csv(paths["results"], float_precision="round_trip")
+    assert len(results) == len(data["runs"])
+    for run in data["runs"]:
+        row = results[(results["method"] == run["method"]) & (results["seed"] == run["seed"])].iloc[0]
+        assert row["status"] == run["status"]
+        for metric, value in (run["metrics"].get("test") or {}).items():
+            assert row[metric] == value
+        if run["status"] != "done":
+            assert pd.isna(row["ndcg@10"])
+    summary = pd.read_csv(paths["summary"], float_precision="round_trip").set_index("method")
+    assert list(summary.index[:2]) == ["bert+gate+finetune", "bert+mean+frozen"]
+    assert summary.loc["EASE", "ndcg@10_mean"] == pytest.approx(0.295)
+    assert summary.loc["EASE", "ndcg@10_std"] == pytest.approx(statistics.stdev([0.29, 0.30]))
+    assert summary.loc["dann", "n_failed"] == 2 and pd.isna(summary.loc["dann", "ndcg@10_mean"])
+    assert bool(summary.loc["EASE (pooled)", "is_reference"])
+    assert summary.loc["bert+gate+finetune", "improvement_pct"] == pytest.approx((0.313 / 0.302 - 1) * 100)
+
+    report_json = json.loads(paths["json"].read_text())
+    assert report_json["data"]["runs"] == json.loads(json.dumps(data["runs"]))
+    assert report_json["data"]["comparisons"] == data["comparisons"]
+    assert report_json["verdict"]["best_method"] == "bert+gate+finetune"
+    assert report_json["verdict"]["significant"] is True
+    gate = next(s for s in report_json["summary"] if s["method"] == "bert+gate+finetune")
+    assert gate["test"]["ndcg@10"]["mean"] == pytest.approx(0.313)
+    assert gate["test"]["ndcg@10"]["n"] == 2
+
+
+def test_html_is_offline_with_one_plotly_and_every_figure(report):
+    _, paths = report
+    page = paths["html"].read_text()
+    plotly_js = get_plotlyjs()
+    assert page.count(plotly_js) == 1
+    rest = page.replace(plotly_js, "")  # plotly.js itself mentions map-tile CDNs it never loads here
+    assert 'src="http' not in rest and "cdn" not in rest.lower()
+    assert not re.search(r"<script[^>]*\bsrc=", page)
+    expected = [f"fig-bar-{m.replace('@', '-')}" for m in MAIN] + [
+        "fig-coldstart", "fig-training", "fig-tuning-bert-gate-finetune"
+    ]
+    assert page.count('class="plotly-graph-div"') == len(expected)
+    for fig_id in expected:
+        assert page.count(f'<div id="{fig_id}" class="plotly-graph-div"') == 1, fig_id
+    assert "Best method: bert+gate+finetune" in page
+    assert "RuntimeError: gradient reversal exploded at epoch 3" in page
+
+
+def test_failure_while_writing_leaves_no_partial_report(tmp_path, monkeypatch):
+    data = make_data()
+    calls = {"n": 0}
+    real_fsync = os.fsync
+
+    def failing_fsync(fd):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError("disk full")
+        real_fsync(fd)
+
+    out = tmp_path / "fresh"
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(OSError, match="disk full"):
+        write_report(data, out)
+    assert list(out.iterdir()) == []
+
+    # an existing report survives a failed rewrite byte for byte
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    paths = write_report(data, tmp_path / "kept")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "kept").iterdir()}
+    changed = copy.deepcopy(data)
+    changed["name"] = "changed"
+    calls["n"] = 0
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(OSError):
+        write_report(changed, tmp_path / "kept")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "kept").iterdir()} == before
+    assert set(before) == {p.name for p in paths.values()}
+
+
+def test_single_seed_no_comparisons_and_no_winning_strategy(tmp_path):
+    data = make_data()
+    data["seeds"] = [2022]
+    data["runs"] = [r for r in data["runs"] if r["seed"] == 2022 and r["method"] != "bert+gate+finetune"]
+    data["comparisons"] = []
+    data.pop("tuning")
+    for run in data["runs"]:
+        if run["method"] == "bert+mean+frozen":
+            run["metrics"]["test"]["ndcg@10"] = 0.25
+            del run["metrics"]["test"]["recall@10"]
+    paths = write_report(data, tmp_path)
+    md = paths["markdown"].read_text()
+    assert "Best method: EASE (pooled) (ndcg@10 = 0.3000 ± –, 1 seed)" in md
+    assert "No strategy beat the best baseline" in md and "stay with EASE (pooled)" in md
+    assert "No significance tests were run" in md
+    assert "\\*" not in _table_row(md, "bert+mean+frozen")
+    frozen = _table_row(md, "bert+mean+frozen").split(" | ")
+    assert frozen[4] == "–"  # missing recall@10
+    summary = pd.read_csv(paths["summary"], float_precision="round_trip").set_index("method")
+    assert pd.isna(summary.loc["EASE", "ndcg@10_std"])
+    page = paths["html"].read_text()
+    assert "fig-tuning" not in page and page.count(get_plotlyjs()) == 1
+
+
+def test_every_run_failed(tmp_path):
+    data = make_data()
+    data["runs"] = [r for r in data["runs"] if r["status"] != "done"]
+    data["reference"] = None
+    data["comparisons"] = []
+    paths = write_report(data, tmp_path)
+    md = paths["markdown"].read_text()
+    assert "No run produced a test ndcg@10" in md
+    assert "RuntimeError: gradient reversal exploded at epoch 3" in md
+    assert pd.read_csv(paths["results"])["status"].tolist() == ["failed", "failed", "not_applicable"]
+    assert json.loads(paths["json"].read_text())["verdict"]["best_method"] is None
+
+
+def test_reference_recomputed_when_missing(tmp_path):
+    data = make_data()
+    data["reference"] = None
+    md = write_report(data, tmp_path)["markdown"].read_text()
+    assert "| EASE (pooled) | baseline (reference) |" in md

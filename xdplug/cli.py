@@ -1,0 +1,204 @@
+"""The ``xdplug`` command line. Errors users can fix become one message and exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import warnings
+
+from . import __version__
+from .errors import XdplugError
+
+
+def _plugins():
+    from .plugins import get_plugins
+
+    return get_plugins()
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)] if rows else [len(h) for h in header]
+    lines = ["  ".join(str(h).ljust(w) for h, w in zip(header, widths)),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in rows]
+    return "\n".join(lines)
+
+
+def cmd_plugins(args) -> int:
+    rows = _plugins().plugin_rows()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(_table([[r["name"], r["version"] or "", ",".join(r["hooks"]), r["error"] or "ok"] for r in rows],
+                 ["plugin", "version", "hooks", "status"]))
+    return 0
+
+
+def cmd_components(args) -> int:
+    entries = _plugins().registry.all(args.kind)
+    if args.json:
+        print(json.dumps([{"name": e.name, "kind": e.kind, "plugin": e.plugin, "description": e.description}
+                          for e in entries], indent=2))
+        return 0
+    print(_table([[e.kind, e.name, e.plugin, e.description] for e in entries],
+                 ["kind", "name", "plugin", "description"]))
+    return 0
+
+
+def _load(args):
+    from .config import load_config
+
+    return load_config(args.config, overrides=args.set or [], registry=_plugins().registry)
+
+
+def cmd_config_show(args) -> int:
+    from .config import config_hash, dump_yaml
+
+    config = _load(args)
+    print(f"# config hash: {config_hash(config)}")
+    print(dump_yaml(config), end="")
+    return 0
+
+
+def cmd_datasets(args) -> int:
+    from .config import DEFAULTS
+    from .data.prepare import cache_key
+    from . import paths
+
+    rows = []
+    for entry in _plugins().registry.all("dataset"):
+        recipe = entry.cls({})
+        key = cache_key(entry.name, DEFAULTS["dataset"], recipe.params, DEFAULTS["seeds"][0])
+        prepared = (paths.prepared_dir() / f"{entry.name}-{key}" / "summary.json").is_file()
+        rows.append([entry.name, "yes" if prepared else "no", recipe.origin(), entry.plugin])
+    print(_table(rows, ["recipe", "prepared (default protocol)", "files come from", "plugin"]))
+    return 0
+
+
+def cmd_datasets_prepare(args) -> int:
+    from tqdm import tqdm
+
+    from .config import load_config
+    from .data.prepare import prepare
+
+    registry = _plugins().registry
+    config = load_config(data={"dataset": {"recipe": args.name}, "baselines": [{"baseline": "Pop"}]},
+                         overrides=args.set or [])
+    recipe = registry.get("dataset", args.name, "recipe")(config["dataset"]["params"], "dataset.params")
+    with tqdm(total=3, desc=f"prepare {args.name}", disable=args.quiet) as bar:
+        def step(message):
+            bar.set_postfix_str(message)
+            bar.update(1)
+        data = prepare(recipe, config["dataset"], args.seed, force=args.force, progress=step)
+        bar.n = bar.total
+        bar.refresh()
+    print(data.describe())
+    print(f"prepared in {data.folder}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .runner import run_benchmark
+
+    config = _load(args)
+    if args.executor:
+        config["executor"]["kind"] = args.executor
+    if config["executor"]["kind"] != "local":
+        raise XdplugError(f"executor {config['executor']['kind']!r} is not available yet; use executor: local")
+    paths = run_benchmark(config, force=args.force, progress=not args.quiet, only=args.only)
+    print("report written:")
+    for kind, path in paths.items():
+        print(f"  {kind}: {path}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .reporting import build_report
+    from .runner import store_path
+    from .store import RunStore
+
+    config = _load(args)
+    path = store_path(config)
+    if not path.is_file():
+        raise XdplugError(f"no run store at {path}; run `xdplug run {args.config}` first")
+    store = RunStore(path)
+    paths = build_report(config, store, _plugins().registry)
+    store.close()
+    for kind, p in paths.items():
+        print(f"{kind}: {p}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xdplug", description=(
+        "Cross-domain recommendation benchmarks: does transfer from a source domain beat classic CF?"))
+    parser.add_argument("--version", action="version", version=f"xdplug {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("plugins", help="list plugins, their hooks and load errors")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("components", help="list registered components")
+    p.add_argument("--kind", choices=["encoder", "fusion", "adaptation", "evaluator", "baseline", "dataset"])
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_components)
+
+    p = sub.add_parser("config", help="configuration tools")
+    csub = p.add_subparsers(dest="config_command", required=True)
+    q = csub.add_parser("show", help="print the resolved, validated config and its hash")
+    q.add_argument("config")
+    q.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
+    q.set_defaults(func=cmd_config_show)
+
+    p = sub.add_parser("datasets", help="list dataset recipes; `datasets prepare NAME` prepares one")
+    p.set_defaults(func=cmd_datasets)
+    dsub = p.add_subparsers(dest="datasets_command")
+    q = dsub.add_parser("prepare", help="prepare a recipe (filter, align, split) and print its summary")
+    q.add_argument("name")
+    q.add_argument("--seed", type=int, default=2022)
+    q.add_argument("--set", action="append", metavar="KEY=VALUE", help="override e.g. dataset.sparse.keep=0.2")
+    q.add_argument("--force", action="store_true", help="prepare again even if cached")
+    q.add_argument("--quiet", action="store_true")
+    q.set_defaults(func=cmd_datasets_prepare)
+
+    p = sub.add_parser("run", help="run a benchmark config and write its report")
+    p.add_argument("config")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
+    p.add_argument("--force", action="store_true", help="rerun runs that already finished")
+    p.add_argument("--only", action="append", metavar="METHOD", help="run only this method (repeatable)")
+    p.add_argument("--executor", choices=["local", "ray"])
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("report", help="(re)write the report of a config from its run store")
+    p.add_argument("config")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*GradScaler.*")
+    try:
+        return args.func(args) or 0
+    except XdplugError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished runs are kept, `xdplug run` resumes the rest", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""The report's outline: which sections, in which order, with which tables and plots.
+
+Built once as blocks (:mod:`xdplug.report.blocks`) and rendered by both the
+Markdown and the HTML writer, so the two never disagree.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection
+
+from . import tables as t
+from .aggregate import MARKERS, ReportContext
+from .blocks import Block, Bullets, Code, Details, FigureRef, Heading, Paragraph
+from .verdict import Verdict
+
+
+def title(ctx: ReportContext) -> str:
+    return f"xdplug report: {ctx.data.get('name') or 'unnamed'}"
+
+
+def marker_legend() -> str:
+    marks = ", ".join(f"{m} p < {p:g}" for p, m in reversed(MARKERS))
+    return (
+        f"Markers: {marks} (paired per-user t-test against the reference, Holm-corrected over all comparisons; "
+        "Wilcoxon where no t-test was run). An improvement without a marker was not significant or not tested."
+    )
+
+
+def _figures(keys: list[str], available: Collection[str]) -> list[Block]:
+    return [FigureRef(k) for k in keys if k in available]
+
+
+def build_document(ctx: ReportContext, verdict: Verdict, figures: Collection[str] = (), generated_at: str = "") -> list[Block]:
+    """The whole report as blocks; ``figures`` names the plots the renderer can draw."""
+    data = ctx.data
+    dataset = data.get("dataset") or {}
+    blocks: list[Block] = [Heading(1, title(ctx))]
+    meta = [
+        f"dataset {dataset.get('recipe', '–')} ({dataset.get('regime', '–')})",
+        f"primary metric {ctx.primary}",
+        f"seeds {', '.join(str(s) for s in data.get('seeds') or []) or '–'}",
+        f"config {data.get('config_hash') or '–'}",
+    ]
+    if generated_at:
+        meta.append(f"generated {generated_at}")
+    blocks.append(Paragraph("; ".join(meta) + "."))
+
+    blocks += [Heading(2, "Verdict"), Paragraph(verdict.text)]
+    blocks += _results(ctx, figures)
+    blocks += _cold_start(ctx, figures)
+    blocks += _beyond(ctx)
+    blocks += _failures(ctx)
+    if "training" in figures:
+        blocks += [Heading(2, "Training curves"), FigureRef("training")]
+    blocks += _tuning(ctx, figures)
+    blocks += _protocol(ctx)
+    blocks += [Heading(2, "Timings and memory"), t.timings_table(ctx)]
+    return blocks
+
+
+def _results(ctx: ReportContext, figures: Collection[str]) -> list[Block]:
+    ref = ctx.reference or "none"
+    blocks: list[Block] = [
+        Heading(2, "Results"),
+        Paragraph(
+            f"Test metrics, mean ± std over finished seeds (sample std; – for a single seed), ranked by "
+            f"{ctx.primary}. Bold: best value of the column. Reference: {ref} (best baseline). "
+            + marker_legend()
+            + t.higher_better_note(ctx.groups.main)
+        ),
+        t.main_table(ctx),
+    ]
+    blocks += _figures([f"bar:{m}" for m in ctx.groups.main], figures)
+    blocks.append(Heading(3, "Improvement over the reference"))
+    if ctx.comparisons:
+        blocks.append(t.improvement_table(ctx))
+    else:
+        blocks.append(Paragraph("No significance tests were run, so no improvement is marked significant."))
+    if ctx.groups.other_accuracy:
+        blocks += [Heading(3, "Other cut-offs"), t.metric_table(ctx, ctx.groups.other_accuracy)]
+    return blocks
+
+
+def _cold_start(ctx: ReportContext, figures: Collection[str]) -> list[Block]:
+    groups = ctx.groups
+    blocks: list[Block] = [Heading(2, "Cold start")]
+    if not groups.user_groups and not groups.other_slices:
+        return blocks + [Paragraph("No cold-start slices were measured.")]
+    if groups.user_groups:
+        blocks.append(Paragraph(
+            "Target users grouped by their number of target training interactions "
+            f"(fewest first), test {ctx.primary}."
+        ))
+        if any(ctx.primary in groups.sliced[lb] for lb in groups.user_groups):
+            blocks.append(t.user_group_table(ctx, ctx.primary))
+        blocks += _figures(["coldstart"], figures)
+        others = sorted({b for lb in groups.user_groups for b in groups.sliced[lb]} - {ctx.primary},
+                        key=lambda b: groups.all.index(b) if b in groups.all else len(groups.all))
+        if others:
+            blocks.append(Details("Other metrics by user group", [
+                block for b in others for block in (Heading(4, b), t.user_group_table(ctx, b))
+            ]))
+    for label in groups.other_slices:
+        blocks += [
+            Heading(3, f"Slice: {label}"),
+            Paragraph(f"Test metrics measured on {label} only; notes say what a method can and cannot score."),
+            t.slice_table(ctx, label),
+        ]
+    return blocks
+
+
+def _beyond(ctx: ReportContext) -> list[Block]:
+    blocks: list[Block] = [Heading(2, "Beyond accuracy")]
+    if not ctx.groups.beyond:
+        return blocks + [Paragraph("No beyond-accuracy metrics were measured.")]
+    return blocks + [
+        Paragraph("Bold: best value of the column." + t.higher_better_note(ctx.groups.beyond)),
+        t.metric_table(ctx, ctx.groups.beyond),
+    ]
+
+
+def _failures(ctx: ReportContext) -> list[Block]:
+    runs = t.unfinished_runs(ctx)
+    blocks: list[Block] = [Heading(2, "Failed and not-applicable runs")]
+    if not runs:
+        return blocks + [Paragraph("Every run finished.")]
+    blocks.append(t.failures_table(ctx))
+    details = [
+        block
+        for r in runs
+        if r.get("error")
+        for block in (Heading(4, f"{r.get('method')}, seed {r.get('seed')} ({r.get('status')})"), Code(str(r["error"])))
+    ]
+    if details:
+        blocks.append(Details("Full errors", details))
+    return blocks
+
+
+def _tuning(ctx: ReportContext, figures: Collection[str]) -> list[Block]:
+    tuning = ctx.data.get("tuning") or {}
+    if not tuning:
+        return []
+    blocks: list[Block] = [
+        Heading(2, "Tuning"),
+        Paragraph("Hyper-parameters chosen on the validation split; the test split was not used."),
+        t.tuning_summary_table(ctx),
+    ]
+    for method, tu in tuning.items():
+        tu = tu or {}
+        blocks += _figures([f"tuning:{method}"], figures)
+        blocks.append(Details(f"{method}: search space and trials", [
+            Code(json.dumps(tu.get("space") or {}, indent=2, sort_keys=True, default=str)),
+            t.tuning_table(str(method), tu),
+        ]))
+    return blocks
+
+
+def _protocol(ctx: ReportContext) -> list[Block]:
+    data = ctx.data
+    dataset = data.get("dataset") or {}
+    blocks: list[Block] = [
+        Heading(2, "Protocol"),
+        t.key_value_table([
+            ("dataset recipe", dataset.get("recipe")),
+            ("regime", dataset.get("regime")),
+            ("cold items", dataset.get("cold_items")),
+            ("primary metric", ctx.primary),
+            ("reference", ctx.reference),
+            ("seeds", ", ".join(str(s) for s in data.get("seeds") or [])),
+            ("device", data.get("device")),
+            ("config hash", data.get("config_hash")),
+            ("report name", data.get("name")),
+        ]),
+    ]
+    if dataset.get("domains"):
+        blocks += [Heading(3, "Domains"), t.domains_table(dataset)]
+    if dataset.get("overlap"):
+        blocks += [Heading(3, "Overlap"), t.overlap_table(dataset["overlap"])]
+    if dataset.get("split"):
+        blocks += [Heading(3, "Split"), t.split_table(dataset["split"])]
+    if dataset.get("protocol"):
+        blocks += [Heading(3, "Evaluation protocol"), t.key_value_table(list(dataset["protocol"].items()))]
+    budgets = [f"{m}: {(tu or {}).get('budget', '–')} trials" for m, tu in (data.get("tuning") or {}).items()]
+    if budgets:
+        blocks += [Heading(3, "Tuning budget"), Bullets(budgets)]
+    if data.get("versions"):
+        blocks += [Heading(3, "Versions"), t.key_value_table(list(data["versions"].items()), ("Package", "Version"))]
+    blocks += [Heading(3, "Methods"), t.methods_table(ctx)]
+    if data.get("config"):
+        blocks.append(Details("Resolved configuration", [
+            Code(json.dumps(data["config"], indent=2, sort_keys=True, default=str)),
+        ]))
+    return blocks

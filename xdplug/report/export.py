@@ -1,0 +1,139 @@
+"""Machine-readable outputs: results.csv (one row per run), summary.csv (one row per method), report.json.
+
+Numbers are written at full precision so they round-trip; missing values are
+empty CSV cells and JSON ``null`` (never ``NaN``, which is not JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import PurePath
+from typing import Any
+
+import pandas as pd
+
+from .aggregate import ReportContext, Stat, as_float, short_error
+
+REPORT_FORMAT = "xdplug-report"
+REPORT_FORMAT_VERSION = 1
+
+
+def results_frame(ctx: ReportContext) -> pd.DataFrame:
+    """One row per run: identity, status, cost, the error's short line, then every test metric."""
+    rows = []
+    for s in ctx.summaries:
+        for run in s.runs:
+            test = ((run.get("metrics") or {}).get("test")) or {}
+            row = {
+                "method": s.method,
+                "kind": run.get("kind") or s.kind,
+                "seed": run.get("seed"),
+                "status": run.get("status"),
+                "time_s": as_float(run.get("time_s")),
+                "peak_rss_mb": as_float(run.get("peak_rss_mb")),
+                "error": short_error(run.get("error")) or None,
+            }
+            row.update({m: as_float(test.get(m)) for m in ctx.groups.all})
+            rows.append(row)
+    columns = ["method", "kind", "seed", "status", "time_s", "peak_rss_mb", "error", *ctx.groups.all]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def summary_frame(ctx: ReportContext) -> pd.DataFrame:
+    """One row per method, ranked as in the report: run counts, improvement on the primary metric, mean and std per metric."""
+    rows = []
+    for s in ctx.summaries:
+        pct, marker, comp = ctx.improvement(s.method, ctx.primary)
+        row: dict[str, Any] = {
+            "method": s.method,
+            "kind": s.kind,
+            "is_reference": s.method == ctx.reference,
+            "n_runs": s.n_runs,
+            "n_done": s.n_done,
+            "n_failed": s.n_failed,
+            "n_not_applicable": s.n_not_applicable,
+            "improvement_pct": pct,
+            "p_ttest_holm": as_float(comp.get("p_ttest_holm")) if comp else None,
+            "marker": marker,
+        }
+        for m in ctx.groups.all:
+            stat = s.test.get(m)
+            row[f"{m}_mean"] = stat.mean if stat else None
+            row[f"{m}_std"] = stat.std if stat else None
+        row["time_s_mean"] = s.time_s.mean if s.time_s else None
+        row["peak_rss_mb_max"] = s.peak_rss_mb
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def to_csv(frame: pd.DataFrame) -> str:
+    return frame.to_csv(index=False, lineterminator="\n")
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON types: numpy scalars and arrays unwrapped, NaN/inf as None, paths and the rest as strings."""
+    if value is None or isinstance(value, (bool, str, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, PurePath):
+        return str(value)
+    if hasattr(value, "tolist"):  # numpy arrays and scalars
+        return jsonable(value.tolist())
+    if hasattr(value, "item"):
+        return jsonable(value.item())
+    return str(value)
+
+
+def _stat(stat: Stat | None) -> dict | None:
+    return None if stat is None else {"mean": stat.mean, "std": stat.std, "n": stat.n}
+
+
+def report_json(ctx: ReportContext, verdict: dict, generated_at: str) -> str:
+    """Everything: the verdict, the per-method aggregates, and the runner's full input (runs, comparisons, tuning, config)."""
+    summary = []
+    for s in ctx.summaries:
+        improvements = {}
+        for m in ctx.groups.all:
+            pct, marker, comp = ctx.improvement(s.method, m)
+            if pct is not None:
+                improvements[m] = {"pct": pct, "marker": marker, "tested": comp is not None}
+        summary.append({
+            "method": s.method,
+            "kind": s.kind,
+            "is_reference": s.method == ctx.reference,
+            "n_runs": s.n_runs,
+            "n_done": s.n_done,
+            "n_failed": s.n_failed,
+            "n_not_applicable": s.n_not_applicable,
+            "notes": s.notes,
+            "test": {m: _stat(st) for m, st in s.test.items()},
+            "valid": {m: _stat(st) for m, st in s.valid.items()},
+            "improvement_over_reference": improvements,
+            "time_s": _stat(s.time_s),
+            "peak_rss_mb_max": s.peak_rss_mb,
+        })
+    document = {
+        "format": REPORT_FORMAT,
+        "format_version": REPORT_FORMAT_VERSION,
+        "generated_at": generated_at,
+        "name": ctx.data.get("name"),
+        "primary_metric": ctx.primary,
+        "reference": ctx.reference,
+        "metric_groups": {
+            "main": ctx.groups.main,
+            "other_accuracy": ctx.groups.other_accuracy,
+            "beyond_accuracy": ctx.groups.beyond,
+            "user_groups": ctx.groups.user_groups,
+            "other_slices": ctx.groups.other_slices,
+        },
+        "verdict": verdict,
+        "summary": summary,
+        "data": ctx.data,
+    }
+    return json.dumps(jsonable(document), indent=2, allow_nan=False, ensure_ascii=False) + "\n"

@@ -1,0 +1,102 @@
+"""Assemble a report from the run store: aggregate runs, pick the reference, test significance."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from .config import parse_metric
+from .runner import expand, library_versions, output_dir
+
+logger = logging.getLogger(__name__)
+
+
+def regime_name(dataset_cfg: dict) -> str:
+    parts = []
+    sparse = dataset_cfg.get("sparse")
+    if sparse and sparse.get("keep", 1.0) < 1.0:
+        parts.append(f"{sparse['keep']:.0%} of target train kept")
+    cold = dataset_cfg.get("cold_items")
+    if cold:
+        parts.append(f"{cold.get('fraction', 0.2):.0%} cold items"
+                     + (" (new in source too)" if cold.get("new_in_source") else " (warm in source)"))
+    if dataset_cfg.get("align") == "none":
+        parts.append("no shared IDs (align: none)")
+    return "; ".join(parts) or "full target"
+
+
+def pick_reference(runs: list[dict], metric: str) -> str | None:
+    """The best baseline: highest mean test ``metric`` over its finished runs.
+
+    Chosen on test, which favours the baselines: a strategy must beat the
+    strongest one it could have been compared with.
+    """
+    scores: dict[str, list[float]] = {}
+    for run in runs:
+        if run["kind"] == "baseline" and run["status"] == "done":
+            value = run["metrics"].get("test", {}).get(metric)
+            if value is not None:
+                scores.setdefault(run["method"], []).append(value)
+    if not scores:
+        return None
+    return max(scores, key=lambda m: float(np.mean(scores[m])))
+
+
+def report_data(config: dict, store, registry) -> dict:
+    run_ids = [s.run_id for s in expand(config)]
+    runs = store.runs(run_ids, with_per_user=True)
+    primary = config["evaluation"]["valid_metric"].lower()
+    reference = pick_reference(runs, primary)
+    comparisons = []
+    for name in config["evaluation"]["evaluators"]:
+        cls = registry.get("evaluator", name, "evaluation.evaluators")
+        if cls.scope != "report" or reference is None:
+            continue
+        evaluator = cls({"metrics": sorted({primary, primary.replace("ndcg", "recall")})}) \
+            if "metrics" in cls.defaults else cls({})
+        inputs = [{"method": r["method"], "seed": r["seed"], "users": r["per_user"].get("users"),
+                   "per_user": r["per_user"]} for r in runs if r["status"] == "done" and r["per_user"]]
+        comparisons += evaluator.compare(inputs, reference)
+    seed = config["seeds"][0]
+    summary = store.get_meta(f"dataset_summary_{seed}") or {}
+    ks = config["evaluation"]["ks"]
+    metrics = [f"{m}@{k}" for k in ks for m in ("ndcg", "recall", "mrr", "hit", "precision")]
+    clean_runs = []
+    for r in runs:
+        clean_runs.append({k: v for k, v in r.items() if k != "per_user"})
+    return {
+        "name": config["name"],
+        "config_hash": store.get_meta("config_hash"),
+        "config": config,
+        "primary_metric": primary,
+        "metrics": metrics,
+        "dataset": {
+            "recipe": config["dataset"]["recipe"],
+            "regime": regime_name(config["dataset"]),
+            "domains": summary.get("domains", {}),
+            "overlap": summary.get("overlap", {}),
+            "split": summary.get("split", {}),
+            "protocol": config["dataset"]["protocol"],
+            "cold_items": summary.get("cold_items"),
+            "leakage_removed": summary.get("leakage_removed"),
+            "description": summary.get("recipe_description", ""),
+        },
+        "seeds": config["seeds"],
+        "versions": next((r["versions"] for r in runs if r.get("versions")), library_versions()),
+        "device": next((r["device"] for r in runs if r.get("device")), config["device"]),
+        "reference": reference,
+        "runs": clean_runs,
+        "comparisons": comparisons,
+    }
+
+
+def build_report(config: dict, store, registry, out_dir: str | Path | None = None) -> dict:
+    from .report import write_report
+
+    data = report_data(config, store, registry)
+    tuning = store.get_meta("tuning")
+    if tuning:
+        data["tuning"] = tuning
+    return write_report(data, Path(out_dir) if out_dir else output_dir(config))

@@ -1,0 +1,236 @@
+"""The benchmark runner: baselines x strategies x seeds on one fixed split per seed.
+
+``run_benchmark`` expands the grid, skips runs the store already finished
+(``force`` reruns them), runs the rest, records each in the run store (a run
+that raises is recorded as failed and the others continue) and writes the
+report. Every method is evaluated by the same evaluators on the same split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import platform
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from .config import canonical_json, config_hash, default_baseline_name, default_strategy_name, parse_metric
+from .data.prepare import prepare
+from .errors import ConfigError, RunError, XdplugError
+from .plugins import Plugins, get_plugins
+from .recbole_compat import quiet_recbole_logging, resolve_device
+from .store import RunStore
+from .training import FitContext, rank_split
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunSpec:
+    """One cell of the grid: a method on a seed."""
+
+    run_id: str
+    method: str
+    kind: str  # "baseline" or "strategy"
+    seed: int
+    entry: dict
+    path: str  # config key path of the entry, for error messages
+
+
+def output_dir(config: dict) -> Path:
+    return Path(config["output"]["dir"].format(name=config["name"]))
+
+
+def store_path(config: dict) -> Path:
+    return output_dir(config) / config["output"]["store"]
+
+
+def expand(config: dict) -> list[RunSpec]:
+    """The grid, in a stable order: seeds outermost, baselines before strategies."""
+    shared = {k: config[k] for k in ("dataset", "train", "evaluation")}
+    specs = []
+    for seed in config["seeds"]:
+        for kind, key in (("baseline", "baselines"), ("strategy", "strategies")):
+            for i, entry in enumerate(config[key]):
+                name = entry.get("name") or (default_baseline_name(entry) if kind == "baseline"
+                                             else default_strategy_name(entry))
+                identity = canonical_json({"shared": shared, "seed": seed, "kind": kind, "entry":
+                                           {k: v for k, v in entry.items() if k != "name"}})
+                run_id = hashlib.sha256(identity.encode()).hexdigest()[:16]
+                specs.append(RunSpec(run_id, name, kind, seed, entry, f"{key}[{i}]"))
+    return specs
+
+
+def library_versions() -> dict:
+    import importlib.metadata as md
+
+    out = {"xdplug": __version__, "python": platform.python_version()}
+    for lib in ("recbole", "torch", "numpy", "pandas", "scipy", "transformers", "pluggy"):
+        try:
+            out[lib] = md.version(lib)
+        except md.PackageNotFoundError:
+            out[lib] = None
+    return out
+
+
+class PeakRSS:
+    """Samples this process's resident memory in a thread; ``peak_mb`` after ``stop``."""
+
+    def __init__(self, interval: float = 0.2):
+        self.interval, self.peak_mb = interval, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def current_mb() -> float:
+        try:
+            with open("/proc/self/status") as handle:
+                for line in handle:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak_mb = max(self.peak_mb, self.current_mb())
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, self.current_mb())
+
+
+def run_evaluators(config: dict, registry, result) -> tuple[dict, dict]:
+    metrics, per_user = {}, {}
+    for name in config["evaluation"]["evaluators"]:
+        cls = registry.get("evaluator", name, "evaluation.evaluators")
+        if cls.scope != "run":
+            continue
+        evaluator = cls({})
+        metrics.update(evaluator.evaluate(result))
+        per_user.update(evaluator.per_user(result))
+    return metrics, per_user
+
+
+def execute_run(spec: RunSpec, config: dict, registry, data, device: torch.device, workdir: Path,
+                progress=None) -> dict:
+    """Train and evaluate one run; returns the record fields (never writes the store)."""
+    from .model.strategy import fit_strategy
+
+    ctx = FitContext(data=data, seed=spec.seed, device=device, train=config["train"],
+                     evaluation=config["evaluation"], workdir=workdir, progress=progress,
+                     tensorboard_dir=output_dir(config) / "tensorboard" / f"{spec.method}-{spec.seed}")
+    start = time.perf_counter()
+    notes = None
+    with PeakRSS() as rss:
+        if spec.kind == "baseline":
+            cls = registry.get("baseline", spec.entry["baseline"], f"{spec.path}.baseline")
+            baseline = cls(spec.entry.get("params"), f"{spec.path}.params")
+            pooled = bool(spec.entry.get("pooled"))
+            if pooled and not cls.supports_pooling:
+                raise ConfigError(f"{spec.path}.pooled", f"baseline {cls.name!r} cannot be pooled")
+            if (pooled or cls.needs_shared_ids) and not data.has_shared_ids:
+                return {"status": "not_applicable", "notes": "needs users or items shared by both domains; "
+                        "this dataset shares none", "time_s": 0.0, "peak_rss_mb": rss.current_mb()}
+            scorer = baseline.fit(ctx, pooled=pooled)
+        else:
+            scorer = fit_strategy(spec.entry, registry, ctx, spec.path)
+        item_known = getattr(scorer, "item_known", None)
+        ks = config["evaluation"]["ks"]
+        groups = config["evaluation"]["user_groups"]
+        test = rank_split(scorer.score, data, "test", ks, device, groups, item_known=item_known)
+        valid = rank_split(scorer.score, data, "valid", ks, device, groups, item_known=item_known)
+        test_metrics, per_user = run_evaluators(config, registry, test)
+        valid_metrics, _ = run_evaluators(config, registry, valid)
+        if item_known is not None and len(data.cold_items) and not np.asarray(item_known)[data.cold_items].any():
+            notes = "cannot score cold items: it has no representation for items without training interactions"
+    per_user["users"] = test.users
+    return {"status": "done", "metrics": {"test": test_metrics, "valid": valid_metrics},
+            "per_user": per_user, "curves": ctx.curves, "time_s": time.perf_counter() - start,
+            "peak_rss_mb": rss.peak_mb, "notes": notes}
+
+
+def run_benchmark(config: dict, plugins: Plugins | None = None, force: bool = False,
+                  progress: bool = True, only: list[str] | None = None) -> dict:
+    """Run every missing run of the grid and write the report; returns the report paths."""
+    import tempfile
+
+    from tqdm import tqdm
+
+    quiet_recbole_logging()
+    plugins = plugins or get_plugins()
+    registry = plugins.registry
+    from .config import validate_components
+
+    validate_components(config, registry)
+    device = resolve_device(config["device"])
+    out = output_dir(config)
+    out.mkdir(parents=True, exist_ok=True)
+    store = RunStore(store_path(config))
+    chash = config_hash(config)
+    store.set_meta("config", config)
+    store.set_meta("config_hash", chash)
+    specs = expand(config)
+    if only:
+        specs = [s for s in specs if s.method in only]
+        if not specs:
+            raise RunError(f"--only {only} matches no method of the config")
+    store.set_meta("run_ids", [s.run_id for s in expand(config)])
+    recipe_cls = registry.get("dataset", config["dataset"]["recipe"], "dataset.recipe")
+    recipe = recipe_cls(config["dataset"]["params"], "dataset.params")
+    versions = library_versions()
+    todo = [s for s in specs if force or store.status(s.run_id) not in ("done", "not_applicable")]
+    bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc="runs", unit="run",
+               disable=not progress, dynamic_ncols=True)
+    failed = 0
+    data_by_seed: dict[int, object] = {}
+    try:
+        for spec in todo:
+            bar.set_postfix_str(f"{spec.method} seed={spec.seed} failed={failed}")
+            if spec.seed not in data_by_seed:
+                data_by_seed[spec.seed] = prepare(recipe, config["dataset"], spec.seed)
+                store.set_meta(f"dataset_summary_{spec.seed}", data_by_seed[spec.seed].summary)
+            data = data_by_seed[spec.seed]
+            store.start(spec.run_id, chash, spec.method, spec.kind, spec.seed, spec.entry)
+            started = time.perf_counter()
+            try:
+                with tempfile.TemporaryDirectory(prefix="xdplug-run-") as work:
+                    record = execute_run(spec, config, registry, data, device, Path(work),
+                                         progress=(lambda m: bar.set_postfix_str(f"{spec.method}: {m}")))
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:  # a failing run is recorded; the grid goes on
+                failed += 1
+                detail = traceback.format_exc()
+                summary = str(exc) if isinstance(exc, XdplugError) else f"{type(exc).__name__}: {exc}"
+                record = {"status": "failed", "error": summary + "\n\n" + detail,
+                          "time_s": time.perf_counter() - started}
+                logger.warning("run %s (seed %s) failed: %s", spec.method, spec.seed, summary)
+            store.finish(spec.run_id, record.pop("status"), versions=versions, device=str(device), **record)
+            finished = store.runs([spec.run_id])[0]
+            plugins.notify_run_finished(finished)
+            bar.update(1)
+    finally:
+        bar.close()
+    from .reporting import build_report
+
+    paths = build_report(config, store, registry)
+    store.close()
+    return paths
