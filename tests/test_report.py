@@ -32,17 +32,26 @@ def _metrics(ndcg: float, cold: float | None = None) -> dict:
         "precision@10": ndcg * 0.5,
         "ndcg@20": ndcg * 1.1,
         "coverage@10": 0.5 - ndcg,
+        "gini@10": 0.9 - ndcg,
+        "coverage@20": 0.6 - ndcg,
         "ndcg@10|users 1-5": ndcg * 0.5,
         "ndcg@10|users 6-10": ndcg * 0.8,
         "ndcg@10|users 11+": ndcg * 1.1,
+        "n_users|users 1-5": 212.0,
+        "n_users|users 6-10": 300.0,
+        "n_users|users 11+": 431.0,
     }
     if cold is not None:
         test["ndcg@10|cold items"] = cold
         test["recall@10|cold items"] = cold * 0.9
+        test["n_users|cold items"] = 150.0
+        test["cold_hit_share@10"] = cold / 4
+        test["cold_known_frac"] = 0.0 if cold == 0.0 else 1.0
     return {"test": test, "valid": {"ndcg@10": ndcg * 0.95}}
 
 
 def _run(method, kind, seed, ndcg=None, status="done", error=None, cold=None, notes=None, curves=None):
+    """One run record as the runner stores it (not-applicable runs carry their reason in ``notes``)."""
     return {
         "method": method,
         "kind": kind,
@@ -89,10 +98,12 @@ def make_data() -> dict:
             _run("EASE (pooled)", "baseline", seed, pooled, cold=0.42),
             _run("bert+gate+finetune", "strategy", seed, gate, cold=0.44, curves=_curves()),
             _run("bert+mean+frozen", "strategy", seed, mean_, cold=0.2),
-            _run("dann", "strategy", seed, status="failed", error=TRACEBACK),
+            # the runner's format (summary line, blank, traceback) and a bare traceback
+            _run("dann", "strategy", seed, status="failed",
+                 error=TRACEBACK if seed == 2022 else TRACEBACK.splitlines()[-1] + "\n\n" + TRACEBACK),
         ]
     runs.append(_run("idonly+zeroshot", "strategy", 2022, status="not_applicable",
-                     error="domains share no item IDs; zero-shot needs shared items"))
+                     notes="domains share no item IDs; zero-shot needs shared items"))
     return {
         "name": "quickstart",
         "config_hash": "ab12cd34ef56",
@@ -131,10 +142,11 @@ def make_data() -> dict:
     }
 
 
-@pytest.fixture
-def report(tmp_path):
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    """One report shared by the read-only tests (the HTML inlines ~5 MB of plotly.js)."""
     data = make_data()
-    paths = write_report(data, tmp_path / "out")
+    paths = write_report(data, tmp_path_factory.mktemp("report") / "out")
     return data, paths
 
 
@@ -184,20 +196,30 @@ def test_markdown_bold_best_and_significance_markers(report):
 def test_markdown_failures_cold_start_and_protocol(report):
     _, paths = report
     md = paths["markdown"].read_text()
-    dann = _table_row(md.split("## Failed and not-applicable runs")[1], "dann")
-    assert "failed" in dann and "RuntimeError: gradient reversal exploded at epoch 3" in dann
+    failures = md.split("## Failed and not-applicable runs")[1].split("<details>")[0]
+    dann_rows = [line for line in failures.splitlines() if line.startswith("| dann |")]
+    assert len(dann_rows) == 2
+    for row in dann_rows:
+        assert "| failed | RuntimeError: gradient reversal exploded at epoch 3 |" in row
     assert TRACEBACK.splitlines()[1] in md  # full traceback in the details section
     assert "domains share no item IDs" in md and "| not_applicable |" in md
     assert "0/2 (2 failed)" in _table_row(md, "dann")
     cold = md.split("### Slice: cold items")[1]
     ease_cold = _table_row(cold, "EASE")
     assert "0.0000 ± 0.0000" in ease_cold and "cannot score cold items (ID-only)" in ease_cold
-    assert "users 1-5 | users 6-10 | users 11+" in md
+    assert "users 1-5 (n=212) | users 6-10 (n=300) | users 11+ (n=431)" in md
+    assert "150 users with such a test item" in md
+    assert "n\\_users" not in md and "| n_users" not in md
+    measures = md.split("### Cold-item measures")[1].split("##")[0]
+    assert "cold_hit_share@10" in measures and "cold_known_frac" in measures
     protocol = md.split("## Protocol")[1]
     for text in ("ml100k-genres", "20% of target train kept", "ab12cd34ef56", "2022, 2023", "recbole | 1.2.1",
                  "| cpu |", "16,000", "bert+gate+finetune: 3 trials"):
         assert text in protocol, text
-    assert "coverage@10" in md.split("## Beyond accuracy")[1]
+    beyond = md.split("## Beyond accuracy")[1].split("\n## ")[0]
+    assert "coverage@10 | gini@10" in beyond and "Lower is better for gini@10" in beyond
+    assert "coverage@20" in beyond.split("Other cut-offs")[1]
+    assert "**0.5870 ± 0.0042**" in _table_row(beyond, "bert+gate+finetune")  # lowest gini@10 wins
 
 
 def test_csv_and_json_round_trip_the_numbers(report):
@@ -320,3 +342,10 @@ def test_reference_recomputed_when_missing(tmp_path):
     data["reference"] = None
     md = write_report(data, tmp_path)["markdown"].read_text()
     assert "| EASE (pooled) | baseline (reference) |" in md
+
+
+def test_same_data_same_bytes(tmp_path):
+    data = make_data()
+    a = write_report(data, tmp_path / "a", generated_at="2026-11-25 12:00 UTC")
+    b = write_report(data, tmp_path / "b", generated_at="2026-11-25 12:00 UTC")
+    assert all(a[k].read_bytes() == b[k].read_bytes() for k in a)

@@ -44,16 +44,17 @@ def render_report(data: dict, generated_at: str | None = None) -> dict[str, str]
     }
 
 
-def write_report(data: dict, out_dir: str | Path) -> dict[str, Path]:
+def write_report(data: dict, out_dir: str | Path, *, generated_at: str | None = None) -> dict[str, Path]:
     """Render the report and write its five files atomically into ``out_dir``; return their paths.
 
     Everything is rendered before anything is written, and every file goes
     through a temp file plus ``os.replace``, so a failure leaves either the
-    previous report or none — never a partial one.
+    previous report or none — never a partial one. ``generated_at`` pins the
+    timestamp (byte-identical reports for identical data).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    texts = render_report(data)
+    texts = render_report(data, generated_at)
     paths = {key: out / name for key, name in REPORT_FILES.items()}
     write_files_atomically({paths[key]: texts[key].encode("utf-8") for key in REPORT_FILES})
     return paths

@@ -17,7 +17,9 @@ from typing import Any
 #: metric families that measure ranking accuracy (the rest is "beyond accuracy")
 ACCURACY_FAMILIES = frozenset({"ndcg", "recall", "mrr", "hit", "precision", "map"})
 #: metric families where a smaller value is better (RecBole's ``smaller = True``)
-SMALLER_IS_BETTER = frozenset({"giniindex", "averagepopularity", "gini", "popularity"})
+SMALLER_IS_BETTER = frozenset({"giniindex", "averagepopularity", "gini", "avg_pop", "popularity"})
+#: metric families that count users rather than measure anything ("n_users|users 1-5")
+COUNT_FAMILIES = frozenset({"n_users"})
 #: Holm-corrected p-value thresholds and their markers, strictest first
 MARKERS = ((0.01, "**"), (0.05, "*"))
 ALPHA = 0.05
@@ -147,14 +149,20 @@ class MetricGroups:
     main: list[str]
     #: unsliced accuracy metrics at other cut-offs
     other_accuracy: list[str]
-    #: unsliced non-accuracy metrics (coverage, novelty, ...)
+    #: unsliced non-accuracy metrics at the primary cut-off or without one (coverage, gini, ...)
     beyond: list[str]
+    #: unsliced non-accuracy metrics at other cut-offs
+    beyond_other: list[str]
+    #: unsliced cold-start measures ("cold_hit_share@10", "cold_known_frac")
+    cold: list[str]
     #: user-group slice labels ("users 1-5", ...), ordered by group size
     user_groups: list[str]
     #: other slice labels ("cold items", ...), in order of appearance
     other_slices: list[str]
-    #: base metrics available per slice label
+    #: base metrics available per slice label (user counts excluded)
     sliced: dict[str, list[str]]
+    #: metric key holding the number of users of a slice label ("n_users|users 1-5")
+    counts: dict[str, str]
 
 
 def _group_sort_key(label: str) -> tuple[float, str]:
@@ -189,20 +197,30 @@ def classify_metrics(data: dict, primary: str) -> MetricGroups:
         if m != primary and metric_family(m) in ACCURACY_FAMILIES and metric_k(m) == primary_k
     ]
     other_accuracy = [m for m in unsliced if m not in main and metric_family(m) in ACCURACY_FAMILIES]
-    beyond = [m for m in unsliced if m not in main and m not in other_accuracy]
+    rest = [m for m in unsliced if m not in main and m not in other_accuracy and metric_family(m) not in COUNT_FAMILIES]
+    cold = [m for m in rest if metric_family(m).startswith("cold")]
+    beyond = [m for m in rest if m not in cold and metric_k(m) in (primary_k, None)]
+    beyond_other = [m for m in rest if m not in cold and m not in beyond]
 
     sliced: dict[str, list[str]] = {}
+    counts: dict[str, str] = {}
     for m in order:
         base, label = split_metric(m)
-        if label is not None:
+        if label is None:
+            continue
+        if metric_family(base) in COUNT_FAMILIES:
+            counts[label] = m
+            sliced.setdefault(label, [])
+        else:
             sliced.setdefault(label, []).append(base)
     user_groups = sorted((lb for lb in sliced if lb.lower().startswith("users")), key=_group_sort_key)
     other_slices = [lb for lb in sliced if lb not in user_groups]
     # main metrics first within each slice, in the main order
-    rank = {m: i for i, m in enumerate(main + other_accuracy + beyond)}
-    for label, bases in sliced.items():
+    rank = {m: i for i, m in enumerate(main + other_accuracy + beyond + beyond_other)}
+    for bases in sliced.values():
         bases.sort(key=lambda b: rank.get(b, len(rank)))
-    return MetricGroups(order, main, other_accuracy, beyond, user_groups, other_slices, sliced)
+    return MetricGroups(order, main, other_accuracy, beyond, beyond_other, cold, user_groups, other_slices,
+                        sliced, counts)
 
 
 @dataclass
@@ -219,6 +237,14 @@ class ReportContext:
     @property
     def by_method(self) -> dict[str, MethodSummary]:
         return {s.method: s for s in self.summaries}
+
+    def slice_size(self, label: str) -> float | None:
+        """Mean number of users in a slice over every finished run (the evaluators' ``n_users|<label>``)."""
+        key = self.groups.counts.get(label)
+        if key is None:
+            return None
+        values = [st.mean for s in self.summaries if (st := s.test.get(key)) is not None]
+        return sum(values) / len(values) if values else None
 
     def comparison(self, method: str, metric: str) -> dict | None:
         return self.comparisons.get((method, metric))
@@ -261,13 +287,17 @@ def _pct(value: float | None, reference: float | None) -> float | None:
 
 
 def holm_p(comp: dict) -> float | None:
-    """The p-value behind the markers: paired t-test, Holm-corrected (Wilcoxon's when the t-test is missing)."""
-    p = as_float(comp.get("p_ttest_holm"))
-    return p if p is not None else as_float(comp.get("p_wilcoxon_holm"))
+    """The p-value behind the markers: the larger Holm-corrected p of the paired t-test and Wilcoxon.
+
+    Both tests must agree, as in the significance evaluator's own ``significant``
+    flag; where only one test ran, its p-value alone.
+    """
+    ps = [p for key in ("p_ttest_holm", "p_wilcoxon_holm") if (p := as_float(comp.get(key))) is not None]
+    return max(ps) if ps else None
 
 
 def is_significant(comp: dict) -> bool:
-    """The runner's verdict where it gave one, else the Holm-corrected t-test at α = 0.05."""
+    """The evaluator's verdict where it gave one, else both Holm-corrected tests at α = 0.05."""
     flag = comp.get("significant")
     if flag is not None:
         return bool(flag)

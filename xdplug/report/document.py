@@ -15,6 +15,10 @@ from .blocks import Block, Bullets, Code, Details, FigureRef, Heading, Paragraph
 from .verdict import Verdict
 
 
+#: dataset keys with a place of their own; any other key is listed as a protocol setting
+KNOWN_DATASET_KEYS = frozenset({"recipe", "regime", "cold_items", "domains", "overlap", "split", "protocol"})
+
+
 def title(ctx: ReportContext) -> str:
     return f"xdplug report: {ctx.data.get('name') or 'unnamed'}"
 
@@ -22,8 +26,9 @@ def title(ctx: ReportContext) -> str:
 def marker_legend() -> str:
     marks = ", ".join(f"{m} p < {p:g}" for p, m in reversed(MARKERS))
     return (
-        f"Markers: {marks} (paired per-user t-test against the reference, Holm-corrected over all comparisons; "
-        "Wilcoxon where no t-test was run). An improvement without a marker was not significant or not tested."
+        f"Markers: {marks} in both paired per-user tests against the reference (t-test and Wilcoxon, "
+        "Holm-corrected over the methods compared). An improvement without a marker was not significant "
+        "or not tested."
     )
 
 
@@ -85,7 +90,7 @@ def _results(ctx: ReportContext, figures: Collection[str]) -> list[Block]:
 def _cold_start(ctx: ReportContext, figures: Collection[str]) -> list[Block]:
     groups = ctx.groups
     blocks: list[Block] = [Heading(2, "Cold start")]
-    if not groups.user_groups and not groups.other_slices:
+    if not groups.user_groups and not groups.other_slices and not groups.cold:
         return blocks + [Paragraph("No cold-start slices were measured.")]
     if groups.user_groups:
         blocks.append(Paragraph(
@@ -102,22 +107,40 @@ def _cold_start(ctx: ReportContext, figures: Collection[str]) -> list[Block]:
                 block for b in others for block in (Heading(4, b), t.user_group_table(ctx, b))
             ]))
     for label in groups.other_slices:
+        size = ctx.slice_size(label)
+        users = f" ({size:,.0f} users with such a test item)" if size is not None else ""
+        blocks.append(Heading(3, f"Slice: {label}"))
+        if groups.sliced[label]:
+            blocks += [
+                Paragraph(f"Test metrics measured on {label} only{users}; notes say what a method cannot score."),
+                t.slice_table(ctx, label),
+            ]
+        else:
+            blocks.append(Paragraph(f"No metric could be measured on {label}{users}."))
+    if groups.cold:
         blocks += [
-            Heading(3, f"Slice: {label}"),
-            Paragraph(f"Test metrics measured on {label} only; notes say what a method can and cannot score."),
-            t.slice_table(ctx, label),
+            Heading(3, "Cold-item measures"),
+            Paragraph("Share of hits that are cold items, and share of cold items a method can represent."),
+            t.metric_table(ctx, groups.cold, notes=True),
         ]
     return blocks
 
 
 def _beyond(ctx: ReportContext) -> list[Block]:
     blocks: list[Block] = [Heading(2, "Beyond accuracy")]
-    if not ctx.groups.beyond:
+    if not ctx.groups.beyond and not ctx.groups.beyond_other:
         return blocks + [Paragraph("No beyond-accuracy metrics were measured.")]
-    return blocks + [
-        Paragraph("Bold: best value of the column." + t.higher_better_note(ctx.groups.beyond)),
-        t.metric_table(ctx, ctx.groups.beyond),
-    ]
+    if ctx.groups.beyond:
+        blocks += [
+            Paragraph("Bold: best value of the column." + t.higher_better_note(ctx.groups.beyond)),
+            t.metric_table(ctx, ctx.groups.beyond),
+        ]
+    if ctx.groups.beyond_other:
+        blocks.append(Details("Other cut-offs", [
+            Paragraph("Bold: best value of the column." + t.higher_better_note(ctx.groups.beyond_other)),
+            t.metric_table(ctx, ctx.groups.beyond_other),
+        ]))
+    return blocks
 
 
 def _failures(ctx: ReportContext) -> list[Block]:
@@ -129,8 +152,9 @@ def _failures(ctx: ReportContext) -> list[Block]:
     details = [
         block
         for r in runs
-        if r.get("error")
-        for block in (Heading(4, f"{r.get('method')}, seed {r.get('seed')} ({r.get('status')})"), Code(str(r["error"])))
+        if r.get("error") or r.get("notes")
+        for block in (Heading(4, f"{r.get('method')}, seed {r.get('seed')} ({r.get('status')})"),
+                      Code(str(r.get("error") or r.get("notes"))))
     ]
     if details:
         blocks.append(Details("Full errors", details))
@@ -165,6 +189,7 @@ def _protocol(ctx: ReportContext) -> list[Block]:
             ("dataset recipe", dataset.get("recipe")),
             ("regime", dataset.get("regime")),
             ("cold items", dataset.get("cold_items")),
+            *((k.replace("_", " "), v) for k, v in dataset.items() if k not in KNOWN_DATASET_KEYS),
             ("primary metric", ctx.primary),
             ("reference", ctx.reference),
             ("seeds", ", ".join(str(s) for s in data.get("seeds") or [])),

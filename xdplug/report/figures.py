@@ -46,8 +46,8 @@ def bar_chart(ctx: ReportContext, metric: str) -> go.Figure | None:
                 y=[s.test[metric].mean for s in part],
                 error_y={"type": "data", "array": [s.test[metric].std or 0.0 for s in part], "visible": True},
                 marker_color=color,
-                customdata=[s.test[metric].n for s in part],
-                hovertemplate="%{x}<br>mean %{y:.4f} ± %{error_y.array:.4f}<br>%{customdata} seed(s)<extra></extra>",
+                customdata=[[s.test[metric].std or 0.0, s.test[metric].n] for s in part],
+                hovertemplate="%{x}<br>mean %{y:.4f} ± %{customdata[0]:.4f}<br>%{customdata[1]} seed(s)<extra></extra>",
             )
     ref = ctx.by_method.get(ctx.reference) if ctx.reference else None
     if ref is not None and metric in ref.test:

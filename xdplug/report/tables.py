@@ -33,10 +33,15 @@ def fmt_num(value: Any, digits: int = 4) -> str:
     return DASH if x is None else f"{x:.{digits}f}"
 
 
-def fmt_stat(stat: Stat | None, digits: int = 4) -> str:
-    """``0.2915 ± 0.0031``; a single seed shows ``± –`` (no spread to report)."""
+def fmt_stat(stat: Stat | None, digits: int | None = None) -> str:
+    """``0.2915 ± 0.0031``; a single seed shows ``± –`` (no spread to report).
+
+    Four decimals for rates, fewer for large values (average popularity 206.53).
+    """
     if stat is None:
         return DASH
+    if digits is None:
+        digits = 4 if abs(stat.mean) < 10 else 2 if abs(stat.mean) < 1000 else 0
     spread = DASH if stat.std is None else f"{stat.std:.{digits}f}"
     return f"{stat.mean:.{digits}f} ± {spread}"
 
@@ -147,8 +152,14 @@ def user_group_table(ctx: ReportContext, base: str) -> Table:
     """One metric per user group (columns ordered by training-interaction count)."""
     labels = [lb for lb in ctx.groups.user_groups if base in ctx.groups.sliced[lb]]
     table = metric_table(ctx, [f"{base}|{lb}" for lb in labels])
-    table.columns = ["Method", "Kind", *labels]
+    table.columns = ["Method", "Kind", *(slice_header(ctx, lb) for lb in labels)]
     return table
+
+
+def slice_header(ctx: ReportContext, label: str) -> str:
+    """``users 1-5 (n=212)``: a group's label with its number of users, where the evaluator counted them."""
+    size = ctx.slice_size(label)
+    return label if size is None else f"{label} (n={size:,.0f})"
 
 
 def slice_table(ctx: ReportContext, label: str) -> Table:
@@ -197,7 +208,7 @@ def failures_table(ctx: ReportContext) -> Table:
     """Runs that did not finish, with the one line that says why."""
     rows = [
         [Cell(str(r.get("method"))), Cell(str(r.get("kind"))), Cell(str(r.get("seed"))),
-         Cell(str(r.get("status"))), Cell(short_error(r.get("error")) or DASH)]
+         Cell(str(r.get("status"))), Cell(short_error(r.get("error") or r.get("notes")) or DASH)]
         for r in unfinished_runs(ctx)
     ]
     return Table(["Method", "Kind", "Seed", "Status", "Error"], rows)
@@ -231,8 +242,9 @@ def domains_table(dataset: dict) -> Table:
     rows = []
     for name, d in (dataset.get("domains") or {}).items():
         d = d or {}
+        label = f"{name} ({d['name']})" if d.get("name") else str(name)
         rows.append([
-            Cell(str(name)), Cell(fmt_int(d.get("users"))), Cell(fmt_int(d.get("items"))),
+            Cell(label), Cell(fmt_int(d.get("users"))), Cell(fmt_int(d.get("items"))),
             Cell(fmt_int(d.get("interactions"))), Cell(fmt_fraction(d.get("sparsity"))),
             Cell(fmt_fraction(d.get("text_coverage"))),
         ])
@@ -304,7 +316,8 @@ def p_summary(comp: dict | None) -> str:
     if as_float(comp.get("n_users")) is not None:
         parts.append(f"{fmt_int(comp.get('n_users'))} users")
     if as_float(comp.get("n_seeds")) is not None:
-        parts.append(f"{fmt_int(comp.get('n_seeds'))} seeds")
+        n = fmt_int(comp.get("n_seeds"))
+        parts.append(f"{n} seed" if n == "1" else f"{n} seeds")
     return ", ".join(parts)
 
 
