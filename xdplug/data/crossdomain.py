@@ -35,7 +35,8 @@ class CrossDomainData:
     @classmethod
     def load(cls, folder: str | Path) -> "CrossDomainData":
         folder = Path(folder)
-        arrays = np.load(folder / "arrays.npz")
+        with np.load(folder / "arrays.npz") as npz:  # read everything, then close the file
+            arrays = {name: npz[name] for name in npz.files}
         keys = json.loads((folder / "keys.json").read_text())
         summary = json.loads((folder / "summary.json").read_text())
         catalog = ItemCatalog(keys=keys["catalog"], texts=keys["texts"],
@@ -44,7 +45,8 @@ class CrossDomainData:
         return cls(folder=folder, target_train=arrays["target_train"],
                    target_valid=arrays["target_valid"], target_test=arrays["target_test"],
                    source_train=arrays["source_train"], catalog=catalog, keys=keys,
-                   summary=summary, cold_items=arrays["cold_items"])
+                   summary=summary,
+                   cold_items=arrays.get("cold_items", np.zeros(0, dtype=np.int64)))
 
     # sizes ------------------------------------------------------------------
     @property

@@ -37,7 +37,7 @@ from .text import normalise_key, render_texts
 logger = logging.getLogger(__name__)
 
 #: bump when the preparation changes what it writes, so old caches are not reused
-PREP_VERSION = 1
+PREP_VERSION = 2
 
 
 def cache_key(recipe: str, dataset_cfg: dict, recipe_params: dict, seed: int) -> str:
@@ -57,15 +57,16 @@ def cache_key(recipe: str, dataset_cfg: dict, recipe_params: dict, seed: int) ->
     return hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:12]
 
 
-def kcore(df: pd.DataFrame, min_user: int, min_item: int) -> pd.DataFrame:
+def kcore(df: pd.DataFrame, min_user: int, min_item: int, user: str = "user",
+          item: str = "item") -> pd.DataFrame:
     """Drop users and items with too few interactions until none is left to drop."""
     while True:
         before = len(df)
         if min_user > 1:
-            counts = df["user"].map(df["user"].value_counts())
+            counts = df[user].map(df[user].value_counts())
             df = df[counts >= min_user]
         if min_item > 1:
-            counts = df["item"].map(df["item"].value_counts())
+            counts = df[item].map(df[item].value_counts())
             df = df[counts >= min_item]
         if len(df) == before:
             return df.reset_index(drop=True)
@@ -100,7 +101,10 @@ def _item_keys(raw: RawDomains, domain: RawDomain, role: str, align_items: str |
         if field not in items.columns:
             raise DataError(f"missing item field used to align items; found {list(items.columns)}",
                             domain.origin or role, field)
-        mapping = dict(zip(items["item"].astype(str), items[field].astype(str).map(normalise_key)))
+        # a missing value is no key: untitled items must not all merge into one "nan" item
+        values = items[field].map(lambda v: "" if v is None or (isinstance(v, float) and pd.isna(v))
+                                  else normalise_key(v))
+        mapping = dict(zip(items["item"].astype(str), values))
         return {i: ("k:" + mapping[i]) if mapping.get(i) else f"{role[0]}:{i}" for i in ids}
     return {i: f"{role[0]}:{i}" for i in ids}
 
@@ -108,6 +112,9 @@ def _item_keys(raw: RawDomains, domain: RawDomain, role: str, align_items: str |
 def recbole_split(inter: pd.DataFrame, ratios: list[float], order: str, seed: int,
                   workdir: Path) -> list[pd.DataFrame]:
     """Split per user with RecBole's own ``Dataset.build`` (shuffle or time order, then RS ratios)."""
+    import random
+    import warnings
+
     from recbole.data.dataset import Dataset
     from recbole.utils import init_seed
 
@@ -131,9 +138,22 @@ def recbole_split(inter: pd.DataFrame, ratios: list[float], order: str, seed: in
         "eval_args": {"split": {"RS": list(ratios)}, "order": order, "group_by": "user", "mode": "full"},
         "seed": seed,
     }, torch.device("cpu"))
-    init_seed(seed, True)
-    dataset = Dataset(config)
-    parts = dataset.build()
+    # RecBole seeds the global generators (and cuDNN flags); preparing data must not
+    # reseed whatever the caller is in the middle of, so their state is put back
+    saved = (random.getstate(), np.random.get_state(), torch.get_rng_state(),
+             torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
+    try:
+        init_seed(seed, True)
+        with warnings.catch_warnings():
+            # RecBole 1.2.1 fills missing values with chained inplace pandas calls
+            warnings.simplefilter("ignore", FutureWarning)
+            dataset = Dataset(config)
+            parts = dataset.build()
+    finally:
+        random.setstate(saved[0])
+        np.random.set_state(saved[1])
+        torch.set_rng_state(saved[2])
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[3], saved[4]
     out = []
     for part in parts:
         u = dataset.id2token("user_id", part.inter_feat["user_id"].numpy())
@@ -191,9 +211,19 @@ def prepare_domains(raw: RawDomains, dataset_cfg: dict, seed: int, workdir: Path
         keys = _item_keys(raw, domain, role, align_items)
         df["item_key"] = df["item"].map(keys)
         df["user_key"] = df["user"] if align_users == "id" else role[0] + ":" + df["user"]
-    # key alignment can merge two items of one domain; keep one row per (user, key)
-    source = source.drop_duplicates(["user_key", "item_key"], keep="last")
-    target = target.drop_duplicates(["user_key", "item_key"], keep="last")
+    # key alignment can merge two items of one domain; keep one row per (user, key), and
+    # since that can leave a user below the threshold, filter the merged keys again
+    merged = []
+    for df, domain, role in ((source, raw.source, "source"), (target, raw.target, "target")):
+        deduped = df.drop_duplicates(["user_key", "item_key"], keep="last")
+        if len(deduped) < len(df):
+            deduped = kcore(deduped, protocol["min_user_inter"], protocol["min_item_inter"],
+                            "user_key", "item_key")
+            if deduped.empty:
+                raise DataError(f"the {role} domain is empty after merging items with the same key",
+                                domain.origin or f"{role} domain", "dataset.protocol")
+        merged.append(deduped.reset_index(drop=True))
+    source, target = merged
 
     shared_items = set(source["item_key"]) & set(target["item_key"])
     shared_users = set(source["user_key"]) & set(target["user_key"])
@@ -230,9 +260,11 @@ def prepare_domains(raw: RawDomains, dataset_cfg: dict, seed: int, workdir: Path
         raise DataError("the source domain is empty after removing target held-out interactions",
                         raw.source.origin or "source domain")
 
-    # canonical indices: sorted keys, so the same data always gives the same indices
-    t_users = sorted(set(train["user"]) | set(valid["user"]) | set(test["user"]))
-    t_items = sorted(set(train["item"]) | set(valid["item"]) | set(test["item"]))
+    # canonical indices: sorted keys, so the same data always gives the same indices. The
+    # target's users and items are those of the filtered target, whatever the sparse regime
+    # dropped from training: the ranked item set and the indices of valid/test stay the same
+    t_users = sorted(set(split_in["user"]))
+    t_items = sorted(set(split_in["item"]))
     s_users = sorted(set(src["user"]))
     s_items = sorted(set(src["item"]))
     catalog_keys = sorted(set(t_items) | set(s_items))
@@ -325,7 +357,13 @@ def write_prepared(result: dict, folder: Path) -> None:
         (tmp / "summary.json").write_text(json.dumps(result["summary"], indent=2, default=str))
         if folder.exists():
             shutil.rmtree(folder)
-        os.replace(tmp, folder)
+        try:
+            os.replace(tmp, folder)
+        except OSError:
+            # another process prepared the same (deterministic) data first: keep theirs
+            if not (folder / "summary.json").is_file():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -61,12 +61,18 @@ def validate_inter(df: pd.DataFrame, origin: str) -> pd.DataFrame:
     if "timestamp" not in df.columns:
         df["timestamp"] = np.nan
     for column in ("rating", "timestamp"):
-        values = pd.to_numeric(df[column], errors="coerce")
-        bad = values.isna() & df[column].notna() & (df[column].astype(str).str.strip() != "")
-        if bad.any():
-            example = df.loc[bad, column].iloc[0]
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataError(f"expected numbers, got {example!r} (row {row + 1})", origin, column)
+        try:  # fast path: every value is a number (or missing)
+            values = df[column].astype(float)
+        except (TypeError, ValueError):
+            values = pd.to_numeric(df[column], errors="coerce")
+        # a value that did not parse and is not blank is an error; blank means "no value"
+        suspect = values.isna() & df[column].notna()
+        if suspect.any():
+            bad = suspect & (df[column].astype(str).str.strip() != "")
+            if bad.any():
+                example = df.loc[bad, column].iloc[0]
+                row = int(np.flatnonzero(bad.to_numpy())[0])
+                raise DataError(f"expected numbers, got {example!r} (row {row + 1})", origin, column)
         df[column] = values.astype(float)
     for column in ("user", "item"):
         if df[column].isna().any():
@@ -114,14 +120,17 @@ def read_atomic(path: str | Path, required: tuple[str, ...] = ()) -> pd.DataFram
     names = []
     for column in columns:
         name, _, kind = column.partition(":")
-        if kind not in _TYPES:
+        if not name or kind not in _TYPES:
             raise DataError(
                 f"header column {column!r} must look like name:type with type one of {sorted(_TYPES)}",
-                str(path))
+                str(path), column)
         names.append(name)
     for name in required:
         if name not in names:
             raise DataError(f"missing column; header has {names}", str(path), name)
-    df = pd.read_csv(path, sep="\t", header=0, names=names, dtype=str, keep_default_na=False,
-                     quoting=3, na_values=[""], engine="c")
+    try:
+        df = pd.read_csv(path, sep="\t", header=0, names=names, dtype=str, keep_default_na=False,
+                         quoting=3, na_values=[""], engine="c")
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot parse the file: {str(exc).strip()}", str(path)) from None
     return df

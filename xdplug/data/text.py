@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import string
+import unicodedata
 
 import pandas as pd
 
@@ -13,10 +14,17 @@ FALLBACK = "item {item}"
 
 
 def template_fields(template: str) -> list[str]:
+    """The placeholder names of ``template``; a ConfigError unless each is a plain ``{name}``."""
     try:
-        return [f for _, f, _, _ in string.Formatter().parse(template) if f]
+        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
     except ValueError as exc:
         raise ConfigError("dataset.text_template", f"not a valid template: {exc}") from None
+    for name in fields:
+        # "{}", "{0}", "{title.upper}" or "{genres[0]}" would fail (or misbehave) at format time
+        if not name.isidentifier():
+            raise ConfigError("dataset.text_template",
+                              f"placeholder {{{name}}} in {template!r} must be an item field name like {{title}}")
+    return fields
 
 
 def _clean(value) -> str:
@@ -45,7 +53,10 @@ def render_texts(items: pd.DataFrame, template: str, fields: dict[str, str]) -> 
             texts[item] = FALLBACK.format(item=item)
             fallback += 1
             continue
-        text = template.format(**values)
+        try:
+            text = template.format(**values)
+        except ValueError as exc:  # e.g. a numeric format spec ("{year:d}") on a text value
+            raise ConfigError("dataset.text_template", f"cannot render {template!r}: {exc}") from None
         # remove decoration left by empty fields: "()", "Genres: ." and doubled spaces
         text = re.sub(r"\(\s*\)", "", text)
         text = re.sub(r"\s+([.,;:])", r"\1", text)
@@ -61,9 +72,11 @@ _KEY_STRIP = re.compile(r"[^0-9a-z]+")
 def normalise_key(value: str) -> str:
     """Normalised matching key: lower case, punctuation and spacing removed.
 
-    Also moves a leading article put last by catalogues ("Matrix, The (1999)").
+    Also moves a leading article put last by catalogues ("Matrix, The (1999)") and
+    drops accents, so "Amélie" and "Amelie" match instead of losing the letter.
     """
-    text = str(value).strip().lower()
+    text = unicodedata.normalize("NFKD", str(value).strip().lower())
+    text = "".join(c for c in text if not unicodedata.combining(c))
     match = re.match(r"^(.*), (the|a|an)( \(\d{4}\))?$", text)
     if match:
         text = f"{match.group(2)} {match.group(1)}{match.group(3) or ''}"

@@ -123,6 +123,7 @@ class TrainingSession:
 
     def frozen_copy(self):
         """A frozen copy of the model (a teacher); shares the data, not the weights."""
+        self.model.last_batch = {}  # step tensors are graph nodes; a teacher needs none of them
         memo = {id(self.model.data): self.model.data}
         teacher = copy.deepcopy(self.model, memo)
         for p in teacher.parameters():

@@ -138,8 +138,13 @@ def _make_model_class():
         def pool(self, vectors: torch.Tensor, items: torch.Tensor, rows: torch.Tensor, n_rows: int) -> torch.Tensor:
             """Pool item vectors per batch row (mean or attention)."""
             d = vectors.shape[1]
+            if self.options["pooling"] == "mean":
+                # rows are sorted (histories are gathered user by user): one fused kernel
+                counts = torch.bincount(rows, minlength=n_rows)
+                offsets = torch.cumsum(counts, 0) - counts
+                return F.embedding_bag(items, vectors, offsets, mode="mean")
             item_vecs = vectors[items]
-            if self.options["pooling"] == "attention" and len(items):
+            if len(items):
                 logits = self.attention(item_vecs).squeeze(-1)
                 logits = logits - logits.max()
                 weights = torch.exp(logits)

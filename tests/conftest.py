@@ -1,0 +1,34 @@
+"""Shared test setup. The fixtures themselves come from ``xdplug.testing`` (a pytest11 plugin).
+
+Every test runs with a temporary ``XDPLUG_HOME`` and leaves the process-wide
+plugin manager as it found it.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+EXAMPLE_INSTALL = "pip install -e plugins/xdplug-example"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(xdplug_home):
+    """No test reads or writes the real cache root or leaks a plugin manager."""
+    from xdplug import plugins
+
+    previous = getattr(plugins, "_default", None)
+    yield
+    plugins.set_plugins(previous)
+
+
+@pytest.fixture
+def example_plugin():
+    """The installed example plugin's entry point (the documented setup installs it)."""
+    found = [ep for ep in importlib.metadata.entry_points(group="xdplug") if ep.name == "example"]
+    if not found:
+        pytest.fail(f"the example plugin is not installed; run `{EXAMPLE_INSTALL}` (part of the test setup)")
+    return found[0]

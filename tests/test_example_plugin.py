@@ -1,0 +1,136 @@
+"""The example plugin (plugins/xdplug-example): contracts, a tiny training run, a whole benchmark."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from xdplug.errors import ConfigError
+from xdplug.testing import (
+    AdaptationContract,
+    BaselineContract,
+    DatasetContract,
+    EncoderContract,
+    EvaluatorContract,
+    FusionContract,
+    make_fit_context,
+)
+
+example = pytest.importorskip("xdplug_example", reason="pip install -e plugins/xdplug-example")
+
+from xdplug_example.adaptation import Warmup  # noqa: E402
+from xdplug_example.baseline import RandomBaseline  # noqa: E402
+from xdplug_example.dataset import ExampleSynthetic  # noqa: E402
+from xdplug_example.encoder import HashedBagOfWords, hashed_bow  # noqa: E402
+from xdplug_example.evaluator import Novelty  # noqa: E402
+from xdplug_example.fusion import SumFusion  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _installed(example_plugin):
+    """Fail (not skip) when the package imports but its entry point is not installed."""
+
+
+class TestHashedBagOfWords(EncoderContract):
+    encoder_class = HashedBagOfWords
+    params = {"dim": 32, "bigrams": True}
+
+
+class TestSumFusion(FusionContract):
+    fusion_class = SumFusion
+    params = {"id_scale": 0.5}
+
+
+class TestWarmup(AdaptationContract):
+    adaptation_class = Warmup
+    fit_on_synthetic = False  # trained below, with the example encoder and fusion
+
+
+class TestRandomBaseline(BaselineContract):
+    baseline_class = RandomBaseline
+
+
+class TestNovelty(EvaluatorContract):
+    evaluator_class = Novelty
+
+
+class TestExampleSynthetic(DatasetContract):
+    dataset_class = ExampleSynthetic
+
+
+def test_options_are_checked_beyond_their_type():
+    with pytest.raises(ConfigError, match=r"strategies\[0\]\.params\.adaptation\.source_epochs: expected at least 1"):
+        Warmup({"source_epochs": 0}, "strategies[0].params.adaptation")
+    with pytest.raises(ConfigError, match="dataset.params.n_shared_users: cannot exceed n_users"):
+        ExampleSynthetic({"n_users": 10, "n_shared_users": 20}, "dataset.params")
+    with pytest.raises(ConfigError, match=r"\.dim: expected a positive integer"):
+        HashedBagOfWords({"dim": 0})
+
+
+def test_hashed_bow_is_deterministic_and_normalised():
+    texts = ["Space Adventure Story", "space adventure story!", "Crime Thriller", ""]
+    table = hashed_bow(texts, 64)
+    np.testing.assert_array_equal(table, hashed_bow(texts, 64))
+    np.testing.assert_allclose(np.linalg.norm(table[:3], axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(table[0], table[1])  # case and punctuation do not matter
+    assert not table[3].any()  # no words, no vector
+    assert not np.array_equal(table, hashed_bow(texts, 64, seed=1))
+
+
+def test_warmup_and_random_train_on_synthetic_data(plugin_manager, synthetic_data, tmp_path):
+    """fit_strategy with the example's encoder, fusion and adaptation; the random baseline beside it."""
+    from xdplug.model.strategy import fit_strategy
+    from xdplug.training import rank_split
+
+    ctx = make_fit_context(synthetic_data, tmp_path, seed=3)
+    entry = {"encoder": "example-hashed-bow", "fusion": "example-sum", "adaptation": "example-warmup",
+             "params": {"encoder": {"dim": 64}, "adaptation": {"source_epochs": 1},
+                        "model": {"dim": 16, "batch_users": 64}}}
+    scorer = fit_strategy(entry, plugin_manager.registry, ctx, "strategies[0]")
+    phases = scorer.session.phases
+    assert [(p["phase"], p["domains"], p["validate_on"]) for p in phases] == [
+        ("warmup", ["source"], "source"), ("target", ["target"], "target")]
+    assert {c["phase"] for c in ctx.curves} == {"warmup", "target"}
+    scores = scorer.score(torch.arange(5))
+    assert scores.shape == (5, synthetic_data.n_target_items) and torch.isfinite(scores).all()
+    assert scorer.item_known.all()  # a text encoder reaches every item
+
+    random = RandomBaseline({}).fit(ctx)
+    result = rank_split(random.score, synthetic_data, "test", [5, 10], ctx.device, [5, 10])
+    assert result.topk.shape[1] == 10
+    novelty = Novelty({}).evaluate(result)
+    assert set(novelty) == {"novelty@5", "novelty@10"} and all(v > 0 for v in novelty.values())
+
+
+def test_a_whole_benchmark_with_the_example_components(tiny_config, plugin_manager, tmp_path, monkeypatch):
+    """run_benchmark on the example recipe; the example's run_finished hook sees every run."""
+    from xdplug.runner import run_benchmark
+    from xdplug.store import RunStore
+    from xdplug.runner import store_path
+
+    log = tmp_path / "runs.jsonl"
+    monkeypatch.setenv("XDPLUG_EXAMPLE_RUN_LOG", str(log))
+    config = tiny_config(
+        dataset={"recipe": "example-synthetic"},
+        baselines=[{"baseline": "example-random"}, {"baseline": "Pop"}],
+        strategies=[{"name": "bow-warmup", "encoder": "example-hashed-bow", "fusion": "example-sum",
+                     "adaptation": "example-warmup",
+                     "params": {"adaptation": {"source_epochs": 1}, "model": {"dim": 16, "batch_users": 64}}}],
+        evaluation={"evaluators": ["ranking", "example-novelty"], "reference": "Pop"},
+        train={"epochs": 1},
+    )
+    paths = run_benchmark(config, plugins=plugin_manager, progress=False)
+    assert paths
+    store = RunStore(store_path(config))
+    runs = {run["method"]: run for run in store.runs()}
+    store.close()
+    assert set(runs) == {"example-random", "Pop", "bow-warmup"}
+    for run in runs.values():
+        assert run["status"] == "done", run.get("error")
+        assert "novelty@10" in run["metrics"]["test"] and "ndcg@10" in run["metrics"]["test"]
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert sorted(line["method"] for line in lines) == ["Pop", "bow-warmup", "example-random"]
+    assert all(line["status"] == "done" and "ndcg@10" in line["test"] for line in lines)
