@@ -5,7 +5,10 @@ from xdplug import hookimpl
 
 @hookimpl
 def register_datasets(register):
+    from xdplug.testing.synthetic import SyntheticRecipe
+
     from .movielens import ML1MToML100K, ML100KGenres
 
     register(ML100KGenres)
     register(ML1MToML100K)
+    register(SyntheticRecipe)

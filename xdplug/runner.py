@@ -167,20 +167,77 @@ def execute_run(spec: RunSpec, config: dict, registry, data, device: torch.devic
             "peak_rss_mb": rss.peak_mb, "notes": notes}
 
 
+def run_task(spec: RunSpec, config: dict, data_cache: dict | None = None, progress=None) -> dict:
+    """Run one grid cell anywhere (this process or a worker); never raises for a failing run.
+
+    Returns the record for the store: ``status`` plus metrics or the error.
+    """
+    import tempfile
+
+    quiet_recbole_logging()
+    started = time.perf_counter()
+    try:
+        registry = get_plugins().registry
+        device = resolve_device(config["device"])
+        data_cache = {} if data_cache is None else data_cache
+        if spec.seed not in data_cache:
+            recipe_cls = registry.get("dataset", config["dataset"]["recipe"], "dataset.recipe")
+            recipe = recipe_cls(config["dataset"]["params"], "dataset.params")
+            data_cache[spec.seed] = prepare(recipe, config["dataset"], spec.seed)
+        data = data_cache[spec.seed]
+        with tempfile.TemporaryDirectory(prefix="xdplug-run-") as work:
+            record = execute_run(spec, config, registry, data, device, Path(work), progress=progress)
+        record["device"] = str(device)
+        record["dataset_summary"] = data.summary
+        return record
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # a failing run is recorded; the grid goes on
+        detail = traceback.format_exc()
+        summary = str(exc) if isinstance(exc, XdplugError) else f"{type(exc).__name__}: {exc}"
+        logger.warning("run %s (seed %s) failed: %s", spec.method, spec.seed, summary)
+        return {"status": "failed", "error": summary + "\n\n" + detail,
+                "time_s": time.perf_counter() - started}
+
+
+class LocalExecutor:
+    """Runs tasks one after the other in this process (the default)."""
+
+    def __init__(self, config: dict):
+        self.config = config
+        self.data_cache: dict = {}
+
+    def run(self, specs: list[RunSpec], on_start, on_done, progress=None):
+        for spec in specs:
+            on_start(spec)
+            on_done(spec, run_task(spec, self.config, self.data_cache,
+                                   progress=(lambda m, s=spec: progress(f"{s.method}: {m}")) if progress else None))
+
+    def close(self):
+        pass
+
+
+def make_executor(config: dict):
+    kind = config["executor"]["kind"]
+    if kind == "local":
+        return LocalExecutor(config)
+    from .executors import RayExecutor
+
+    return RayExecutor(config)
+
+
 def run_benchmark(config: dict, plugins: Plugins | None = None, force: bool = False,
                   progress: bool = True, only: list[str] | None = None) -> dict:
     """Run every missing run of the grid and write the report; returns the report paths."""
-    import tempfile
-
     from tqdm import tqdm
+
+    from .config import validate_components
 
     quiet_recbole_logging()
     plugins = plugins or get_plugins()
     registry = plugins.registry
-    from .config import validate_components
-
     validate_components(config, registry)
-    device = resolve_device(config["device"])
+    resolve_device(config["device"])
     out = output_dir(config)
     out.mkdir(parents=True, exist_ok=True)
     store = RunStore(store_path(config))
@@ -192,42 +249,36 @@ def run_benchmark(config: dict, plugins: Plugins | None = None, force: bool = Fa
         specs = [s for s in specs if s.method in only]
         if not specs:
             raise RunError(f"--only {only} matches no method of the config")
-    store.set_meta("run_ids", [s.run_id for s in expand(config)])
-    recipe_cls = registry.get("dataset", config["dataset"]["recipe"], "dataset.recipe")
-    recipe = recipe_cls(config["dataset"]["params"], "dataset.params")
     versions = library_versions()
     todo = [s for s in specs if force or store.status(s.run_id) not in ("done", "not_applicable")]
     bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc="runs", unit="run",
                disable=not progress, dynamic_ncols=True)
-    failed = 0
-    data_by_seed: dict[int, object] = {}
+    counts = {"failed": 0, "running": 0}
+
+    def on_start(spec):
+        store.start(spec.run_id, chash, spec.method, spec.kind, spec.seed, spec.entry)
+        counts["running"] += 1
+        bar.set_postfix_str(f"{spec.method} seed={spec.seed} failed={counts['failed']}")
+
+    def on_done(spec, record):
+        record = dict(record)
+        summary = record.pop("dataset_summary", None)
+        if summary is not None:
+            store.set_meta(f"dataset_summary_{spec.seed}", summary)
+        status = record.pop("status")
+        counts["running"] -= 1
+        counts["failed"] += status == "failed"
+        record.setdefault("device", None)
+        store.finish(spec.run_id, status, versions=versions, **record)
+        plugins.notify_run_finished(store.runs([spec.run_id])[0])
+        bar.update(1)
+        bar.set_postfix_str(f"done {bar.n}/{len(specs)} failed={counts['failed']} running={counts['running']}")
+
+    executor = make_executor(config)
     try:
-        for spec in todo:
-            bar.set_postfix_str(f"{spec.method} seed={spec.seed} failed={failed}")
-            if spec.seed not in data_by_seed:
-                data_by_seed[spec.seed] = prepare(recipe, config["dataset"], spec.seed)
-                store.set_meta(f"dataset_summary_{spec.seed}", data_by_seed[spec.seed].summary)
-            data = data_by_seed[spec.seed]
-            store.start(spec.run_id, chash, spec.method, spec.kind, spec.seed, spec.entry)
-            started = time.perf_counter()
-            try:
-                with tempfile.TemporaryDirectory(prefix="xdplug-run-") as work:
-                    record = execute_run(spec, config, registry, data, device, Path(work),
-                                         progress=(lambda m: bar.set_postfix_str(f"{spec.method}: {m}")))
-            except KeyboardInterrupt:
-                raise
-            except Exception as exc:  # a failing run is recorded; the grid goes on
-                failed += 1
-                detail = traceback.format_exc()
-                summary = str(exc) if isinstance(exc, XdplugError) else f"{type(exc).__name__}: {exc}"
-                record = {"status": "failed", "error": summary + "\n\n" + detail,
-                          "time_s": time.perf_counter() - started}
-                logger.warning("run %s (seed %s) failed: %s", spec.method, spec.seed, summary)
-            store.finish(spec.run_id, record.pop("status"), versions=versions, device=str(device), **record)
-            finished = store.runs([spec.run_id])[0]
-            plugins.notify_run_finished(finished)
-            bar.update(1)
+        executor.run(todo, on_start, on_done, progress=(lambda m: bar.set_postfix_str(m)) if progress else None)
     finally:
+        executor.close()
         bar.close()
     from .reporting import build_report
 

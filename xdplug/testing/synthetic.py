@@ -65,7 +65,7 @@ class SyntheticRecipe(DatasetRecipe):
     """The synthetic fixture as a dataset recipe (registered by the testing harness)."""
 
     name = "synthetic"
-    description = "Tiny synthetic cross-domain data with shared users and items (tests only)"
+    description = "Tiny synthetic cross-domain data with shared users and items (for tests and trying plugins)"
     defaults = {"n_users": 80, "n_source_items": 60, "n_target_items": 40, "n_shared_items": 12,
                 "n_shared_users": 50, "per_user": 14, "seed": 0}
 
