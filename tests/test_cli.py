@@ -48,7 +48,7 @@ def test_plugins_table(plugin_manager, capsys):
     assert set(rule) <= {"-", " "}
     names = [row.split()[0] for row in rows]
     assert names == sorted(names)
-    assert {"builtin-encoders", "builtin-fusions", "xdplug-testing"} <= set(names)
+    assert {"builtin-encoders", "builtin-fusions", "builtin-datasets"} <= set(names)
     fusions = next(row for row in rows if row.startswith("builtin-fusions"))
     assert fusions.split() == ["builtin-fusions", xdplug.__version__, "register_fusions", "ok"]
 
@@ -84,7 +84,7 @@ def test_components_json(plugin_manager, capsys):
     assert gate == {"name": "gate", "kind": "fusion", "plugin": "builtin-fusions",
                     "description": plugin_manager.registry.entries["fusion"]["gate"].description}
     synthetic = next(r for r in rows if r["name"] == "synthetic")
-    assert synthetic["plugin"] == "xdplug-testing"
+    assert (synthetic["kind"], synthetic["plugin"]) == ("dataset", "builtin-datasets")
 
 
 def test_components_rejects_an_unknown_kind(capsys):
@@ -165,13 +165,6 @@ def test_run_with_a_bad_config_fails_before_training(plugin_manager, tmp_path, c
     assert main(["run", path, "--quiet"]) == 2
     assert expected in one_line_error(capsys.readouterr().err)
     assert not (tmp_path / "out").exists()  # no output directory, no run store
-
-
-def test_run_rejects_an_unavailable_executor(plugin_manager, tmp_path, capsys, no_training):
-    path = write_config(tmp_path, {"name": "ray", "dataset": {"recipe": "synthetic"},
-                                   "baselines": [{"baseline": "Pop"}]})
-    assert main(["run", path, "--executor", "ray", "--quiet"]) == 2
-    assert "executor 'ray' is not available yet" in one_line_error(capsys.readouterr().err)
 
 
 def test_report_without_a_store(plugin_manager, tmp_path, capsys):

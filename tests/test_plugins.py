@@ -132,10 +132,16 @@ def test_example_plugin_is_discovered_through_its_entry_point(plugin_manager, ex
                      ("baseline", "example-random"), ("dataset", "example-synthetic")}
 
 
-def test_synthetic_recipe_is_registered_by_the_fixture(plugin_manager):
-    entry = plugin_manager.registry.entries["dataset"]["synthetic"]
-    assert entry.plugin == "xdplug-testing"
+def test_plugin_manager_fixture_is_process_wide_and_has_the_synthetic_recipe(plugin_manager):
     assert get_plugins() is plugin_manager
+    assert plugin_manager.registry.entries["dataset"]["synthetic"].plugin == "builtin-datasets"
+
+
+def test_plugin_manager_fixture_adds_the_synthetic_recipe_when_datasets_are_blocked(monkeypatch, request):
+    monkeypatch.setenv("XDPLUG_BLOCK_PLUGINS", "builtin-datasets")
+    manager = request.getfixturevalue("plugin_manager")
+    assert "ml100k-genres" not in manager.registry.names("dataset")
+    assert manager.registry.entries["dataset"]["synthetic"].plugin == "xdplug-testing"
 
 
 # -- failure isolation ----------------------------------------------------------------------

@@ -7,9 +7,9 @@
 - :mod:`xdplug.testing.contracts` holds ``check_<kind>(cls)`` functions and
   the ``<Kind>Contract`` test-case classes that built-in and third-party
   components both subclass.
-- :mod:`xdplug.testing.synthetic` is a tiny synthetic cross-domain dataset
-  (registered as the dataset recipe ``synthetic`` by the ``plugin_manager``
-  fixture).
+- :mod:`xdplug.testing.synthetic` is a tiny synthetic cross-domain dataset,
+  the dataset recipe ``synthetic`` (registered by the built-in datasets
+  plugin, or by the ``plugin_manager`` fixture when that plugin is not loaded).
 
 Importing this package imports neither torch nor RecBole.
 """
@@ -43,9 +43,9 @@ SYNTHETIC_PLUGIN_NAME = "xdplug-testing"
 class SyntheticPlugin:
     """An in-process plugin that registers the ``synthetic`` dataset recipe.
 
+    For managers that do not load the built-in datasets plugin:
     ``Plugins.register(SyntheticPlugin(), name=SYNTHETIC_PLUGIN_NAME)`` makes
-    ``dataset: {recipe: synthetic}`` configs valid (the ``plugin_manager``
-    fixture does this).
+    ``dataset: {recipe: synthetic}`` configs valid again.
     """
 
     __name__ = "xdplug.testing.SyntheticPlugin"

@@ -5,9 +5,10 @@ Fixtures:
 ``xdplug_home``
     a temporary ``XDPLUG_HOME``: prepared data and caches never touch the real one.
 ``plugin_manager``
-    a fresh :class:`xdplug.plugins.Plugins` with every installed plugin plus the
-    ``synthetic`` dataset recipe, installed as the process-wide manager for
-    the test (the CLI and the runner see it) and restored afterwards.
+    a fresh :class:`xdplug.plugins.Plugins` with every installed plugin (and the
+    ``synthetic`` dataset recipe, even where the built-in datasets plugin is
+    blocked), installed as the process-wide manager for the test (the CLI and
+    the runner see it) and restored afterwards.
 ``register_plugin``
     ``register_plugin(obj, name=...)`` registers an object with ``@hookimpl``
     methods in ``plugin_manager`` for the test; it is unregistered afterwards.
@@ -45,13 +46,19 @@ def xdplug_home(tmp_path, monkeypatch):
 
 @pytest.fixture
 def plugin_manager(xdplug_home):
-    """A fresh plugin manager (installed plugins + ``synthetic`` recipe), process-wide for the test."""
+    """A fresh plugin manager with the installed plugins, process-wide for the test.
+
+    The ``synthetic`` recipe is always there: the built-in datasets plugin
+    registers it, and where that plugin is not loaded the fixture does.
+    """
     from xdplug import plugins as plugins_module
 
     from . import SYNTHETIC_PLUGIN_NAME, SyntheticPlugin
 
     manager = plugins_module.make_plugin_manager()
-    manager.register(SyntheticPlugin(), name=SYNTHETIC_PLUGIN_NAME)
+    if "synthetic" not in manager.registry.names("dataset"):
+        # the built-in datasets plugin registers it; this covers an allow/block list without it
+        manager.register(SyntheticPlugin(), name=SYNTHETIC_PLUGIN_NAME)
     previous = getattr(plugins_module, "_default", None)
     plugins_module.set_plugins(manager)
     try:
