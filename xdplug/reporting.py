@@ -48,7 +48,7 @@ def report_data(config: dict, store, registry) -> dict:
     run_ids = [s.run_id for s in expand(config)]
     runs = store.runs(run_ids, with_per_user=True)
     primary = config["evaluation"]["valid_metric"].lower()
-    reference = pick_reference(runs, primary)
+    reference = config["evaluation"].get("reference") or pick_reference(runs, primary)
     comparisons = []
     for name in config["evaluation"]["evaluators"]:
         cls = registry.get("evaluator", name, "evaluation.evaluators")
@@ -96,6 +96,15 @@ def build_report(config: dict, store, registry, out_dir: str | Path | None = Non
     from .report import write_report
 
     data = report_data(config, store, registry)
+    if not data["runs"]:  # never replace a report with an empty one
+        from .config import config_hash
+        from .errors import RunError
+
+        found = sorted({r["config_hash"] for r in store.runs()})
+        raise RunError(f"the run store {store.path} holds no run of this config (hash {config_hash(config)})"
+                       + (f"; its runs come from config hash {', '.join(found)}: was the config changed "
+                          "since those runs?" if found else "")
+                       + " Run `xdplug run` with this config first.")
     tuning = store.get_meta("tuning")
     if tuning:
         data["tuning"] = tuning

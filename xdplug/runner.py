@@ -8,6 +8,7 @@ report. Every method is evaluated by the same evaluators on the same split.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -43,10 +44,16 @@ class RunSpec:
     seed: int
     entry: dict
     path: str  # config key path of the entry, for error messages
+    #: False for tuning trials: rank the validation split only, never the test split
+    evaluate_test: bool = True
 
 
 def output_dir(config: dict) -> Path:
-    return Path(config["output"]["dir"].format(name=config["name"]))
+    try:
+        return Path(config["output"]["dir"].format(name=config["name"]))
+    except (KeyError, IndexError, ValueError, AttributeError) as exc:
+        raise ConfigError("output.dir", f"{config['output']['dir']!r}: the only placeholder allowed is "
+                          f"{{name}} (write {{{{ and }}}} for literal braces); got {type(exc).__name__}: {exc}") from None
 
 
 def store_path(config: dict) -> Path:
@@ -62,11 +69,24 @@ def expand(config: dict) -> list[RunSpec]:
             for i, entry in enumerate(config[key]):
                 name = entry.get("name") or (default_baseline_name(entry) if kind == "baseline"
                                              else default_strategy_name(entry))
-                identity = canonical_json({"shared": shared, "seed": seed, "kind": kind, "entry":
-                                           {k: v for k, v in entry.items() if k != "name"}})
+                body = {"shared": shared, "seed": seed, "kind": kind, "entry":
+                        {k: v for k, v in entry.items() if k not in ("name", "tuning")}}
+                tuned = tuning_identity(config, kind, entry)
+                if tuned is not None:  # a tuned method's runs depend on its search
+                    body["tuning"] = tuned
+                identity = canonical_json(body)
                 run_id = hashlib.sha256(identity.encode()).hexdigest()[:16]
                 specs.append(RunSpec(run_id, name, kind, seed, entry, f"{key}[{i}]"))
     return specs
+
+
+def tuning_identity(config: dict, kind: str, entry: dict) -> dict | None:
+    if not config.get("tuning") and not entry.get("tuning"):
+        return None
+    from .tuning import method_tuning
+
+    mt = method_tuning(config, kind, entry)
+    return mt.identity() if mt is not None and mt.active else None
 
 
 def library_versions() -> dict:
@@ -155,29 +175,35 @@ def execute_run(spec: RunSpec, config: dict, registry, data, device: torch.devic
         item_known = getattr(scorer, "item_known", None)
         ks = config["evaluation"]["ks"]
         groups = config["evaluation"]["user_groups"]
-        test = rank_split(scorer.score, data, "test", ks, device, groups, item_known=item_known)
+        test = rank_split(scorer.score, data, "test", ks, device, groups, item_known=item_known) \
+            if spec.evaluate_test else None
         valid = rank_split(scorer.score, data, "valid", ks, device, groups, item_known=item_known)
-        test_metrics, per_user = run_evaluators(config, registry, test)
+        test_metrics, per_user = run_evaluators(config, registry, test) if test is not None else ({}, {})
         valid_metrics, _ = run_evaluators(config, registry, valid)
         if item_known is not None and len(data.cold_items) and not np.asarray(item_known)[data.cold_items].any():
             notes = "cannot score cold items: it has no representation for items without training interactions"
+    if test is None:  # a tuning trial: validation only
+        return {"status": "done", "metrics": {"valid": valid_metrics}, "per_user": {}, "curves": ctx.curves,
+                "time_s": time.perf_counter() - start, "peak_rss_mb": rss.peak_mb, "notes": notes}
     per_user["users"] = test.users
     return {"status": "done", "metrics": {"test": test_metrics, "valid": valid_metrics},
             "per_user": per_user, "curves": ctx.curves, "time_s": time.perf_counter() - start,
             "peak_rss_mb": rss.peak_mb, "notes": notes}
 
 
-def run_task(spec: RunSpec, config: dict, data_cache: dict | None = None, progress=None) -> dict:
+def run_task(spec: RunSpec, config: dict, data_cache: dict | None = None, progress=None,
+             registry=None) -> dict:
     """Run one grid cell anywhere (this process or a worker); never raises for a failing run.
 
     Returns the record for the store: ``status`` plus metrics or the error.
+    ``registry`` defaults to the process-wide plugin manager's (a worker's own).
     """
     import tempfile
 
     quiet_recbole_logging()
     started = time.perf_counter()
     try:
-        registry = get_plugins().registry
+        registry = registry if registry is not None else get_plugins().registry
         device = resolve_device(config["device"])
         data_cache = {} if data_cache is None else data_cache
         if spec.seed not in data_cache:
@@ -200,27 +226,46 @@ def run_task(spec: RunSpec, config: dict, data_cache: dict | None = None, progre
                 "time_s": time.perf_counter() - started}
 
 
+def preflight_data(config: dict, registry, seed: int, executor=None):
+    """Build the recipe and prepare one seed's data (or read it from the cache) before any run.
+
+    Data that cannot be used (a missing file or column, a wrong type, a domain
+    empty after filtering, no overlap where the recipe aligns entities) is then
+    one named error, not a failed run per grid cell. The prepared data is handed
+    to an executor that keeps a ``data_cache``, so it is not loaded twice.
+    """
+    recipe_cls = registry.get("dataset", config["dataset"]["recipe"], "dataset.recipe")
+    recipe = recipe_cls(config["dataset"]["params"], "dataset.params")
+    data = prepare(recipe, config["dataset"], seed)
+    cache = getattr(executor, "data_cache", None)
+    if isinstance(cache, dict):
+        cache.setdefault(seed, data)
+    return data
+
+
 class LocalExecutor:
     """Runs tasks one after the other in this process (the default)."""
 
-    def __init__(self, config: dict):
+    def __init__(self, config: dict, registry=None):
         self.config = config
+        self.registry = registry  # the driver's: the components the config was validated against
         self.data_cache: dict = {}
 
     def run(self, specs: list[RunSpec], on_start, on_done, progress=None):
         for spec in specs:
             on_start(spec)
             on_done(spec, run_task(spec, self.config, self.data_cache,
-                                   progress=(lambda m, s=spec: progress(f"{s.method}: {m}")) if progress else None))
+                                   progress=(lambda m, s=spec: progress(f"{s.method}: {m}")) if progress else None,
+                                   registry=self.registry))
 
     def close(self):
         pass
 
 
-def make_executor(config: dict):
+def make_executor(config: dict, registry=None):
     kind = config["executor"]["kind"]
     if kind == "local":
-        return LocalExecutor(config)
+        return LocalExecutor(config, registry)
     from .executors import RayExecutor
 
     return RayExecutor(config)
@@ -231,57 +276,70 @@ def run_benchmark(config: dict, plugins: Plugins | None = None, force: bool = Fa
     """Run every missing run of the grid and write the report; returns the report paths."""
     from tqdm import tqdm
 
-    from .config import validate_components
+    from .config import validate
 
     quiet_recbole_logging()
     plugins = plugins or get_plugins()
     registry = plugins.registry
-    validate_components(config, registry)
+    # the whole config, not only its component names: a config edited after
+    # load_config (an unknown metric, say) must fail here, before any training
+    validate(config, registry)
     resolve_device(config["device"])
     out = output_dir(config)
-    out.mkdir(parents=True, exist_ok=True)
-    store = RunStore(store_path(config))
-    chash = config_hash(config)
-    store.set_meta("config", config)
-    store.set_meta("config_hash", chash)
     specs = expand(config)
     if only:
+        known = {s.method for s in specs}
+        unknown = [name for name in only if name not in known]
+        if unknown:
+            raise RunError(f"--only {', '.join(unknown)}: no such method in the config; "
+                           f"its methods are {', '.join(sorted(known))}")
         specs = [s for s in specs if s.method in only]
-        if not specs:
-            raise RunError(f"--only {only} matches no method of the config")
-    versions = library_versions()
-    todo = [s for s in specs if force or store.status(s.run_id) not in ("done", "not_applicable")]
-    bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc="runs", unit="run",
-               disable=not progress, dynamic_ncols=True)
-    counts = {"failed": 0, "running": 0}
-
-    def on_start(spec):
-        store.start(spec.run_id, chash, spec.method, spec.kind, spec.seed, spec.entry)
-        counts["running"] += 1
-        bar.set_postfix_str(f"{spec.method} seed={spec.seed} failed={counts['failed']}")
-
-    def on_done(spec, record):
-        record = dict(record)
-        summary = record.pop("dataset_summary", None)
-        if summary is not None:
-            store.set_meta(f"dataset_summary_{spec.seed}", summary)
-        status = record.pop("status")
-        counts["running"] -= 1
-        counts["failed"] += status == "failed"
-        record.setdefault("device", None)
-        store.finish(spec.run_id, status, versions=versions, **record)
-        plugins.notify_run_finished(store.runs([spec.run_id])[0])
-        bar.update(1)
-        bar.set_postfix_str(f"done {bar.n}/{len(specs)} failed={counts['failed']} running={counts['running']}")
-
-    executor = make_executor(config)
-    try:
-        executor.run(todo, on_start, on_done, progress=(lambda m: bar.set_postfix_str(m)) if progress else None)
-    finally:
-        executor.close()
-        bar.close()
     from .reporting import build_report
 
-    paths = build_report(config, store, registry)
-    store.close()
-    return paths
+    with contextlib.ExitStack() as stack:
+        # the executor first: one that cannot start (ray missing) leaves nothing behind
+        executor = make_executor(config, registry)
+        stack.callback(executor.close)
+        out.mkdir(parents=True, exist_ok=True)
+        store = RunStore(store_path(config))
+        stack.callback(store.close)
+        chash = config_hash(config)
+        store.set_meta("config", config)
+        store.set_meta("config_hash", chash)
+        versions = library_versions()
+        todo = [s for s in specs if force or store.status(s.run_id) not in ("done", "not_applicable")]
+        if todo:
+            preflight_data(config, registry, todo[0].seed, executor)
+        from .tuning import tune_methods
+
+        # trials (validation only) before the grid; the grid's runs carry the chosen parameters
+        todo = tune_methods(config, store, executor, specs, todo, registry, progress=progress)
+        bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc="runs", unit="run",
+                   disable=not progress, dynamic_ncols=True)
+        counts = {"failed": 0, "running": 0}
+
+        def on_start(spec):
+            store.start(spec.run_id, chash, spec.method, spec.kind, spec.seed, spec.entry)
+            counts["running"] += 1
+            bar.set_postfix_str(f"{spec.method} seed={spec.seed} failed={counts['failed']}")
+
+        def on_done(spec, record):
+            record = dict(record)
+            summary = record.pop("dataset_summary", None)
+            if summary is not None:
+                store.set_meta(f"dataset_summary_{spec.seed}", summary)
+            status = record.pop("status")
+            counts["running"] -= 1
+            counts["failed"] += status == "failed"
+            record.setdefault("device", None)
+            store.finish(spec.run_id, status, versions=versions, **record)
+            plugins.notify_run_finished(store.runs([spec.run_id])[0])
+            bar.update(1)
+            bar.set_postfix_str(f"done {bar.n}/{len(specs)} failed={counts['failed']} running={counts['running']}")
+
+        try:
+            executor.run(todo, on_start, on_done,
+                         progress=(lambda m: bar.set_postfix_str(m)) if progress else None)
+        finally:
+            bar.close()
+        return build_report(config, store, registry)

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import RunError
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
@@ -46,6 +48,9 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 """
 
 FINISHED = ("done", "failed", "not_applicable")
+RUN_COLUMNS = ("run_id", "config_hash", "method", "kind", "seed", "status", "spec", "metrics", "error", "notes",
+               "curves", "time_s", "peak_rss_mb", "versions", "device", "started_at", "finished_at", "attempts",
+               "per_user")
 
 
 def _pack(per_user: dict[str, np.ndarray] | None) -> bytes | None:
@@ -68,9 +73,22 @@ class RunStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(str(self.path), timeout=30)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.executescript(SCHEMA)
-        self.db.commit()
+        try:
+            # look before writing anything: someone else's database is left as it was
+            tables = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            columns = {row[1] for row in self.db.execute("PRAGMA table_info(runs)")}
+            missing = [c for c in RUN_COLUMNS if c not in columns]
+            if tables and missing:
+                self.db.close()
+                raise RunError(f"{self.path} is not an xdplug run store (no runs table with "
+                               f"{', '.join(missing)}); move the file away to start a fresh store")
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.executescript(SCHEMA)
+            self.db.commit()
+        except sqlite3.DatabaseError as exc:  # not SQLite, damaged, unwritable, locked
+            self.db.close()
+            raise RunError(f"cannot open the run store {self.path}: {exc}; move the file away "
+                           "to start a fresh store") from None
 
     def close(self) -> None:
         self.db.close()
