@@ -207,7 +207,6 @@ def test_subprocess_invalid_yaml_exits_2_without_traceback(tmp_path, xdplug_home
     assert done.stderr.startswith(f"error: {path}: (file): not valid YAML")
 
 
-@pytest.mark.xfail(strict=True, reason="config.read_yaml embeds PyYAML's multi-line message (snippet and caret)")
 def test_invalid_yaml_message_is_one_line(plugin_manager, tmp_path, capsys):
     path = tmp_path / "bad.yaml"
     path.write_text("train: {epochs: 3\n")

@@ -79,7 +79,6 @@ def test_override_values_are_yaml():
     assert config["evaluation"]["ks"] == [5, 10]
 
 
-@pytest.mark.xfail(strict=True, reason="PyYAML (YAML 1.1) reads 1e-3 as a string; config should accept it as a float")
 def test_override_accepts_exponent_floats():
     assert load_config(data=MINIMAL, overrides=["train.learning_rate=1e-3"])["train"]["learning_rate"] == 0.001
 
@@ -312,7 +311,7 @@ def test_bad_baseline_and_dataset_options(registry):
 
 
 def test_a_full_config_validates_with_the_registry(registry):
-    config = load_config(data=with_(strategies=[{**STRATEGY, "fusion": "weighted",
+    config = load_config(data=with_(strategies=[{**STRATEGY, "encoder": "bert", "fusion": "weighted",
                                                  "params": {"fusion": {"alpha": 1}}}]), registry=registry)
     assert config["strategies"][0]["params"]["fusion"] == {"alpha": 1}
 

@@ -105,6 +105,12 @@ def cmd_run(args) -> int:
     config = _load(args)
     if args.executor:
         config["executor"]["kind"] = args.executor
+    if args.address:
+        config["executor"]["address"] = args.address
+        if not args.executor:  # an address means Ray
+            config["executor"]["kind"] = "ray"
+    if args.workers is not None:
+        config["executor"]["workers"] = args.workers
     paths = run_benchmark(config, force=args.force, progress=not args.quiet, only=args.only)
     print("report written:")
     for kind, path in paths.items():
@@ -168,7 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
     p.add_argument("--force", action="store_true", help="rerun runs that already finished")
     p.add_argument("--only", action="append", metavar="METHOD", help="run only this method (repeatable)")
-    p.add_argument("--executor", choices=["local", "ray"])
+    p.add_argument("--executor", choices=["local", "ray"], help="where runs execute (default: executor.kind)")
+    p.add_argument("--address", metavar="auto|HOST:PORT",
+                   help="join this Ray cluster (implies --executor ray); without it Ray starts locally")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="CPUs of the local Ray instance (0: all cores), or most runs at once on a cluster")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_run)
 
@@ -197,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     except XdplugError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `xdplug plugins --json | head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("interrupted; finished runs are kept, `xdplug run` resumes the rest", file=sys.stderr)
         return 130

@@ -18,6 +18,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import re
+
 import yaml
 
 from .errors import ConfigError
@@ -44,7 +46,6 @@ SCHEMA: dict[str, Any] = {
         "align": ("choice", ["auto", "none"]),
         "sparse": {"keep": (int, float), "seed": int},
         "cold_items": {"fraction": (int, float), "seed": int, "new_in_source": bool},
-        "split_users": bool,
     },
     "seeds": ("list", int),
     "device": str,
@@ -70,6 +71,7 @@ SCHEMA: dict[str, Any] = {
         "baseline": str,
         "pooled": bool,
         "params": ("map", None),
+        "tuning": {"trials": int, "metric": str, "sampler_seed": int, "space": ("map", None)},
     }),
     "strategies": ("list", {
         "name": str,
@@ -82,6 +84,7 @@ SCHEMA: dict[str, Any] = {
             "adaptation": ("map", None),
             "model": ("map", None),
         },
+        "tuning": {"trials": int, "metric": str, "sampler_seed": int, "space": ("map", None)},
     }),
     "output": {"dir": str, "store": str},
     "executor": {
@@ -89,6 +92,14 @@ SCHEMA: dict[str, Any] = {
         "address": str,
         "workers": int,
         "max_retries": int,
+        "cpus_per_task": int,
+    },
+    "tuning": {
+        "trials": int,
+        "metric": str,
+        "sampler_seed": int,
+        "space": ("map", None),
+        "storage": str,
     },
 }
 
@@ -130,8 +141,26 @@ DEFAULTS: dict[str, Any] = {
     "baselines": [],
     "strategies": [],
     "output": {"dir": "runs/{name}", "store": "runs.sqlite"},
-    "executor": {"kind": "local", "workers": 2, "max_retries": 0},
+    "executor": {"kind": "local", "workers": 0, "max_retries": 0, "cpus_per_task": 1},
 }
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads ``1e-3`` as a string; configs mean a float."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+    list("-+0123456789."),
+)
+
+
+def _yaml_error(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"not valid YAML: {where}{problem}"
+
 
 # keys that do not change results: left out of the hash
 NON_IDENTITY_KEYS = ("description", "output", "executor")
@@ -209,9 +238,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not parts:
         raise ConfigError(text, "empty key path", "--set")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml.load(raw, Loader=_Loader) if raw.strip() else ""
     except yaml.YAMLError as exc:
-        raise ConfigError(key, f"cannot parse value {raw!r}: {exc}", "--set") from None
+        raise ConfigError(key, f"cannot parse value {raw!r}: {_yaml_error(exc)}", "--set") from None
     return parts, value
 
 
@@ -241,9 +270,9 @@ def read_yaml(path: str | Path) -> dict:
     if not path.is_file():
         raise ConfigError("(file)", f"config file not found: {path}", str(path))
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_Loader)
     except yaml.YAMLError as exc:
-        raise ConfigError("(file)", f"not valid YAML: {exc}", str(path)) from None
+        raise ConfigError("(file)", _yaml_error(exc), str(path)) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -318,6 +347,10 @@ def validate(config: dict, registry=None, source: str | None = None) -> None:
     if config["train"]["epochs"] <= 0 or config["train"]["batch_size"] <= 0:
         raise ConfigError("train", "epochs and batch_size must be positive", source)
     names = method_names(config)
+    reference = config["evaluation"].get("reference")
+    if reference is not None and reference not in names:
+        raise ConfigError("evaluation.reference", f"{reference!r} is not a method of this config; methods: "
+                          + ", ".join(names), source)
     seen = set()
     for name in names:
         if name in seen:
@@ -332,15 +365,21 @@ def validate(config: dict, registry=None, source: str | None = None) -> None:
         for key in ("encoder", "fusion", "adaptation"):
             if key not in entry:
                 raise ConfigError(f"strategies[{i}].{key}", f"missing; name a registered {key}", source)
+    ex = config["executor"]
+    for key, low in (("workers", 0), ("max_retries", 0), ("cpus_per_task", 1)):
+        if ex.get(key, low) < low:
+            raise ConfigError(f"executor.{key}", f"expected an integer >= {low}, got {ex[key]!r}", source)
+    from .tuning import validate as validate_tuning
+
+    validate_tuning(config, source)
     if registry is not None:
         validate_components(config, registry, source)
 
 
 def validate_components(config: dict, registry, source: str | None = None) -> None:
     """Check every component name against the registry and build each with its options."""
-    from .components import resolve_params
     from .errors import UnknownComponentError
-    from .model.transfer import ModelOptions
+    from .model.strategy import build_strategy
 
     def get(kind, name, path):
         try:
@@ -348,20 +387,22 @@ def validate_components(config: dict, registry, source: str | None = None) -> No
         except UnknownComponentError as exc:
             raise ConfigError(path, str(exc).split(": ", 1)[-1], source) from None
 
+    # building each component runs its own option checks now, not halfway through a run
     ds = config["dataset"]
-    recipe = get("dataset", ds["recipe"], "dataset.recipe")
-    resolve_params(recipe, ds.get("params"), "dataset.params")
+    get("dataset", ds["recipe"], "dataset.recipe")(ds.get("params"), "dataset.params")
     for name in config["evaluation"]["evaluators"]:
-        get("evaluator", name, "evaluation.evaluators")
+        get("evaluator", name, "evaluation.evaluators")({}, f"evaluator:{name}")
     for i, entry in enumerate(config["baselines"]):
         cls = get("baseline", entry["baseline"], f"baselines[{i}].baseline")
-        resolve_params(cls, entry.get("params"), f"baselines[{i}].params")
+        cls(entry.get("params"), f"baselines[{i}].params")
     for i, entry in enumerate(config["strategies"]):
         params = entry.get("params") or {}
         for kind in ("encoder", "fusion", "adaptation"):
-            cls = get(kind, entry[kind], f"strategies[{i}].{kind}")
-            resolve_params(cls, params.get(kind), f"strategies[{i}].params.{kind}")
-        resolve_params(ModelOptions, params.get("model"), f"strategies[{i}].params.model")
+            get(kind, entry[kind], f"strategies[{i}].{kind}")
+        build_strategy(entry, registry, f"strategies[{i}]")
+    from .tuning import validate_components as validate_tuning_components
+
+    validate_tuning_components(config, registry, source)
 
 
 def canonical_json(value: Any) -> str:

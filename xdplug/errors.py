@@ -80,3 +80,7 @@ class ArtifactError(XdplugError):
 
 class RunError(XdplugError):
     """A benchmark run cannot start (bad store, nothing to run, ...)."""
+
+
+class NotApplicableError(XdplugError):
+    """A method does not apply to this dataset (e.g. pooled CF without shared IDs)."""

@@ -80,7 +80,7 @@ def run_finished(record) -> None:
     """React to one finished benchmark run (for example, send it to a tracker).
 
     :param record: the run as stored: a ``dict`` with ``run_id``, ``method``,
-        ``seed``, ``status`` (``"done"`` or ``"failed"``), ``metrics`` and ``error``.
+        ``seed``, ``status`` (``"done"``, ``"failed"`` or ``"not_applicable"``), ``metrics`` and ``error``.
 
     .. note:: Called in the driver process after the run store holds the record.
        An exception here is logged as a warning and never fails the run.

@@ -132,9 +132,12 @@ class Plugins:
 
     def _build_registry(self) -> Registry:
         registry = Registry()
+        for info in self.info.values():  # hook failures are recorded afresh on each rebuild
+            if info.error and not info.error.startswith("import failed"):
+                info.error = None
         for kind, hook_name in HOOK_FOR_KIND.items():
             hook = getattr(self.pm.hook, hook_name)
-            for impl in reversed(hook.get_hookimpls()):  # pluggy lists last-registered first
+            for impl in hook.get_hookimpls():
                 plugin_name = impl.plugin_name
                 info = self.info.setdefault(plugin_name, PluginInfo(plugin_name, repr(impl.plugin)))
                 if info.error and "import failed" in info.error:
@@ -192,7 +195,8 @@ def get_plugins() -> Plugins:
     return _default
 
 
-def set_plugins(plugins: Plugins | None) -> None:
-    """Replace the process-wide manager (the testing harness uses this)."""
+def set_plugins(plugins: Plugins | None) -> Plugins | None:
+    """Replace the process-wide manager (the testing harness uses this); returns the previous one."""
     global _default
-    _default = plugins
+    previous, _default = _default, plugins
+    return previous

@@ -25,7 +25,7 @@ import torch
 from . import __version__
 from .config import canonical_json, config_hash, default_baseline_name, default_strategy_name, parse_metric
 from .data.prepare import prepare
-from .errors import ConfigError, RunError, XdplugError
+from .errors import ConfigError, NotApplicableError, RunError, XdplugError
 from .plugins import Plugins, get_plugins
 from .recbole_compat import quiet_recbole_logging, resolve_device
 from .store import RunStore
@@ -218,6 +218,8 @@ def run_task(spec: RunSpec, config: dict, data_cache: dict | None = None, progre
         return record
     except KeyboardInterrupt:
         raise
+    except NotApplicableError as exc:
+        return {"status": "not_applicable", "notes": str(exc), "time_s": time.perf_counter() - started}
     except Exception as exc:  # a failing run is recorded; the grid goes on
         detail = traceback.format_exc()
         summary = str(exc) if isinstance(exc, XdplugError) else f"{type(exc).__name__}: {exc}"

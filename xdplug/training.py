@@ -166,11 +166,20 @@ def recbole_data(ctx: FitContext, model, values: dict, pooled: bool = False,
         if pooled:
             s = data.source_train
             shared = dict(zip(data.shared_users[:, 1], data.shared_users[:, 0])) if len(data.shared_users) else {}
+            # source rows are stacked under the target's on the items both domains have; a user
+            # present in both domains also brings their source-only items as extra columns
+            shared_item = np.zeros(data.n_source_items, dtype=bool)
+            if len(data.shared_items):
+                shared_item[data.shared_items[:, 1]] = True
+            shared_user = np.zeros(data.n_source_users, dtype=bool)
+            if shared:
+                shared_user[list(shared)] = True
+            s = s[shared_item[s[:, 1]] | shared_user[s[:, 0]]]
             su = [f"t{shared[u]}" if u in shared else f"s{u}" for u in s[:, 0]]
             users += su
             items += [f"c{r}" for r in cat.source_rows[s[:, 1]]]
             all_users += sorted(set(su) - set(all_users))
-            all_items += sorted(set(f"c{r}" for r in cat.source_rows) - set(all_items))
+            all_items += sorted(set(f"c{r}" for r in cat.source_rows[np.unique(s[:, 1])]) - set(all_items))
     name = f"{domain}{'-pooled' if pooled else ''}"
     folder = ctx.workdir / "recbole"
     _write_atomic(folder / name, name, users, items, all_users, all_items)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from xdplug.components import Baseline
-from xdplug.errors import ConfigError
+from xdplug.errors import NotApplicableError
 
 
 class _MatrixScorer:
@@ -64,7 +64,7 @@ class SourcePop(Baseline):
     def fit(self, ctx, pooled: bool = False):
         data = ctx.data
         if len(data.shared_items) == 0:
-            raise ConfigError("baselines", "source-pop needs items shared by both domains; these share none")
+            raise NotApplicableError("source-pop needs items shared by both domains; these share none")
         scores = np.zeros(data.n_target_items, dtype=np.float32)
         scores[data.shared_items[:, 0]] = data.source_item_popularity[data.shared_items[:, 1]]
         known = np.zeros(data.n_target_items, dtype=bool)
