@@ -7,8 +7,10 @@ from xdplug import hookimpl
 def register_datasets(register):
     from xdplug.testing.synthetic import SyntheticRecipe
 
+    from .files import FilesRecipe
     from .movielens import ML1MToML100K, ML100KGenres
 
     register(ML100KGenres)
     register(ML1MToML100K)
     register(SyntheticRecipe)
+    register(FilesRecipe)

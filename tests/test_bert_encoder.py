@@ -92,6 +92,13 @@ def test_similar_texts_are_closer_than_unrelated():
     assert cos(a, b) > cos(a, c) + 0.2
 
 
+def test_bfloat16_autocast_on_cpu_is_close_to_float32():
+    a = enc(cache=False).encode(MOVIES[:2])
+    b = enc(cache=False, dtype="bfloat16").encode(MOVIES[:2])
+    assert b.dtype == np.float32
+    assert min(cos(x, y) for x, y in zip(a, b)) > 0.99
+
+
 def test_normalize_gives_unit_vectors():
     x = enc(normalize=True).encode(MOVIES[:3])
     assert np.allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-5)

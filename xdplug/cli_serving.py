@@ -75,7 +75,9 @@ def cmd_recommend(args) -> int:
                           "(a new user's item IDs, one per line)")
     if args.k < 1:
         raise XdplugError(f"-k must be at least 1, got {args.k}")
-    rec = load_artifact(args.artifact, device=args.device)
+    from .recbole_compat import resolve_device
+
+    rec = load_artifact(args.artifact, device=resolve_device(args.device))
     if args.user is not None:
         recs = rec.recommend(user=args.user, k=args.k, exclude_seen=not args.include_seen)
     else:
@@ -96,6 +98,7 @@ def _fmt(metrics: dict, key: str) -> str:
 
 def cmd_update(args) -> int:
     from .artifact import update_artifact
+    from .recbole_compat import resolve_device
 
     def progress(message):
         if not args.quiet:
@@ -103,7 +106,8 @@ def cmd_update(args) -> int:
 
     report = update_artifact(args.artifact, args.interactions, items=args.items, out=args.out,
                              epochs=args.epochs, holdout=args.holdout, seed=args.seed,
-                             learning_rate=args.learning_rate, replay=args.replay, device=args.device,
+                             learning_rate=args.learning_rate, replay=args.replay,
+                             device=resolve_device(args.device),
                              progress=progress)
     if args.json:
         print(json.dumps(report, indent=2, default=str))
@@ -144,7 +148,7 @@ def add_commands(sub) -> None:
     p.add_argument("-k", type=int, default=10, help="how many items (default 10)")
     p.add_argument("--include-seen", action="store_true", help="also recommend items the user has seen")
     p.add_argument("--json", action="store_true", help="print a JSON list of {item, score, text}")
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    p.add_argument("--device", default="cpu", help="cpu (default), auto, cuda or cuda:N")
     p.set_defaults(func=cmd_recommend)
 
     p = sub.add_parser("update", help="fine-tune an exported strategy on new target interactions (new version)")
@@ -159,7 +163,7 @@ def add_commands(sub) -> None:
     p.add_argument("--replay", type=float, default=1.0,
                    help="also train this many other users per user with new interactions (default 1.0)")
     p.add_argument("--seed", type=int, default=0, help="seed of the held-out slice and the replay sample")
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    p.add_argument("--device", default="cpu", help="cpu (default), auto, cuda or cuda:N")
     p.add_argument("--json", action="store_true", help="print the update report as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress messages")
     p.set_defaults(func=cmd_update)

@@ -93,6 +93,7 @@ SCHEMA: dict[str, Any] = {
         "workers": int,
         "max_retries": int,
         "cpus_per_task": int,
+        "gpus_per_task": (int, float),
     },
     "tuning": {
         "trials": int,
@@ -141,7 +142,9 @@ DEFAULTS: dict[str, Any] = {
     "baselines": [],
     "strategies": [],
     "output": {"dir": "runs/{name}", "store": "runs.sqlite"},
-    "executor": {"kind": "local", "workers": 0, "max_retries": 0, "cpus_per_task": 1},
+    "executor": {"kind": "local", "workers": 0, "max_retries": 0, "cpus_per_task": 1, "gpus_per_task": 1},
+    # no tuning unless asked for (see xdplug.tuning)
+    "tuning": {},
 }
 
 class _Loader(yaml.SafeLoader):
@@ -369,6 +372,10 @@ def validate(config: dict, registry=None, source: str | None = None) -> None:
     for key, low in (("workers", 0), ("max_retries", 0), ("cpus_per_task", 1)):
         if ex.get(key, low) < low:
             raise ConfigError(f"executor.{key}", f"expected an integer >= {low}, got {ex[key]!r}", source)
+    gpus = ex.get("gpus_per_task", 1)
+    if gpus <= 0 or (gpus > 1 and gpus != int(gpus)):
+        raise ConfigError("executor.gpus_per_task", f"expected a fraction in (0, 1] or a whole number of GPUs, "
+                          f"got {ex['gpus_per_task']!r}", source)
     from .tuning import validate as validate_tuning
 
     validate_tuning(config, source)
@@ -412,6 +419,8 @@ def canonical_json(value: Any) -> str:
 def config_hash(config: dict) -> str:
     """A stable identity: sha256 of the canonical JSON, without keys that do not change results."""
     identity = {k: v for k, v in config.items() if k not in NON_IDENTITY_KEYS}
+    if not identity.get("tuning"):  # an empty tuning block: the hash of a config without one
+        identity.pop("tuning", None)
     return hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:16]
 
 

@@ -2,7 +2,8 @@
 
 ``executor: {kind: ray}`` (or ``xdplug run --executor ray``) runs every grid
 cell as a ``ray.remote`` task calling :func:`xdplug.runner.run_task` with
-declared resources: ``executor.cpus_per_task`` CPUs (1 by default) and one GPU
+declared resources: ``executor.cpus_per_task`` CPUs (1 by default) and
+``executor.gpus_per_task`` GPUs (1 by default; 0.25 packs four runs on a GPU)
 when the config's device is CUDA (``auto`` asks for a GPU when the cluster
 has any). Without ``executor.address`` a local Ray instance is started with
 ``executor.workers`` CPUs (0: this machine's cores); ``address: auto`` or
@@ -138,7 +139,7 @@ class RayExecutor:
                 raise RunError(f"executor ray: cannot start or join {where}: {type(exc).__name__}: {exc}") from None
             self._owned = True
         _quiet_ray_loggers()
-        self.gpus = 1 if wants_gpu(config["device"], ray) else 0
+        self.gpus = float(ex.get("gpus_per_task") or 1) if wants_gpu(config["device"], ray) else 0
         self.slots = self._slots()
         env = {key: os.environ.get(key) for key in FORWARDED_ENV}
         if not self.address:
@@ -152,7 +153,7 @@ class RayExecutor:
         resources = self.ray.cluster_resources()
         slots = int(resources.get("CPU", 1) // self.cpus) if self.cpus else 1 << 30
         if self.gpus:
-            slots = min(slots, int(resources.get("GPU", 0) // self.gpus))
+            slots = min(slots, int(resources.get("GPU", 0) / self.gpus + 1e-9))
             if slots < 1:
                 raise RunError("executor ray: the config's device is CUDA but the Ray cluster has no GPU")
         if self.address and self.workers:

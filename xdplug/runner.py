@@ -228,17 +228,31 @@ def run_task(spec: RunSpec, config: dict, data_cache: dict | None = None, progre
                 "time_s": time.perf_counter() - started}
 
 
-def preflight_data(config: dict, registry, seed: int, executor=None):
+def preflight_data(config: dict, registry, seed: int, executor=None, store: RunStore | None = None):
     """Build the recipe and prepare one seed's data (or read it from the cache) before any run.
 
     Data that cannot be used (a missing file or column, a wrong type, a domain
     empty after filtering, no overlap where the recipe aligns entities) is then
-    one named error, not a failed run per grid cell. The prepared data is handed
-    to an executor that keeps a ``data_cache``, so it is not loaded twice.
+    one named error, not a failed run per grid cell. With ``store``, finished runs
+    made on other data (a recipe whose params record its files' sizes and times,
+    like ``files``, after an edit) are an error too: resuming would mix datasets in
+    one report. The prepared data is handed to an executor that keeps a
+    ``data_cache``, so it is not loaded twice.
     """
+    import json
+
     recipe_cls = registry.get("dataset", config["dataset"]["recipe"], "dataset.recipe")
     recipe = recipe_cls(config["dataset"]["params"], "dataset.params")
     data = prepare(recipe, config["dataset"], seed)
+    stored = store.get_meta(f"dataset_summary_{seed}") if store is not None else None
+    if stored and "recipe_params" in stored and "recipe_params" in data.summary:
+        now = json.loads(json.dumps(data.summary["recipe_params"], default=str))
+        if stored["recipe_params"] != now and any(r["status"] == "done" for r in store.runs()):
+            changed = sorted(k for k in set(now) | set(stored["recipe_params"])
+                             if now.get(k) != stored["recipe_params"].get(k))
+            raise RunError(f"the dataset changed since the finished runs in {store.path} were made "
+                           f"(dataset.params {', '.join(changed)}: an edited file?); rerun every run "
+                           "with --force, or write to another output.dir")
     cache = getattr(executor, "data_cache", None)
     if isinstance(cache, dict):
         cache.setdefault(seed, data)
@@ -311,7 +325,7 @@ def run_benchmark(config: dict, plugins: Plugins | None = None, force: bool = Fa
         versions = library_versions()
         todo = [s for s in specs if force or store.status(s.run_id) not in ("done", "not_applicable")]
         if todo:
-            preflight_data(config, registry, todo[0].seed, executor)
+            preflight_data(config, registry, todo[0].seed, executor, store=None if force else store)
         from .tuning import tune_methods
 
         # trials (validation only) before the grid; the grid's runs carry the chosen parameters

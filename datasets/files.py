@@ -1,0 +1,467 @@
+"""``files``: a cross-domain benchmark from your own files.
+
+Each domain is either a directory of RecBole atomic files (``dir:``, holding
+``<name>.inter`` and optionally ``<name>.item``) or a table of interactions in
+CSV, TSV or Parquet (``interactions:``) with an optional item table
+(``items:``). A column mapping says which columns hold what; the config says
+which entities the domains share and how they match::
+
+    dataset:
+      recipe: files
+      params:
+        source:
+          interactions: data/books/ratings.csv
+          items: data/books/books.csv
+          columns: {user: user_id, item: book_id, rating: stars, timestamp: time}
+          item_fields: {title: book_title, genres: shelves}
+        target:
+          dir: data/movies              # movies.inter (+ movies.item), RecBole atomic files
+          item_fields: {title: movie_title, year: release_year, genres: class}
+        align_users: id                 # id: the same user ID is the same person; none
+        align_items: none               # id: same item ID; key: same normalised item_key; none
+        item_key: title                 # the item field compared when align_items: key
+
+Everything is validated when the recipe is built (the structure of the params,
+that every file exists and has the mapped columns) and when it is loaded
+(column types, overlap of the shared entities), with a
+:class:`~xdplug.errors.ConfigError` naming the config key or a
+:class:`~xdplug.errors.DataError` naming the file and the column. Filtering,
+alignment, splitting and item text are the engine's, as for every recipe.
+
+Relative paths are read from the current directory. The prepared-data cache
+key includes each file's size and modification time, so editing a file
+prepares the data again.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from xdplug.components import DatasetRecipe
+from xdplug.data.raw import RawDomain, RawDomains, read_atomic
+from xdplug.data.text import normalise_key
+from xdplug.errors import ConfigError, DataError
+
+#: interaction roles and the column each role is read from unless ``columns`` says otherwise
+CSV_COLUMNS = {"user": "user", "item": "item", "rating": "rating", "timestamp": "timestamp"}
+ATOMIC_COLUMNS = {"user": "user_id", "item": "item_id", "rating": "rating", "timestamp": "timestamp"}
+DOMAIN_KEYS = ("name", "dir", "interactions", "items", "columns", "item_fields", "item_id_column",
+               "implicit", "sep")
+ALIGN_USERS = ("id", "none")
+ALIGN_ITEMS = ("id", "key", "none")
+SEPARATORS = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
+PARQUET = (".parquet", ".pq")
+
+
+def _cwd_hint(path: Path) -> str:
+    return "" if path.is_absolute() else f" (relative paths are read from {Path.cwd()})"
+
+
+class DomainSpec:
+    """One domain's params, checked: where the files are and which columns hold what."""
+
+    def __init__(self, role: str, spec, path: str):
+        self.role, self.path = role, path
+        if not isinstance(spec, dict):
+            raise ConfigError(path, f"expected a mapping with dir: (a folder of RecBole atomic files) or "
+                                    f"interactions: (a CSV, TSV or Parquet file), got {spec!r}")
+        if not spec:
+            raise ConfigError(path, "missing: describe the domain's files with dir: (a folder of RecBole "
+                                    "atomic files) or interactions: (a CSV, TSV or Parquet file)")
+        for key in spec:
+            if key not in DOMAIN_KEYS:
+                raise ConfigError(f"{path}.{key}", "unknown key; allowed here: " + ", ".join(DOMAIN_KEYS))
+        for key in ("name", "dir", "interactions", "items", "item_id_column", "sep"):
+            if key in spec and not isinstance(spec[key], str):
+                raise ConfigError(f"{path}.{key}", f"expected str, got {spec[key]!r}")
+        for key in ("columns", "item_fields"):
+            value = spec.get(key, {})
+            if not isinstance(value, dict) or not all(isinstance(v, str) and isinstance(k, str)
+                                                      for k, v in value.items()):
+                raise ConfigError(f"{path}.{key}", f"expected a mapping of names to column names, got {value!r}")
+        if "implicit" in spec and not isinstance(spec["implicit"], bool):
+            raise ConfigError(f"{path}.implicit", f"expected true or false, got {spec['implicit']!r}")
+        unknown = set(spec.get("columns", {})) - set(CSV_COLUMNS)
+        if unknown:
+            raise ConfigError(f"{path}.columns.{sorted(unknown)[0]}",
+                              "unknown role; allowed: " + ", ".join(CSV_COLUMNS))
+        for field in spec.get("item_fields", {}):
+            if not field.isidentifier():
+                raise ConfigError(f"{path}.item_fields.{field}",
+                                  "must be a template field name like title (used as {title})")
+        if ("dir" in spec) == ("interactions" in spec):
+            raise ConfigError(path, "give exactly one of dir: (a folder of RecBole atomic files) and "
+                                    "interactions: (a CSV, TSV or Parquet file)")
+        self.implicit = bool(spec.get("implicit", False))
+        self.sep = spec.get("sep")
+        self.item_fields = dict(spec.get("item_fields", {}))
+        if "dir" in spec:
+            folder = Path(spec["dir"]).expanduser()
+            if not folder.is_dir():
+                raise DataError("directory not found" + _cwd_hint(folder), str(folder), f"{path}.dir")
+            stem = spec.get("name")
+            if stem is None:
+                inters = sorted(folder.glob("*.inter"))
+                if len(inters) != 1:
+                    found = ", ".join(p.name for p in inters) or "none"
+                    raise DataError(f"expected one <name>.inter file (found {found}); set {path}.name to pick one",
+                                    str(folder))
+                stem = inters[0].stem
+            self.name = spec.get("name") or stem
+            self.inter_path = folder / f"{stem}.inter"
+            if not self.inter_path.is_file():
+                raise DataError("file not found (RecBole atomic interactions)", str(self.inter_path))
+            item_path = folder / f"{stem}.item"
+            self.items_path = Path(spec["items"]).expanduser() if "items" in spec else (
+                item_path if item_path.is_file() else None)
+            defaults = ATOMIC_COLUMNS
+        else:
+            self.inter_path = Path(spec["interactions"]).expanduser()
+            self.items_path = Path(spec["items"]).expanduser() if "items" in spec else None
+            self.name = spec.get("name") or self.inter_path.resolve().parent.name or role
+            defaults = ATOMIC_COLUMNS if self.inter_path.suffix == ".inter" else CSV_COLUMNS
+        for key, file in (("interactions", self.inter_path), ("items", self.items_path)):
+            if file is not None and not file.is_file():
+                raise DataError("file not found" + _cwd_hint(file), str(file), f"{path}.{key}")
+        given = spec.get("columns", {})
+        #: role -> column name, and which roles the config named explicitly (those must exist)
+        self.columns = {**defaults, **given}
+        self.explicit = set(given)
+        self.item_id_column = spec.get("item_id_column") or self.columns["item"]
+        # the header is read now: a missing column is an error before any work
+        header = self._header(self.inter_path)
+        for role_ in ("user", "item"):
+            self._require(self.columns[role_], header, self.inter_path, f"columns.{role_}")
+        for role_ in ("rating", "timestamp"):
+            if role_ in self.explicit and not (role_ == "rating" and self.implicit):
+                self._require(self.columns[role_], header, self.inter_path, f"columns.{role_}")
+        if self.items_path is not None:
+            item_header = self._header(self.items_path)
+            self._require(self.item_id_column, item_header, self.items_path,
+                          "item_id_column" if "item_id_column" in spec else "columns.item")
+            for field, column in self.item_fields.items():
+                self._require(column, item_header, self.items_path, f"item_fields.{field}")
+        elif self.item_fields:
+            raise ConfigError(f"{path}.item_fields", "item fields need an item table: set items: "
+                                                     "(or put a <name>.item file next to the .inter file)")
+
+    # -- reading ------------------------------------------------------------------------
+    def fingerprint(self) -> list:
+        files = [self.inter_path] + ([self.items_path] if self.items_path else [])
+        out = []
+        for file in files:
+            stat = file.stat()
+            out.append([str(file.resolve()), stat.st_size, stat.st_mtime_ns])
+        return out
+
+    def _require(self, column: str, header: list[str], file: Path, key: str) -> None:
+        if column not in header:
+            hint = ""
+            if len(header) == 1:
+                for sep in (";", ",", "\t", "|"):
+                    if sep in header[0]:
+                        hint = f"; the header looks {sep!r}-separated: set {self.path}.sep"
+                        break
+            raise DataError(f"missing column {column!r} ({self.path}.{key}); found columns {header}{hint}",
+                            str(file), column)
+
+    def _separator(self, file: Path) -> str:
+        if self.sep:
+            return self.sep
+        if file.suffix.lower() in SEPARATORS:
+            return SEPARATORS[file.suffix.lower()]
+        with file.open(encoding="utf-8", errors="replace") as handle:
+            line = handle.readline()
+        try:
+            return csv.Sniffer().sniff(line, delimiters=",\t;|").delimiter
+        except csv.Error:
+            raise DataError(f"cannot tell the column separator; set {self.path}.sep", str(file)) from None
+
+    def _header(self, file: Path) -> list[str]:
+        if file.suffix == ".inter" or file.suffix == ".item":
+            with file.open(encoding="utf-8", errors="replace") as handle:
+                first = handle.readline().rstrip("\n\r")
+            if "\t" not in first and ":" not in first:
+                raise DataError(f"expected a RecBole atomic header (name:type columns, tab separated), got "
+                                f"{first[:80]!r}", str(file))
+            return [c.partition(":")[0] for c in first.split("\t")]
+        if file.suffix.lower() in PARQUET:
+            try:  # the schema alone, not the table
+                import pyarrow.parquet as pq
+
+                return list(pq.read_schema(file).names)
+            except ImportError:
+                pass
+            except Exception as exc:  # noqa: BLE001 - pyarrow raises its own error types
+                raise DataError(f"cannot read the Parquet file: {exc}", str(file)) from None
+            return list(self._read(file).columns)
+        try:
+            return list(pd.read_csv(file, sep=self._separator(file), nrows=0, dtype=str).columns)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise DataError(f"cannot read the header: {str(exc).strip()}", str(file)) from None
+
+    def _read(self, file: Path) -> pd.DataFrame:
+        if file.suffix in (".inter", ".item"):
+            return read_atomic(file)
+        if file.suffix.lower() in PARQUET:
+            try:
+                df = pd.read_parquet(file)
+            except ImportError:
+                raise DataError("reading Parquet needs pyarrow (pip install 'pyarrow<19': later ones need numpy 2, "
+                                "which recbole's pin excludes) or fastparquet; "
+                                "or give the table as CSV/TSV", str(file)) from None
+            except Exception as exc:  # noqa: BLE001 - pyarrow raises its own error types
+                raise DataError(f"cannot read the Parquet file: {exc}", str(file)) from None
+            return df.astype({c: str for c in df.columns if df[c].dtype == object})
+        try:
+            return pd.read_csv(file, sep=self._separator(file), dtype=str, keep_default_na=False,
+                               na_values=[""])
+        except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+            raise DataError(f"cannot parse the file: {str(exc).strip()}", str(file)) from None
+
+    def _numbers(self, df: pd.DataFrame, column: str, file: Path, dates: bool) -> pd.Series:
+        values = df[column]
+        if dates and pd.api.types.is_datetime64_any_dtype(values):  # Parquet timestamps: seconds
+            as_utc = values.dt.tz_localize("UTC") if values.dt.tz is None else values.dt.tz_convert("UTC")
+            return (as_utc - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+        if pd.api.types.is_numeric_dtype(values):
+            return values.astype(float)
+        numbers = pd.to_numeric(values, errors="coerce")
+        bad = numbers.isna() & values.notna() & (values.astype(str).str.strip() != "")
+        if bad.any() and dates:
+            # timestamps may be dates ("2021-03-04 12:00"): seconds since the epoch
+            parsed = pd.to_datetime(values[bad], errors="coerce", utc=True)
+            ok = parsed.notna()
+            numbers.loc[parsed.index[ok]] = (parsed[ok] - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+            bad = numbers.isna() & values.notna() & (values.astype(str).str.strip() != "")
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            kind = "numbers or dates" if dates else "numbers"
+            raise DataError(f"expected {kind}, got {values[bad].iloc[0]!r} (row {row + 1})", str(file), column)
+        return numbers.astype(float)
+
+    def load(self) -> RawDomain:
+        raw = self._read(self.inter_path)
+        if raw.empty:
+            raise DataError("no interactions (the file has a header and no rows)", str(self.inter_path))
+        c = self.columns
+        inter = pd.DataFrame({"user": raw[c["user"]], "item": raw[c["item"]]})
+        for role_ in ("user", "item"):
+            column = c[role_]
+            empty = inter[role_].isna() | (inter[role_].astype(str).str.strip() == "")
+            if empty.any():
+                row = int(np.flatnonzero(empty.to_numpy())[0])
+                raise DataError(f"empty value in row {row + 1}", str(self.inter_path), column)
+            inter[role_] = inter[role_].astype(str).str.strip()
+        if not self.implicit and c["rating"] in raw.columns:
+            inter["rating"] = self._numbers(raw, c["rating"], self.inter_path, dates=False)
+        else:
+            inter["rating"] = np.nan  # implicit: every row is a positive
+        if c["timestamp"] in raw.columns:
+            inter["timestamp"] = self._numbers(raw, c["timestamp"], self.inter_path, dates=True)
+        else:
+            inter["timestamp"] = np.nan
+        items = pd.DataFrame({"item": pd.Series([], dtype=str)})
+        if self.items_path is not None:
+            table = self._read(self.items_path)
+            ids = table[self.item_id_column]
+            if ids.isna().any():
+                row = int(np.flatnonzero(ids.isna().to_numpy())[0])
+                raise DataError(f"empty item ID in row {row + 1}", str(self.items_path), self.item_id_column)
+            items = table.drop(columns=[self.item_id_column]).copy()
+            for field, column in self.item_fields.items():
+                items[field] = table[column]
+            items.insert(0, "item", ids.astype(str).str.strip())
+            items = items.drop_duplicates("item", keep="first").reset_index(drop=True)
+        return RawDomain(self.name, inter, items, str(self.inter_path))
+
+
+class FilesRecipe(DatasetRecipe):
+    name = "files"
+    description = "Your own two domains: RecBole atomic files or CSV/TSV/Parquet tables with a column mapping"
+    defaults = {"source": {}, "target": {}, "align_users": "none", "align_items": "none", "item_key": "title"}
+
+    def __init__(self, params: dict | None = None, path: str | None = None):
+        self._path = path or "dataset.params"
+        super().__init__(params, self._path)
+        p = self.params
+        for key, allowed in (("align_users", ALIGN_USERS), ("align_items", ALIGN_ITEMS)):
+            if p[key] not in allowed:
+                raise ConfigError(f"{self._path}.{key}", f"expected one of {', '.join(allowed)}, got {p[key]!r}")
+        if not p["item_key"].isidentifier():
+            raise ConfigError(f"{self._path}.item_key", f"expected an item field name like title, got {p['item_key']!r}")
+        self.domains: dict[str, DomainSpec] = {}
+        if not p["source"] and not p["target"]:
+            return  # listed by `xdplug datasets`; a config must name both domains (checked in load)
+        for role in ("source", "target"):
+            self.domains[role] = DomainSpec(role, p[role], f"{self._path}.{role}")
+        # the prepared-data cache follows the files' contents, not only their names
+        self.params["files"] = {role: d.fingerprint() for role, d in self.domains.items()}
+
+    def origin(self) -> str:
+        if not self.domains:
+            return "your files: dataset.params.source and .target (see docs/own_data.md)"
+        return "; ".join(f"{role}: {d.inter_path}" for role, d in self.domains.items())
+
+    def _require_domains(self) -> None:
+        for role in ("source", "target"):
+            if role not in self.domains:
+                raise ConfigError(f"{self._path}.{role}", "missing; describe the domain's files "
+                                                          "(dir: or interactions:)")
+
+    def load(self, cache_dir: str) -> RawDomains:
+        self._require_domains()
+        p = self.params
+        source, target = self.domains["source"].load(), self.domains["target"].load()
+        align_users = None if p["align_users"] == "none" else "id"
+        align_items = None if p["align_items"] == "none" else p["align_items"]
+        if align_users == "id" and not set(source.inter["user"]) & set(target.inter["user"]):
+            raise DataError(
+                f"the domains share no user ID (source users look like {source.inter['user'].iloc[0]!r}, "
+                f"target users like {target.inter['user'].iloc[0]!r}), but {self._path}.align_users is 'id'; "
+                "use the same IDs in both files or set align_users: none", origin_of(source, target), "align_users")
+        if align_items == "id" and not set(source.inter["item"]) & set(target.inter["item"]):
+            raise DataError(
+                f"the domains share no item ID (source items look like {source.inter['item'].iloc[0]!r}, "
+                f"target items like {target.inter['item'].iloc[0]!r}), but {self._path}.align_items is 'id'; "
+                "use align_items: key to match items by a field, or none", origin_of(source, target), "align_items")
+        if align_items == "key":
+            field = p["item_key"]
+            keys = {}
+            for role, domain, spec in (("source", source, self.domains["source"]),
+                                       ("target", target, self.domains["target"])):
+                if spec.items_path is None:
+                    raise DataError(f"align_items: key compares the item field {field!r}, but the {role} domain "
+                                    "has no item table (items:)", str(spec.inter_path), "items")
+                if field not in domain.items.columns:
+                    raise DataError(f"missing item field {field!r} ({self._path}.item_key, align_items: key); "
+                                    f"map it with {self._path}.{role}.item_fields.{field}; found "
+                                    f"{[c for c in domain.items.columns if c != 'item']}",
+                                    str(spec.items_path), field)
+                values = domain.items[field].dropna().map(normalise_key)
+                keys[role] = set(values[values != ""])
+            if not keys["source"] & keys["target"]:
+                raise DataError(f"no item of the source has the same normalised {field!r} as an item of the "
+                                f"target, but {self._path}.align_items is 'key'; set align_items: none "
+                                "if the domains share no items", str(self.domains["target"].items_path), field)
+        fields = {}
+        for domain in (source, target):
+            fields.update({c: c for c in domain.items.columns if c != "item"})
+        return RawDomains(
+            source=source, target=target, align_users=align_users, align_items=align_items,
+            item_key_field=p["item_key"], text_fields=fields,
+            description=(f"your files: {source.name} ({source.origin}) -> {target.name} ({target.origin}); "
+                         f"users aligned by {p['align_users']}, items by {p['align_items']}"),
+        )
+
+
+def origin_of(source: RawDomain, target: RawDomain) -> str:
+    return f"{source.origin} and {target.origin}"
+
+
+# ----------------------------------------------------------------------------- demo files
+
+DEMO_GENRES = ("science fiction", "romance", "crime", "fantasy")
+_WORDS = {
+    "science fiction": ("Star", "Orbit", "Android", "Nebula", "Signal", "Colony", "Quantum", "Eclipse"),
+    "romance": ("Heart", "Summer", "Letters", "Promise", "Wedding", "Kiss", "Paris", "Moonlight"),
+    "crime": ("Murder", "Detective", "Alibi", "Heist", "Witness", "Shadow", "Verdict", "Killer"),
+    "fantasy": ("Dragon", "Wizard", "Kingdom", "Sword", "Crown", "Spell", "Forest", "Quest"),
+}
+
+
+def _demo_titles(rng, n: int, offset: int) -> list[tuple[str, str]]:
+    out = []
+    for i in range(n):
+        genre = DEMO_GENRES[i % len(DEMO_GENRES)]
+        a, b = rng.choice(_WORDS[genre], size=2, replace=False)
+        out.append((f"The {a} {b} {offset + i}", genre))
+    return out
+
+
+def write_demo(folder: str | Path, seed: int = 0, n_users: int = 120, n_books: int = 60, n_movies: int = 60,
+               shared_users: int = 100) -> dict[str, Path]:
+    """Small genre-driven files for trying the ``files`` recipe (the walkthrough in docs/own_data.md).
+
+    Books (source) are a CSV table with their own column names and dates as
+    timestamps; movies (target) are RecBole atomic files. Most readers are
+    also viewers under the same ID. Also writes new movie ratings, today's
+    movie catalogue (three movies more) and a new viewer's history, for
+    ``xdplug update`` and ``xdplug recommend --history``. Returns the paths written.
+    """
+    rng = np.random.default_rng(seed)
+    root = Path(folder)
+    (root / "books").mkdir(parents=True, exist_ok=True)
+    (root / "movies").mkdir(parents=True, exist_ok=True)
+    taste = rng.dirichlet(np.full(len(DEMO_GENRES), 0.3), size=n_users + 1)
+    books = _demo_titles(rng, n_books, 1)
+    movies = _demo_titles(rng, n_movies + 3, 101)
+    new_movies, movies = movies[n_movies:], movies[:n_movies]
+
+    def pick(user: int, catalog, k: int):
+        genre = np.array([DEMO_GENRES.index(g) for _, g in catalog])
+        p = taste[user][genre] + 0.02
+        return rng.choice(len(catalog), size=k, replace=False, p=p / p.sum())
+
+    readers = [f"u{i}" for i in range(n_users)]
+    viewers = readers[:shared_users] + [f"v{i}" for i in range(n_users - shared_users)]
+    rows = []
+    for u, name in enumerate(readers):
+        for j in pick(u, books, 16):
+            day = 1 + int(rng.integers(0, 28))
+            rows.append((name, f"b{j + 1}", int(rng.choice([5, 4, 4, 2])), f"2023-03-{day:02d}"))
+    pd.DataFrame(rows, columns=["reader", "book", "stars", "read_at"]).to_csv(root / "books" / "ratings.csv", index=False)
+    pd.DataFrame({"book": [f"b{j + 1}" for j in range(n_books)], "name": [t for t, _ in books],
+                  "shelves": [g for _, g in books]}).to_csv(root / "books" / "books.csv", index=False)
+    rows = []
+    for u, name in enumerate(viewers):
+        for j in pick(u, movies, 7):
+            rows.append((name, f"m{j + 1}", float(rng.choice([5, 4, 4, 5, 2])), float(1_700_000_000 + u * 100 + j)))
+    inter = pd.DataFrame(rows, columns=["user_id:token", "item_id:token", "rating:float", "timestamp:float"])
+    inter.to_csv(root / "movies" / "movies.inter", sep="\t", index=False)
+    years = 1990 + (np.arange(n_movies + 3) * 7) % 33
+    items = pd.DataFrame({"item_id:token": [f"m{j + 1}" for j in range(n_movies)],
+                          "movie_title:token_seq": [t for t, _ in movies],
+                          "release_year:token": years[:n_movies].astype(str),
+                          "genre:token_seq": [g for _, g in movies]})
+    items.to_csv(root / "movies" / "movies.item", sep="\t", index=False)
+    # new target interactions: known viewers rate more movies, including three new ones
+    new_ids = [f"m{n_movies + j + 1}" for j in range(len(new_movies))]
+    catalog = movies + new_movies
+    rows = []
+    for u in rng.choice(len(viewers), size=40, replace=False):
+        for j in pick(int(u), catalog, 14)[:4]:
+            rows.append((viewers[u], f"m{j + 1}", int(rng.choice([5, 4, 4]))))
+    pd.DataFrame(rows, columns=["user", "item", "rating"]).to_csv(root / "new_ratings.csv", index=False)
+    # today's catalogue, in the template's field names: every movie, the three new ones included
+    pd.DataFrame({"item": [f"m{j + 1}" for j in range(n_movies)] + new_ids, "title": [t for t, _ in catalog],
+                  "year": years.astype(str), "genres": [g for _, g in catalog]}).to_csv(
+        root / "movie_catalog.csv", index=False)
+    fantasy = [f"m{j + 1}" for j, (_, g) in enumerate(movies) if g == "fantasy"][:3]
+    (root / "new_user.txt").write_text("\n".join(fantasy) + "\n")
+    return {"books": root / "books", "movies": root / "movies", "new_ratings": root / "new_ratings.csv",
+            "movie_catalog": root / "movie_catalog.csv", "new_user": root / "new_user.txt"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m xdplug_datasets.files demo DIR``: write the walkthrough's example files."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m xdplug_datasets.files")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="write small genre-driven example domains into DIR")
+    demo.add_argument("folder")
+    demo.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    written = write_demo(args.folder, seed=args.seed)
+    for name, path in written.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

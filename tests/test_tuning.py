@@ -1,0 +1,208 @@
+"""Tuning: equal budgets, validation-only selection, resumable studies, named config errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+import xdplug.training
+import xdplug.tuning
+from xdplug.config import load_config
+from xdplug.errors import ConfigError
+from xdplug.runner import expand, run_benchmark, store_path
+from xdplug.store import RunStore
+from xdplug.tuning import DEFAULT_SPACES, method_tuning, param_problem, storage_url
+
+ROOT = Path(__file__).resolve().parent.parent
+STRATEGY = {"name": "id-only", "encoder": "id", "fusion": "id", "adaptation": "target-only",
+            "params": {"model": {"batch_users": 16, "dim": 16}}}
+BASELINES = [{"baseline": "Pop"}, {"baseline": "EASE"}, {"baseline": "ItemKNN"}]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def tuning_meta(config) -> dict:
+    store = RunStore(store_path(config))
+    try:
+        return store.get_meta("tuning"), {r["method"]: r for r in store.runs()}
+    finally:
+        store.close()
+
+
+def test_tuning_reads_only_validation_before_selection_and_gives_equal_budgets(tiny_config, monkeypatch):
+    events: list[tuple] = []
+    split_users = xdplug.training.split_users
+    summarize = xdplug.tuning.summarize
+
+    def spy_split(data, split):  # every ranking of a split, by any caller, goes through here
+        events.append(("rank", split))
+        return split_users(data, split)
+
+    def spy_summarize(study, mt, url):  # the selection of one method's parameters
+        events.append(("select", mt.method))
+        return summarize(study, mt, url)
+
+    monkeypatch.setattr(xdplug.training, "split_users", spy_split)
+    monkeypatch.setattr(xdplug.tuning, "summarize", spy_summarize)
+    config = tiny_config(baselines=BASELINES, strategies=[STRATEGY], tuning={"trials": 2})
+    run_benchmark(config, progress=False)
+
+    first_test = events.index(("rank", "test"))
+    selections = [i for i, e in enumerate(events) if e[0] == "select"]
+    assert {events[i][1] for i in selections} == {"EASE", "ItemKNN", "id-only"}
+    assert max(selections) < first_test, "a test split was ranked before every method's parameters were chosen"
+    assert ("rank", "valid") in events[:min(selections)]  # the trials did evaluate (on validation)
+
+    meta, runs = tuning_meta(config)
+    # the same budget and number of trials for every baseline and strategy with something to tune
+    for name in ("EASE", "ItemKNN", "id-only"):
+        assert meta[name]["budget"] == 2 and len(meta[name]["trials"]) == 2, name
+        assert meta[name]["chosen"], name
+        assert meta[name]["metric"] == "ndcg@10" and meta[name]["split"] == "valid"
+        best = max(meta[name]["trials"], key=lambda t: t["value"])
+        assert meta[name]["chosen"] == best["params"]
+        # the grid run uses the chosen parameters
+        entry = runs[name]["spec"]
+        for path, value in meta[name]["chosen"].items():
+            node = entry
+            for part in path.split(".")[:-1]:
+                node = node[part]
+            assert node[path.split(".")[-1]] == value
+        assert "test" in runs[name]["metrics"]
+    assert meta["Pop"]["budget"] == 0 and "nothing to tune" in meta["Pop"]["note"]
+    # an explicit option of the entry (dim: 16) is fixed, not searched
+    assert "params.model.dim" not in meta["id-only"]["space"] and runs["id-only"]["spec"]["params"]["model"]["dim"] == 16
+    report = (store_path(config).parent / "report.md").read_text()
+    assert "## Tuning" in report and "EASE: 2 trials" in report
+
+
+def test_a_second_run_resumes_the_study(tiny_config):
+    import optuna
+
+    config = tiny_config(baselines=[{"baseline": "EASE"}], tuning={"trials": 2})
+    run_benchmark(config, progress=False)
+    first, _ = tuning_meta(config)
+    more = tiny_config(baselines=[{"baseline": "EASE"}], tuning={"trials": 4})
+    run_benchmark(more, progress=False)
+    second, runs = tuning_meta(more)
+    assert [t["number"] for t in second["EASE"]["trials"]] == [0, 1, 2, 3]
+    assert second["EASE"]["trials"][:2] == first["EASE"]["trials"]  # the first two trials were kept, not redone
+    assert second["EASE"]["study"] == first["EASE"]["study"]
+    study = optuna.load_study(study_name=second["EASE"]["study"], storage=storage_url(more))
+    assert len(study.trials) == 4
+    # a different budget is a different tuned run: it ran again with the new choice
+    assert {s.run_id for s in expand(config)} != {s.run_id for s in expand(more)}
+    assert runs["EASE"]["status"] == "done"
+    # same config again: nothing new, nothing rerun
+    run_benchmark(more, progress=False)
+    third, runs_again = tuning_meta(more)
+    assert third["EASE"]["trials"] == second["EASE"]["trials"] and runs_again["EASE"]["attempts"] == 1
+
+
+def test_per_method_budgets_and_spaces(tiny_config):
+    config = tiny_config(
+        baselines=[{"baseline": "EASE", "tuning": {"trials": 1, "space": {
+                       "params.reg_weight": {"type": "categorical", "choices": [10.0, 100.0]}}}},
+                   {"baseline": "ItemKNN", "tuning": {"trials": 0}}],
+        tuning={"trials": 3})
+    ease = method_tuning(config, "baseline", config["baselines"][0])
+    assert ease.trials == 1 and ease.space == {"params.reg_weight": {"type": "categorical", "choices": [10.0, 100.0]}}
+    knn = method_tuning(config, "baseline", config["baselines"][1])
+    assert not knn.active
+    run_benchmark(config, progress=False)
+    meta, runs = tuning_meta(config)
+    assert meta["EASE"]["budget"] == 1 and len(meta["EASE"]["trials"]) == 1
+    assert meta["ItemKNN"]["budget"] == 0 and "trials: 0" in meta["ItemKNN"]["note"]
+    assert runs["EASE"]["spec"]["params"]["reg_weight"] in (10.0, 100.0)
+    assert "tuning" not in runs["EASE"]["spec"]
+
+
+def test_untuned_configs_keep_their_run_ids(tiny_config):
+    plain = tiny_config(baselines=[{"baseline": "Pop"}, {"baseline": "EASE"}])
+    tuned = tiny_config(baselines=[{"baseline": "Pop"}, {"baseline": "EASE"}], tuning={"trials": 2})
+    a, b = expand(plain), expand(tuned)
+    assert a[0].run_id == b[0].run_id  # Pop: nothing to tune
+    assert a[1].run_id != b[1].run_id  # EASE: its tuned runs depend on the search
+
+
+@pytest.mark.parametrize("section, path, message", [
+    ({"tuning": {"trials": -1}}, "tuning.trials", "0 (no tuning) or more"),
+    ({"tuning": {"metric": "ndcg@20"}}, "tuning.metric", "K=20 must be one of evaluation.ks"),
+    ({"tuning": {"metric": "auc@10"}}, "tuning.metric", "expected METRIC@K"),
+    ({"tuning": {"storage": "tuning.sqlite"}}, "tuning.storage", "SQLAlchemy URL"),
+    ({"tuning": {"space": {"reg_weight": {"type": "uniform", "low": 0, "high": 1}}}},
+     "tuning.space.reg_weight", "starts with 'params.'"),
+    ({"tuning": {"space": {"params.reg_weight": {"type": "normal", "low": 0, "high": 1}}}},
+     "tuning.space.params.reg_weight.type", "expected one of"),
+    ({"tuning": {"space": {"params.reg_weight": {"type": "uniform", "low": 5, "high": 1}}}},
+     "tuning.space.params.reg_weight", "low < high"),
+    ({"tuning": {"space": {"params.reg_weight": {"type": "loguniform", "low": 0, "high": 1}}}},
+     "tuning.space.params.reg_weight.low", "log scale needs low > 0"),
+    ({"tuning": {"space": {"params.reg_weight": {"type": "categorical", "choices": []}}}},
+     "tuning.space.params.reg_weight.choices", "non-empty list"),
+    ({"tuning": {"space": {"params.reg_weight": {"type": "int", "low": 1.5, "high": 3}}}},
+     "tuning.space.params.reg_weight.low", "integer bounds"),
+    ({"tuning": {"space": {"params.reg_weight": {"type": "uniform", "low": 1, "high": 3, "step": 1}}}},
+     "tuning.space.params.reg_weight.step", "unknown key"),
+    ({"tuning": {"space": {"params.nope": {"type": "uniform", "low": 1, "high": 3}}}},
+     "tuning.space.params.nope", "applies to no method"),
+    ({"baselines": [{"baseline": "EASE", "tuning": {"trials": 2, "space": {
+        "params.nope": {"type": "uniform", "low": 1, "high": 3}}}}]},
+     "baselines[0].tuning.space.params.nope", "no such option; allowed under params: clip_grad_norm"),
+    ({"baselines": [{"baseline": "ItemKNN", "tuning": {"trials": 2, "space": {
+        "params.k": {"type": "uniform", "low": 1, "high": 3}}}}]},
+     "baselines[0].tuning.space.params.k", "integer option"),
+    ({"tuning": {"trials": 2, "spaces": {}}}, "tuning.spaces", "unknown key"),
+    ({"executor": {"workers": -1}}, "executor.workers", ">= 0"),
+    ({"executor": {"cpus_per_task": 0}}, "executor.cpus_per_task", ">= 1"),
+    ({"executor": {"gpus_per_task": 0}}, "executor.gpus_per_task", "fraction in (0, 1]"),
+    ({"executor": {"gpus_per_task": 1.5}}, "executor.gpus_per_task", "whole number"),
+])
+def test_tuning_config_errors_name_the_key(tiny_config, section, path, message):
+    with pytest.raises(ConfigError) as info:
+        tiny_config(**section)
+    assert info.value.path == path and message in str(info.value)
+
+
+def test_default_spaces_are_documented_and_valid(plugin_manager):
+    documented = yaml.safe_load((ROOT / "configs" / "search_spaces.yaml").read_text())
+    assert documented == DEFAULT_SPACES
+    registry = plugin_manager.registry
+    for name, space in DEFAULT_SPACES["baseline"].items():
+        entry = {"baseline": name}
+        for param, dist in space.items():
+            assert param_problem("baseline", entry, param, dist, registry) is None, (name, param)
+    base = {"encoder": "id", "fusion": "id", "adaptation": "target-only"}
+    for part in ("adaptation", "fusion", "encoder"):
+        for name, space in DEFAULT_SPACES[part].items():
+            entry = dict(base, **{part: name})
+            if part == "fusion":
+                entry["encoder"] = "bert"
+            for param, dist in space.items():
+                assert param_problem("strategy", entry, param, dist, registry) is None, (name, param)
+    for param, dist in DEFAULT_SPACES["model"].items():
+        assert param_problem("strategy", base, param, dist, registry) is None, param
+    # every RecBole baseline with hyper-parameters of its own has a default space
+    for entry in registry.all("baseline"):
+        own = {k for k, v in entry.cls.defaults.items() if v is not None} - {"knn_method", "inter_matrix_type"}
+        if own and entry.plugin == "builtin-baselines":
+            assert entry.name in DEFAULT_SPACES["baseline"], entry.name
+
+
+def test_example_config_with_tuning_loads(plugin_manager):
+    config = load_config(ROOT / "configs" / "ml1m-ml100k.yaml",
+                         overrides=["tuning.trials=20", "tuning.sampler_seed=7"], registry=plugin_manager.registry)
+    budgets = {method_tuning(config, k, e).method: method_tuning(config, k, e).trials
+               for k, key in (("baseline", "baselines"), ("strategy", "strategies")) for e in config[key]
+               if method_tuning(config, k, e).active}
+    assert set(budgets.values()) == {20} and "EASE" in budgets and "l2sp" in budgets
