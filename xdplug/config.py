@@ -402,6 +402,12 @@ def validate_components(config: dict, registry, source: str | None = None) -> No
     for i, entry in enumerate(config["baselines"]):
         cls = get("baseline", entry["baseline"], f"baselines[{i}].baseline")
         cls(entry.get("params"), f"baselines[{i}].params")
+        if entry.get("pooled") and not cls.supports_pooling:
+            raise ConfigError(f"baselines[{i}].pooled", f"baseline {cls.name!r} cannot be pooled "
+                              "(pooling is for CF models trained on interactions)", source)
+        if (entry.get("params") or {}).get("source_weight") is not None and not entry.get("pooled"):
+            raise ConfigError(f"baselines[{i}].params.source_weight",
+                              "weights the source's rows of a pooled model; add pooled: true or drop it", source)
     for i, entry in enumerate(config["strategies"]):
         params = entry.get("params") or {}
         for kind in ("encoder", "fusion", "adaptation"):

@@ -125,9 +125,9 @@ class RecboleData:
 
 
 def _write_atomic(folder: Path, name: str, users: list[str], items: list[str],
-                  all_users: list[str], all_items: list[str]) -> None:
+                  all_users: list[str], all_items: list[str], weights=1.0) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"user_id:token": users, "item_id:token": items, "rating:float": 1.0}).to_csv(
+    pd.DataFrame({"user_id:token": users, "item_id:token": items, "rating:float": weights}).to_csv(
         folder / f"{name}.inter", sep="\t", index=False)
     # listing every user and item makes RecBole give each an ID, also those without training rows
     pd.DataFrame({"user_id:token": all_users}).to_csv(folder / f"{name}.user", sep="\t", index=False)
@@ -135,12 +135,14 @@ def _write_atomic(folder: Path, name: str, users: list[str], items: list[str],
 
 
 def recbole_data(ctx: FitContext, model, values: dict, pooled: bool = False,
-                 domain: str = "target") -> RecboleData:
+                 domain: str = "target", source_weight: float | None = None) -> RecboleData:
     """A RecBole dataset and train loader over the target training split.
 
     ``pooled`` stacks the source's interactions under the target's: items that
     align share a column, users that align share a row (their source history
     becomes extra item columns), everything else is added as new rows/columns.
+    ``source_weight`` (pooled only) loads a ``rating`` column that is 1 for
+    target rows and this weight for source rows, for models that read it.
     """
     from recbole.data.dataloader import TrainDataLoader
     from recbole.data.dataset import Dataset
@@ -180,11 +182,17 @@ def recbole_data(ctx: FitContext, model, values: dict, pooled: bool = False,
             items += [f"c{r}" for r in cat.source_rows[s[:, 1]]]
             all_users += sorted(set(su) - set(all_users))
             all_items += sorted(set(f"c{r}" for r in cat.source_rows[np.unique(s[:, 1])]) - set(all_items))
+    weights = 1.0
+    if source_weight is not None:
+        n_target = len(data.target_train) if domain == "target" else len(users)
+        weights = np.ones(len(users))
+        weights[n_target:] = source_weight
     name = f"{domain}{'-pooled' if pooled else ''}"
     folder = ctx.workdir / "recbole"
-    _write_atomic(folder / name, name, users, items, all_users, all_items)
+    _write_atomic(folder / name, name, users, items, all_users, all_items, weights)
+    inter_cols = ["user_id", "item_id"] + (["rating"] if source_weight is not None else [])
     settings = {
-        "load_col": {"inter": ["user_id", "item_id"], "user": ["user_id"], "item": ["item_id"]},
+        "load_col": {"inter": inter_cols, "user": ["user_id"], "item": ["item_id"]},
         "epochs": ctx.train["epochs"],
         "train_batch_size": ctx.train["batch_size"],
         "eval_batch_size": ctx.train["eval_batch_size"],
@@ -199,6 +207,8 @@ def recbole_data(ctx: FitContext, model, values: dict, pooled: bool = False,
         "seed": ctx.seed,
         "eval_args": {"split": {"RS": [1.0, 0.0, 0.0]}, "order": "RO", "group_by": "user", "mode": "full"},
     }
+    if source_weight is not None:  # the weights are values, never rescaled
+        settings.update({"normalize_all": False, "normalize_field": None})
     if ctx.train.get("neg_sampling", "uniform") == "none":
         settings["train_neg_sample_args"] = None
     settings.update(values)

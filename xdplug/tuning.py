@@ -105,6 +105,12 @@ DEFAULT_SPACES: dict[str, dict[str, dict]] = {
 }
 
 
+#: Extra dimensions of a pooled baseline (``pooled: true``): how much the source's rows count.
+POOLED_SPACES: dict[str, dict] = {
+    "EASE": {"params.source_weight": {"type": "loguniform", "low": 0.005, "high": 1.0}},
+}
+
+
 # -- config ---------------------------------------------------------------------------------
 
 
@@ -237,7 +243,10 @@ def component_space(kind: str, entry: dict, registry) -> dict:
         return copy.deepcopy(DEFAULT_SPACES.get(part, {}).get(name, {}))
 
     if kind == "baseline":
-        return of("baseline", entry["baseline"])
+        space = of("baseline", entry["baseline"])
+        if entry.get("pooled"):
+            space.update(copy.deepcopy(POOLED_SPACES.get(entry["baseline"], {})))
+        return space
     space = copy.deepcopy(DEFAULT_SPACES["model"])
     for part in ("encoder", "fusion", "adaptation"):
         space.update(of(part, entry[part]))

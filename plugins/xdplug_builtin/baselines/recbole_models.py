@@ -8,6 +8,12 @@ tries first, and the control every strategy must beat.
 
 ``Pop`` ranks by exact training counts: RecBole 1.2.1's ``Pop`` counts an item
 at most once per batch (``item_cnt[item] += 1`` with repeated indices).
+
+Pooled ``EASE`` takes ``source_weight``: source rows enter the Gram matrix
+scaled by it (1 = plain stacking). On ML-1M -> ML-100K plain stacking lets the
+source's 10x more interactions drown the target's co-occurrences and lands
+below target-only EASE; a weight chosen on validation makes pooling pay, so a
+tuned weight is the control a strategy has to beat.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import torch
 import yaml
 
 from xdplug.components import Baseline
+from xdplug.errors import ConfigError
 from xdplug.training import fit_recbole, quick_metric, rank_split, recbole_data
 
 logger = logging.getLogger(__name__)
@@ -65,6 +72,33 @@ def _exact_pop_class():
             return torch.nn.Parameter(torch.zeros(1)).to(self.device)
 
     return ExactPop
+
+
+class _WeightedInteractions:
+    """A RecBole dataset whose interaction matrix carries the ``rating`` column as values."""
+
+    def __init__(self, dataset):
+        self._dataset = dataset
+
+    def __getattr__(self, name):
+        return getattr(self._dataset, name)
+
+    def inter_matrix(self, form="coo", value_field=None):
+        # EASE's Gram matrix is X^T X: a row scaled by sqrt(w) counts w times in every co-occurrence
+        return self._dataset.inter_matrix(form=form, value_field=value_field or "rating").sqrt()
+
+
+@lru_cache(maxsize=None)
+def _weighted_ease_class():
+    from recbole.model.general_recommender import EASE
+
+    class WeightedEASE(EASE):
+        """EASE whose Gram matrix counts each source co-occurrence ``source_weight`` times."""
+
+        def __init__(self, config, dataset):
+            super().__init__(config, _WeightedInteractions(dataset))
+
+    return WeightedEASE
 
 
 class RecboleScorer:
@@ -115,9 +149,20 @@ class RecboleBaseline(Baseline):
     def fit(self, ctx, pooled: bool = False):
         from recbole.utils import get_model, init_seed
 
-        model_class = _exact_pop_class() if self.model_name == "Pop" else get_model(self.model_name)
         overrides = {k: v for k, v in self.params.items() if v is not None}
-        rb = recbole_data(ctx, model_class, overrides, pooled=pooled)
+        source_weight = overrides.pop("source_weight", None)
+        if source_weight is not None and not pooled:
+            raise ConfigError(f"{self.name} params.source_weight",
+                              "weights the source's rows of a pooled model; add pooled: true or drop it")
+        if source_weight is not None and not source_weight > 0:
+            raise ConfigError(f"{self.name} params.source_weight", f"expected a number > 0, got {source_weight!r}")
+        if source_weight is not None:
+            model_class = _weighted_ease_class()
+        elif self.model_name == "Pop":
+            model_class = _exact_pop_class()
+        else:
+            model_class = get_model(self.model_name)
+        rb = recbole_data(ctx, model_class, overrides, pooled=pooled, source_weight=source_weight)
         init_seed(ctx.seed, True)
         model = model_class(rb.config, rb.dataset).to(ctx.device)
         scorer = RecboleScorer(model, rb, ctx.device)
@@ -137,6 +182,8 @@ def recbole_baselines() -> list[type]:
     for model in MODELS:
         defaults = _yaml_defaults(model)
         defaults.update({key: None for key in TRAINING_KEYS})
+        if model == "EASE":
+            defaults["source_weight"] = None  # pooled only: weight of the source's rows
         cls = type(f"Recbole{model}Baseline", (RecboleBaseline,), {
             "name": model,
             "model_name": model,

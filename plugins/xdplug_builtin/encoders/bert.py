@@ -219,7 +219,7 @@ class FinetunedTextEncoder(nn.Module):
 
     def forward(self, items: torch.Tensor) -> torch.Tensor:
         items = items.reshape(-1)
-        if torch.is_grad_enabled() or len(items) == 0:
+        if (self.training and torch.is_grad_enabled()) or len(items) == 0:
             return self._run(items)
         # scoring (e.g. every catalog item): length-sorted chunks keep memory bounded
         order = torch.argsort(self.lengths[items])
