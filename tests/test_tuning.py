@@ -13,7 +13,7 @@ from xdplug.config import load_config
 from xdplug.errors import ConfigError
 from xdplug.runner import expand, run_benchmark, store_path
 from xdplug.store import RunStore
-from xdplug.tuning import DEFAULT_SPACES, POOLED_SPACES, method_tuning, param_problem, storage_url
+from xdplug.tuning import DEFAULT_SPACES, EASE_FAMILY_SPACES, POOLED_SPACES, method_tuning, param_problem, storage_url
 
 ROOT = Path(__file__).resolve().parent.parent
 STRATEGY = {"name": "id-only", "encoder": "id", "fusion": "id", "adaptation": "target-only",
@@ -176,8 +176,14 @@ def test_tuning_config_errors_name_the_key(tiny_config, section, path, message):
 
 def test_default_spaces_are_documented_and_valid(plugin_manager):
     documented = yaml.safe_load((ROOT / "configs" / "search_spaces.yaml").read_text())
-    assert documented == dict(DEFAULT_SPACES, pooled=POOLED_SPACES)
+    assert documented == dict(DEFAULT_SPACES, pooled=POOLED_SPACES, ease=EASE_FAMILY_SPACES)
     registry = plugin_manager.registry
+    for adaptation in ("target-only", *EASE_FAMILY_SPACES["adaptation"]):
+        ease_entry = {"encoder": "id", "fusion": "id", "adaptation": adaptation,
+                      "params": {"model": {"family": "ease"}}}
+        space = dict(EASE_FAMILY_SPACES["model"], **EASE_FAMILY_SPACES["adaptation"].get(adaptation, {}))
+        for param, dist in space.items():
+            assert param_problem("strategy", ease_entry, param, dist, registry) is None, (adaptation, param)
     for name, space in POOLED_SPACES.items():
         for param, dist in space.items():
             assert param_problem("baseline", {"baseline": name, "pooled": True}, param, dist, registry) is None

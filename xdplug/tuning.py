@@ -110,6 +110,17 @@ POOLED_SPACES: dict[str, dict] = {
     "EASE": {"params.source_weight": {"type": "loguniform", "low": 0.005, "high": 1.0}},
 }
 
+#: Strategies with ``params.model.family: ease`` (closed form, model/linear.py): EASE's own
+#: regularisation and the adaptation's weight on the Gram-matrix scale.
+EASE_FAMILY_SPACES: dict[str, dict] = {
+    "model": {"params.model.reg_weight": {"type": "loguniform", "low": 10.0, "high": 5000.0},
+              "params.model.source_reg_weight": {"type": "loguniform", "low": 10.0, "high": 10000.0}},
+    "adaptation": {
+        "l2sp": {"params.adaptation.weight": {"type": "loguniform", "low": 1.0, "high": 10000.0}},
+        "joint": {"params.adaptation.source_weight": {"type": "loguniform", "low": 0.005, "high": 1.0}},
+    },
+}
+
 
 # -- config ---------------------------------------------------------------------------------
 
@@ -246,6 +257,10 @@ def component_space(kind: str, entry: dict, registry) -> dict:
         space = of("baseline", entry["baseline"])
         if entry.get("pooled"):
             space.update(copy.deepcopy(POOLED_SPACES.get(entry["baseline"], {})))
+        return space
+    if ((entry.get("params") or {}).get("model") or {}).get("family") == "ease":
+        space = copy.deepcopy(EASE_FAMILY_SPACES["model"])
+        space.update(copy.deepcopy(EASE_FAMILY_SPACES["adaptation"].get(entry["adaptation"], {})))
         return space
     space = copy.deepcopy(DEFAULT_SPACES["model"])
     for part in ("encoder", "fusion", "adaptation"):

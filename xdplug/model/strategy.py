@@ -10,6 +10,7 @@ import torch
 from ..components import resolve_params
 from ..errors import ConfigError
 from ..training import FitContext, recbole_data
+from .linear import check_family, fit_item_item
 from .session import TrainingSession
 from .transfer import ModelOptions, TransferModel, _check_options
 
@@ -44,6 +45,8 @@ def build_strategy(entry: dict, registry, path: str):
     if "text" in fusion.uses and encoder.role != "text":
         raise ConfigError(f"{path}.fusion", f"fusion {fusion.name!r} needs a text encoder, but encoder "
                           f"{encoder.name!r} provides {encoder.role!r} vectors")
+    if options["family"] == "ease":
+        check_family(adaptation.name, encoder.role, fusion.uses, path)
     return encoder, fusion, adaptation, options
 
 
@@ -54,6 +57,8 @@ def fit_strategy(entry: dict, registry, ctx: FitContext, path: str = "strategy")
     data = ctx.data
     if adaptation.uses_source and len(data.source_train) == 0:
         raise ConfigError(f"{path}.adaptation", "needs source interactions, but the source domain is empty")
+    if options["family"] == "ease":
+        return fit_item_item(ctx, adaptation, options)
     init_seed(ctx.seed, True)
     from .transfer import _CLASS, _make_model_class
 

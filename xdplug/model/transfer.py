@@ -35,6 +35,9 @@ class ModelOptions:
     name = "transfer"
     open_params = False
     defaults = {
+        "family": "embedding",  # embedding (this model) or ease (closed-form item-item, model/linear.py)
+        "reg_weight": 250.0,  # ease family: L2 weight of the target's item-item matrix
+        "source_reg_weight": 1000.0,  # ease family: L2 weight of the source's item-item matrix
         "dim": 64,
         "loss": "softmax",  # softmax (full), sampled_softmax, bpr
         "negatives": 256,  # sampled_softmax / bpr negatives per user
@@ -57,11 +60,14 @@ class ModelOptions:
 def _check_options(options: dict) -> None:
     from ..errors import ConfigError
 
-    choices = {"loss": ("softmax", "sampled_softmax", "bpr"), "pooling": ("mean", "attention"),
+    choices = {"family": ("embedding", "ease"), "loss": ("softmax", "sampled_softmax", "bpr"), "pooling": ("mean", "attention"),
                "adaptor": ("linear", "mlp"), "user_tower": ("identity", "linear", "mlp")}
     for key, allowed in choices.items():
         if options[key] not in allowed:
             raise ConfigError(f"params.model.{key}", f"expected one of {', '.join(allowed)}, got {options[key]!r}")
+    for key in ("reg_weight", "source_reg_weight"):
+        if not options[key] > 0:
+            raise ConfigError(f"params.model.{key}", f"expected a number > 0, got {options[key]!r}")
     if not 0 <= options["holdout"] < 1:
         raise ConfigError("params.model.holdout", f"expected a fraction in [0, 1), got {options['holdout']!r}")
 
