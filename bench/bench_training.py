@@ -152,7 +152,7 @@ def synthetic(scale: float, seed: int):
     mean = wanted / n_users
     sigma = 1.0
     activity = rng.lognormal(np.log(mean) - sigma ** 2 / 2, sigma, n_users)
-    counts = np.clip(np.round(activity * 1.15), 5, max(5, n_items // 2)).astype(np.int64)  # 15% extra: duplicates
+    counts = np.clip(np.round(activity * 1.3), 5, max(5, n_items // 2)).astype(np.int64)  # 30% extra: duplicates
     # popularity: power law over a random permutation of the items
     popularity = 1.0 / (np.arange(n_items) + 10.0) ** 0.9
     popularity = popularity[rng.permutation(n_items)]

@@ -26,6 +26,8 @@ from xdplug.errors import ArtifactError, DataError, RunError, XdplugError
 from xdplug.testing.synthetic import GENRES
 from xdplug.training import FitContext
 
+EASE_STRATEGY = {"name": "ease-l2sp", "encoder": "id", "fusion": "id", "adaptation": "l2sp",
+                 "params": {"model": {"family": "ease", "reg_weight": 20.0}, "adaptation": {"weight": 30.0}}}
 STRATEGY = {"name": "text", "encoder": "bert", "fusion": "text", "adaptation": "target-only",
             "params": {"model": {"dim": 16, "batch_users": 16}}}
 
@@ -60,18 +62,26 @@ def world(tmp_path_factory):
             return FitContext(data=data, seed=0, device=torch.device("cpu"), train=config["train"],
                               evaluation=config["evaluation"], workdir=root / "work" / name)
 
-        scorers = {"text": fit_strategy(STRATEGY, registry, ctx("text"))}
+        scorers = {"text": fit_strategy(STRATEGY, registry, ctx("text")),
+                   "ease-l2sp": fit_strategy(EASE_STRATEGY, registry, ctx("ease-l2sp"))}
         for name in ("EASE", "BPR", "ItemKNN", "Pop"):
             entry = {"baseline": name, "params": {"epochs": 1}} if name == "BPR" else {"baseline": name}
             scorers[name] = registry.get("baseline", name)(entry.get("params")).fit(ctx(name))
         paths = {}
         for name, scorer in scorers.items():
-            kind = "strategy" if name == "text" else "baseline"
-            entry = STRATEGY if kind == "strategy" else ({"baseline": name, "params": {"epochs": 1}}
-                                                          if name == "BPR" else {"baseline": name})
+            kind = "strategy" if name in ("text", "ease-l2sp") else "baseline"
+            entry = {"text": STRATEGY, "ease-l2sp": EASE_STRATEGY}.get(name) or (
+                {"baseline": name, "params": {"epochs": 1}} if name == "BPR" else {"baseline": name})
             paths[name] = write_artifact(root / name, kind=kind, method=name, entry=entry, seed=0, config=config,
                                          data=data, registry=registry, scorer=scorer, run_id=f"run-{name}")
     return {"data": data, "config": config, "scorers": scorers, "paths": paths, "root": root}
+
+
+def test_closed_form_strategy_cannot_be_fine_tuned(world, tmp_path):
+    new = tmp_path / "new.csv"
+    new.write_text("user,item\nu0,t1\n")
+    with pytest.raises(ArtifactError, match=r"closed-form item-item strategy \(family: ease\); it has no weights"):
+        update_artifact(world["paths"]["ease-l2sp"], new)
 
 
 def copy_of(world, name, tmp_path) -> Path:
@@ -96,7 +106,7 @@ def in_memory_topk(world, name, users, k=10):
 
 # -- export -> load -> recommend ---------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["text", "EASE", "BPR"])
+@pytest.mark.parametrize("name", ["text", "EASE", "BPR", "ease-l2sp"])
 def test_loaded_artifact_recommends_exactly_the_trained_models_topk(world, name):
     rec = xdplug.load(world["paths"][name])
     users = np.arange(12)
@@ -183,7 +193,7 @@ def test_unknown_users_and_items_are_clear_errors(world):
         bpr.recommend(history=["t1"])
 
 
-@pytest.mark.parametrize("name", ["EASE", "ItemKNN", "Pop"])
+@pytest.mark.parametrize("name", ["EASE", "ItemKNN", "Pop", "ease-l2sp"])
 def test_item_based_baselines_score_a_history_like_the_user_it_is(world, name):
     """EASE (x B), ItemKNN (x W) and Pop need no user vector: the history path gives the user's scores."""
     rec = xdplug.load(world["paths"][name])

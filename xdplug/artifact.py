@@ -562,8 +562,12 @@ class Recommender:
             return self._baseline_history(targets), targets
 
     def _baseline_history(self, targets: list[int]) -> torch.Tensor:
-        scorer, name = self.scorer, self.meta["spec"].get("baseline")
+        scorer, name = self.scorer, self.meta["spec"].get("baseline") or self.method
         n = self.data.n_target_items
+        if getattr(scorer, "b", None) is not None:  # closed-form item-item strategy: scores = x B
+            x = torch.zeros(1, n, device=scorer.b.device)
+            x[0, targets] = 1.0
+            return (x @ scorer.b).to(self.device)
         rb = getattr(scorer, "rb", None)
         model = getattr(scorer, "model", None)
         if rb is not None:
@@ -664,6 +668,9 @@ def load_artifact(path: str | Path, device: str | torch.device = "cpu") -> Recom
     extras = _torch_load(folder / "extras.pt", device) if (folder / "extras.pt").is_file() else {}
     registry = get_plugins().registry
     try:
+        if meta["kind"] == "strategy" and _closed_form(meta["spec"]):
+            scorer = _closed_form_from_data(meta, registry, data, device)
+            return Recommender(folder, meta, data, ids, device, scorer=scorer, extras=extras, arrays=arrays)
         if meta["kind"] == "strategy":
             model = _strategy_from_state(meta, registry, data, arrays, state, device, folder / "weights.pt")
             return Recommender(folder, meta, data, ids, device, model=model, extras=extras, arrays=arrays)
@@ -689,6 +696,19 @@ def _strategy_from_state(meta, registry, data, arrays, state, device, file):
     load_state(model, state, file)
     model.eval()
     return model
+
+
+def _closed_form(spec: dict) -> bool:
+    """Is this strategy of the closed-form item-item family (``params.model.family: ease``)?"""
+    return ((spec.get("params") or {}).get("model") or {}).get("family") == "ease"
+
+
+def _closed_form_from_data(meta, registry, data, device):
+    from .model.strategy import fit_strategy
+
+    with tempfile.TemporaryDirectory(prefix="xdplug-load-") as work, _rng_kept():
+        ctx = _fit_context(data, meta["seed"], device, meta["config"], work)
+        return fit_strategy(meta["spec"], registry, ctx, "strategy")
 
 
 def _baseline_from_state(meta, registry, data, state, device, file):
@@ -746,7 +766,11 @@ def write_artifact(folder: str | Path, *, kind: str, method: str, entry: dict, s
     folder = Path(folder).expanduser()
     if folder.exists() and not overwrite:
         raise ArtifactError(f"{folder}: already exists; remove it or choose another directory")
-    if kind == "strategy":
+    if kind == "strategy" and _closed_form(entry):
+        # the closed form is deterministic: loading refits it from the stored data (source kept)
+        state, extra_arrays, extras, keep_source, rebuild = {}, {}, {}, True, "refit"
+        n_union_users = data.n_target_users
+    elif kind == "strategy":
         model = model if model is not None else scorer.model
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         if user_rows is None:
@@ -1063,6 +1087,9 @@ def update_artifact(path: str | Path, interactions: str | Path, items: str | Pat
     if meta["kind"] != "strategy":
         raise ArtifactError(f"{src}: update fine-tunes strategies; {meta['method']!r} is a baseline "
                             f"({meta['spec'].get('baseline')}), retrain it with `xdplug run`")
+    if _closed_form(meta["spec"]):
+        raise ArtifactError(f"{src}: {meta['method']!r} is a closed-form item-item strategy (family: ease); it has "
+                            "no weights to fine-tune: refit it on the grown data with `xdplug run` (seconds)")
     if not 0 <= holdout < 1:
         raise XdplugError(f"holdout must be a fraction in [0, 1), got {holdout!r}")
     if epochs < 1:
