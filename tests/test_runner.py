@@ -671,3 +671,14 @@ def test_sigkill_mid_grid_then_resume_finishes_the_grid_once(plugins, home, tmp_
             new = next(r for r in runs if r["run_id"] == run_id)
             assert new["attempts"] == 2
     assert (db.parent / "report.json").is_file()
+
+
+def test_choosing_a_report_reference_reads_the_same_runs(plugins, tmp_path):
+    """evaluation.reference is a reading of finished runs: it does not change run identities."""
+    from xdplug.runner import expand
+
+    plain = make_config(tmp_path, baselines=[{"baseline": "Pop"}, {"baseline": "EASE"}])
+    pinned = make_config(tmp_path, baselines=[{"baseline": "Pop"}, {"baseline": "EASE"}],
+                         evaluation={"ks": [5, 10], "valid_metric": "ndcg@10", "user_groups": [5, 10],
+                                     "reference": "Pop"})
+    assert [s.run_id for s in expand(plain)] == [s.run_id for s in expand(pinned)]

@@ -63,6 +63,8 @@ def store_path(config: dict) -> Path:
 def expand(config: dict) -> list[RunSpec]:
     """The grid, in a stable order: seeds outermost, baselines before strategies."""
     shared = {k: config[k] for k in ("dataset", "train", "evaluation")}
+    # the report's reference is a reading of finished runs, not part of what a run computes
+    shared["evaluation"] = {k: v for k, v in shared["evaluation"].items() if k != "reference"}
     specs = []
     for seed in config["seeds"]:
         for kind, key in (("baseline", "baselines"), ("strategy", "strategies")):
