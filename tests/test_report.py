@@ -349,3 +349,13 @@ def test_same_data_same_bytes(tmp_path):
     a = write_report(data, tmp_path / "a", generated_at="2026-11-25 12:00 UTC")
     b = write_report(data, tmp_path / "b", generated_at="2026-11-25 12:00 UTC")
     assert all(a[k].read_bytes() == b[k].read_bytes() for k in a)
+
+
+def test_a_pinned_reference_is_named_as_such(tmp_path):
+    """evaluation.reference may pin a baseline that is not the best; the verdict must not call it the best."""
+    data = make_data()
+    data["reference"] = "EASE"
+    data["comparisons"] = [dict(c, reference="EASE", reference_mean=0.295) for c in data["comparisons"]]
+    md = write_report(data, tmp_path)["markdown"].read_text()
+    assert "Reference baseline (evaluation.reference): EASE (ndcg@10 = 0.2950" in md
+    assert "Best baseline" not in md.split("## Results")[0]

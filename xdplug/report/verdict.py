@@ -49,6 +49,8 @@ def make_verdict(ctx: ReportContext) -> Verdict:
     if baseline is None or baseline.mean(pm) is None:
         baseline = best_of_kind(ranked, "baseline", pm)
     strategy = best_of_kind(ranked, "strategy", pm)
+    best_baseline = best_of_kind(ranked, "baseline", pm)
+    label = "Best baseline" if baseline is best_baseline else "Reference baseline (evaluation.reference)"
     verdict = Verdict("", best.method, baseline.method if baseline else None,
                       strategy.method if strategy else None, pm)
 
@@ -58,13 +60,13 @@ def make_verdict(ctx: ReportContext) -> Verdict:
         if strategy is not None and strategy is not best:
             sentences.append(f"Best strategy: {strategy.method} ({_value(ctx, strategy)}).")
     elif strategy is None:
-        sentences.append(f"Best baseline: {baseline.method} ({_value(ctx, baseline)}).")
+        sentences.append(f"{label}: {baseline.method} ({_value(ctx, baseline)}).")
         sentences.append("No transfer strategy produced a result, so only baselines were compared.")
     else:
         if baseline is not best:
-            sentences.append(f"Best baseline: {baseline.method} ({_value(ctx, baseline)}).")
+            sentences.append(f"{label}: {baseline.method} ({_value(ctx, baseline)}).")
         else:
-            sentences.append(f"Best baseline: {baseline.method}.")
+            sentences.append(f"{label}: {baseline.method}.")
         comp = ctx.comparison(strategy.method, pm)
         if comp is not None and comp.get("reference") not in (None, baseline.method):
             comp = None  # tested against another method: not evidence for this pair
