@@ -1,10 +1,10 @@
 """Training cost per epoch of a transfer strategy against RecBole's BPR, and how it grows with the data.
 
-    python bench/bench_training.py                                  # ml100k ml1m synth10, strategies id + bert and BPR
-    python bench/bench_training.py --sizes ml100k --methods id bert bpr --epochs 3     # the ratio to BPR, full epochs
-    python bench/bench_training.py --sizes ml100k ml1m synth10 --methods id --steps 50 # growth, extrapolated
-    python bench/bench_training.py --sizes synth0.1 synth1 --methods id bpr --steps 20 # quick synthetic growth
-    python bench/bench_training.py --device cuda --json out.json                        # on a GPU, figures to a file
+    python bench/bench_training.py                          # ml100k ml1m synth10 x id bert bpr, 50 steps per epoch
+    python bench/bench_training.py --sizes ml100k --methods id bert bpr --steps 0 --epochs 3   # ratio, whole epochs
+    python bench/bench_training.py --sizes ml100k ml1m synth10 --methods id                    # growth of one strategy
+    python bench/bench_training.py --sizes synth0.5 synth1 synth2 --methods id bpr --steps 20  # quick synthetic growth
+    python bench/bench_training.py --device cuda --json out.json                               # GPU, figures to a file
 
 Methods (``--methods``), trained exactly as ``xdplug run`` trains them (``fit_strategy`` or the
 RecBole baseline wrapper, RecBole's trainer driven by ``xdplug.training.fit_recbole``):
@@ -14,10 +14,13 @@ RecBole baseline wrapper, RecBole's trainer driven by ``xdplug.training.fit_recb
   both with ``params.model`` of ``configs/ml1m-ml100k.yaml``:
   ``{batch_users: 64, user_tower: identity, holdout: 0.5}`` (``--model KEY=VALUE`` overrides);
 * ``bpr``: RecBole's BPR through xdplug's baseline wrapper (``learning_rate: 0.001`` as in
-  ``configs/ml1m-ml100k.yaml``, ``train.batch_size`` 2048, one uniform negative per positive).
+  ``configs/ml1m-ml100k.yaml``, ``train.batch_size`` 2048, one uniform negative per positive);
+* ``ease`` (not in the default set): the closed-form item-item strategy family
+  (``params.model.family: ease``, ``target-only``); it has no epochs, so its whole fit is reported
+  as ``setup`` and its dense items x items matrices show in the RSS.
 
 Datasets (``--sizes``), each used as a single target domain (its training interactions only;
-the catalog is that domain's items, no source domain):
+the catalog is that domain's items, no source domain; ``ml100k-grid`` excepted):
 
 * ``ml100k``: the target of recipe ``ml1m-ml100k`` (ML-100K, protocol-filtered, 80% train split);
 * ``ml100k-grid``: the same, but the recipe's prepared data unchanged, i.e. with ML-1M's items in
@@ -36,15 +39,15 @@ What is timed: every (dataset, method) runs in a fresh worker process (so each h
 RSS) with validation off (``train.eval_step`` > epochs), for ``--epochs`` epochs. Each training
 step is timed (fetching the batch + forward + backward + optimizer step; on CUDA with a
 ``synchronize`` at each boundary). ``s/epoch`` = mean step time x batches per epoch, leaving out
-the very first step of the run (warm-up). With ``--steps N`` only the first N+1 batches of each
-epoch run and the epoch is extrapolated this way, which keeps big datasets cheap; without it
-whole epochs run and ``s/epoch`` is within a step of the measured epoch wall time. ``setup`` is
+the very first step of the run (warm-up). With ``--steps N`` only the first N batches of each
+epoch run (default 50) and the epoch is extrapolated this way, which keeps big datasets cheap;
+with ``--steps 0`` whole epochs run and ``s/epoch`` is within a step of the measured epoch wall time. ``setup`` is
 the rest of the fit: RecBole dataset and loader construction, model and text table.
 
 Memory: ``peak RSS`` is the worker's lifetime peak (``ru_maxrss``: data, setup and training);
 ``train RSS`` is the highest RSS sampled every 20 ms during the training epochs; ``data RSS``
-the RSS after the data is in memory; on CUDA also ``torch.cuda.max_memory_allocated`` during
-training.
+the RSS after the data is in memory; on CUDA also ``torch.cuda.max_memory_allocated`` from the
+start of the first epoch on (model, optimizer state and step tensors; RSS is host memory).
 
 Figures are printed, never asserted. The target of issue "Performance" is a strategy epoch at
 most 2x a BPR epoch on the same target training data.
@@ -71,6 +74,8 @@ MODEL_PARAMS = {"batch_users": 64, "user_tower": "identity", "holdout": 0.5}
 STRATEGIES = {
     "id": {"name": "id-target-only", "encoder": "id", "fusion": "id", "adaptation": "target-only"},
     "bert": {"name": "bert-gate-target-only", "encoder": "bert", "fusion": "gate", "adaptation": "target-only"},
+    # the closed-form item-item family (xdplug/model/linear.py): no epochs, one fit
+    "ease": {"name": "ease-target-only", "encoder": "id", "fusion": "id", "adaptation": "target-only"},
 }
 BPR_PARAMS = {"learning_rate": 0.001}
 #: ML-1M's ratings file, the unit of the synthetic sizes
@@ -107,9 +112,12 @@ class RssSampler:
     def _run(self):
         while not self._stop.wait(self.interval):
             if self.active:
-                value = rss_mb()
-                if value is not None and (self.peak is None or value > self.peak):
-                    self.peak = value
+                self.observe()
+
+    def observe(self):
+        value = rss_mb()
+        if value is not None and (self.peak is None or value > self.peak):
+            self.peak = value
 
     def stop(self):
         self._stop.set()
@@ -194,7 +202,7 @@ def load_dataset(name: str, seed: int, registry):
     recipe = registry.get("dataset", recipe_name)(config["dataset"]["params"], "dataset.params")
     data = prepare(recipe, config["dataset"], seed)
     if name == "ml100k-grid":
-        return data, f"recipe ml1m-ml100k as prepared (catalog of both domains: {len(data.catalog):,} rows)"
+        return data, "recipe ml1m-ml100k as prepared, both domains in the catalog"
     if name in ("ml100k", "ml100k-genres"):
         return single_domain(data, "target", name), f"target of recipe {recipe_name}, training split"
     if name == "ml1m":
@@ -214,9 +222,8 @@ def random_text_vectors(texts: list[str]):
 class TimedLoader:
     """A train loader proxy: yields at most ``limit`` batches (0: all) and times every step.
 
-    A step is the time from handing one batch to the trainer until it asks for the next one
-    plus fetching that next one, i.e. forward, backward and optimizer step of the batch and the
-    loader's work for the following batch.
+    A step is fetching one batch from the loader plus everything the trainer does with it
+    (forward, backward, optimizer step) until it asks for the next one.
     """
 
     def __init__(self, loader, limit: int, sync, record: list):
@@ -252,7 +259,7 @@ class TimedLoader:
             self._record[-1]["batches_run"] += 1
 
 
-def patch_trainer(limit: int, sync, record: list, sampler: RssSampler) -> None:
+def patch_trainer(limit: int, sync, record: list, sampler: RssSampler, on_first_epoch=None) -> None:
     """Wrap the train data of every epoch of xdplug's trainer in a :class:`TimedLoader`."""
     from xdplug.training import _make_trainer_class
 
@@ -260,19 +267,23 @@ def patch_trainer(limit: int, sync, record: list, sampler: RssSampler) -> None:
     original = cls._train_epoch
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        if not record and on_first_epoch is not None:
+            on_first_epoch()
         sampler.active = True
         try:
             return original(self, TimedLoader(train_data, limit, sync, record), epoch_idx, loss_func, show_progress)
         finally:
             sampler.active = False
+            sampler.observe()
 
     cls._train_epoch = _train_epoch
 
 
 def per_epoch_seconds(record: list) -> tuple[float | None, float | None]:
     """(s/epoch from the mean step time without the run's first step, mean batches per epoch)."""
-    steps = [s for epoch in record for s in epoch["steps"]][1:]
-    if not record or not steps:
+    steps = [s for epoch in record for s in epoch["steps"]]
+    steps = steps[1:] if len(steps) > 1 else steps
+    if not steps:
         return None, None
     batches = statistics.mean(epoch["batches_per_epoch"] for epoch in record)
     return statistics.mean(steps) * batches, batches
@@ -318,13 +329,17 @@ def worker(spec: dict) -> dict:
 
     sampler = RssSampler()
     record: list = []
-    patch_trainer(spec["steps"], sync, record, sampler)
+
+    def on_first_epoch():
+        if device.type == "cuda":
+            sync()
+            torch.cuda.reset_peak_memory_stats(device)
+
+    patch_trainer(spec["steps"], sync, record, sampler, on_first_epoch)
     train = {"epochs": spec["epochs"], "eval_step": spec["epochs"] + 1, "learning_rate": 0.005,
              "stopping_step": 5, "batch_size": 2048, "eval_batch_size": 4096, "weight_decay": 0.0,
              "neg_sampling": "uniform"}
     evaluation = {"valid_metric": "ndcg@10", "user_groups": []}
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
     with tempfile.TemporaryDirectory(prefix="xdplug-bench-training-") as work:
         ctx = FitContext(data=data, seed=spec["seed"], device=device, train=train, evaluation=evaluation,
                          workdir=Path(work))
@@ -337,10 +352,14 @@ def worker(spec: dict) -> dict:
             from xdplug.model.strategy import fit_strategy
 
             model = {**MODEL_PARAMS, **spec["model"]}
+            if spec["method"] == "ease":
+                model = {"family": "ease"}
+                sampler.active = True  # the whole fit is the "training"
             entry = dict(STRATEGIES[spec["method"]], params={"model": model})
             fit_strategy(entry, registry, ctx, path="strategy")
             out["params"] = model
         out["fit_s"] = time.perf_counter() - t0
+    sampler.observe()
     sampler.stop()
     train_s = sum(sum(epoch["steps"]) for epoch in record)
     s_epoch, batches = per_epoch_seconds(record)
@@ -382,7 +401,10 @@ def run_case(dataset: str, method: str, args) -> dict:
 
 
 def fmt(value, spec: str, none: str = "-") -> str:
-    return none if value is None else format(value, spec)
+    if value is None:
+        width = "".join(ch for ch in spec.split(".")[0] if ch.isdigit())
+        return none.rjust(int(width)) if width else none
+    return format(value, spec)
 
 
 def print_table(results: list[dict]) -> None:
@@ -453,9 +475,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", default=["ml100k", "ml1m", "synth10"],
                         help="datasets: ml100k, ml100k-grid, ml100k-genres, ml1m, synthX (X times ML-1M)")
-    parser.add_argument("--methods", nargs="+", default=["id", "bert", "bpr"], choices=["id", "bert", "bpr"])
+    parser.add_argument("--methods", nargs="+", default=["id", "bert", "bpr"], choices=["id", "bert", "bpr", "ease"],
+                        help="id, bert: transfer strategies; bpr: RecBole BPR; ease: the closed-form item-item "
+                        "family (params.model.family: ease, target-only), timed as one fit")
     parser.add_argument("--epochs", type=int, default=1, help="epochs measured per case (default 1)")
-    parser.add_argument("--steps", type=int, default=0, help="run only the first N+1 batches of each epoch and "
+    parser.add_argument("--steps", type=int, default=50, help="run only the first N batches of each epoch and "
                         "extrapolate the epoch from the mean step time (0: whole epochs)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     parser.add_argument("--threads", type=int, default=0, help="torch threads in each worker (0: torch's default)")
@@ -471,6 +495,13 @@ def main(argv=None) -> int:
         return 0
     if args.epochs < 1 or args.steps < 0:
         parser.error("--epochs must be >= 1 and --steps >= 0")
+    for name in args.sizes:
+        if name not in ("ml100k", "ml100k-grid", "ml100k-genres", "ml1m"):
+            try:
+                assert name.startswith("synth") and float(name[len("synth"):]) > 0
+            except (AssertionError, ValueError):
+                parser.error(f"--sizes: unknown dataset {name!r} (ml100k, ml100k-grid, ml100k-genres, ml1m, "
+                             "synthX with X > 0 times ML-1M, e.g. synth10)")
     args.model_params = {}
     for item in args.model:
         key, sep, value = item.partition("=")
@@ -498,12 +529,17 @@ def main(argv=None) -> int:
             if "error" in r:
                 print(f"{dataset} {method}: {r['error']}", flush=True)
                 continue
+            catalog = f"; catalog {r['catalog']:,} rows" if r["catalog"] != r["items"] else ""
+            if r["method"] == "ease":
+                timing = f"closed form, fit {r['fit_s']:.1f}s"
+            else:
+                part = f"extrapolated from {r['batches_run']} batches of " if r["extrapolated"] else ""
+                timing = (f"{fmt(r['s_per_epoch'], '.2f')} s/epoch ({part}{fmt(r['batches_per_epoch'], '.0f')} "
+                          f"per epoch), setup {r['setup_s']:.1f}s")
             print(f"{dataset} {method}: {r['users']:,} users, {r['items']:,} items, {r['interactions']:,} "
-                  f"interactions ({r['origin']}); {fmt(r['s_per_epoch'], '.2f')} s/epoch "
-                  f"({'extrapolated from ' + str(r['batches_run']) + ' batches of ' if r['extrapolated'] else ''}"
-                  f"{fmt(r['batches_per_epoch'], '.0f')} per epoch), setup {r['setup_s']:.1f}s, "
-                  f"data {r['data_s']:.1f}s, peak RSS {r['rss_peak_mb']:,.0f} MiB, {r['torch_threads']} torch "
-                  f"threads, load average {r['load_before']:.1f} -> {r['load_after']:.1f}", flush=True)
+                  f"interactions ({r['origin']}{catalog}); {r['device']}: {timing}, data {r['data_s']:.1f}s, "
+                  f"peak RSS {r['rss_peak_mb']:,.0f} MiB, {r['torch_threads']} torch threads, "
+                  f"load average {r['load_before']:.1f} -> {r['load_after']:.1f}", flush=True)
     print()
     print_table(results)
     print_ratios(results)
