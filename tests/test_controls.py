@@ -102,6 +102,11 @@ def test_source_weight_needs_pooling(tiny_config):
         tiny_config(baselines=[{"baseline": "EASE", "params": {"source_weight": 0.1}}])
 
 
+def test_source_weight_must_be_positive(tiny_config):
+    with pytest.raises(ConfigError, match=r"baselines\[0\]\.params\.source_weight: expected a number > 0, got 0\.0"):
+        tiny_config(baselines=[{"baseline": "EASE", "pooled": True, "params": {"source_weight": 0.0}}])
+
+
 def test_source_weight_is_an_ease_option(tiny_config):
     with pytest.raises(ConfigError, match=r"baselines\[0\]\.params\.source_weight: unknown option for baseline 'BPR'"):
         tiny_config(baselines=[{"baseline": "BPR", "pooled": True, "params": {"source_weight": 0.1}}])

@@ -826,7 +826,7 @@ def write_artifact(folder: str | Path, *, kind: str, method: str, entry: dict, s
 
 def fit_method(spec, config: dict, registry, data, device, workdir: Path, progress=None):
     """Train one grid cell exactly as :func:`xdplug.runner.execute_run` does; returns the scorer."""
-    from .errors import ConfigError
+    from .config import check_pooling
     from .model.strategy import fit_strategy
 
     ctx = _fit_context(data, spec.seed, device, config, workdir, progress)
@@ -834,10 +834,8 @@ def fit_method(spec, config: dict, registry, data, device, workdir: Path, progre
         cls = registry.get("baseline", spec.entry["baseline"], f"{spec.path}.baseline")
         baseline = cls(spec.entry.get("params"), f"{spec.path}.params")
         baseline_rebuild_kind(baseline)  # fail before training when it cannot be exported
-        pooled = bool(spec.entry.get("pooled"))
-        if pooled and not cls.supports_pooling:
-            raise ConfigError(f"{spec.path}.pooled", f"baseline {cls.name!r} cannot be pooled")
-        return baseline.fit(ctx, pooled=pooled)
+        check_pooling(spec.entry, cls, spec.path)
+        return baseline.fit(ctx, pooled=bool(spec.entry.get("pooled")))
     return fit_strategy(spec.entry, registry, ctx, spec.path)
 
 

@@ -383,6 +383,22 @@ def validate(config: dict, registry=None, source: str | None = None) -> None:
         validate_components(config, registry, source)
 
 
+def check_pooling(entry: dict, cls, path: str, source: str | None = None) -> None:
+    """A baseline entry's ``pooled`` and ``params.source_weight`` make sense for its class."""
+    pooled = bool(entry.get("pooled"))
+    if pooled and not cls.supports_pooling:
+        raise ConfigError(f"{path}.pooled", f"baseline {cls.name!r} cannot be pooled "
+                          "(pooling is for CF models trained on interactions)", source)
+    weight = (entry.get("params") or {}).get("source_weight")
+    if weight is None:
+        return
+    if not pooled:
+        raise ConfigError(f"{path}.params.source_weight",
+                          "weights the source's rows of a pooled model; add pooled: true or drop it", source)
+    if not weight > 0:
+        raise ConfigError(f"{path}.params.source_weight", f"expected a number > 0, got {weight!r}", source)
+
+
 def validate_components(config: dict, registry, source: str | None = None) -> None:
     """Check every component name against the registry and build each with its options."""
     from .errors import UnknownComponentError
@@ -402,12 +418,7 @@ def validate_components(config: dict, registry, source: str | None = None) -> No
     for i, entry in enumerate(config["baselines"]):
         cls = get("baseline", entry["baseline"], f"baselines[{i}].baseline")
         cls(entry.get("params"), f"baselines[{i}].params")
-        if entry.get("pooled") and not cls.supports_pooling:
-            raise ConfigError(f"baselines[{i}].pooled", f"baseline {cls.name!r} cannot be pooled "
-                              "(pooling is for CF models trained on interactions)", source)
-        if (entry.get("params") or {}).get("source_weight") is not None and not entry.get("pooled"):
-            raise ConfigError(f"baselines[{i}].params.source_weight",
-                              "weights the source's rows of a pooled model; add pooled: true or drop it", source)
+        check_pooling(entry, cls, f"baselines[{i}]", source)
     for i, entry in enumerate(config["strategies"]):
         params = entry.get("params") or {}
         for kind in ("encoder", "fusion", "adaptation"):

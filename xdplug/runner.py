@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from . import __version__
-from .config import canonical_json, config_hash, default_baseline_name, default_strategy_name, parse_metric
+from .config import (canonical_json, check_pooling, config_hash, default_baseline_name,
+                     default_strategy_name, parse_metric)
 from .data.prepare import prepare
 from .errors import ConfigError, NotApplicableError, RunError, XdplugError
 from .plugins import Plugins, get_plugins
@@ -165,9 +166,8 @@ def execute_run(spec: RunSpec, config: dict, registry, data, device: torch.devic
         if spec.kind == "baseline":
             cls = registry.get("baseline", spec.entry["baseline"], f"{spec.path}.baseline")
             baseline = cls(spec.entry.get("params"), f"{spec.path}.params")
+            check_pooling(spec.entry, cls, spec.path)
             pooled = bool(spec.entry.get("pooled"))
-            if pooled and not cls.supports_pooling:
-                raise ConfigError(f"{spec.path}.pooled", f"baseline {cls.name!r} cannot be pooled")
             if (pooled or cls.needs_shared_ids) and not data.has_shared_ids:
                 return {"status": "not_applicable", "notes": "needs users or items shared by both domains; "
                         "this dataset shares none", "time_s": 0.0, "peak_rss_mb": rss.current_mb()}

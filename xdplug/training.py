@@ -184,9 +184,10 @@ def recbole_data(ctx: FitContext, model, values: dict, pooled: bool = False,
             all_items += sorted(set(f"c{r}" for r in cat.source_rows[np.unique(s[:, 1])]) - set(all_items))
     weights = 1.0
     if source_weight is not None:
-        n_target = len(data.target_train) if domain == "target" else len(users)
+        if not pooled:
+            raise ValueError("source_weight weights the source rows of pooled data; pass pooled=True")
         weights = np.ones(len(users))
-        weights[n_target:] = source_weight
+        weights[len(data.target_train):] = source_weight  # the source rows follow the target's
     name = f"{domain}{'-pooled' if pooled else ''}"
     folder = ctx.workdir / "recbole"
     _write_atomic(folder / name, name, users, items, all_users, all_items, weights)

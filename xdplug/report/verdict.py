@@ -45,11 +45,11 @@ def make_verdict(ctx: ReportContext) -> Verdict:
 
     best = ranked[0]
     by_method = ctx.by_method
+    best_baseline = best_of_kind(ranked, "baseline", pm)
     baseline = by_method.get(ctx.reference) if ctx.reference else None
     if baseline is None or baseline.mean(pm) is None:
-        baseline = best_of_kind(ranked, "baseline", pm)
+        baseline = best_baseline
     strategy = best_of_kind(ranked, "strategy", pm)
-    best_baseline = best_of_kind(ranked, "baseline", pm)
     label = "Best baseline" if baseline is best_baseline else "Reference baseline (evaluation.reference)"
     verdict = Verdict("", best.method, baseline.method if baseline else None,
                       strategy.method if strategy else None, pm)

@@ -27,7 +27,6 @@ import torch
 import yaml
 
 from xdplug.components import Baseline
-from xdplug.errors import ConfigError
 from xdplug.training import fit_recbole, quick_metric, rank_split, recbole_data
 
 logger = logging.getLogger(__name__)
@@ -150,12 +149,7 @@ class RecboleBaseline(Baseline):
         from recbole.utils import get_model, init_seed
 
         overrides = {k: v for k, v in self.params.items() if v is not None}
-        source_weight = overrides.pop("source_weight", None)
-        if source_weight is not None and not pooled:
-            raise ConfigError(f"{self.name} params.source_weight",
-                              "weights the source's rows of a pooled model; add pooled: true or drop it")
-        if source_weight is not None and not source_weight > 0:
-            raise ConfigError(f"{self.name} params.source_weight", f"expected a number > 0, got {source_weight!r}")
+        source_weight = overrides.pop("source_weight", None)  # checked by xdplug.config.check_pooling
         if source_weight is not None:
             model_class = _weighted_ease_class()
         elif self.model_name == "Pop":
