@@ -25,6 +25,17 @@ def _isolated(xdplug_home):
     plugins.set_plugins(previous)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module's tests: exact, repeatable sums and no thread contention on 2 cores."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture
 def example_plugin():
     """The installed example plugin's entry point (the documented setup installs it)."""

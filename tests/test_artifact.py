@@ -32,12 +32,7 @@ STRATEGY = {"name": "text", "encoder": "bert", "fusion": "text", "adaptation": "
             "params": {"model": {"dim": 16, "batch_users": 16}}}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

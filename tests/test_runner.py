@@ -36,14 +36,7 @@ BASELINES = [{"baseline": "Pop"}, {"baseline": "EASE"}, {"baseline": "ItemKNN"},
              {"baseline": "EASE", "pooled": True}]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

@@ -21,14 +21,7 @@ STRATEGY = {"name": "id-only", "encoder": "id", "fusion": "id", "adaptation": "t
 BASELINES = [{"baseline": "Pop"}, {"baseline": "EASE"}, {"baseline": "ItemKNN"}]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tuning_meta(config) -> dict:
