@@ -646,6 +646,60 @@ class Recommender:
 # =============================================================================== load
 
 
+def check_meta(meta: dict, registry, file: Path) -> None:
+    """The stored spec passes the checks a config gets, before anything is built from it.
+
+    The manifest's hashes catch damage, not intent: anyone who edits ``meta.json``
+    can recompute them. So the method entry is checked against the config schema
+    and rebuilt through the registry (its components' option checks, the RecBole
+    baselines' refusal of strings RecBole would evaluate), and the stored config
+    passes :mod:`xdplug.config`'s schema and checks. Any failure is an
+    :class:`ArtifactError` naming ``file`` and the key.
+    """
+    from .config import SCHEMA, _check, check_pooling, validate
+    from .errors import ConfigError, UnknownComponentError
+    from .model.strategy import build_strategy
+
+    kind, spec, config = meta.get("kind"), meta.get("spec"), meta.get("config")
+    step = "spec"
+    try:
+        for key, types in (("method", str), ("seed", int)):
+            if not isinstance(meta.get(key), types) or isinstance(meta.get(key), bool):
+                raise ConfigError(key, f"expected {types.__name__}, got {meta.get(key)!r}")
+        if kind == "strategy":
+            _check(spec, SCHEMA["strategies"][1], "spec", None)
+            for key in ("encoder", "fusion", "adaptation"):
+                if key not in spec:
+                    raise ConfigError(f"spec.{key}", f"missing; a strategy names its {key}")
+            build_strategy(spec, registry, "spec")
+            n_union = (meta.get("model") or {}).get("n_union_users")
+            if n_union is not None and (not isinstance(n_union, int) or isinstance(n_union, bool) or n_union < 0):
+                raise ConfigError("model.n_union_users", f"expected a non-negative integer, got {n_union!r}")
+        else:
+            _check(spec, SCHEMA["baselines"][1], "spec", None)
+            if "baseline" not in spec:
+                raise ConfigError("spec.baseline", "missing; a baseline entry names its baseline")
+            cls = registry.get("baseline", spec["baseline"], "spec.baseline")
+            baseline_rebuild_kind(cls(spec.get("params"), "spec.params"))
+            check_pooling(spec, cls, "spec")
+        step = "config"
+        _check(config, SCHEMA, "config", None)
+        try:
+            validate(config, None, None)
+        except ConfigError as exc:
+            raise ConfigError(f"config.{exc.path}", str(exc).split(": ", 1)[-1]) from None
+    except ArtifactError as exc:
+        raise ArtifactError(f"{file}: {exc}") from None
+    except XdplugError as exc:
+        hint = (" (is the plugin that provides it installed?)" if isinstance(exc, UnknownComponentError) else
+                "; the artifact's stored spec fails the checks a config gets: it was edited after export "
+                "or written by another version of xdplug")
+        raise ArtifactError(f"{file}: {exc}{hint}") from None
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise ArtifactError(f"{file}: malformed {step} ({type(exc).__name__}: {exc}); not written by "
+                            "`xdplug export`") from None
+
+
 def load_artifact(path: str | Path, device: str | torch.device = "cpu") -> Recommender:
     """Verify and load an artifact directory; returns a :class:`Recommender`."""
     from .plugins import get_plugins
@@ -657,6 +711,8 @@ def load_artifact(path: str | Path, device: str | torch.device = "cpu") -> Recom
     meta = _read_json(folder / "meta.json")
     if not isinstance(meta, dict) or meta.get("kind") not in ("strategy", "baseline") or "spec" not in meta:
         raise ArtifactError(f"{folder / 'meta.json'}: not an artifact description (kind, spec, config missing)")
+    # the spec is checked like a config before any model, dataset or RecBole object is built
+    check_meta(meta, get_plugins().registry, folder / "meta.json")
     ids = _read_json(folder / "ids.json")
     data, arrays = _load_data(folder / "data")
     if len(ids.get("users", [])) != data.n_target_users or len(ids.get("items", [])) != data.n_target_items:

@@ -4,14 +4,23 @@ RecBole's ``Config`` parses ``sys.argv``, rewrites ``CUDA_VISIBLE_DEVICES`` and
 configures the root logger through ``init_logger``. xdplug builds RecBole
 objects only here, with ``sys.argv`` and the environment shielded, and never
 imports ``recbole.quick_start`` (it pulls in ray and ``pkg_resources``).
+
+RecBole's ``Config`` also runs ``eval`` on every string value it is given (and
+on ``--key=value`` command-line arguments): a string option such as
+``"__import__('os').system(...)"`` would run as code. xdplug builds it through
+:func:`safe_config_class`, which converts strings only as literals
+(:func:`literal_value`) and reads no command line, and the RecBole baselines
+refuse at validation every string :func:`evaluates_as_code` flags.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import logging
 import os
 import sys
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -45,9 +54,82 @@ def _shielded():
             os.environ["CUDA_VISIBLE_DEVICES"] = cuda_env
 
 
-def recbole_config(model, dataset: str, data_path: str | Path, values: dict, device: torch.device):
-    """A RecBole ``Config`` for ``model`` (a name or a class) on atomic files in ``data_path``."""
+#: what RecBole keeps of an evaluated string (its ``_convert_config_dict``; Enum members cannot be literals)
+_LITERAL_TYPES = (str, int, float, list, tuple, dict, bool)
+
+
+def evaluates_as_code(text: str) -> bool:
+    """Would RecBole 1.2.1's ``Config`` run ``text`` as code?
+
+    RecBole calls ``eval`` on every string option. True for any string that
+    parses as a Python expression other than a literal (``0.5``, ``[64, 32]``,
+    ``'a'``) or a bare name (``stack``: looked up, never called). A string that
+    is not an expression (``[0,inf)``, ``/a/path``) is not evaluated.
+    """
+    if not isinstance(text, str):
+        return False
+    try:  # eval strips leading spaces and tabs; compile does not
+        tree = compile(text.lstrip(" \t"), "<recbole option>", "eval", ast.PyCF_ONLY_AST)
+    except (SyntaxError, ValueError):  # ValueError: a null byte; eval fails the same way
+        return False
+    except Exception:  # noqa: BLE001 - nesting deep enough to exhaust the parser: refuse, do not guess
+        return True
+    if isinstance(tree.body, ast.Name):
+        return False
+    try:
+        ast.literal_eval(tree.body)
+    except Exception:  # noqa: BLE001 - ValueError, TypeError, RecursionError, ...
+        return True
+    return False
+
+
+def literal_value(text: str):
+    """What xdplug's RecBole ``Config`` makes of a string option: a literal's value or the string itself.
+
+    ``"0.5"`` -> 0.5, ``"[64, 32]"`` -> [64, 32], ``"true"``/``"false"`` -> bools, ``"None"`` -> None;
+    anything else (``"stack"``, ``"[0,inf)"``, an expression) stays the plain string. Nothing is run.
+    """
+    try:
+        value = ast.literal_eval(text.lstrip(" \t"))
+    except Exception:  # noqa: BLE001 - not a literal (SyntaxError, ValueError, RecursionError, ...)
+        lowered = text.lower()
+        return True if lowered == "true" else False if lowered == "false" else text
+    return value if value is None or isinstance(value, _LITERAL_TYPES) else text
+
+
+@lru_cache(maxsize=None)
+def safe_config_class():
+    """RecBole's ``Config`` without ``eval``: string options become literals or stay strings, no command line."""
     from recbole.config import Config
+
+    class SafeConfig(Config):
+        """``Config`` whose string options are never evaluated as code and which ignores ``sys.argv``."""
+
+        def _convert_config_dict(self, config_dict):
+            for key, value in config_dict.items():
+                if isinstance(value, str):
+                    config_dict[key] = literal_value(value)
+            return config_dict
+
+        def _load_cmd_line(self):
+            return {}
+
+    SafeConfig.__module__, SafeConfig.__qualname__ = __name__, "SafeConfig"  # picklable by reference
+    return SafeConfig
+
+
+def __getattr__(name: str):
+    if name == "SafeConfig":  # built on first use: importing RecBole is slow
+        return safe_config_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def recbole_config(model, dataset: str, data_path: str | Path, values: dict, device: torch.device):
+    """A RecBole ``Config`` for ``model`` (a name or a class) on atomic files in ``data_path``.
+
+    Built with :func:`safe_config_class`: no value in ``values`` is evaluated as code.
+    """
+    Config = safe_config_class()
 
     base = {
         "data_path": str(data_path),

@@ -140,10 +140,57 @@ class RecboleScorer:
 
 
 class RecboleBaseline(Baseline):
-    """One RecBole general recommender; subclasses fix ``model_name``."""
+    """One RecBole general recommender; subclasses fix ``model_name``.
+
+    Its options reach RecBole's ``Config``, which would ``eval`` a string: every
+    string option is checked at construction (that is, at validation).
+    """
 
     model_name = ""
     supports_pooling = True
+
+    @staticmethod
+    def plain_token(text: str) -> bool:
+        """Letters, digits and ``_`` only: what a string option (its default is a string) may be."""
+        return bool(text) and text.isascii() and text.replace("_", "a").isalnum()
+
+    @staticmethod
+    def check_value(value, default, path: str) -> None:
+        """A value RecBole gets as what its option declares, never a string it would evaluate as code.
+
+        A string option (its default is a string) takes a plain token that stays that
+        string (``stack``, ``item``, ``01``); an option whose default is a number, list
+        or bool takes no string; any other string, and any string nested in a list or
+        mapping, must not be one :func:`xdplug.recbole_compat.evaluates_as_code` flags.
+        """
+        from xdplug.errors import ConfigError
+        from xdplug.recbole_compat import evaluates_as_code, literal_value
+
+        if isinstance(value, str):
+            if isinstance(default, str):
+                if not RecboleBaseline.plain_token(value) or literal_value(value) != value:
+                    raise ConfigError(path, f"expected a plain word of letters, digits and _ (like {default!r}), "
+                                      f"got {value!r}; RecBole reads other strings as Python values or code")
+            elif isinstance(default, (bool, int, float, list, tuple)):
+                kind = "true or false" if isinstance(default, bool) else \
+                    "a list" if isinstance(default, (list, tuple)) else "a number"
+                raise ConfigError(path, f"expected {kind} (like {default!r}), got the string {value!r}")
+            elif evaluates_as_code(value):
+                raise ConfigError(path, f"got {value!r}, which RecBole would evaluate as Python code; expected a "
+                                  "number, a word, a path or a literal such as [64, 32]")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                RecboleBaseline.check_value(key, None, f"{path}.{key}")
+                RecboleBaseline.check_value(item, None, f"{path}.{key}")
+        elif isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                RecboleBaseline.check_value(item, None, f"{path}[{i}]")
+
+    def __init__(self, params: dict | None = None, path: str | None = None):
+        super().__init__(params, path)
+        path = path or f"{self.kind}:{self.name}"
+        for key, value in self.params.items():
+            self.check_value(value, type(self).defaults.get(key), f"{path}.{key}")
 
     def fit(self, ctx, pooled: bool = False):
         from recbole.utils import get_model, init_seed
