@@ -33,6 +33,7 @@ import pandas as pd
 
 from xdplug import paths
 from xdplug.components import DatasetRecipe
+from xdplug.options import Choice, Int
 from xdplug.data.raw import RawDomain, RawDomains, read_atomic
 from xdplug.errors import DataError
 
@@ -62,7 +63,7 @@ def _inter_from_atomic(path: Path) -> pd.DataFrame:
 class ML100KGenres(DatasetRecipe):
     name = "ml100k-genres"
     description = "ML-100K (ships with recbole) cut by genre: action-like movies are the target, the rest the source"
-    defaults = {"users": "shared", "split_seed": 0}
+    defaults = {"users": Choice("shared", ["shared", "disjoint"]), "split_seed": Int(0, 0, 2**32 - 1)}
 
     def origin(self) -> str:
         return f"embedded: {recbole_ml100k_dir()} (inside the recbole package; offline)"

@@ -72,10 +72,10 @@ def test_overrides_index_into_lists(tmp_path):
 
 
 def test_override_values_are_yaml():
-    config = load_config(data=MINIMAL, overrides=["train.learning_rate=0.01", "name=with spaces",
+    config = load_config(data=MINIMAL, overrides=["train.learning_rate=0.01", "description=with spaces",
                                                   "evaluation.ks=[5, 10]", "evaluation.valid_metric=ndcg@5"])
     assert config["train"]["learning_rate"] == 0.01
-    assert config["name"] == "with spaces"
+    assert config["description"] == "with spaces"
     assert config["evaluation"]["ks"] == [5, 10]
 
 
@@ -89,7 +89,7 @@ def test_override_errors():
     assert "KEY.PATH=VALUE" in error(MINIMAL, ["train.epochs"])
     message = error(MINIMAL, ["train.epoch=3"])
     assert "(with --set)" in message and "train.epoch: unknown key" in message
-    assert "train.epochs: expected int, got 'many'" in error(MINIMAL, ["train.epochs=many"])
+    assert "train.epochs: expected an integer in [1, 100000], got 'many'" in error(MINIMAL, ["train.epochs=many"])
 
 
 # -- the hash ---------------------------------------------------------------------------
@@ -138,11 +138,11 @@ def test_the_file_is_named_in_messages(tmp_path):
 
 
 @pytest.mark.parametrize("data, expected", [
-    (with_(train={"epochs": "ten"}), "train.epochs: expected int, got 'ten'"),
-    (with_(train={"epochs": True}), "train.epochs: expected int, got True"),
-    (with_(train={"learning_rate": "fast"}), "train.learning_rate: expected int or float, got 'fast'"),
-    (with_(seeds=3), "seeds: expected a list of int, got 3"),
-    (with_(seeds=[1, "two"]), "seeds[1]: expected int, got 'two'"),
+    (with_(train={"epochs": "ten"}), "train.epochs: expected an integer in [1, 100000], got 'ten'"),
+    (with_(train={"epochs": True}), "train.epochs: expected an integer in [1, 100000], got True"),
+    (with_(train={"learning_rate": "fast"}), "train.learning_rate: expected a number in (0, 10], got 'fast'"),
+    (with_(seeds=3), "seeds: expected a list of integers in [0, 4294967295], got 3"),
+    (with_(seeds=[1, "two"]), "seeds[1]: expected an integer in [0, 4294967295], got 'two'"),
     (with_(name=5), "name: expected str, got 5"),
     (with_(train=[1]), "train: expected a mapping, got [1]"),
     (with_(baselines=[{"baseline": "Pop", "params": [1]}]), "baselines[0].params: expected a mapping, got [1]"),
@@ -174,7 +174,7 @@ def test_bad_valid_metric(metric):
 def test_valid_metric_k_must_be_a_reported_k():
     message = error(with_(evaluation={"ks": [10, 20], "valid_metric": "ndcg@5"}))
     assert message == "evaluation.valid_metric: K=5 must be one of evaluation.ks [10, 20]"
-    assert "evaluation.ks: expected positive integers" in error(with_(evaluation={"ks": [0, 10]}))
+    assert "evaluation.ks[0]: expected an integer in [1, 100000], got 0" in error(with_(evaluation={"ks": [0, 10]}))
     assert "evaluation.ks: expected positive integers" in error(with_(evaluation={"ks": []}))
 
 
@@ -199,15 +199,23 @@ def test_a_config_needs_a_method():
         {"strategies": [{"encoder": "id", "adaptation": "joint"}]})
 
 
-@pytest.mark.parametrize("split", [[0.8, 0.2], [0.8, -0.1, 0.3], [0, 0, 0], [0.5, 0.25, 0.25, 0.0]])
+@pytest.mark.parametrize("split", [[0.8, 0.2], [0, 0, 0], [0.5, 0.25, 0.25, 0.0]])
 def test_bad_split(split):
     message = error(with_(dataset={"protocol": {"split": split}}))
-    assert message == f"dataset.protocol.split: expected three non-negative ratios, got {split!r}"
+    assert message == f"dataset.protocol.split: expected three ratios (train, valid, test), got {split!r}"
+
+
+def test_split_ratios_are_fractions_and_every_part_is_used():
+    assert error(with_(dataset={"protocol": {"split": [0.8, -0.1, 0.3]}})) == (
+        "dataset.protocol.split[1]: expected a number in [0, 1], got -0.1")
+    # no test part: NaN test metrics; no valid part: early stopping reads nothing
+    assert "the test ratio must be > 0" in error(with_(dataset={"protocol": {"split": [0.8, 0.2, 0]}}))
+    assert "the valid ratio must be > 0" in error(with_(dataset={"protocol": {"split": [0.9, 0, 0.1]}}))
 
 
 def test_fractions():
-    assert "dataset.sparse.keep: expected a fraction in (0, 1]" in error(with_(dataset={"sparse": {"keep": 1.5}}))
-    assert "dataset.cold_items.fraction: expected a fraction in (0, 1)" in error(
+    assert "dataset.sparse.keep: expected a number in (0, 1], got 1.5" in error(with_(dataset={"sparse": {"keep": 1.5}}))
+    assert "dataset.cold_items.fraction: expected a number in (0, 1), got 1" in error(
         with_(dataset={"cold_items": {"fraction": 1}}))
 
 
@@ -222,7 +230,8 @@ def test_good_devices(device):
 
 
 def test_positive_training_sizes():
-    assert "train: epochs and batch_size must be positive" in error(with_(train={"epochs": 0}))
+    assert "train.epochs: expected an integer in [1, 100000], got 0" in error(with_(train={"epochs": 0}))
+    assert "train.batch_size: expected an integer in [1, 100000000], got 0" in error(with_(train={"batch_size": 0}))
 
 
 def test_missing_file(tmp_path):
@@ -286,15 +295,15 @@ def test_component_names_are_only_checked_with_a_registry():
     ({"fusion": {"beta": 1}},
      "strategies[0].params.fusion.beta: unknown option for fusion 'weighted'; allowed: alpha, learn_alpha"),
     ({"fusion": {"alpha": "high"}},
-     "strategies[0].params.fusion.alpha: expected float (like 0.5), got 'high'"),
+     "strategies[0].params.fusion.alpha: expected a number in [0, 1], got 'high'"),
     ({"fusion": {"learn_alpha": 1}},
-     "strategies[0].params.fusion.learn_alpha: expected bool (like True), got 1"),
+     "strategies[0].params.fusion.learn_alpha: expected true or false, got 1"),
     ({"encoder": {"dimension": 8}},
      "strategies[0].params.encoder.dimension: unknown option for encoder 'id'; allowed: dim, init_std"),
     ({"adaptation": {"weight": 1}},
      "strategies[0].params.adaptation.weight: unknown option for adaptation 'target-only'; allowed: (none)"),
     ({"model": {"dimm": 8}}, "strategies[0].params.model.dimm: unknown option for model 'transfer'; allowed: "),
-    ({"model": {"dim": 8.5}}, "strategies[0].params.model.dim: expected int (like 64), got 8.5"),
+    ({"model": {"dim": 8.5}}, "strategies[0].params.model.dim: expected an integer in [1, 4096], got 8.5"),
 ])
 def test_bad_strategy_options(registry, params, expected):
     strategy = {**STRATEGY, "fusion": "weighted", "params": params}
@@ -303,7 +312,7 @@ def test_bad_strategy_options(registry, params, expected):
 
 def test_bad_baseline_and_dataset_options(registry):
     assert error({"baselines": [{"baseline": "text-knn", "params": {"neighbors": "ten"}}]}, registry=registry) == (
-        "baselines[0].params.neighbors: expected int (like 0), got 'ten'")
+        "baselines[0].params.neighbors: expected an integer in [0, 1000000], got 'ten'")
     assert error({"baselines": [{"baseline": "source-pop", "params": {"k": 1}}]}, registry=registry).startswith(
         "baselines[0].params.k: unknown option for baseline 'source-pop'")
     assert error(with_(dataset={"params": {"userz": "shared"}}), registry=registry).startswith(

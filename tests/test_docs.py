@@ -185,11 +185,11 @@ def test_config_keys_are_documented(path, node, default):
 
 def test_model_options_are_documented():
     rows = documented_rows()
-    for key, default in ModelOptions.defaults.items():
+    for key, option in ModelOptions._options.items():
         path = f"strategies[].params.model.{key}"
         assert path in rows, f"docs/configuration.md needs a row for `{path}`"
         type_, shown_default, meaning = rows[path][:3]
-        assert type_ == type(default).__name__ and shown_default == f"`{json.dumps(default)}`", path
+        assert type_ == option.describe() and shown_default == f"`{json.dumps(option.default)}`", path
         assert meaning
 
 

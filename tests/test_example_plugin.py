@@ -62,11 +62,11 @@ class TestExampleSynthetic(DatasetContract):
 
 
 def test_options_are_checked_beyond_their_type():
-    with pytest.raises(ConfigError, match=r"strategies\[0\]\.params\.adaptation\.source_epochs: expected at least 1"):
+    with pytest.raises(ConfigError, match=r"strategies\[0\]\.params\.adaptation\.source_epochs: expected an integer in \[1, 10000\]"):
         Warmup({"source_epochs": 0}, "strategies[0].params.adaptation")
     with pytest.raises(ConfigError, match="dataset.params.n_shared_users: cannot exceed n_users"):
         ExampleSynthetic({"n_users": 10, "n_shared_users": 20}, "dataset.params")
-    with pytest.raises(ConfigError, match=r"\.dim: expected a positive integer"):
+    with pytest.raises(ConfigError, match=r"\.dim: expected an integer in \[1, 65536\]"):
         HashedBagOfWords({"dim": 0})
 
 

@@ -129,7 +129,7 @@ def test_untuned_configs_keep_their_run_ids(tiny_config):
 
 
 @pytest.mark.parametrize("section, path, message", [
-    ({"tuning": {"trials": -1}}, "tuning.trials", "0 (no tuning) or more"),
+    ({"tuning": {"trials": -1}}, "tuning.trials", "an integer in [0, 100000], got -1"),
     ({"tuning": {"metric": "ndcg@20"}}, "tuning.metric", "K=20 must be one of evaluation.ks"),
     ({"tuning": {"metric": "auc@10"}}, "tuning.metric", "expected METRIC@K"),
     ({"tuning": {"storage": "tuning.sqlite"}}, "tuning.storage", "SQLAlchemy URL"),
@@ -156,9 +156,9 @@ def test_untuned_configs_keep_their_run_ids(tiny_config):
         "params.k": {"type": "uniform", "low": 1, "high": 3}}}}]},
      "baselines[0].tuning.space.params.k", "integer option"),
     ({"tuning": {"trials": 2, "spaces": {}}}, "tuning.spaces", "unknown key"),
-    ({"executor": {"workers": -1}}, "executor.workers", ">= 0"),
-    ({"executor": {"cpus_per_task": 0}}, "executor.cpus_per_task", ">= 1"),
-    ({"executor": {"gpus_per_task": 0}}, "executor.gpus_per_task", "fraction in (0, 1]"),
+    ({"executor": {"workers": -1}}, "executor.workers", "an integer in [0, 100000], got -1"),
+    ({"executor": {"cpus_per_task": 0}}, "executor.cpus_per_task", "an integer in [1, 100000], got 0"),
+    ({"executor": {"gpus_per_task": 0}}, "executor.gpus_per_task", "a number in (0, 1024], got 0"),
     ({"executor": {"gpus_per_task": 1.5}}, "executor.gpus_per_task", "whole number"),
 ])
 def test_tuning_config_errors_name_the_key(tiny_config, section, path, message):

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .errors import ConfigError
+from .options import Option, split_declarations
 
 if TYPE_CHECKING:  # pragma: no cover - imports for type checkers only
     import numpy as np
@@ -27,25 +28,12 @@ if TYPE_CHECKING:  # pragma: no cover - imports for type checkers only
 KINDS = ("encoder", "fusion", "adaptation", "evaluator", "baseline", "dataset")
 
 
-def _type_ok(default: Any, value: Any) -> bool:
-    if default is None or value is None:
-        return True
-    if isinstance(default, bool):
-        return isinstance(value, bool)
-    if isinstance(default, float):
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if isinstance(default, int):
-        return isinstance(value, int) and not isinstance(value, bool)
-    if isinstance(default, (list, tuple)):
-        return isinstance(value, (list, tuple))
-    return isinstance(value, type(default))
-
-
 def resolve_params(cls: type, params: dict | None, path: str) -> dict:
-    """Merge ``params`` over ``cls.defaults``; reject unknown keys and wrong types."""
+    """Merge ``params`` over ``cls.defaults``; reject unknown keys and values outside their declaration."""
     params = dict(params or {})
     merged = dict(cls.defaults)
     open_keys = getattr(cls, "open_params", False)
+    options = declared_options(cls)
     for key, value in params.items():
         if key not in cls.defaults:
             if open_keys:
@@ -55,16 +43,17 @@ def resolve_params(cls: type, params: dict | None, path: str) -> dict:
             raise ConfigError(
                 f"{path}.{key}", f"unknown option for {cls.kind} {cls.name!r}; allowed: {allowed}"
             )
-        default = cls.defaults[key]
-        if not _type_ok(default, value):
-            raise ConfigError(
-                f"{path}.{key}",
-                f"expected {type(default).__name__} (like {default!r}), got {value!r}",
-            )
-        if isinstance(default, float) and isinstance(value, int):
-            value = float(value)
-        merged[key] = value
+        merged[key] = options[key].check(value, f"{path}.{key}")
     return merged
+
+
+def declared_options(cls: type) -> dict[str, Option]:
+    """The :class:`Option` of each of ``cls``'s options (plain defaults declare their type only)."""
+    own = cls.__dict__.get("_options")
+    if own is not None and set(own) == set(cls.defaults):
+        return own
+    options, _ = split_declarations(cls.defaults)
+    return options
 
 
 class Component:
@@ -75,10 +64,17 @@ class Component:
     name: ClassVar[str] = ""
     #: one line shown by ``xdplug components``
     description: ClassVar[str] = ""
-    #: option names with their default values; the default's type is the option's type
+    #: option names with their default values, or :class:`xdplug.options.Option` declarations
+    #: (type, bounds or choices); a plain default's type is the option's type. After class
+    #: creation ``defaults`` holds plain values and :func:`declared_options` the declarations.
     defaults: ClassVar[dict[str, Any]] = {}
     #: accept keys beyond ``defaults`` (for components that pass options through, e.g. RecBole)
     open_params: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "defaults" in cls.__dict__:
+            cls._options, cls.defaults = split_declarations(cls.__dict__["defaults"])
 
     def __init__(self, params: dict | None = None, path: str | None = None):
         self.params = resolve_params(type(self), params, path or f"{self.kind}:{self.name}")

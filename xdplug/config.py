@@ -13,6 +13,7 @@ never becomes xdplug's configuration.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -23,17 +24,23 @@ import re
 import yaml
 
 from .errors import ConfigError
+from .options import Float, Int, List, Option
 
-# A schema node is one of: a type (or tuple of types); ``("list", node)``;
-# ``("choice", values)``; ``("map", None)`` for free-form mappings whose content
-# a component validates; or a dict of key -> node for a fixed mapping.
+# A schema node is one of: an :class:`~xdplug.options.Option` (type plus range or choices); a
+# type (or tuple of types); ``("list", node)``; ``("choice", values)``; ``("map", None)`` for
+# free-form mappings whose content a component validates; or a dict of key -> node.
+_SEED = Int(None, 0, 2**32 - 1)
+_RATIO = Float(None, 0, 1)
+
 PROTOCOL = {
-    "min_rating": (int, float),
-    "min_user_inter": int,
-    "min_item_inter": int,
-    "split": ("list", (int, float)),
+    "min_rating": Float(None),
+    "min_user_inter": Int(None, 0, 1_000_000),
+    "min_item_inter": Int(None, 0, 1_000_000),
+    "split": List(None, (int, float), 0, 1),
     "order": ("choice", ["RO", "TO"]),
 }
+
+_TUNING = {"trials": Int(None, 0, 100_000), "metric": str, "sampler_seed": _SEED, "space": ("map", None)}
 
 SCHEMA: dict[str, Any] = {
     "name": str,
@@ -44,26 +51,27 @@ SCHEMA: dict[str, Any] = {
         "protocol": PROTOCOL,
         "text_template": str,
         "align": ("choice", ["auto", "none"]),
-        "sparse": {"keep": (int, float), "seed": int},
-        "cold_items": {"fraction": (int, float), "seed": int, "new_in_source": bool},
+        "sparse": {"keep": Float(None, 0, 1, low_open=True), "seed": _SEED},
+        "cold_items": {"fraction": Float(None, 0, 1, low_open=True, high_open=True), "seed": _SEED,
+                       "new_in_source": bool},
     },
-    "seeds": ("list", int),
+    "seeds": List(None, int, 0, 2**32 - 1),
     "device": str,
     "evaluation": {
-        "ks": ("list", int),
+        "ks": List(None, int, 1, 100_000),
         "valid_metric": str,
-        "user_groups": ("list", int),
+        "user_groups": List(None, int, 1, 10**9),
         "evaluators": ("list", str),
         "reference": str,
     },
     "train": {
-        "epochs": int,
-        "batch_size": int,
-        "eval_batch_size": int,
-        "learning_rate": (int, float),
-        "weight_decay": (int, float),
-        "stopping_step": int,
-        "eval_step": int,
+        "epochs": Int(None, 1, 100_000),
+        "batch_size": Int(None, 1, 10**8),
+        "eval_batch_size": Int(None, 1, 10**9),
+        "learning_rate": Float(None, 0, 10, low_open=True),
+        "weight_decay": Float(None, 0, 10),
+        "stopping_step": Int(None, 1, 100_000),
+        "eval_step": Int(None, 1, 100_000),
         "neg_sampling": ("choice", ["uniform", "none"]),
     },
     "baselines": ("list", {
@@ -71,7 +79,7 @@ SCHEMA: dict[str, Any] = {
         "baseline": str,
         "pooled": bool,
         "params": ("map", None),
-        "tuning": {"trials": int, "metric": str, "sampler_seed": int, "space": ("map", None)},
+        "tuning": _TUNING,
     }),
     "strategies": ("list", {
         "name": str,
@@ -84,25 +92,22 @@ SCHEMA: dict[str, Any] = {
             "adaptation": ("map", None),
             "model": ("map", None),
         },
-        "tuning": {"trials": int, "metric": str, "sampler_seed": int, "space": ("map", None)},
+        "tuning": _TUNING,
     }),
     "output": {"dir": str, "store": str},
     "executor": {
         "kind": ("choice", ["local", "ray"]),
         "address": str,
-        "workers": int,
-        "max_retries": int,
-        "cpus_per_task": int,
-        "gpus_per_task": (int, float),
+        "workers": Int(None, 0, 100_000),
+        "max_retries": Int(None, 0, 1000),
+        "cpus_per_task": Int(None, 1, 100_000),
+        "gpus_per_task": Float(None, 0, 1024, low_open=True),
     },
-    "tuning": {
-        "trials": int,
-        "metric": str,
-        "sampler_seed": int,
-        "space": ("map", None),
-        "storage": str,
-    },
+    "tuning": {**_TUNING, "storage": str},
 }
+
+#: a run name becomes a folder and file names: a safe slug
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 DEFAULTS: dict[str, Any] = {
     "name": "xdplug-run",
@@ -148,7 +153,27 @@ DEFAULTS: dict[str, Any] = {
 }
 
 class _Loader(yaml.SafeLoader):
-    """YAML 1.1 reads ``1e-3`` as a string; configs mean a float."""
+    """Safe YAML with three fixes: ``1e-3`` is a float (YAML 1.1 reads a string), a key given
+    twice in one mapping is an error (YAML keeps the last silently), and values reached
+    through anchors (``&params`` / ``*params`` / ``<<:``) become independent copies."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    hash(key)
+                except TypeError:
+                    continue  # the base class reports unhashable keys
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping", node.start_mark,
+                        f"key {key!r} appears twice (first on line {seen[key] + 1})", key_node.start_mark)
+                seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(
@@ -156,6 +181,19 @@ _Loader.add_implicit_resolver(
     re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
     list("-+0123456789."),
 )
+
+
+def unaliased(value: Any) -> Any:
+    """A fresh copy of plain YAML data in which no two places share one dict or list.
+
+    ``copy.deepcopy`` keeps sharing (an anchor used by four strategies stays one
+    dict), so a ``--set`` on one strategy would change all four.
+    """
+    if isinstance(value, dict):
+        return {k: unaliased(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [unaliased(v) for v in value]
+    return value
 
 
 def _yaml_error(exc: yaml.YAMLError) -> str:
@@ -182,6 +220,8 @@ def deep_merge(base: dict, override: dict) -> dict:
 
 
 def _describe(node: Any) -> str:
+    if isinstance(node, Option):
+        return node.describe().replace(" (or null)", "")
     if isinstance(node, type):
         return node.__name__
     if isinstance(node, tuple) and node and node[0] == "list":
@@ -198,6 +238,11 @@ def _describe(node: Any) -> str:
 
 
 def _check(value: Any, node: Any, path: str, source: str | None) -> None:
+    if isinstance(node, Option):
+        if value is None:  # None is never a valid config value (null in YAML): say what is expected
+            raise ConfigError(path, f"expected {node.describe().replace(' (or null)', '')}, got null", source)
+        dataclasses.replace(node, nullable=False).check(value, path, source)
+        return
     if isinstance(node, dict):
         if not isinstance(value, dict):
             raise ConfigError(path, f"expected a mapping, got {value!r}", source)
@@ -252,6 +297,9 @@ def apply_override(config: dict, parts: list[str], value: Any) -> None:
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
         shown = ".".join(parts[: i + 1])
+        if not isinstance(node, (dict, list)):
+            raise ConfigError(shown, f"{'.'.join(parts[:i])} is the value {node!r}, not a mapping or list; "
+                              "it has no keys to set", "--set")
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
                 raise ConfigError(shown, f"no list element {part!r} (list has {len(node)})", "--set")
@@ -264,30 +312,37 @@ def apply_override(config: dict, parts: list[str], value: Any) -> None:
                 node[part] = value
             else:
                 node = node.setdefault(part, {})
-                if not isinstance(node, (dict, list)):
-                    raise ConfigError(shown, "is not a mapping or list", "--set")
 
 
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError("(file)", f"config file not found: {path}", str(path))
+    if path.is_dir():
+        raise ConfigError("(file)", "is a directory; expected a YAML config file", str(path))
     try:
-        data = yaml.load(path.read_text(), Loader=_Loader)
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError("(file)", f"not UTF-8 text (byte {exc.start}: {exc.object[exc.start:exc.start + 1]!r}); "
+                          "save the config as UTF-8", str(path)) from None
+    except OSError as exc:
+        raise ConfigError("(file)", f"cannot read: {exc.strerror or exc}", str(path)) from None
+    try:
+        data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         raise ConfigError("(file)", _yaml_error(exc), str(path)) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError("(file)", "the top level must be a mapping", str(path))
-    return data
+    return unaliased(data)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (),
                 data: dict | None = None, registry=None) -> dict:
     """Resolve and validate a config: defaults < file (or ``data``) < overrides."""
     source = str(path) if path else None
-    layer = read_yaml(path) if path else dict(data or {})
+    layer = read_yaml(path) if path else unaliased(dict(data or {}))
     _check(layer, SCHEMA, "", source)
     config = deep_merge(DEFAULTS, layer)
     for text in overrides:
@@ -335,9 +390,19 @@ def validate(config: dict, registry=None, source: str | None = None) -> None:
         raise ConfigError("seeds", "expected at least one seed", source)
     if len(set(config["seeds"])) != len(config["seeds"]):
         raise ConfigError("seeds", f"seeds repeat: {config['seeds']}", source)
+    if not NAME_PATTERN.fullmatch(config["name"]):
+        raise ConfigError("name", f"expected a name of letters, digits, '.', '_' and '-' (1-100 characters, "
+                          f"starting with a letter or digit), got {config['name']!r}; it names the output folder",
+                          source)
+    check_output(config, source)
     split = config["dataset"]["protocol"]["split"]
-    if len(split) != 3 or any(s < 0 for s in split) or sum(split) <= 0:
-        raise ConfigError("dataset.protocol.split", f"expected three non-negative ratios, got {split!r}", source)
+    if len(split) != 3 or sum(split) <= 0:
+        raise ConfigError("dataset.protocol.split", f"expected three ratios (train, valid, test), got {split!r}",
+                          source)
+    for i, part in enumerate(("train", "valid", "test")):
+        if split[i] <= 0:  # no valid split: early stopping reads nothing; no test split: NaN metrics
+            raise ConfigError("dataset.protocol.split", f"the {part} ratio must be > 0 (early stopping reads the "
+                              f"valid split, the report the test split), got {split!r}", source)
     sparse = config["dataset"].get("sparse")
     if sparse is not None and not 0 < sparse.get("keep", 1.0) <= 1:
         raise ConfigError("dataset.sparse.keep", f"expected a fraction in (0, 1], got {sparse.get('keep')!r}", source)
@@ -347,8 +412,6 @@ def validate(config: dict, registry=None, source: str | None = None) -> None:
     device = config["device"]
     if not (device in ("auto", "cpu", "cuda") or device.startswith("cuda:") and device[5:].isdigit()):
         raise ConfigError("device", f"expected auto, cpu, cuda or cuda:N, got {device!r}", source)
-    if config["train"]["epochs"] <= 0 or config["train"]["batch_size"] <= 0:
-        raise ConfigError("train", "epochs and batch_size must be positive", source)
     names = method_names(config)
     reference = config["evaluation"].get("reference")
     if reference is not None and reference not in names:
@@ -381,6 +444,27 @@ def validate(config: dict, registry=None, source: str | None = None) -> None:
     validate_tuning(config, source)
     if registry is not None:
         validate_components(config, registry, source)
+
+
+def check_output(config: dict, source: str | None = None) -> None:
+    """Output stays under the working directory unless ``output.dir`` is an explicit absolute path."""
+    from pathlib import PurePath
+
+    out = config["output"]
+    try:
+        folder = out["dir"].format(name=config["name"])
+    except (KeyError, IndexError, ValueError, AttributeError) as exc:
+        raise ConfigError("output.dir", f"{out['dir']!r}: the only placeholder allowed is {{name}} (write {{{{ "
+                          f"and }}}} for literal braces); got {type(exc).__name__}: {exc}", source) from None
+    if not folder.strip():
+        raise ConfigError("output.dir", "is empty; expected a folder such as runs/{name}", source)
+    if not PurePath(folder).is_absolute() and ".." in PurePath(folder).parts:
+        raise ConfigError("output.dir", f"{folder!r} leaves the working directory through '..'; give an "
+                          "absolute path to write outside it", source)
+    store = out["store"]
+    if not store or PurePath(store).name != store or store in (".", ".."):
+        raise ConfigError("output.store", f"expected a file name inside output.dir (like runs.sqlite), got {store!r}",
+                          source)
 
 
 def check_pooling(entry: dict, cls, path: str, source: str | None = None) -> None:

@@ -68,6 +68,7 @@ class Registry:
                 raise ComponentDefinitionError(
                     f"plugin {plugin!r}: {kind} {cls.name!r} has no 'description'"
                 )
+            _check_declarations(cls, plugin)
             existing = self.entries[kind].get(cls.name)
             if existing is not None:
                 raise DuplicateComponentError(kind, cls.name, existing.plugin, plugin)
@@ -79,6 +80,7 @@ class Registry:
     def names(self, kind: str) -> list[str]:
         return sorted(self.entries[kind])
 
+
     def get(self, kind: str, name: str, path: str | None = None) -> type:
         """The class registered as ``name``; an unknown name lists the available ones."""
         try:
@@ -89,3 +91,21 @@ class Registry:
     def all(self, kind: str | None = None) -> list[Entry]:
         kinds = [kind] if kind else list(BASE_CLASSES)
         return [self.entries[k][n] for k in kinds for n in sorted(self.entries[k])]
+
+
+def _check_declarations(cls, plugin: str) -> None:
+    """Option declarations are checked when a component registers, not when a run uses it."""
+    from .components import declared_options
+    from .errors import ConfigError
+
+    if not isinstance(getattr(cls, "defaults", None), dict):
+        raise ComponentDefinitionError(f"plugin {plugin!r}: {cls.kind} {cls.name!r}: 'defaults' must be a dict")
+    for key, option in declared_options(cls).items():
+        if not isinstance(key, str) or not key.isidentifier():
+            raise ComponentDefinitionError(f"plugin {plugin!r}: {cls.kind} {cls.name!r}: option name {key!r} "
+                                           "must be an identifier")
+        try:
+            option.check(option.default, key)
+        except ConfigError as exc:
+            raise ComponentDefinitionError(f"plugin {plugin!r}: {cls.kind} {cls.name!r}: the default of option "
+                                           f"{key!r} is outside its own declaration ({exc})") from None

@@ -21,7 +21,9 @@ How it works (``run_benchmark`` calls :func:`tune_methods` before the grid):
   and the budget go to the run store's ``tuning`` meta for the report.
 
 A trial whose run fails counts against the budget (it was spent); a trial cut
-short by Ctrl-C does not.
+short by Ctrl-C does not: it is marked FAIL (user attribute ``interrupted``),
+never left RUNNING, and the KeyboardInterrupt goes on up (``xdplug run``
+exits 130). Nothing on a trial's path catches KeyboardInterrupt.
 
 Importing this module does not import Optuna.
 """
@@ -214,13 +216,15 @@ def _component_params(kind: str, entry: dict, registry) -> dict[str, dict | None
     """``params`` sub-path prefix -> the option defaults it may set (None: any key)."""
     from .model.transfer import ModelOptions
 
+    from .components import declared_options
+
     if kind == "baseline":
         cls = registry.get("baseline", entry["baseline"])
-        return {"params": None if cls.open_params else dict(cls.defaults)}
-    out = {"params.model": dict(ModelOptions.defaults)}
+        return {"params": None if cls.open_params else declared_options(cls)}
+    out = {"params.model": declared_options(ModelOptions)}
     for part in ("encoder", "fusion", "adaptation"):
         cls = registry.get(part, entry[part])
-        out[f"params.{part}"] = None if cls.open_params else dict(cls.defaults)
+        out[f"params.{part}"] = None if cls.open_params else declared_options(cls)
     return out
 
 
@@ -237,9 +241,17 @@ def param_problem(kind: str, entry: dict, param: str, dist: dict, registry) -> s
         return None
     if key not in defaults:
         return f"no such option; allowed under {prefix}: {', '.join(sorted(defaults)) or '(none)'}"
-    default = defaults[key]
-    if isinstance(default, int) and not isinstance(default, bool) and dist.get("type") in ("uniform", "loguniform"):
+    option = defaults[key]
+    default = option.default
+    integer = option.types() == (int,) or isinstance(default, int) and not isinstance(default, bool)
+    if integer and dist.get("type") in ("uniform", "loguniform"):
         return f"is an integer option (default {default!r}); use type: int or categorical"
+    # every value the search can draw must be a value the option accepts
+    for value in (dist.get("choices") or []) + [dist[b] for b in ("low", "high") if b in dist]:
+        try:
+            option.check(value, param)
+        except ConfigError as exc:
+            return f"the search space reaches {value!r}, outside the option: {str(exc).split(': ', 1)[-1]}"
     return None
 
 
@@ -508,9 +520,10 @@ def tune_methods(config: dict, store, executor, specs: list, todo: list, registr
                 mt = methods[name]
                 for _ in range(min(per_method, remaining[name])):
                     trial = studies[name].ask()
+                    run_id = f"{studies[name].study_name}#{trial.number}"
+                    asked[run_id] = (name, trial, None)  # from here on an interrupt marks it FAIL
                     params = suggest(trial, mt.space)
                     spec = next(s for s in specs if s.method == name)
-                    run_id = f"{studies[name].study_name}#{trial.number}"
                     batch.append(replace(spec, run_id=run_id, seed=seed, entry=apply_params(mt.entry, params),
                                          evaluate_test=False))
                     asked[run_id] = (name, trial, params)
@@ -523,7 +536,7 @@ def tune_methods(config: dict, store, executor, specs: list, todo: list, registr
                 nonlocal failures
                 from optuna.trial import TrialState
 
-                name, trial, params = asked.pop(spec.run_id)
+                name, trial, params = asked[spec.run_id]  # popped once told: an interrupt before marks it FAIL
                 study, mt = studies[name], methods[name]
                 trial.set_user_attr("time_s", record.get("time_s"))
                 status = record.get("status")
@@ -540,16 +553,17 @@ def tune_methods(config: dict, store, executor, specs: list, todo: list, registr
                         reason = f"validation metric {mt.metric!r} missing from the run's metrics"
                     trial.set_user_attr("error", str(reason).splitlines()[0][:500])
                     study.tell(trial, state=TrialState.FAIL)
+                asked.pop(spec.run_id)
                 bar.update(1)
                 bar.set_postfix_str(f"{name} #{trial.number} failed={failures}")
 
             executor.run(batch, on_start, on_done,
                          progress=(lambda m: bar.set_postfix_str(m)) if progress else None)
-    except BaseException:
+    except BaseException:  # Ctrl-C (KeyboardInterrupt) or a failing callback: re-raised below
         from optuna.trial import TrialState
 
         for name, trial, _ in asked.values():  # interrupted: leave no running trial; not counted
-            try:
+            try:  # a trial told already (interrupted right after its tell) refuses both: skipped
                 trial.set_user_attr("interrupted", True)
                 studies[name].tell(trial, state=TrialState.FAIL)
             except Exception:  # pragma: no cover - best effort on the way out

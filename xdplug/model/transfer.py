@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..options import Bool, Choice, Float, Int, split_declarations
 from .batches import Histories, split_holdout
 
 logger = logging.getLogger(__name__)
@@ -34,42 +35,34 @@ class ModelOptions:
     kind = "model"
     name = "transfer"
     open_params = False
-    defaults = {
-        "family": "embedding",  # embedding (this model) or ease (closed-form item-item, model/linear.py)
-        "reg_weight": 250.0,  # ease family: L2 weight of the target's item-item matrix
-        "source_reg_weight": 1000.0,  # ease family: L2 weight of the source's item-item matrix
-        "dim": 64,
-        "loss": "softmax",  # softmax (full), sampled_softmax, bpr
-        "negatives": 256,  # sampled_softmax / bpr negatives per user
-        "holdout": 0.25,  # fraction of a user's items held out as targets per step
-        "pooling": "mean",  # mean or attention
-        "adaptor": "linear",  # linear or mlp: text vector -> model dimension
-        "user_tower": "linear",  # identity, linear or mlp over the pooled vector
-        "user_id": False,  # add a learned user-ID term (useful where users overlap)
-        "id_dropout": 0.1,  # probability of hiding an item's ID part during training
-        "item_bias": True,
-        "temperature": 1.0,
-        "batch_users": 256,
-        "epochs": 0,  # 0: use train.epochs
-        "learning_rate": 0.0,  # 0: use train.learning_rate
-        "weight_decay": 0.0,
-        "input_dropout": 0.0,  # dropout on the pooled user vector
-    }
+    _options, defaults = split_declarations({
+        # embedding (this model) or ease (closed-form item-item, model/linear.py)
+        "family": Choice("embedding", ["embedding", "ease"]),
+        "reg_weight": Float(250.0, 0, 1e9, low_open=True),  # ease family: L2 weight of the target's item-item matrix
+        "source_reg_weight": Float(1000.0, 0, 1e9, low_open=True),  # ease family: L2 weight of the source's matrix
+        "dim": Int(64, 1, 4096),
+        "loss": Choice("softmax", ["softmax", "sampled_softmax", "bpr"]),
+        "negatives": Int(256, 1, 1_000_000),  # sampled_softmax / bpr negatives per user
+        "holdout": Float(0.25, 0, 1, high_open=True),  # fraction of a user's items held out as targets per step
+        "pooling": Choice("mean", ["mean", "attention"]),
+        "adaptor": Choice("linear", ["linear", "mlp"]),  # text vector -> model dimension
+        "user_tower": Choice("linear", ["identity", "linear", "mlp"]),  # over the pooled vector
+        "user_id": Bool(False),  # add a learned user-ID term (useful where users overlap)
+        "id_dropout": Float(0.1, 0, 1, high_open=True),  # probability of hiding an item's ID part in training
+        "item_bias": Bool(True),
+        "temperature": Float(1.0, 0, 1000, low_open=True),
+        "batch_users": Int(256, 1, 10_000_000),
+        "epochs": Int(0, 0, 100_000),  # 0: use train.epochs
+        "learning_rate": Float(0.0, 0, 10),  # 0: use train.learning_rate
+        "weight_decay": Float(0.0, 0, 10),
+        "input_dropout": Float(0.0, 0, 1, high_open=True),  # dropout on the pooled user vector
+    })
 
 
 def _check_options(options: dict) -> None:
-    from ..errors import ConfigError
-
-    choices = {"family": ("embedding", "ease"), "loss": ("softmax", "sampled_softmax", "bpr"), "pooling": ("mean", "attention"),
-               "adaptor": ("linear", "mlp"), "user_tower": ("identity", "linear", "mlp")}
-    for key, allowed in choices.items():
-        if options[key] not in allowed:
-            raise ConfigError(f"params.model.{key}", f"expected one of {', '.join(allowed)}, got {options[key]!r}")
-    for key in ("reg_weight", "source_reg_weight"):
-        if not options[key] > 0:
-            raise ConfigError(f"params.model.{key}", f"expected a number > 0, got {options[key]!r}")
-    if not 0 <= options["holdout"] < 1:
-        raise ConfigError("params.model.holdout", f"expected a fraction in [0, 1), got {options['holdout']!r}")
+    """Check already-resolved options again (a model built from a stored spec, not a config)."""
+    for key, option in ModelOptions._options.items():
+        option.check(options.get(key, option.default), f"params.model.{key}")
 
 
 def _make_model_class():

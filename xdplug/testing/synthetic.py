@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..components import DatasetRecipe
+from ..options import Int
 from ..data.raw import RawDomain, RawDomains
 
 GENRES = ["space adventure", "romantic comedy", "crime thriller", "animated family"]
@@ -66,8 +67,9 @@ class SyntheticRecipe(DatasetRecipe):
 
     name = "synthetic"
     description = "Tiny synthetic cross-domain data with shared users and items (for tests and trying plugins)"
-    defaults = {"n_users": 80, "n_source_items": 60, "n_target_items": 40, "n_shared_items": 12,
-                "n_shared_users": 50, "per_user": 14, "seed": 0}
+    defaults = {"n_users": Int(80, 1, 100_000), "n_source_items": Int(60, 1, 100_000),
+                "n_target_items": Int(40, 1, 100_000), "n_shared_items": Int(12, 0, 100_000),
+                "n_shared_users": Int(50, 0, 100_000), "per_user": Int(14, 1, 10_000), "seed": Int(0, 0, 2**32 - 1)}
 
     def origin(self) -> str:
         return "generated in memory"

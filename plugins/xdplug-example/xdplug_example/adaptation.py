@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 from xdplug.components import Adaptation
-from xdplug.errors import ConfigError
+from xdplug.options import Float, Int
 
 
 class Warmup(Adaptation):
     name = "example-warmup"
     description = "A few epochs on the source, then target training until validation stops improving (example plugin)"
-    defaults = {"source_epochs": 2, "target_learning_rate": 0.0}
-
-    def __init__(self, params: dict | None = None, path: str | None = None):
-        super().__init__(params, path)
-        if self.params["source_epochs"] < 1:
-            raise ConfigError(f"{path or 'adaptation'}.source_epochs",
-                              f"expected at least 1, got {self.params['source_epochs']!r}")
+    defaults = {"source_epochs": Int(2, 1, 10_000),
+                "target_learning_rate": Float(0.0, 0, 10, help="0: the config's train.learning_rate")}
 
     def fit(self, session):
         # phase 1: the source only, validated on held-out source interactions,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from xdplug.components import Baseline
+from xdplug.options import Int
 
 
 class RandomScorer:
@@ -31,7 +32,7 @@ class RandomScorer:
 class RandomBaseline(Baseline):
     name = "example-random"
     description = "Uniformly random scores, seeded by the run's seed (example plugin)"
-    defaults = {"seed_offset": 0}
+    defaults = {"seed_offset": Int(0, 0, 2**31)}
 
     def fit(self, ctx, pooled=False):
         return RandomScorer(ctx.data.n_target_items, ctx.seed + self.params["seed_offset"], ctx.device)

@@ -9,14 +9,16 @@ would read them in ``load`` (``cache_dir`` is a folder it may keep downloads in)
 from __future__ import annotations
 
 from xdplug.components import DatasetRecipe
+from xdplug.options import Int
 from xdplug.errors import ConfigError
 
 
 class ExampleSynthetic(DatasetRecipe):
     name = "example-synthetic"
     description = "Generated genre-taste data, smaller than `synthetic`, with shared users and items (example plugin)"
-    defaults = {"n_users": 60, "n_source_items": 50, "n_target_items": 30, "n_shared_items": 8,
-                "n_shared_users": 40, "per_user": 12, "seed": 1}
+    defaults = {"n_users": Int(60, 1, 100_000), "n_source_items": Int(50, 1, 100_000),
+                "n_target_items": Int(30, 1, 100_000), "n_shared_items": Int(8, 0, 100_000),
+                "n_shared_users": Int(40, 0, 100_000), "per_user": Int(12, 1, 10_000), "seed": Int(1, 0, 2**32 - 1)}
 
     def __init__(self, params: dict | None = None, path: str | None = None):
         super().__init__(params, path)

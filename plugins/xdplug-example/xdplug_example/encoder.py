@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from xdplug.components import Encoder
-from xdplug.errors import ConfigError
+from xdplug.options import Bool, Int
 
 _WORD = re.compile(r"[0-9a-z]+")
 
@@ -56,15 +56,8 @@ class HashedBagOfWords(Encoder):
     name = "example-hashed-bow"
     role = "text"
     description = "Hashed bag-of-words of the item text (signed hashing trick, L2-normalised; example plugin)"
-    defaults = {"dim": 256, "bigrams": False, "seed": 0}
-
-    def __init__(self, params: dict | None = None, path: str | None = None):
-        super().__init__(params, path)
-        # checks beyond the type of each option belong here, with the option's key path
-        if self.params["dim"] < 1:
-            raise ConfigError(f"{path or 'encoder'}.dim", f"expected a positive integer, got {self.params['dim']!r}")
-        if not 0 <= self.params["seed"] < 2**63:
-            raise ConfigError(f"{path or 'encoder'}.seed", f"expected 0 <= seed < 2**63, got {self.params['seed']!r}")
+    # declared once: the engine refuses a value outside these ranges when the config is validated
+    defaults = {"dim": Int(256, 1, 65536), "bigrams": Bool(False), "seed": Int(0, 0, 2**63 - 1)}
 
     def build(self, catalog, device):
         table = hashed_bow(catalog.texts, self.params["dim"], self.params["bigrams"], self.params["seed"])

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from xdplug.components import Fusion
+from xdplug.options import Float
 
 
 class _Sum(nn.Module):
@@ -23,7 +24,7 @@ class SumFusion(Fusion):
     name = "example-sum"
     description = "text + id_scale * id; untrained IDs add nothing (example plugin)"
     uses = frozenset({"text", "id"})
-    defaults = {"id_scale": 1.0}
+    defaults = {"id_scale": Float(1.0, 0, 1000)}
 
     def build(self, dim):
         return _Sum(self.params["id_scale"])

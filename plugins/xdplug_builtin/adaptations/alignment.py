@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xdplug.components import Adaptation
+from xdplug.options import Choice, Float, Int
 
 
 class GradientReversal(torch.autograd.Function):
@@ -53,7 +54,7 @@ def coral(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 class DANN(Adaptation):
     name = "dann"
     description = "Joint training plus a domain classifier on user vectors behind gradient reversal"
-    defaults = {"weight": 0.1, "source_weight": 0.5, "hidden": 64}
+    defaults = {"weight": Float(0.1, 0, 1e6), "source_weight": Float(0.5, 0, 1e6), "hidden": Int(64, 1, 65536)}
 
     def fit(self, session):
         model = session.model
@@ -76,7 +77,7 @@ class DANN(Adaptation):
 class MMDAlignment(Adaptation):
     name = "mmd"
     description = "Joint training plus kernel MMD between source and target user vectors (CORAL as an option)"
-    defaults = {"weight": 0.1, "source_weight": 0.5, "kind": "mmd"}
+    defaults = {"weight": Float(0.1, 0, 1e6), "source_weight": Float(0.5, 0, 1e6), "kind": Choice("mmd", ["mmd", "coral"])}
 
     def fit(self, session):
         weight = self.params["weight"]
@@ -92,4 +93,4 @@ class MMDAlignment(Adaptation):
 class CoralAlignment(MMDAlignment):
     name = "coral"
     description = "Joint training plus CORAL (covariance alignment) of source and target user vectors"
-    defaults = {"weight": 1.0, "source_weight": 0.5, "kind": "coral"}
+    defaults = {"weight": Float(1.0, 0, 1e6), "source_weight": Float(0.5, 0, 1e6), "kind": Choice("coral", ["mmd", "coral"])}

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from xdplug.components import Adaptation
+from xdplug.options import Float
 
 
 def consistency_kl(student_scores: torch.Tensor, teacher_scores: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -22,7 +23,7 @@ def consistency_kl(student_scores: torch.Tensor, teacher_scores: torch.Tensor, t
 class Consistency(Adaptation):
     name = "consistency"
     description = "Pretrain on the source, then fine-tune with KL(teacher || student) on shared items"
-    defaults = {"weight": 1.0, "temperature": 1.0}
+    defaults = {"weight": Float(1.0, 0, 1e6), "temperature": Float(1.0, 0, 1000, low_open=True)}
 
     def fit(self, session):
         session.train(["source"], phase="source", validate_on="source")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from xdplug.components import Adaptation
+from xdplug.options import Float
 
 
 class TargetOnly(Adaptation):
@@ -28,7 +29,7 @@ class ZeroShot(Adaptation):
 class Finetune(Adaptation):
     name = "finetune"
     description = "Pretrain on the source, then train everything on the target"
-    defaults = {"target_learning_rate": 0.0}
+    defaults = {"target_learning_rate": Float(0.0, 0, 10, help="0: the phase's own learning rate")}
 
     def fit(self, session):
         session.train(["source"], phase="source", validate_on="source")
@@ -68,7 +69,7 @@ def l2sp_penalty(model, anchor: dict[str, torch.Tensor]) -> torch.Tensor:
 class L2SP(Adaptation):
     name = "l2sp"
     description = "Fine-tune with lambda * ||theta_t - theta_s||^2 towards the pretrained weights"
-    defaults = {"weight": 0.01}
+    defaults = {"weight": Float(0.01, 0, 1e9)}
 
     def fit(self, session):
         session.train(["source"], phase="source", validate_on="source")
@@ -81,7 +82,7 @@ class L2SP(Adaptation):
 class Joint(Adaptation):
     name = "joint"
     description = "Multi-task training on both domains at once, one loss weight per domain"
-    defaults = {"source_weight": 0.5, "target_weight": 1.0}
+    defaults = {"source_weight": Float(0.5, 0, 1e6), "target_weight": Float(1.0, 0, 1e6)}
 
     def fit(self, session):
         session.train(["source", "target"], phase="joint",

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from xdplug.components import Baseline
+from xdplug.options import Int
 from xdplug.errors import NotApplicableError
 
 
@@ -35,7 +36,7 @@ class _MatrixScorer:
 class TextKNN(Baseline):
     name = "text-knn"
     description = "Mean cosine similarity of an item's text vector to the user's training items"
-    defaults = {"neighbors": 0, "encoder": {}}
+    defaults = {"neighbors": Int(0, 0, 1_000_000, help="0: every item"), "encoder": {}}
 
     def fit(self, ctx, pooled: bool = False):
         from xdplug_builtin.encoders.bert import BertEncoder

@@ -19,6 +19,7 @@ tuned weight is the control a strategy has to beat.
 from __future__ import annotations
 
 import logging
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -27,14 +28,69 @@ import torch
 import yaml
 
 from xdplug.components import Baseline
+from xdplug.options import Bool, Choice, Float, Int, List, Option, Str
 from xdplug.training import fit_recbole, quick_metric, rank_split, recbole_data
 
 logger = logging.getLogger(__name__)
 
 MODELS = ("Pop", "ItemKNN", "BPR", "NeuMF", "LightGCN", "NGCF", "EASE", "MultiVAE", "MultiDAE",
           "SimpleX", "ENMF", "DMF", "NNCF", "LINE", "SpectralCF", "GCMC")
-TRAINING_KEYS = ("learning_rate", "epochs", "train_batch_size", "weight_decay", "train_neg_sample_args",
-                 "stopping_step", "eval_step", "clip_grad_norm")
+
+
+_YAML11_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+#: the training options every RecBole baseline takes (None: the value of the config's ``train`` block)
+TRAINING_OPTIONS = {
+    "learning_rate": Float(None, 0, 10, low_open=True),
+    "epochs": Int(None, 1, 100_000),
+    "train_batch_size": Int(None, 1, 10_000_000),
+    "weight_decay": Float(None, 0, 10),
+    "train_neg_sample_args": Option(None, type=dict, nullable=True),
+    "stopping_step": Int(None, 1, 100_000),
+    "eval_step": Int(None, 1, 100_000),
+    "clip_grad_norm": Option(None, type=dict, nullable=True),
+}
+TRAINING_KEYS = tuple(TRAINING_OPTIONS)
+
+#: RecBole's string options: the values its models accept
+_STRING_CHOICES = {
+    "accum": ("stack", "sum"),
+    "aggregator": ("mean", "user_attention", "self_attention"),
+    "knn_method": ("user", "item"),
+    "neigh_info_method": ("random", "knn", "louvain"),
+    "inter_matrix_type": ("01", "rating"),
+}
+
+
+def _declare(key: str, value):
+    """An :class:`Option` for one of RecBole's model options, from its name and default.
+
+    RecBole declares no ranges; these are the ranges in which its models compute
+    something meaningful (a dropout is a probability, a size is positive).
+    """
+    if key in _STRING_CHOICES:
+        return Choice(value, _STRING_CHOICES[key])
+    if key == "use_pretrain":  # NeuMF would torch.load (unpickle) the files named by *_pretrain_path
+        return Choice(False, [False], help="loading pretrained NeuMF parts (a pickle) is not supported")
+    if key.endswith("_pretrain_path"):
+        return Str(value, nullable=True)
+    if key == "order":  # LINE: first- or second-order proximity
+        return Choice(value, [1, 2])
+    if isinstance(value, bool):
+        return Bool(value)
+    if isinstance(value, list):
+        return List(value, int, 1, 65536)
+    if isinstance(value, int):
+        return Int(value, 0 if key == "negative_weight" else 1, 10_000_000)
+    if isinstance(value, float):
+        if "dropout" in key:
+            return Float(value, 0, 1, high_open=True)
+        if key in ("margin",):
+            return Float(value, -1, 1)
+        if key in ("anneal_cap", "gamma"):
+            return Float(value, 0, 1)
+        return Float(value, 0, 1e9)
+    return value
 
 
 def _yaml_defaults(model: str) -> dict:
@@ -44,11 +100,8 @@ def _yaml_defaults(model: str) -> dict:
     values = yaml.safe_load(path.read_text()) if path.is_file() else None
     out = {}
     for key, value in (values or {}).items():
-        if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                pass
+        if isinstance(value, str) and _YAML11_FLOAT.fullmatch(value):  # '1e-5': a float YAML 1.1 missed
+            value = float(value)
         out[key] = value
     return out
 
@@ -221,10 +274,10 @@ class RecboleBaseline(Baseline):
 def recbole_baselines() -> list[type]:
     classes = []
     for model in MODELS:
-        defaults = _yaml_defaults(model)
-        defaults.update({key: None for key in TRAINING_KEYS})
-        if model == "EASE":
-            defaults["source_weight"] = None  # pooled only: weight of the source's rows
+        defaults = {key: _declare(key, value) for key, value in _yaml_defaults(model).items()}
+        defaults.update(TRAINING_OPTIONS)
+        if model == "EASE":  # pooled only: weight of the source's rows
+            defaults["source_weight"] = Float(None, 0, 1e6, low_open=True)
         cls = type(f"Recbole{model}Baseline", (RecboleBaseline,), {
             "name": model,
             "model_name": model,

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from xdplug.components import Encoder
+from xdplug.options import Bool, Choice, Int
 from xdplug.errors import ConfigError
 from xdplug.textcache import TextEmbeddingCache, text_key
 
@@ -245,16 +246,17 @@ class BertEncoder(Encoder):
     description = "BERT-family text embeddings (default all-MiniLM-L6-v2, offline), disk-cached; optional fine-tuning of the last layers"
     defaults = {
         "model": "",  # "" = bundled all-MiniLM-L6-v2; else a local HF directory or a hub id (online)
-        "pooling": "mean",  # mean | cls
-        "max_length": 64,
-        "batch_size": 0,  # 0 = auto (token budget sized for the device)
+        "pooling": Choice("mean", POOLINGS),
+        "max_length": Int(64, 2, 8192),
+        "batch_size": Int(0, 0, 1_000_000, help="0 = auto (token budget sized for the device)"),
         "device": "auto",  # auto | cpu | cuda | cuda:N
-        "dtype": "auto",  # auto (fp16 autocast on CUDA, fp32 on CPU) | float32 | float16 | bfloat16
-        "cache": True,
-        "finetune_layers": 0,  # 0 = frozen; N > 0 trains the last N transformer layers
-        "whiten": "none",  # none | pca | whiten (fitted on the catalog's texts; frozen only)
-        "whiten_dim": 0,  # 0 = keep every direction
-        "normalize": False,  # L2-normalise output vectors
+        # auto (fp16 autocast on CUDA, fp32 on CPU) | float32 | float16 | bfloat16
+        "dtype": Choice("auto", DTYPES),
+        "cache": Bool(True),
+        "finetune_layers": Int(0, 0, 1000, help="0 = frozen; N > 0 trains the last N transformer layers"),
+        "whiten": Choice("none", WHITEN),  # none | pca | whiten (fitted on the catalog's texts; frozen only)
+        "whiten_dim": Int(0, 0, 100_000, help="0 = keep every direction"),
+        "normalize": Bool(False),  # L2-normalise output vectors
     }
 
     def __init__(self, params: dict | None = None, path: str | None = None):

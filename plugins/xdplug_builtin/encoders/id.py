@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from xdplug.components import Encoder
+from xdplug.options import Float, Int
 
 
 class IdEmbedding(nn.Embedding):
@@ -19,7 +20,7 @@ class IdEncoder(Encoder):
     name = "id"
     role = "id"
     description = "Learned ID embeddings per item; aligned items share a row, so IDs transfer where items overlap"
-    defaults = {"dim": 0, "init_std": 0.05}
+    defaults = {"dim": Int(0, 0, 4096, help="0: the model dimension"), "init_std": Float(0.05, 0, 10)}
 
     def build(self, catalog, device):
         table = IdEmbedding(len(catalog), self.params["dim"] or 64)

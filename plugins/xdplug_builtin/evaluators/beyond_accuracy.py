@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from xdplug.components import Evaluator
+from xdplug.options import Bool, Float
 from xdplug.errors import ConfigError
 
 from .ranking import mean
@@ -83,7 +84,7 @@ class BeyondAccuracyEvaluator(Evaluator):
 
     name = "beyond-accuracy"
     description = "Item coverage, Gini index, average popularity and long-tail share at each K"
-    defaults = {"tail_ratio": 0.1, "unseen_is_tail": True}
+    defaults = {"tail_ratio": Float(0.1, 0, 1), "unseen_is_tail": Bool(True)}
     scope = "run"
 
     def __init__(self, params: dict | None = None, path: str | None = None):

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from xdplug.components import Evaluator
+from xdplug.options import List
 
 from .ranking import check_metric_names, hit_matrix, mean, per_user_metrics
 
@@ -66,7 +67,7 @@ class ColdStartEvaluator(Evaluator):
 
     name = "cold-start"
     description = "Metrics by user training-interaction group and on cold (target-unseen) items"
-    defaults = {"metrics": ["ndcg", "recall", "hit"]}
+    defaults = {"metrics": List(["ndcg", "recall", "hit"], str)}
     scope = "run"
 
     def __init__(self, params: dict | None = None, path: str | None = None):

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from xdplug.components import Evaluator
+from xdplug.options import List
 from xdplug.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -111,7 +112,7 @@ class RankingEvaluator(Evaluator):
 
     name = "ranking"
     description = "RecBole's full-sort Recall, NDCG, MRR, Hit and Precision at each K"
-    defaults = {"metrics": list(METRICS)}
+    defaults = {"metrics": List(list(METRICS), str)}
     scope = "run"
 
     def __init__(self, params: dict | None = None, path: str | None = None):

@@ -32,6 +32,7 @@ import numpy as np
 from scipy import stats
 
 from xdplug.components import Evaluator
+from xdplug.options import Float, List
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ class SignificanceEvaluator(Evaluator):
 
     name = "significance"
     description = "Paired per-user t-test and Wilcoxon vs the reference, Holm-corrected, with effect sizes"
-    defaults = {"metrics": ["ndcg@10", "recall@10"], "alpha": 0.05}
+    defaults = {"metrics": List(["ndcg@10", "recall@10"], str), "alpha": Float(0.05, 0, 1, low_open=True, high_open=True)}
     scope = "report"
 
     def compare(self, runs: list[dict], reference: str) -> list[dict]:

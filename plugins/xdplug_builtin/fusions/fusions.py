@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from xdplug.components import Fusion
+from xdplug.options import Bool, Float, Int
 
 
 def _masked_ids(ids: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
@@ -67,7 +68,7 @@ class _Weighted(nn.Module):
 class WeightedFusion(Fusion):
     name = "weighted"
     description = "alpha * text + (1 - alpha) * id, alpha fixed or learned; text alone for untrained IDs"
-    defaults = {"alpha": 0.5, "learn_alpha": True}
+    defaults = {"alpha": Float(0.5, 0, 1), "learn_alpha": Bool(True)}
 
     def build(self, dim):
         return _Weighted(self.params["alpha"], self.params["learn_alpha"])
@@ -86,7 +87,7 @@ class _Concat(nn.Module):
 class ConcatFusion(Fusion):
     name = "concat"
     description = "Concatenate text and ID (plus an ID-known flag) through an MLP, residual on text"
-    defaults = {"hidden": 0}
+    defaults = {"hidden": Int(0, 0, 65536, help="0: the model dimension")}
 
     def build(self, dim):
         return _Concat(dim, self.params["hidden"] or 2 * dim)
