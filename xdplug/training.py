@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +39,8 @@ class FitContext:
     train: dict
     evaluation: dict
     workdir: Path
-    #: per-epoch records {"phase", "epoch", "loss", "valid", "seconds"}
+    #: per-epoch records {"phase", "epoch", "loss", "valid", "seconds"}; the point of a phase's
+    #: best validation epoch (the state kept) also has ``"best": True``
     curves: list = field(default_factory=list)
     progress: Callable[[str], None] | None = None
     tensorboard_dir: Path | None = None
@@ -341,7 +343,67 @@ def fit_recbole(ctx: FitContext, config, model, train_loader, validate: Callable
         config.final_config_dict["eval_step"] = 1
     trainer = XTrainer(config, model, validate, ctx.curves, phase, params=params,
                        tensorboard_dir=(ctx.tensorboard_dir / phase) if ctx.tensorboard_dir else None)
+    start = len(ctx.curves)
     trainer.fit(train_loader, valid_data=True, verbose=False, saved=True, show_progress=False)
     trainer.restore_best()
     trainer.tensorboard.close()
+    points = ctx.curves[start:]
+    for point in points:  # the epoch whose state was kept
+        if point.get("valid") is not None and point.get("epoch") == trainer.best_epoch:
+            point["best"] = True
+    trainer.learning_problem = learning_problem(points, phase)
+    if trainer.learning_problem:
+        ctx.log(trainer.learning_problem)
     return trainer
+
+
+# -- runs that did not learn -------------------------------------------------------------
+
+#: notes of a run that did not learn start with this (the report lists them apart)
+DID_NOT_LEARN = "did not learn"
+#: a training loss whose relative change from the first to the last epoch is at most this did not move
+LOSS_RTOL = 1e-6
+
+
+def learning_problem(points: list[dict], phase: str | None = None) -> str | None:
+    """Why one training phase's curve says the model did not learn, or None.
+
+    Only a phase trained for more than one epoch can be judged (closed-form and
+    one-epoch models never are): its training loss is NaN or infinite, or did
+    not move (relative change from the first to the last epoch at most
+    :data:`LOSS_RTOL`), or it was validated more than once and no later
+    validation score beat the first one (training never improved on its
+    start: early stopping at initialisation; a tie is no improvement).
+    """
+    points = sorted(points, key=lambda p: p.get("epoch") or 0)
+    epochs = len({p.get("epoch") for p in points})
+    if epochs < 2:
+        return None
+    where = f" ({phase} phase)" if phase else ""
+    losses = [(p.get("epoch"), float(p["loss"])) for p in points if p.get("loss") is not None]
+    bad = next(((e, x) for e, x in losses if not math.isfinite(x)), None)
+    if bad is not None:
+        return f"{DID_NOT_LEARN}: training loss {bad[1]} at epoch {bad[0]} of {epochs}{where}"
+    if len(losses) >= 2:
+        first, last = losses[0][1], losses[-1][1]
+        if abs(last - first) <= LOSS_RTOL * max(abs(first), abs(last)):
+            return f"{DID_NOT_LEARN}: training loss constant at {first:.6g} over {epochs} epochs{where}"
+    scores = [(p.get("epoch"), float(p["valid"])) for p in points if p.get("valid") is not None]
+    scores = [(e, v) for e, v in scores if math.isfinite(v)]
+    if len(scores) >= 2 and max(v for _, v in scores[1:]) <= scores[0][1]:
+        return (f"{DID_NOT_LEARN}: best validation score at epoch {scores[0][0]} of {epochs}{where}, "
+                f"{scores[0][1]:.4f}, never beaten")
+    return None
+
+
+def learning_problems(curves: list[dict]) -> list[str]:
+    """:func:`learning_problem` of every phase of a run's curves (a phase restarts when its epoch does)."""
+    groups: list[list[dict]] = []
+    for point in curves:
+        last = groups[-1][-1] if groups else None
+        if last is None or last.get("phase") != point.get("phase") or \
+                (point.get("epoch") or 0) <= (last.get("epoch") or 0):
+            groups.append([])
+        groups[-1].append(point)
+    problems = [learning_problem(g, g[0].get("phase")) for g in groups]
+    return [p for p in problems if p]

@@ -71,6 +71,21 @@ def short_error(error: Any, width: int = 120) -> str:
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
+#: how a run's ``notes`` start when training did not learn (the runner's flag; xdplug.training.DID_NOT_LEARN)
+LEARNING_FLAG = "did not learn"
+#: the marker next to a method in the results table when one of its runs did not learn
+LEARNING_MARKER = "†"
+
+
+def note_parts(run: dict) -> list[str]:
+    """A run's notes, one per part (the runner joins several with ``"; "``)."""
+    return [part.strip() for part in str(run.get("notes") or "").split("; ") if part.strip()]
+
+
+def is_learning_flag(note: str) -> bool:
+    return note.startswith(LEARNING_FLAG + ":")
+
+
 @dataclass
 class Stat:
     """Mean ± sample std (ddof=1) of one metric over the finished seeds; ``std`` is None for one seed."""
@@ -126,13 +141,24 @@ class MethodSummary:
 
     @property
     def notes(self) -> list[str]:
-        """Distinct run notes (e.g. "cannot score cold items (ID-only)"), in order."""
+        """Distinct run notes (e.g. "cannot score cold items (ID-only)"), in order; not the did-not-learn flags."""
         seen: list[str] = []
         for run in self.runs:
-            note = (run.get("notes") or "").strip()
-            if note and note not in seen:
-                seen.append(note)
+            for note in note_parts(run):
+                if note not in seen and not is_learning_flag(note):
+                    seen.append(note)
         return seen
+
+    @property
+    def learning_flags(self) -> list[tuple[Any, str]]:
+        """``(seed, reason)`` of every finished run flagged "did not learn" (xdplug.training.learning_problem)."""
+        return [(run.get("seed"), note) for run in self.done_runs for note in note_parts(run)
+                if is_learning_flag(note)]
+
+    @property
+    def n_not_learned(self) -> int:
+        """Finished runs with at least one did-not-learn flag."""
+        return sum(1 for run in self.done_runs if any(is_learning_flag(n) for n in note_parts(run)))
 
     def mean(self, metric: str) -> float | None:
         stat = self.test.get(metric)

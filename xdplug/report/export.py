@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from .aggregate import ReportContext, Stat, as_float, short_error
+from .aggregate import ReportContext, Stat, as_float, is_learning_flag, note_parts, short_error
 
 REPORT_FORMAT = "xdplug-report"
 REPORT_FORMAT_VERSION = 1
@@ -33,10 +33,12 @@ def results_frame(ctx: ReportContext) -> pd.DataFrame:
                 "time_s": as_float(run.get("time_s")),
                 "peak_rss_mb": as_float(run.get("peak_rss_mb")),
                 "error": short_error(run.get("error")) or None,
+                "did_not_learn": "; ".join(n for n in note_parts(run) if is_learning_flag(n)) or None,
             }
             row.update({m: as_float(test.get(m)) for m in ctx.groups.all})
             rows.append(row)
-    columns = ["method", "kind", "seed", "status", "time_s", "peak_rss_mb", "error", *ctx.groups.all]
+    columns = ["method", "kind", "seed", "status", "time_s", "peak_rss_mb", "error", "did_not_learn",
+               *ctx.groups.all]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -112,6 +114,7 @@ def report_json(ctx: ReportContext, verdict: dict, generated_at: str) -> str:
             "n_failed": s.n_failed,
             "n_not_applicable": s.n_not_applicable,
             "notes": s.notes,
+            "did_not_learn": [{"seed": seed, "reason": reason} for seed, reason in s.learning_flags],
             "test": {m: _stat(st) for m, st in s.test.items()},
             "valid": {m: _stat(st) for m, st in s.valid.items()},
             "improvement_over_reference": improvements,

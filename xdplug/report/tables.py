@@ -11,13 +11,17 @@ from typing import Any
 
 from .aggregate import (
     DONE,
+    LEARNING_FLAG,
+    LEARNING_MARKER,
     MethodSummary,
     ReportContext,
     Stat,
     as_float,
     higher_is_better,
     holm_p,
+    is_learning_flag,
     is_significant,
+    note_parts,
     short_error,
 )
 from .blocks import Cell, Table
@@ -97,6 +101,11 @@ def seeds_cell(s: MethodSummary) -> str:
     return f"{text} ({', '.join(extra)})" if extra else text
 
 
+def method_cell(s: MethodSummary) -> str:
+    """The method's name, marked † when one of its finished runs did not learn."""
+    return f"{s.method} {LEARNING_MARKER}" if s.n_not_learned else s.method
+
+
 def kind_cell(ctx: ReportContext, s: MethodSummary) -> str:
     return f"{s.kind} (reference)" if s.method == ctx.reference else s.kind
 
@@ -118,7 +127,7 @@ def main_table(ctx: ReportContext) -> Table:
         columns.append(f"Δ {ctx.primary} vs {ctx.reference}")
     rows = []
     for s in ctx.summaries:
-        row = [Cell(s.method), Cell(kind_cell(ctx, s)), Cell(seeds_cell(s))]
+        row = [Cell(method_cell(s)), Cell(kind_cell(ctx, s)), Cell(seeds_cell(s))]
         row += [Cell(fmt_stat(s.test.get(m)), _is_best(s.mean(m), best.get(m))) for m in metrics]
         if with_delta:
             if s.method == ctx.reference:
@@ -218,10 +227,18 @@ def unfinished_runs(ctx: ReportContext) -> list[dict]:
     return [r for r in ctx.data.get("runs") or [] if r.get("status") != DONE]
 
 
+def run_status(run: dict) -> str:
+    """``done``, ``failed``, ...; ``done (did not learn)`` for a finished run flagged by the runner."""
+    status = str(run.get("status"))
+    if status == DONE and any(is_learning_flag(n) for n in note_parts(run)):
+        return f"{status} ({LEARNING_FLAG})"
+    return status
+
+
 def timings_table(ctx: ReportContext) -> Table:
     """Wall-clock time and peak memory of every run."""
     rows = [
-        [Cell(str(r.get("method"))), Cell(str(r.get("kind"))), Cell(str(r.get("seed"))), Cell(str(r.get("status"))),
+        [Cell(str(r.get("method"))), Cell(str(r.get("kind"))), Cell(str(r.get("seed"))), Cell(run_status(r)),
          Cell(fmt_seconds(r.get("time_s"))), Cell(fmt_num(r.get("peak_rss_mb"), 0))]
         for s in ctx.summaries
         for r in s.runs

@@ -40,6 +40,10 @@ def make_verdict(ctx: ReportContext) -> Verdict:
     ranked = [s for s in ctx.summaries if s.mean(pm) is not None]
     failed = sum(s.n_failed + s.n_not_applicable for s in ctx.summaries)
     tail = f" {failed} run(s) failed or were not applicable; see below." if failed else ""
+    not_learned = [s.method for s in ctx.summaries if s.n_not_learned]
+    if not_learned:
+        tail += (f" {sum(s.n_not_learned for s in ctx.summaries)} finished run(s) did not learn "
+                 f"({', '.join(not_learned)}); their scores are those of a (nearly) untrained model; see below.")
     if not ranked:
         return Verdict(f"No run produced a test {pm or 'metric'}, so there is nothing to compare.{tail}", metric=pm)
 
