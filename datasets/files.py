@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from xdplug.components import DatasetRecipe
-from xdplug.data.raw import RawDomain, RawDomains, read_atomic
+from xdplug.data.raw import RawDomain, RawDomains, read_atomic, refuse_nonfinite
 from xdplug.data.text import normalise_key
 from xdplug.errors import ConfigError, DataError
 
@@ -229,8 +229,10 @@ class DomainSpec:
             as_utc = values.dt.tz_localize("UTC") if values.dt.tz is None else values.dt.tz_convert("UTC")
             return (as_utc - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
         if pd.api.types.is_numeric_dtype(values):
+            refuse_nonfinite(values, values.astype(float), str(file), column)
             return values.astype(float)
         numbers = pd.to_numeric(values, errors="coerce")
+        refuse_nonfinite(values, numbers, str(file), column)  # "inf", "-inf", "nan": parsed, yet no rating
         bad = numbers.isna() & values.notna() & (values.astype(str).str.strip() != "")
         if bad.any() and dates:
             # timestamps may be dates ("2021-03-04 12:00"): seconds since the epoch
@@ -275,8 +277,9 @@ class DomainSpec:
             items = table.drop(columns=[self.item_id_column]).copy()
             for field, column in self.item_fields.items():
                 items[field] = table[column]
+            # repeated item IDs stay: the engine's preparation drops exact repeats and warns
+            # about conflicting ones (xdplug.data.raw.dedupe_items), the same for every recipe
             items.insert(0, "item", ids.astype(str).str.strip())
-            items = items.drop_duplicates("item", keep="first").reset_index(drop=True)
         return RawDomain(self.name, inter, items, str(self.inter_path))
 
 

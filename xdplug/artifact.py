@@ -1029,7 +1029,10 @@ def _read_table(file: Path, what: str):
             except csv.Error:
                 sep = ","
         df = pd.read_csv(file, sep=sep, dtype=str, keep_default_na=False, na_values=[""])
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise DataError(f"cannot read {what}: the file is not UTF-8 text (byte 0x{exc.object[exc.start]:02x}: "
+                        f"{exc.reason}); save it as UTF-8", str(file)) from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise DataError(f"cannot read {what}: {str(exc).strip()}", str(file)) from None
     df.columns = [str(c).strip() for c in df.columns]
     return df
@@ -1038,6 +1041,8 @@ def _read_table(file: Path, what: str):
 def read_new_interactions(file: str | Path, min_rating: float):
     """``user,item[,rating][,timestamp]`` rows; rated rows below ``min_rating`` are not positives."""
     import pandas as pd
+
+    from .data.raw import refuse_nonfinite
 
     file = Path(file).expanduser()
     df = _read_table(file, "the new interactions")
@@ -1054,6 +1059,7 @@ def read_new_interactions(file: str | Path, min_rating: float):
     keep = np.ones(len(df), dtype=bool)
     if "rating" in df.columns:
         ratings = pd.to_numeric(df["rating"], errors="coerce")
+        refuse_nonfinite(df["rating"], ratings, str(file), "rating")  # inf would count as a positive
         bad = ratings.isna() & df["rating"].notna()
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
@@ -1128,7 +1134,7 @@ def update_artifact(path: str | Path, interactions: str | Path, items: str | Pat
     """
     import pandas as pd
 
-    from .data.text import normalise_key, render_texts
+    from .data.text import normalise_key, render_texts, template_fields
     from .plugins import get_plugins
     from .recbole_compat import quiet_recbole_logging
     from .training import fit_recbole, recbole_data
@@ -1151,12 +1157,28 @@ def update_artifact(path: str | Path, interactions: str | Path, items: str | Pat
     config = meta["config"]
     registry = get_plugins().registry
     new, below = read_new_interactions(interactions, config["dataset"]["protocol"]["min_rating"])
+    update_warnings: list[str] = []
     item_table = None
     if items is not None:
         item_table = _read_table(Path(items).expanduser(), "the item table")
         if "item" not in item_table.columns:
             raise DataError(f"missing column 'item'; expected item plus the template's fields "
                             f"({meta.get('text_template')}), found {list(item_table.columns)}", str(items), "item")
+        # the new items' text is rendered from these columns: without any template field every
+        # new item would get the fallback text "item <id>" and a text strategy would learn nothing
+        template = config["dataset"]["text_template"]
+        wanted = template_fields(template)
+        lacking = [name for name in wanted if name not in item_table.columns]
+        if lacking and rec.model.uses_text:
+            found = [c for c in item_table.columns if c != "item"]
+            if len(lacking) == len(wanted):
+                raise DataError(f"the item table has none of the text template's fields ({', '.join(lacking)} "
+                                f"missing; template {template!r}), so every new item would get the fallback text "
+                                f"'item <id>'; found columns {found}: name the columns after the template's "
+                                "fields", str(items), ", ".join(lacking))
+            update_warnings.append(f"{items}: the item table lacks the template field(s) {', '.join(lacking)} "
+                                   f"(template {template!r}); new items' texts leave them out")
+            logger.warning("%s", update_warnings[-1])
         item_table["item"] = item_table["item"].astype(str).str.strip()
         item_table = item_table.drop_duplicates("item", keep="last").reset_index(drop=True)
 
@@ -1228,8 +1250,12 @@ def update_artifact(path: str | Path, interactions: str | Path, items: str | Pat
         present = [item for _, item in new_rows if item in fields]
         if present:
             table = pd.DataFrame([fields[item] for item in present])
-            texts, _ = render_texts(table, config["dataset"]["text_template"],
-                                    {c: c for c in table.columns if c != "item"})
+            texts, fell_back = render_texts(table, config["dataset"]["text_template"],
+                                            {c: c for c in table.columns if c != "item"})
+            if fell_back == len(present) and rec.model.uses_text:
+                raise DataError(f"none of the {len(present)} new item(s) has a value in the text template's fields "
+                                f"(template {config['dataset']['text_template']!r}), so each would get the "
+                                "fallback text 'item <id>'; fill in their fields", str(items), "item")
             for row, item in new_rows:
                 if item in texts:
                     keys["texts"][row] = texts[item]
@@ -1355,7 +1381,7 @@ def update_artifact(path: str | Path, interactions: str | Path, items: str | Pat
             "held_out": int(len(valid_new)), "validation_users": int(len(v_users)),
             "before": before, "after": after, "result": kept, "epochs": epochs,
             "best_epoch": int(getattr(trainer, "best_epoch", -1)), "trained_users": int(len(train_users)),
-            "seconds": seconds,
+            "seconds": seconds, "warnings": update_warnings,
         }
         new_ids = {"align": align, "users": users, "items": items_ids, "item_aliases": ids.get("item_aliases") or {}}
         target = Path(out).expanduser() if out else next_version_path(src)

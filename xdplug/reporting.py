@@ -82,6 +82,7 @@ def report_data(config: dict, store, registry) -> dict:
             "cold_items": summary.get("cold_items"),
             "leakage_removed": summary.get("leakage_removed"),
             "description": summary.get("recipe_description", ""),
+            "warnings": list(summary.get("warnings") or []),
         },
         "seeds": config["seeds"],
         "versions": next((r["versions"] for r in runs if r.get("versions")), library_versions()),

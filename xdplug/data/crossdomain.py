@@ -134,4 +134,5 @@ class CrossDomainData:
                      + (f"; {s['cold_items']} cold items" if s.get("cold_items") else ""))
         lines.append(f"leakage guard removed {s['leakage_removed']} source interactions; "
                      f"{s['text_fallback_items']} items use the fallback text")
+        lines += [f"WARNING: {w}" for w in s.get("warnings") or []]
         return "\n".join(lines)

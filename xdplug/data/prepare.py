@@ -28,16 +28,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..config import canonical_json
+from ..config import DEFAULTS, canonical_json
 from ..errors import DataError
 from .. import paths
-from .raw import RawDomain, RawDomains, drop_duplicate_interactions, validate_inter
-from .text import normalise_key, render_texts
+from .raw import RawDomain, RawDomains, dedupe_items, drop_duplicate_interactions, validate_inter
+from .text import check_template_fields, normalise_key, render_texts
 
 logger = logging.getLogger(__name__)
 
 #: bump when the preparation changes what it writes, so old caches are not reused
-PREP_VERSION = 2
+PREP_VERSION = 3  # 3: item tables deduplicated (first row kept), summary["warnings"]
+
+#: below this fraction of a domain's items with real text (not the fallback) the summary warns
+LOW_TEXT_COVERAGE = 0.5
 
 
 def cache_key(recipe: str, dataset_cfg: dict, recipe_params: dict, seed: int) -> str:
@@ -196,8 +199,36 @@ def _summary(df: pd.DataFrame, texts_ok: int, n_items: int) -> dict:
     }
 
 
+def _dedupe_item_tables(raw: RawDomains, warnings: list[str]) -> tuple[RawDomains, dict]:
+    """Both item tables with one row per item ID; conflicting repeats become warnings."""
+    import dataclasses
+
+    domains, dropped = {}, {}
+    for role in ("source", "target"):
+        domain = getattr(raw, role)
+        items, stats = dedupe_items(domain.items)
+        dropped[role] = stats["identical"] + stats["conflicting_rows"]
+        if stats["conflicting_items"]:
+            n = stats["conflicting_items"]
+            warnings.append(
+                f"{role} domain {domain.name!r}: {n} item ID{'s' if n > 1 else ''} appear{'' if n > 1 else 's'} in "
+                f"several rows of the item table with different fields, e.g. item {stats['example']!r}; the first "
+                f"row of each was kept ({stats['conflicting_rows']} "
+                f"row{'s' if stats['conflicting_rows'] > 1 else ''} dropped)"
+                + (f" [{domain.origin}]" if domain.origin else ""))
+        domains[role] = dataclasses.replace(domain, items=items) if dropped[role] else domain
+    return dataclasses.replace(raw, **domains), dropped
+
+
 def prepare_domains(raw: RawDomains, dataset_cfg: dict, seed: int, workdir: Path) -> dict:
     """Run the whole preparation in memory; returns the arrays and tables to store."""
+    # item tables first: one row per ID, and a template whose fields exist, before any work
+    warnings: list[str] = []
+    raw, item_rows_dropped = _dedupe_item_tables(raw, warnings)
+    template = dataset_cfg["text_template"]
+    # a template the user wrote must name real fields; the default one may name fields the data lacks
+    check_template_fields(template, [raw.source.items, raw.target.items], raw.text_fields,
+                          strict=template != DEFAULTS["dataset"]["text_template"])
     protocol = dataset_cfg["protocol"]
     align = dataset_cfg.get("align", "auto")
     align_users = raw.align_users if align == "auto" else None
@@ -331,6 +362,19 @@ def prepare_domains(raw: RawDomains, dataset_cfg: dict, seed: int, workdir: Path
         "sparse": sparse_cfg,
         "cold_items_config": cold_cfg,
     }
+    for role in ("source", "target"):
+        d = summary["domains"][role]
+        d["item_rows_dropped"] = int(item_rows_dropped[role])
+        if d["items"] and d["text_coverage"] < LOW_TEXT_COVERAGE:
+            with_text = n_text(s_items if role == "source" else t_items)
+            warnings.append(
+                f"low text coverage: only {d['text_coverage']:.0%} of the {role} domain's items ({with_text} of "
+                f"{d['items']}, {d['name']!r}) have text from the item table under dataset.text_template "
+                f"{dataset_cfg['text_template']!r}; the others get the fallback 'item <id>', so text-based methods "
+                "see little more than IDs there")
+    summary["warnings"] = warnings
+    for warning in warnings:
+        logger.warning("%s", warning)
     return {
         "arrays": {
             "target_train": encode(train, tu, ti),

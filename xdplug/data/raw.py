@@ -65,6 +65,7 @@ def validate_inter(df: pd.DataFrame, origin: str) -> pd.DataFrame:
             values = df[column].astype(float)
         except (TypeError, ValueError):
             values = pd.to_numeric(df[column], errors="coerce")
+        refuse_nonfinite(df[column], values, origin, column)
         # a value that did not parse and is not blank is an error; blank means "no value"
         suspect = values.isna() & df[column].notna()
         if suspect.any():
@@ -82,6 +83,55 @@ def validate_inter(df: pd.DataFrame, origin: str) -> pd.DataFrame:
     if df.empty:
         raise DataError("no interactions", origin)
     return df[list(INTER_COLUMNS)].reset_index(drop=True)
+
+
+_NAN_WORDS = ("nan", "+nan", "-nan")
+
+
+def refuse_nonfinite(given: pd.Series, values: pd.Series, origin: str, column: str) -> None:
+    """A DataError when a written value parses to inf, -inf or NaN; a blank cell is no value, not NaN.
+
+    ``given`` is the column as read, ``values`` its numbers. Python parses "inf" and "nan" as
+    floats, so without this an infinite rating would count as a positive and sort first.
+    """
+    numbers = np.asarray(values, dtype=float)
+    bad = np.isinf(numbers)
+    if not pd.api.types.is_numeric_dtype(given):  # a numeric column's NaN is a missing value
+        text = given.astype(str).str.strip().str.lower()
+        bad |= (given.notna() & text.isin(_NAN_WORDS)).to_numpy()
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise DataError(f"{len(rows)} value{'s are' if len(rows) > 1 else ' is'} not a finite number (inf, -inf "
+                        f"or NaN), e.g. {given.iloc[rows[0]]!r} in row {rows[0] + 1}; fix or drop those rows",
+                        origin, column)
+
+
+def dedupe_items(items: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """One row per item ID: repeated identical rows go; of rows that disagree, the first stays.
+
+    Returns the table and ``{"identical": rows dropped as exact repeats, "conflicting_items":
+    IDs whose rows disagree, "conflicting_rows": rows dropped for it, "example": one such ID}``.
+    """
+    stats = {"identical": 0, "conflicting_items": 0, "conflicting_rows": 0, "example": None}
+    if "item" not in items.columns or not len(items):
+        return items, stats
+    ids = items["item"].astype(str)
+    if not ids.duplicated().any():
+        return items, stats
+    view = items.assign(item=ids)
+    try:
+        identical = view.duplicated(keep="first")
+    except TypeError:  # unhashable cells (lists): compare their text
+        identical = view.astype(str).duplicated(keep="first")
+    rest = view[~identical.to_numpy()]
+    conflicting = rest["item"].duplicated(keep="first")
+    stats["identical"] = int(identical.sum())
+    if conflicting.any():
+        stats["conflicting_rows"] = int(conflicting.sum())
+        stats["conflicting_items"] = int(rest.loc[conflicting, "item"].nunique())
+        stats["example"] = str(rest.loc[conflicting, "item"].iloc[0])
+    kept = items[~identical.to_numpy()][~conflicting.to_numpy()]
+    return kept.reset_index(drop=True), stats
 
 
 def drop_duplicate_interactions(df: pd.DataFrame, origin: str, policy: str = "last") -> tuple[pd.DataFrame, int]:

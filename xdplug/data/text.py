@@ -27,6 +27,34 @@ def template_fields(template: str) -> list[str]:
     return fields
 
 
+def check_template_fields(template: str, tables: list[pd.DataFrame], fields: dict[str, str],
+                          strict: bool = True) -> None:
+    """A ConfigError when a placeholder names no field of any item table (after the ``fields`` mapping).
+
+    Otherwise its items would silently render without it, or get the fallback text. With
+    ``strict=False`` (the default template, which the user did not write) only a template none of
+    whose placeholders exists is an error. Skipped when no table describes its items at all (then
+    there is no text to render; the low coverage is warned about instead).
+    """
+    columns = {str(c) for table in tables for c in table.columns} - {"item"}
+    if not columns:
+        return
+    known = columns | {name for name, column in fields.items() if column in columns}
+    names = template_fields(template)
+    unknown = [name for name in names if fields.get(name, name) not in columns]
+    if unknown and (strict or len(unknown) == len(names)):
+        import difflib
+
+        hints = [f"{{{name}}} -> {{{close[0]}}}" for name in unknown
+                 for close in [difflib.get_close_matches(name, sorted(known), n=1)] if close]
+        raise ConfigError(
+            "dataset.text_template",
+            f"unknown item field{'s' if len(unknown) > 1 else ''} {', '.join(f'{{{n}}}' for n in unknown)} in "
+            f"{template!r}: no domain's item table has {'them' if len(unknown) > 1 else 'it'} (every item would "
+            f"get the fallback text 'item <id>'); fields that exist: {', '.join(sorted(known))}"
+            + (f" (did you mean {'; '.join(hints)}?)" if hints else ""))
+
+
 def _clean(value) -> str:
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return ""

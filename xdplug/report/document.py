@@ -16,7 +16,8 @@ from .verdict import Verdict
 
 
 #: dataset keys with a place of their own; any other key is listed as a protocol setting
-KNOWN_DATASET_KEYS = frozenset({"recipe", "regime", "cold_items", "domains", "overlap", "split", "protocol"})
+KNOWN_DATASET_KEYS = frozenset({"recipe", "regime", "cold_items", "domains", "overlap", "split", "protocol",
+                                "warnings"})
 
 
 def title(ctx: ReportContext) -> str:
@@ -51,6 +52,7 @@ def build_document(ctx: ReportContext, verdict: Verdict, figures: Collection[str
         meta.append(f"generated {generated_at}")
     blocks.append(Paragraph("; ".join(meta) + "."))
 
+    blocks += _data_warnings(dataset)
     blocks += [Heading(2, "Verdict"), Paragraph(verdict.text)]
     blocks += _results(ctx, figures)
     blocks += _cold_start(ctx, figures)
@@ -62,6 +64,18 @@ def build_document(ctx: ReportContext, verdict: Verdict, figures: Collection[str
     blocks += _protocol(ctx)
     blocks += [Heading(2, "Timings and memory"), t.timings_table(ctx)]
     return blocks
+
+
+def _data_warnings(dataset: dict) -> list[Block]:
+    """The preparation's warnings (low text coverage, conflicting item rows), above the verdict."""
+    warnings = [str(w) for w in dataset.get("warnings") or []]
+    if not warnings:
+        return []
+    return [
+        Heading(2, "Warnings"),
+        Paragraph("The data preparation warned about the following; read the results with them in mind."),
+        Bullets(warnings),
+    ]
 
 
 def _results(ctx: ReportContext, figures: Collection[str]) -> list[Block]:
