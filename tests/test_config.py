@@ -329,3 +329,67 @@ def test_quickstart_config_is_valid(registry):
     config = load_config("configs/quickstart.yaml", registry=registry)
     assert config["name"] == "quickstart"
     assert config["dataset"]["recipe"] == "ml100k-genres"
+
+
+# -- YAML that would silently mean something else --------------------------------------------
+
+ANCHORED = """
+strategies:
+  - &base {name: a, encoder: id, fusion: id, adaptation: target-only, params: {model: {dim: 32}}}
+  - {<<: *base, name: b}
+baselines: [{baseline: Pop}]
+"""
+
+
+def test_anchors_become_independent_values(tmp_path, capsys):
+    from xdplug.cli import main
+
+    path = tmp_path / "anchored.yaml"
+    path.write_text(ANCHORED)
+    config = load_config(path, overrides=["strategies.0.params.model.dim=128"])
+    assert [s["params"]["model"]["dim"] for s in config["strategies"]] == [128, 32]
+    config["strategies"][1]["params"]["model"]["dim"] = 7  # no later change leaks either
+    assert config["strategies"][0]["params"]["model"]["dim"] == 128
+    assert main(["config", "show", str(path), "--set", "strategies.0.params.model.dim=128"]) == 0
+    shown = capsys.readouterr().out
+    assert "&id" not in shown and "*id" not in shown and "dim: 128" in shown and "dim: 32" in shown
+
+
+def test_a_key_given_twice_is_an_error(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text("name: a\ntrain:\n  epochs: 3\n  epochs: 5\nbaselines: [{baseline: Pop}]\n")
+    message = error(path=path)
+    assert message.startswith(f"{path}: (file): not valid YAML: line 4, column 3: key 'epochs' appears twice")
+
+
+def test_non_utf8_config_and_directory(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: caf\xe9\nbaselines: [{baseline: Pop}]\n".encode("latin-1"))
+    assert "not UTF-8 text" in error(path=path) and str(path) in error(path=path)
+    assert error(path=tmp_path) == f"{tmp_path}: (file): is a directory; expected a YAML config file"
+
+
+def test_set_into_a_scalar_names_the_key():
+    message = error(MINIMAL, ["seeds.0.foo=1"])
+    assert message == "--set: seeds.0.foo: seeds.0 is the value 2022, not a mapping or list; it has no keys to set"
+
+
+@pytest.mark.parametrize("name", ["../../x", "", "a/b", ".hidden", "x" * 101, "tab\tname"])
+def test_run_name_is_a_slug(name):
+    assert error(with_(name=name)).startswith("name: expected a name of letters, digits")
+
+
+@pytest.mark.parametrize("output, expected", [
+    ({"dir": "../../x"}, "output.dir: '../../x' leaves the working directory through '..'"),
+    ({"dir": "runs/../../{name}"}, "output.dir: 'runs/../../xdplug-run' leaves the working directory"),
+    ({"dir": ""}, "output.dir: is empty"),
+    ({"store": "../../x.sqlite"}, "output.store: expected a file name inside output.dir"),
+    ({"store": "sub/x.sqlite"}, "output.store: expected a file name inside output.dir"),
+    ({"store": ""}, "output.store: expected a file name inside output.dir"),
+])
+def test_output_stays_under_the_working_directory(output, expected):
+    assert error(with_(output=output)).startswith(expected)
+
+
+def test_an_absolute_output_dir_is_allowed(tmp_path):
+    assert load_config(data=with_(output={"dir": str(tmp_path / "{name}")}))["output"]["dir"].startswith(str(tmp_path))

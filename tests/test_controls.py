@@ -103,7 +103,7 @@ def test_source_weight_needs_pooling(tiny_config):
 
 
 def test_source_weight_must_be_positive(tiny_config):
-    with pytest.raises(ConfigError, match=r"baselines\[0\]\.params\.source_weight: expected a number > 0, got 0\.0"):
+    with pytest.raises(ConfigError, match=r"baselines\[0\]\.params\.source_weight: expected a number in \(0, 1000000\] \(or null\), got 0\.0"):
         tiny_config(baselines=[{"baseline": "EASE", "pooled": True, "params": {"source_weight": 0.0}}])
 
 

@@ -85,7 +85,7 @@ def _with(path, value):
             continue
         if path[i + 1] == 0:  # a list of mappings: one entry
             entry = {"baseline": "Pop", "name": "p"} if part == "baselines" else \
-                {"name": "s", "encoder": "id", "fusion": "id-only", "adaptation": "target-only"}
+                {"name": "s", "encoder": "id", "fusion": "id", "adaptation": "target-only"}
             node[part] = [entry]
             node = entry
         else:
@@ -140,3 +140,16 @@ def test_option_messages_and_coercion():
         rate.check(0, "r")
     with pytest.raises(ConfigError, match="got True"):
         dim.check(True, "x.dim")
+
+
+def test_a_model_too_large_for_the_machine_is_refused_before_allocating(synthetic_data, monkeypatch):
+    import torch
+
+    from xdplug.model import strategy
+
+    options = dict(ModelOptions.defaults, dim=4096, batch_users=10_000_000)
+    monkeypatch.setattr(strategy, "available_memory", lambda device: 2**30)
+    with pytest.raises(ConfigError, match=r"strategies\[0\]\.params\.model: this model needs at least .* GiB "
+                                          r"\(dim 4096, batch_users 10000000, \d+ items\) but cpu has 1\.0 GiB free"):
+        strategy.check_memory(options, synthetic_data, 384, True, torch.device("cpu"), "strategies[0]")
+    strategy.check_memory(dict(ModelOptions.defaults), synthetic_data, 384, True, torch.device("cpu"), "s")

@@ -316,10 +316,10 @@ def apply_override(config: dict, parts: list[str], value: Any) -> None:
 
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError("(file)", f"config file not found: {path}", str(path))
     if path.is_dir():
         raise ConfigError("(file)", "is a directory; expected a YAML config file", str(path))
+    if not path.is_file():
+        raise ConfigError("(file)", f"config file not found: {path}", str(path))
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -50,6 +50,40 @@ def build_strategy(entry: dict, registry, path: str):
     return encoder, fusion, adaptation, options
 
 
+def available_memory(device: torch.device) -> int | None:
+    """Bytes free for a model on ``device`` (None when unknown)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def estimate_model_bytes(options: dict, n_items: int, n_users: int, text_dim: int, uses_id: bool) -> int:
+    """A lower bound on what training the embedding model holds: weights with Adam's two moments
+    and gradients (4 copies), plus the scores of one user batch over the catalog (3 copies)."""
+    d = options["dim"]
+    weights = n_items * (1 + d * uses_id) + text_dim * 2 * d + n_users * d * bool(options["user_id"]) + 4 * d * d
+    scores = min(options["batch_users"], max(n_users, 1)) * n_items
+    return 4 * (4 * weights + 3 * scores)
+
+
+def check_memory(options: dict, data, text_dim: int, uses_id: bool, device: torch.device, path: str) -> None:
+    """Refuse, before allocating anything, a model that cannot fit (``dim: 1000000`` would try for GBs)."""
+    need = estimate_model_bytes(options, len(data.catalog), data.n_target_users + data.n_source_users,
+                                text_dim, uses_id)
+    free = available_memory(device)
+    if free is not None and need > free:
+        raise ConfigError(f"{path}.params.model", f"this model needs at least {need / 2**30:.1f} GiB "
+                          f"(dim {options['dim']}, batch_users {options['batch_users']}, {len(data.catalog)} items) "
+                          f"but {device} has {free / 2**30:.1f} GiB free; lower dim or batch_users")
+
+
 def fit_strategy(entry: dict, registry, ctx: FitContext, path: str = "strategy") -> StrategyScorer:
     from recbole.utils import init_seed
 
@@ -62,6 +96,7 @@ def fit_strategy(entry: dict, registry, ctx: FitContext, path: str = "strategy")
     init_seed(ctx.seed, True)
     from .transfer import _CLASS, _make_model_class
 
+    check_memory(options, data, 384 if "text" in fusion.uses else 0, "id" in fusion.uses, ctx.device, path)
     model_class = _CLASS or _make_model_class()
     rb = recbole_data(ctx, model_class, {"train_neg_sample_args": None})
     text_module = encoder.build(data.catalog, ctx.device) if "text" in fusion.uses else None
