@@ -156,6 +156,7 @@ def execute_run(spec: RunSpec, config: dict, registry, data, device: torch.devic
                 progress=None) -> dict:
     """Train and evaluate one run; returns the record fields (never writes the store)."""
     from .model.strategy import fit_strategy
+    from .training import learning_problems
 
     ctx = FitContext(data=data, seed=spec.seed, device=device, train=config["train"],
                      evaluation=config["evaluation"], workdir=workdir, progress=progress,
@@ -184,6 +185,8 @@ def execute_run(spec: RunSpec, config: dict, registry, data, device: torch.devic
         valid_metrics, _ = run_evaluators(config, registry, valid)
         if item_known is not None and len(data.cold_items) and not np.asarray(item_known)[data.cold_items].any():
             notes = "cannot score cold items: it has no representation for items without training interactions"
+    # a phase whose validation never beat its first epoch's, or whose loss never moved: "did not learn: ..."
+    notes = "; ".join([n for n in (notes,) if n] + learning_problems(ctx.curves)) or None
     if test is None:  # a tuning trial: validation only
         return {"status": "done", "metrics": {"valid": valid_metrics}, "per_user": {}, "curves": ctx.curves,
                 "time_s": time.perf_counter() - start, "peak_rss_mb": rss.peak_mb, "notes": notes}

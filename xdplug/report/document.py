@@ -10,7 +10,7 @@ import json
 from collections.abc import Collection
 
 from . import tables as t
-from .aggregate import MARKERS, ReportContext
+from .aggregate import LEARNING_FLAG, LEARNING_MARKER, MARKERS, ReportContext
 from .blocks import Block, Bullets, Code, Details, FigureRef, Heading, Paragraph
 from .verdict import Verdict
 
@@ -31,6 +31,30 @@ def marker_legend() -> str:
         "Holm-corrected over the methods compared). An improvement without a marker was not significant "
         "or not tested."
     )
+
+
+def learning_legend(ctx: ReportContext) -> str:
+    """What † next to a method means; empty when every run learned."""
+    if not any(s.n_not_learned for s in ctx.summaries):
+        return ""
+    return (f" {LEARNING_MARKER}: at least one run of the method did not learn (see \"Runs that did not learn\"); "
+            "its scores are in the mean.")
+
+
+def _not_learned(ctx: ReportContext) -> list[Block]:
+    """Finished runs the runner flagged: best validation score at the first epoch, or a loss that never moved."""
+    items = [f"{s.method}, seed {seed}: {reason[len(LEARNING_FLAG) + 1:].strip()}"
+             for s in ctx.summaries for seed, reason in s.learning_flags]
+    if not items:
+        return []
+    return [
+        Heading(2, "Runs that did not learn"),
+        Paragraph("These runs finished, but their training never improved on its start: no validation score "
+                  "beat the first validated epoch's, or the training loss did not move (or was not finite). "
+                  "Their scores are those of a (nearly) untrained model; check the learning rate and the "
+                  "other training settings before reading them as the method's."),
+        Bullets(items),
+    ]
 
 
 def _figures(keys: list[str], available: Collection[str]) -> list[Block]:
@@ -58,6 +82,7 @@ def build_document(ctx: ReportContext, verdict: Verdict, figures: Collection[str
     blocks += _cold_start(ctx, figures)
     blocks += _beyond(ctx)
     blocks += _failures(ctx)
+    blocks += _not_learned(ctx)
     if "training" in figures:
         blocks += [Heading(2, "Training curves"), FigureRef("training")]
     blocks += _tuning(ctx, figures)
@@ -87,6 +112,7 @@ def _results(ctx: ReportContext, figures: Collection[str]) -> list[Block]:
             f"{ctx.primary}. Bold: best value of the column. Reference: {ref} (best baseline). "
             + marker_legend()
             + t.higher_better_note(ctx.groups.main)
+            + learning_legend(ctx)
         ),
         t.main_table(ctx),
     ]
