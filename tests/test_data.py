@@ -21,7 +21,7 @@ from xdplug.config import load_config
 from xdplug.data.prepare import clean_domain, kcore, prepare, prepare_domains
 from xdplug.data.raw import RawDomain, RawDomains, drop_duplicate_interactions, read_atomic, validate_inter
 from xdplug.data.text import normalise_key, render_texts, template_fields
-from xdplug.errors import ConfigError, DataError
+from xdplug.errors import ConfigError, DataError, StorageError
 from xdplug.testing.synthetic import SyntheticRecipe, synthetic_domains
 
 TEMPLATE = "{title} ({year}). Genres: {genres}."
@@ -341,7 +341,7 @@ def test_failed_write_leaves_no_folder_and_no_temp_dir(monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(np, "savez", boom)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(StorageError, match="cannot write the prepared data at .*: disk full; .*XDPLUG_HOME"):
         prepare(SyntheticRecipe({}), dataset_cfg(), 4)
     left = [p.name for p in paths.prepared_dir().iterdir()]
     assert [name for name in left if name != "raw"] == []

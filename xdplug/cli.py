@@ -1,4 +1,11 @@
-"""The ``xdplug`` command line. Errors users can fix become one message and exit status 2."""
+"""The ``xdplug`` command line. Errors users can fix become one message and exit status 2.
+
+Exit status (:data:`EXIT_CODES`): 0 success; 1 ``xdplug run`` finished the grid and
+wrote the report but some runs failed (listed on stderr after the report paths);
+2 an error to fix (config, data, a read-only or full output folder or
+``XDPLUG_HOME``, a run store in use by another run), one ``error: ...`` line;
+130 interrupted (finished runs are kept).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,14 @@ import warnings
 
 from . import __version__
 from .errors import XdplugError
+
+EXIT_CODES = """exit status:
+  0    success
+  1    `xdplug run` finished the grid and wrote the report, but some runs failed
+       (each is listed on stderr after the report paths: method, seed, error)
+  2    an error to fix: config, data, a read-only or full output folder or
+       XDPLUG_HOME, a run store in use by another `xdplug run`, ...
+  130  interrupted (finished runs are kept; run again to resume)"""
 
 
 def _plugins():
@@ -47,10 +62,22 @@ def cmd_components(args) -> int:
     return 0
 
 
-def _load(args):
+def _check_config_path(path: str) -> None:
+    from pathlib import Path
+
+    from .errors import ConfigError
+
+    if Path(path).expanduser().is_dir():
+        found = sorted(p.name for p in Path(path).expanduser().glob("*.y*ml"))[:3]
+        hint = f" (it holds {', '.join(found)})" if found else ""
+        raise ConfigError("(file)", f"is a directory, expected a YAML config file{hint}", str(path))
+
+
+def _load(args, extra: list[str] = ()):
     from .config import load_config
 
-    return load_config(args.config, overrides=args.set or [], registry=_plugins().registry)
+    _check_config_path(args.config)
+    return load_config(args.config, overrides=[*(args.set or []), *extra], registry=_plugins().registry)
 
 
 def cmd_config_show(args) -> int:
@@ -99,23 +126,34 @@ def cmd_datasets_prepare(args) -> int:
     return 0
 
 
-def cmd_run(args) -> int:
-    from .runner import run_benchmark
-
-    config = _load(args)
-    if args.executor:
-        config["executor"]["kind"] = args.executor
+def executor_overrides(args) -> list[str]:
+    """``--executor/--address/--workers`` as ``--set`` overrides, validated with the rest of the config."""
+    out = []
+    if args.executor or args.address:  # an address means Ray
+        out.append(f"executor.kind={args.executor or 'ray'}")
     if args.address:
-        config["executor"]["address"] = args.address
-        if not args.executor:  # an address means Ray
-            config["executor"]["kind"] = "ray"
+        out.append(f"executor.address={json.dumps(args.address)}")  # quoted: always a string
     if args.workers is not None:
-        config["executor"]["workers"] = args.workers
-    paths = run_benchmark(config, force=args.force, progress=not args.quiet, only=args.only)
+        out.append(f"executor.workers={args.workers}")
+    return out
+
+
+def cmd_run(args) -> int:
+    from .runner import failed_runs, run_benchmark
+
+    config = _load(args, executor_overrides(args))
+    paths = run_benchmark(config, force=args.force, progress=not args.quiet, only=args.only, wait=args.wait)
     print("report written:")
     for kind, path in paths.items():
         print(f"  {kind}: {path}")
-    return 0
+    failed = failed_runs(config, only=args.only)
+    if not failed:
+        return 0
+    print(f"{len(failed)} run(s) failed (their tracebacks are in the report):", file=sys.stderr)
+    for run in failed:
+        error = (run["error"] or "").strip().splitlines()
+        print(f"  {run['method']} seed {run['seed']}: {error[0] if error else 'no error recorded'}", file=sys.stderr)
+    return 1
 
 
 def cmd_report(args) -> int:
@@ -137,7 +175,8 @@ def cmd_report(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xdplug", description=(
-        "Cross-domain recommendation benchmarks: does transfer from a source domain beat classic CF?"))
+        "Cross-domain recommendation benchmarks: does transfer from a source domain beat classic CF?"),
+        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"xdplug {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -169,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--quiet", action="store_true")
     q.set_defaults(func=cmd_datasets_prepare)
 
-    p = sub.add_parser("run", help="run a benchmark config and write its report")
+    p = sub.add_parser("run", help="run a benchmark config and write its report", epilog=EXIT_CODES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
     p.add_argument("--force", action="store_true", help="rerun runs that already finished")
@@ -179,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="join this Ray cluster (implies --executor ray); without it Ray starts locally")
     p.add_argument("--workers", type=int, metavar="N",
                    help="CPUs of the local Ray instance (0: all cores), or most runs at once on a cluster")
+    p.add_argument("--wait", action="store_true",
+                   help="if another `xdplug run` holds this output's run store, wait for it instead of refusing")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_run)
 

@@ -60,7 +60,15 @@ def _read_history(file: str) -> list[str]:
     path = Path(file).expanduser()
     if not path.is_file():
         raise XdplugError(f"{path}: history file not found (one item ID per line)")
-    items = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise XdplugError(f"{path}: the history file is not UTF-8 text (byte {exc.start}, line {line}: "
+                          f"{exc.object[exc.start:exc.start + 1]!r}); save it as UTF-8, one item ID per line") from None
+    except OSError as exc:
+        raise XdplugError(f"{path}: cannot read the history file: {exc.strerror or exc}") from None
+    items = [line.strip() for line in text.splitlines()]
     items = [line for line in items if line and not line.startswith("#")]
     if not items:
         raise XdplugError(f"{path}: the history file lists no item (one item ID per line)")
@@ -77,11 +85,12 @@ def cmd_recommend(args) -> int:
         raise XdplugError(f"-k must be at least 1, got {args.k}")
     from .recbole_compat import resolve_device
 
+    history = _read_history(args.history) if args.history is not None else None  # before the slow load
     rec = load_artifact(args.artifact, device=resolve_device(args.device))
     if args.user is not None:
         recs = rec.recommend(user=args.user, k=args.k, exclude_seen=not args.include_seen)
     else:
-        recs = rec.recommend(history=_read_history(args.history), k=args.k, exclude_seen=not args.include_seen)
+        recs = rec.recommend(history=history, k=args.k, exclude_seen=not args.include_seen)
     if args.json:
         print(json.dumps(recs, indent=2))
         return 0

@@ -8,6 +8,7 @@ and keeps its traceback.
 from __future__ import annotations
 
 import difflib
+import errno
 
 
 class XdplugError(Exception):
@@ -84,3 +85,36 @@ class RunError(XdplugError):
 
 class NotApplicableError(XdplugError):
     """A method does not apply to this dataset (e.g. pooled CF without shared IDs)."""
+
+
+class StorageError(XdplugError):
+    """A folder or file xdplug must write is read-only, not a folder, or on a full disk; names the path."""
+
+
+_STORAGE_REASONS = {
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "read-only file system",
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+}
+
+
+def storage_error(exc: OSError, path, what: str, fix: str) -> StorageError:
+    """One readable :class:`StorageError` for an ``OSError`` met while writing ``what`` at ``path``.
+
+    ``fix`` says what to do (which setting points elsewhere); a full disk adds "free some space".
+    """
+    from pathlib import Path
+
+    path = Path(path)
+    where = Path(exc.filename) if exc.filename else path
+    reason = _STORAGE_REASONS.get(exc.errno) or exc.strerror or str(exc) or type(exc).__name__
+    if where != path:
+        reason += f" ({where})"
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST):  # name the file that blocks the way
+        blocker = next((p for p in (where, *where.parents) if p.exists() and not p.is_dir()), where)
+        reason = f"{blocker} is a file, not a folder"
+    elif exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = f"free some space, or {fix}"
+    return StorageError(f"cannot write {what} at {path}: {reason}; {fix}")

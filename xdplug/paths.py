@@ -24,3 +24,27 @@ def text_cache_dir() -> Path:
 
 def downloads_dir() -> Path:
     return home() / "downloads"
+
+
+def home_fix() -> str:
+    """What to tell a user whose cache root cannot be written."""
+    where = f"it is {os.environ[HOME_ENV]}" if os.environ.get(HOME_ENV) else f"default {home()}"
+    return f"set {HOME_ENV} to a writable folder ({where})"
+
+
+def ensure_dir(path: Path, what: str, fix: str) -> Path:
+    """Create ``path`` if needed and check it is a writable folder, else one :class:`StorageError`.
+
+    ``what`` names the folder in the message (``the output folder``), ``fix`` says what to do.
+    """
+    from .errors import StorageError, storage_error
+
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise storage_error(exc, path, what, fix) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise StorageError(f"cannot write {what} at {path}: the folder is not writable (permission denied or "
+                           f"a read-only file system); {fix}")
+    return path

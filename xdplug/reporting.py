@@ -109,4 +109,11 @@ def build_report(config: dict, store, registry, out_dir: str | Path | None = Non
     tuning = store.get_meta("tuning")
     if tuning:
         data["tuning"] = tuning
-    return write_report(data, Path(out_dir) if out_dir else output_dir(config))
+    out = Path(out_dir) if out_dir else output_dir(config)
+    try:  # atomic: each file is written aside, then renamed into place
+        return write_report(data, out)
+    except OSError as exc:  # a full disk, a read-only folder: the previous report (if any) is left whole
+        from .errors import storage_error
+
+        raise storage_error(exc, out, "the report", "make the folder writable or set output.dir; the runs are "
+                            "kept in the run store, and `xdplug report CONFIG` writes the report again") from None

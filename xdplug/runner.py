@@ -22,14 +22,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__
+from . import __version__, paths, tempdirs
 from .config import (canonical_json, check_pooling, config_hash, default_baseline_name,
                      default_strategy_name, parse_metric)
 from .data.prepare import prepare
 from .errors import ConfigError, NotApplicableError, RunError, XdplugError
 from .plugins import Plugins, get_plugins
 from .recbole_compat import quiet_recbole_logging, resolve_device
-from .store import RunStore
+from .store import RunStore, store_lock
 from .training import FitContext, rank_split
 
 logger = logging.getLogger(__name__)
@@ -55,6 +55,10 @@ def output_dir(config: dict) -> Path:
     except (KeyError, IndexError, ValueError, AttributeError) as exc:
         raise ConfigError("output.dir", f"{config['output']['dir']!r}: the only placeholder allowed is "
                           f"{{name}} (write {{{{ and }}}} for literal braces); got {type(exc).__name__}: {exc}") from None
+
+
+#: what to do when the output folder cannot be written
+OUTPUT_FIX = "make it writable or set output.dir (--set output.dir=DIR) to a writable folder"
 
 
 def store_path(config: dict) -> Path:
@@ -203,8 +207,6 @@ def run_task(spec: RunSpec, config: dict, data_cache: dict | None = None, progre
     Returns the record for the store: ``status`` plus metrics or the error.
     ``registry`` defaults to the process-wide plugin manager's (a worker's own).
     """
-    import tempfile
-
     quiet_recbole_logging()
     started = time.perf_counter()
     try:
@@ -216,7 +218,7 @@ def run_task(spec: RunSpec, config: dict, data_cache: dict | None = None, progre
             recipe = recipe_cls(config["dataset"]["params"], "dataset.params")
             data_cache[spec.seed] = prepare(recipe, config["dataset"], spec.seed)
         data = data_cache[spec.seed]
-        with tempfile.TemporaryDirectory(prefix="xdplug-run-") as work:
+        with tempdirs.make("run") as work:
             record = execute_run(spec, config, registry, data, device, Path(work), progress=progress)
         record["device"] = str(device)
         record["dataset_summary"] = data.summary
@@ -293,8 +295,14 @@ def make_executor(config: dict, registry=None):
 
 
 def run_benchmark(config: dict, plugins: Plugins | None = None, force: bool = False,
-                  progress: bool = True, only: list[str] | None = None) -> dict:
-    """Run every missing run of the grid and write the report; returns the report paths."""
+                  progress: bool = True, only: list[str] | None = None, wait: bool = False) -> dict:
+    """Run every missing run of the grid and write the report; returns the report paths.
+
+    Holds the run store's lock throughout: a second run on the same store raises
+    :class:`RunError` naming the holder, or with ``wait`` waits for it. Scratch
+    folders of killed runs are removed first. Failed runs do not raise: see
+    :func:`failed_runs`.
+    """
     from tqdm import tqdm
 
     from .config import validate
@@ -321,7 +329,10 @@ def run_benchmark(config: dict, plugins: Plugins | None = None, force: bool = Fa
         # the executor first: one that cannot start (ray missing) leaves nothing behind
         executor = make_executor(config, registry)
         stack.callback(executor.close)
-        out.mkdir(parents=True, exist_ok=True)
+        paths.ensure_dir(out, "the output folder", OUTPUT_FIX)
+        stack.enter_context(store_lock(store_path(config), wait=wait, on_wait=lambda holder, lock: logger.warning(
+            "waiting for the run store %s: %s holds its lock %s", store_path(config), holder, lock)))
+        tempdirs.sweep()
         store = RunStore(store_path(config))
         stack.callback(store.close)
         chash = config_hash(config)
@@ -364,3 +375,21 @@ def run_benchmark(config: dict, plugins: Plugins | None = None, force: bool = Fa
         finally:
             bar.close()
         return build_report(config, store, registry)
+
+
+def failed_runs(config: dict, only: list[str] | None = None) -> list[dict]:
+    """The grid's runs (of ``only``'s methods) whose last attempt failed, in grid order.
+
+    After :func:`run_benchmark` these are the runs that failed in that call:
+    every failed run is tried again by the next one.
+    """
+    path = store_path(config)
+    if not path.is_file():
+        return []
+    specs = [s for s in expand(config) if not only or s.method in only]
+    store = RunStore(path)
+    try:
+        status = {r["run_id"]: r for r in store.runs([s.run_id for s in specs])}
+    finally:
+        store.close()
+    return [status[s.run_id] for s in specs if s.run_id in status and status[s.run_id]["status"] == "failed"]

@@ -7,20 +7,28 @@ Guarantees:
 * each state change is one transaction, so a killed process leaves the store
   consistent: a run is ``done``, ``failed``, ``not_applicable`` or
   ``running`` (interrupted; the next ``xdplug run`` runs it again);
-* only the driver process writes (executors send results back to it).
+* only the driver process writes (executors send results back to it);
+* one ``xdplug run`` per store at a time: :func:`store_lock` holds an
+  ``flock`` on ``<store>.lock`` for the whole run, and a second run refuses
+  (or, with ``--wait``, waits) instead of training every cell twice.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import logging
+import os
 import sqlite3
 import time
 from pathlib import Path
 
 import numpy as np
 
-from .errors import RunError
+from .errors import RunError, storage_error
+
+logger = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -66,6 +74,64 @@ def _unpack(blob: bytes | None) -> dict[str, np.ndarray]:
         return {}
     with np.load(io.BytesIO(blob)) as archive:
         return {k: archive[k] for k in archive.files}
+
+
+def lock_path(path: str | Path) -> Path:
+    """The lock file of the run store at ``path``: ``<store>.lock`` beside it."""
+    path = Path(path)
+    return path.with_name(path.name + ".lock")
+
+
+def _lock_holder(fd: int) -> str:
+    try:
+        text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+    except OSError:
+        text = ""
+    return f"pid {text}" if text.isdigit() else "a process whose pid is not written yet"
+
+
+@contextlib.contextmanager
+def store_lock(path: str | Path, wait: bool = False, on_wait=None):
+    """Hold the exclusive lock of the run store at ``path`` (one ``xdplug run`` per store at a time).
+
+    An ``flock`` on ``<store>.lock``, released when the process ends however it
+    ends, holding the holder's pid. Taken: a :class:`RunError` naming the lock
+    and its holder, or with ``wait`` block until it is free (``on_wait(holder,
+    lock)`` is called first). Where the file system has no locks it goes on unlocked.
+    """
+    from . import paths
+
+    lock = lock_path(path)
+    paths.ensure_dir(lock.parent, "the output folder",
+                     "make it writable or set output.dir (--set output.dir=DIR) to a writable folder")
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock
+        yield lock
+        return
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise storage_error(exc, lock, "the run store's lock file",
+                            "make the output folder writable or set output.dir to a writable folder") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _lock_holder(fd)
+            if not wait:
+                raise RunError(f"the run store {path} is in use by another `xdplug run` ({holder} holds the lock "
+                               f"{lock}); wait for it to finish, or run again with --wait to start after it") from None
+            if on_wait is not None:
+                on_wait(holder, lock)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:  # ENOLCK, EOPNOTSUPP: a file system without locks
+            logger.warning("cannot lock %s (%s); two runs on this store at once would train twice", lock, exc)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield lock
+    finally:
+        os.close(fd)  # releases the lock
 
 
 class RunStore:

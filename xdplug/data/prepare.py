@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 
 from ..config import DEFAULTS, canonical_json
-from ..errors import DataError
-from .. import paths
+from ..errors import DataError, storage_error
+from .. import paths, tempdirs
 from .raw import RawDomain, RawDomains, dedupe_items, drop_duplicate_interactions, validate_inter
 from .text import check_template_fields, normalise_key, render_texts
 
@@ -391,10 +391,36 @@ def prepare_domains(raw: RawDomains, dataset_cfg: dict, seed: int, workdir: Path
     }
 
 
+#: the infix of a prepared folder being written (``NAME.tmp-XXXXXXXX``)
+PARTIAL = ".tmp-"
+
+
+def _sweep_partial(parent: Path, max_age_s: float = tempdirs.MAX_AGE_S) -> None:
+    """Remove prepared folders a killed process was writing (older than ``max_age_s``).
+
+    By age, not PID: ``XDPLUG_HOME`` may be shared by several machines. Writing
+    one takes seconds, so an old one is left over.
+    """
+    import time
+
+    try:
+        partial = [p for p in parent.iterdir() if PARTIAL in p.name and p.is_dir() and not p.is_symlink()]
+    except OSError:
+        return
+    for path in partial:
+        try:
+            old = time.time() - path.stat().st_mtime > max_age_s
+        except OSError:
+            continue
+        if old:
+            logger.info("removing %s, a prepared folder a killed process left half-written", path)
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def write_prepared(result: dict, folder: Path) -> None:
     """Write aside, then rename: an interrupted prepare never leaves a half-written cache."""
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".tmp-", dir=folder.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=folder.name + PARTIAL, dir=folder.parent))
     try:
         np.savez(tmp / "arrays.npz", **result["arrays"])
         (tmp / "keys.json").write_text(json.dumps(result["keys"]))
@@ -420,17 +446,26 @@ def prepare(recipe, dataset_cfg: dict, seed: int, force: bool = False, progress=
     key = cache_key(recipe.name, dataset_cfg, recipe.params, seed)
     folder = paths.prepared_dir() / f"{recipe.name}-{key}"
     if folder.is_dir() and (folder / "summary.json").is_file() and not force:
-        return CrossDomainData.load(folder)
-    raw_cache = paths.prepared_dir() / "raw" / recipe.name
-    raw_cache.mkdir(parents=True, exist_ok=True)
+        try:
+            return CrossDomainData.load(folder)
+        except Exception as exc:  # truncated or damaged (a full disk, a copy cut short): build it again
+            logger.warning("the prepared data in %s is damaged (%s: %s); rebuilding it",
+                           folder, type(exc).__name__, exc)
+    raw_cache = paths.ensure_dir(paths.prepared_dir() / "raw" / recipe.name, "the prepared-data cache",
+                                 paths.home_fix())
+    tempdirs.sweep()
+    _sweep_partial(paths.prepared_dir())
     if progress:
         progress(f"loading {recipe.name}")
     raw = recipe.load(str(raw_cache))
-    with tempfile.TemporaryDirectory(prefix="xdplug-prepare-") as work:
+    with tempdirs.make("prepare") as work:
         if progress:
             progress("filtering, aligning and splitting")
         result = prepare_domains(raw, dataset_cfg, seed, Path(work))
     result["summary"]["recipe"] = recipe.name
     result["summary"]["recipe_params"] = recipe.params
-    write_prepared(result, folder)
+    try:
+        write_prepared(result, folder)
+    except OSError as exc:  # a full disk or a read-only cache: nothing half-written is left
+        raise storage_error(exc, folder, "the prepared data", paths.home_fix()) from None
     return CrossDomainData.load(folder)
