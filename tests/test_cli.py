@@ -133,7 +133,7 @@ def test_missing_config_file(plugin_manager, tmp_path, capsys):
 
 def test_bad_override_is_a_config_error(plugin_manager, capsys):
     assert main(["config", "show", QUICKSTART, "--set", "train.epochs=many"]) == 2
-    assert "train.epochs: expected int, got 'many'" in one_line_error(capsys.readouterr().err)
+    assert "train.epochs: expected an integer in [1, 100000], got 'many'" in one_line_error(capsys.readouterr().err)
 
 
 @pytest.fixture
@@ -155,9 +155,9 @@ def no_training(monkeypatch):
 @pytest.mark.parametrize("strategy, expected", [
     ({"encoder": "id", "fusion": "gaet", "adaptation": "finetune"}, "strategies[0].fusion: unknown fusion 'gaet'"),
     ({"encoder": "id", "fusion": "weighted", "adaptation": "finetune", "params": {"fusion": {"alpha": "x"}}},
-     "strategies[0].params.fusion.alpha: expected float"),
+     "strategies[0].params.fusion.alpha: expected a number in [0, 1]"),
     ({"encoder": "id", "fusion": "id", "adaptation": "finetune", "params": {"model": {"loss": 1}}},
-     "strategies[0].params.model.loss: expected str"),
+     "strategies[0].params.model.loss: expected one of 'softmax', 'sampled_softmax', 'bpr'"),
 ])
 def test_run_with_a_bad_config_fails_before_training(plugin_manager, tmp_path, capsys, no_training,
                                                      strategy, expected):

@@ -721,8 +721,8 @@ def test_ml100k_genres_summary_matches_the_files():
 def test_ml100k_genres_rejects_a_bad_users_param():
     from xdplug_datasets.movielens import ML100KGenres
 
-    with pytest.raises(DataError, match="dataset.params.*'users'"):
-        prepare(ML100KGenres({"users": "some"}), dataset_cfg(recipe="ml100k-genres"), 2022)
+    with pytest.raises(ConfigError, match=r"users: expected one of 'shared', 'disjoint', got 'some'"):
+        ML100KGenres({"users": "some"}, "dataset.params")
 
 
 def test_ml1m_ml100k_from_the_wheel(home):
