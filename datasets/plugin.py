@@ -8,9 +8,10 @@ def register_datasets(register):
     from xdplug.testing.synthetic import SyntheticRecipe
 
     from .files import FilesRecipe
-    from .movielens import ML1MToML100K, ML100KGenres
+    from .movielens import ML1MGenres, ML1MToML100K, ML100KGenres
 
     register(ML100KGenres)
     register(ML1MToML100K)
+    register(ML1MGenres)
     register(SyntheticRecipe)
     register(FilesRecipe)
