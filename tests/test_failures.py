@@ -483,3 +483,36 @@ def test_a_bad_executor_flag_fails_validation(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(xdplug.runner, "run_benchmark", lambda *a, **k: pytest.fail("ran with a bad config"))
     assert main(["run", write_config(tmp_path), "--quiet", "--workers", "-1"]) == 2
     assert "executor.workers" in one_error_line(capsys.readouterr().err)
+
+
+def test_a_full_disk_while_writing_the_run_store_is_one_error(tmp_path):
+    import sqlite3
+
+    from xdplug.errors import StorageError
+    from xdplug.store import RunStore
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    store.start("r1", "h", "EASE", "baseline", 2022, {})
+
+    class FullDisk:  # the connection as SQLite behaves when the disk fills during a commit
+        def __init__(self, db):
+            self.db = db
+
+        def execute(self, *args):
+            return self.db.execute(*args)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.db.rollback()
+            raise sqlite3.OperationalError("database or disk is full")
+
+    real = store.db
+    store.db = FullDisk(real)
+    with pytest.raises(StorageError, match=r"cannot write the run store .*runs\.sqlite: database or disk is full; "
+                                           r"the runs finished before are kept"):
+        store.finish("r1", "done", metrics={"test": {"ndcg@10": 0.1}})
+    store.db = real
+    assert store.status("r1") == "running"  # nothing half-written
+    store.close()

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import RunError, storage_error
+from .errors import RunError, StorageError, storage_error
 
 logger = logging.getLogger(__name__)
 
@@ -159,9 +159,20 @@ class RunStore:
     def close(self) -> None:
         self.db.close()
 
+    @contextlib.contextmanager
+    def _writing(self):
+        """One transaction; a full disk or a read-only store is a :class:`StorageError`, not a traceback."""
+        try:
+            with self._writing():
+                yield
+        except sqlite3.OperationalError as exc:
+            raise StorageError(f"cannot write the run store {self.path}: {exc}; the runs finished before are "
+                               "kept: free some space or make the output folder writable, then run again "
+                               "to resume") from None
+
     # -- meta ---------------------------------------------------------------------------
     def set_meta(self, key: str, value) -> None:
-        with self.db:
+        with self._writing():
             self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value, default=str)))
 
     def get_meta(self, key: str, default=None):
@@ -174,7 +185,7 @@ class RunStore:
         return row[0] if row else None
 
     def start(self, run_id: str, config_hash: str, method: str, kind: str, seed: int, spec: dict) -> None:
-        with self.db:
+        with self._writing():
             self.db.execute(
                 "INSERT INTO runs (run_id, config_hash, method, kind, seed, status, spec, started_at, attempts) "
                 "VALUES (?, ?, ?, ?, ?, 'running', ?, ?, 1) "
@@ -185,7 +196,7 @@ class RunStore:
     def finish(self, run_id: str, status: str, *, metrics=None, per_user=None, error=None, notes=None,
                curves=None, time_s=None, peak_rss_mb=None, versions=None, device=None) -> None:
         assert status in FINISHED, status
-        with self.db:
+        with self._writing():
             self.db.execute(
                 "UPDATE runs SET status=?, metrics=?, per_user=?, error=?, notes=?, curves=?, time_s=?, "
                 "peak_rss_mb=?, versions=?, device=?, finished_at=? WHERE run_id=?",
