@@ -1,4 +1,5 @@
-"""Built-in baselines: RecBole's general recommenders by name, and the transfer controls."""
+"""Built-in baselines: RecBole's general recommenders by name, the transfer controls, and the
+non-RecBole CF controls (RP3beta, iALS, GF-CF, SANSA)."""
 
 from xdplug import hookimpl
 
@@ -6,9 +7,15 @@ from xdplug import hookimpl
 @hookimpl
 def register_baselines(register):
     from .controls import SourcePop, TextKNN
+    from .gfcf import GFCF
+    from .ials import IALS
     from .recbole_models import recbole_baselines
+    from .rp3beta import RP3beta
+    from .sansa import SANSA
 
     for cls in recbole_baselines():
         register(cls)
     register(TextKNN)
     register(SourcePop)
+    for cls in (RP3beta, IALS, GFCF, SANSA):
+        register(cls)

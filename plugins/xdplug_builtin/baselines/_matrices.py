@@ -1,0 +1,81 @@
+"""What the non-RecBole CF baselines (RP3beta, iALS, GF-CF, SANSA) train on and score with.
+
+``training_matrix`` returns the target's training matrix, or with ``pooled``
+the pooled matrix built by the same generic mechanism as every RecBole
+baseline (:func:`xdplug.training.recbole_data` with ``pooled=True``: source
+rows stacked under the target's on shared items, a shared user's source items
+as extra columns, ``source_weight`` as the source rows' value). Rows and
+columns come with the maps from canonical target users and items, so the
+scorers answer over the target's canonical item indices like every other
+scorer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from xdplug.options import Float
+
+#: the pooled-only option every one of these baselines takes (checked by xdplug.config.check_pooling)
+SOURCE_WEIGHT = Float(None, 0, 1e6, low_open=True,
+                      help="pooled only: the value of the source's rows (1 = plain stacking)")
+
+
+@dataclass
+class Interactions:
+    #: users x items training matrix (float64 CSR); binary, or target 1 / source ``source_weight``
+    matrix: sp.csr_matrix
+    #: the matrix row of each canonical target user
+    rows: np.ndarray
+    #: the matrix column of each canonical target item
+    cols: np.ndarray
+
+    @property
+    def item_known(self) -> np.ndarray:
+        """Target items with at least one training interaction (target or, pooled, source)."""
+        return np.asarray((self.matrix[:, self.cols] != 0).sum(0)).ravel() > 0
+
+
+def training_matrix(ctx, pooled: bool = False, source_weight: float | None = None) -> Interactions:
+    """The training interactions: the target's (``ctx.data.matrix``) or the pooled ones (``recbole_data``)."""
+    data = ctx.data
+    if not pooled:
+        if source_weight is not None:
+            raise ValueError("source_weight weights the source rows of pooled data; pass pooled=True")
+        return Interactions(data.matrix("target", "train").astype(np.float64).tocsr(),
+                            np.arange(data.n_target_users), np.arange(data.n_target_items))
+    from xdplug.training import recbole_data
+
+    # the same pooled atomic files and ID maps as the RecBole baselines; "Pop" only names a model
+    # for RecBole's Config (nothing is trained through RecBole here)
+    rb = recbole_data(ctx, "Pop", {"train_neg_sample_args": None}, pooled=True, source_weight=source_weight)
+    matrix = rb.dataset.inter_matrix(form="csr", value_field="rating" if source_weight is not None else None)
+    matrix = sp.csr_matrix(matrix, dtype=np.float64)
+    matrix.sum_duplicates()
+    if source_weight is None:  # an item in both of a shared user's histories is one interaction
+        matrix.data[:] = 1.0
+    return Interactions(matrix, np.asarray(rb.user_ids), np.asarray(rb.item_ids))
+
+
+class SparseRowScorer:
+    """Scores = the user's training row times a (sparse or low-rank) item-item operator.
+
+    ``operator(rows)`` maps a CSR block of training rows (all columns) to a dense
+    ``[len(rows), n_target_items]`` float64 array; every user's row is computed
+    from that user's row alone, so scores do not depend on the batch.
+    """
+
+    def __init__(self, inter: Interactions, operator, device):
+        self.inter = inter
+        self.operator = operator
+        self.item_known = inter.item_known
+        self.device = device
+
+    def score(self, users: torch.Tensor) -> torch.Tensor:
+        rows = self.inter.matrix[self.inter.rows[users.cpu().numpy()]]
+        scores = np.asarray(self.operator(rows), dtype=np.float64)
+        return torch.as_tensor(scores, dtype=torch.float32, device=self.device)
