@@ -45,10 +45,10 @@ def fit_als(matrix, factors: int, regularization: float, alpha: float, iteration
     from implicit.cpu.als import AlternatingLeastSquares
     from threadpoolctl import threadpool_limits
 
-    model = AlternatingLeastSquares(factors=factors, regularization=regularization, alpha=alpha,
-                                    iterations=iterations, use_cg=use_cg, random_state=seed,
-                                    calculate_training_loss=False)
     with threadpool_limits(1, "blas"):
+        model = AlternatingLeastSquares(factors=factors, regularization=regularization, alpha=alpha,
+                                        iterations=iterations, use_cg=use_cg, random_state=seed,
+                                        calculate_training_loss=False)
         model.fit(matrix.astype(np.float32).tocsr(), show_progress=False)
     return model
 

@@ -10,7 +10,8 @@ plus an iteratively refined sparse inverse of L):
 
 1. ``G = X^T X`` (sparse); with ``gram_neighbors`` > 0 each item keeps only its
    ``gram_neighbors`` largest off-diagonal co-occurrences (the union over both items of
-   a pair, so ``G`` stays symmetric) and its diagonal;
+   a pair, so ``G`` stays symmetric), and its diagonal grows by what it dropped (diagonal
+   compensation, which keeps ``G`` positive semi-definite);
 2. ``A = G + reg_weight I`` is factorised once by SuperLU (``scipy.sparse.linalg.splu``,
    fill-reducing ``MMD_AT_PLUS_A`` ordering);
 3. ``P = A^-1`` is solved block of columns by block of columns; each column gives EASE's
@@ -51,24 +52,31 @@ def _top_k_columns(m: sp.csc_matrix, k: int) -> sp.csc_matrix:
             keep[lo:hi] = True
         else:
             keep[lo + np.argpartition(-np.abs(m.data[lo:hi]), k - 1)[:k]] = True
-    out = sp.csc_matrix((np.where(keep, m.data, 0.0), m.indices, m.indptr), shape=m.shape)
+    out = sp.csc_matrix((np.where(keep, m.data, 0.0), m.indices.copy(), m.indptr.copy()), shape=m.shape)
     out.eliminate_zeros()
     return out
 
 
 def pruned_gram(x: sp.csr_matrix, neighbors: int) -> sp.csc_matrix:
-    """``X^T X``, each item keeping its ``neighbors`` largest co-occurrences (0: all) and its diagonal."""
+    """``X^T X``, each item keeping its ``neighbors`` largest co-occurrences (0: all).
+
+    A kept pair is kept on both sides (the result is symmetric), and each item's diagonal
+    grows by the co-occurrences it lost (diagonal compensation): the dropped part plus that
+    diagonal is diagonally dominant, so the pruned matrix stays positive semi-definite and
+    at least as large as ``X^T X`` — pruning only adds regularisation.
+    """
     gram = sp.csc_matrix(x.T @ x)
     if not neighbors:
         return gram
     diag = gram.diagonal()
-    off = gram - sp.diags(diag)
+    off = sp.csc_matrix(gram - sp.diags(diag))
     off.eliminate_zeros()
-    kept = _top_k_columns(off, neighbors)
-    pattern = kept.copy()
+    pattern = _top_k_columns(off, neighbors)
     pattern.data[:] = 1.0
-    pattern = ((pattern + pattern.T) > 0).astype(np.float64)
-    return sp.csc_matrix(off.multiply(pattern) + sp.diags(diag))
+    pattern = sp.csc_matrix(((pattern + pattern.T) > 0).astype(np.float64))
+    kept = sp.csc_matrix(off.multiply(pattern))
+    lost = np.asarray(abs(off - kept).sum(0)).ravel()
+    return sp.csc_matrix(kept + sp.diags(diag + lost))
 
 
 def sparse_ease(x: sp.csr_matrix, reg_weight: float, gram_neighbors: int = 0,
