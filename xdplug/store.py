@@ -163,7 +163,7 @@ class RunStore:
     def _writing(self):
         """One transaction; a full disk or a read-only store is a :class:`StorageError`, not a traceback."""
         try:
-            with self._writing():
+            with self.db:
                 yield
         except sqlite3.OperationalError as exc:
             raise StorageError(f"cannot write the run store {self.path}: {exc}; the runs finished before are "
