@@ -111,7 +111,11 @@ def build_report(config: dict, store, registry, out_dir: str | Path | None = Non
         data["tuning"] = tuning
     out = Path(out_dir) if out_dir else output_dir(config)
     try:  # atomic: each file is written aside, then renamed into place
-        return write_report(data, out)
+        paths = write_report(data, out)
+        from .report.export import write_per_user  # per (method, seed, user, metric), beside results.csv
+
+        paths["per_user"] = write_per_user(store.runs([r["run_id"] for r in data["runs"]], with_per_user=True), out)
+        return paths
     except OSError as exc:  # a full disk, a read-only folder: the previous report (if any) is left whole
         from .errors import storage_error
 

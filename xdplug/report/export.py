@@ -1,4 +1,5 @@
-"""Machine-readable outputs: results.csv (one row per run), summary.csv (one row per method), report.json.
+"""Machine-readable outputs: results.csv (one row per run), summary.csv (one row per method), report.json,
+and per_user.parquet / per_user.csv (one row per method, seed, user and metric).
 
 Numbers are written at full precision so they round-trip; missing values are
 empty CSV cells and JSON ``null`` (never ``NaN``, which is not JSON).
@@ -6,9 +7,10 @@ empty CSV cells and JSON ``null`` (never ``NaN``, which is not JSON).
 
 from __future__ import annotations
 
+import io
 import json
 import math
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any
 
 import pandas as pd
@@ -140,3 +142,61 @@ def report_json(ctx: ReportContext, verdict: dict, generated_at: str) -> str:
         "data": ctx.data,
     }
     return json.dumps(jsonable(document), indent=2, allow_nan=False, ensure_ascii=False) + "\n"
+
+
+#: the per-user file's columns; ``user`` is the canonical target user index of the run's split
+PER_USER_COLUMNS = ["method", "seed", "user", "metric", "value"]
+PER_USER_FILES = ("per_user.parquet", "per_user.csv")
+
+
+def per_user_frame(runs: list[dict]) -> pd.DataFrame:
+    """One row per (method, seed, user, metric) of every finished run's per-user test arrays.
+
+    ``runs`` are run-store records read with ``with_per_user=True``; the means of a
+    (method, seed, metric) group are the run's test metric in ``results.csv`` (the
+    ranking evaluator's metrics are means over users). Arrays that are not one value
+    per evaluated user are left out.
+    """
+    import numpy as np
+
+    frames = []
+    for run in runs:
+        arrays = run.get("per_user") or {}
+        users = arrays.get("users")
+        if run.get("status") != "done" or users is None:
+            continue
+        users = np.asarray(users)
+        for metric in sorted(k for k in arrays if k != "users"):
+            values = np.asarray(arrays[metric], dtype=np.float64)
+            if values.shape != users.shape:
+                continue
+            frames.append(pd.DataFrame({"method": run["method"], "seed": run["seed"], "user": users,
+                                        "metric": metric, "value": values}))
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in
+                             zip(PER_USER_COLUMNS, ("object", "int64", "int64", "object", "float64"))})
+    return pd.concat(frames, ignore_index=True)[PER_USER_COLUMNS]
+
+
+def per_user_payload(frame: pd.DataFrame) -> tuple[str, bytes]:
+    """``("per_user.parquet", bytes)`` when pyarrow is importable, else ``("per_user.csv", bytes)``."""
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return "per_user.csv", to_csv(frame).encode("utf-8")
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False, engine="pyarrow")
+    return "per_user.parquet", buffer.getvalue()
+
+
+def write_per_user(runs: list[dict], out_dir: str | Path) -> Path:
+    """Write the per-user file beside results.csv (atomically); remove the other format's stale copy."""
+    from .atomic import write_files_atomically
+
+    out = Path(out_dir)
+    name, payload = per_user_payload(per_user_frame(runs))
+    write_files_atomically({out / name: payload})
+    for other in PER_USER_FILES:
+        if other != name:
+            (out / other).unlink(missing_ok=True)
+    return out / name
