@@ -67,6 +67,10 @@ class GFCF(Baseline):
     name = "GF-CF"
     description = "Training-free graph filter: normalised item-item filter + ideal low-pass (GF-CF, CIKM 2021)"
     supports_pooling = True
+    #: pooled: how much the source's rows count, tuned like pooled EASE's
+    pooled_search_space = {"params.source_weight": {"type": "loguniform", "low": 0.005, "high": 1.0}}
+    #: training-free and deterministic: an exported artifact refits it from the stored data
+    export = "refit"
     defaults = {
         "alpha": Float(0.3, 0, 100, help="weight of the ideal low-pass filter (0: linear filter only)"),
         "k": Int(256, 0, 100_000, help="singular vectors of the ideal low-pass filter (0: none)"),

@@ -57,6 +57,8 @@ class IALS(Baseline):
     name = "iALS"
     description = "Implicit ALS matrix factorisation (the implicit package; Rendle et al. 2022's tuned iALS)"
     supports_pooling = True
+    #: pooled: how much the source's rows count, tuned like pooled EASE's
+    pooled_search_space = {"params.source_weight": {"type": "loguniform", "low": 0.005, "high": 1.0}}
     defaults = {
         "factors": Int(128, 1, 4096, help="embedding dimension"),
         "regularization": Float(0.01, 0, 1e6, help="L2 penalty on every factor"),

@@ -83,6 +83,10 @@ class RP3beta(Baseline):
     name = "RP3beta"
     description = "Random walk item-item graph with a popularity penalty (Dacrema et al. 2019's RP3beta)"
     supports_pooling = True
+    #: pooled: how much the source's rows count, tuned like pooled EASE's
+    pooled_search_space = {"params.source_weight": {"type": "loguniform", "low": 0.005, "high": 1.0}}
+    #: training-free and deterministic: an exported artifact refits it from the stored data
+    export = "refit"
     defaults = {
         "alpha": Float(1.0, 0, 5, help="exponent of the transition probabilities"),
         "beta": Float(0.5, 0, 5, help="popularity penalty: column j divided by pop(j)**beta"),

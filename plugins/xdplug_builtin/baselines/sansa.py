@@ -109,6 +109,10 @@ class SANSA(Baseline):
     description = ("Sparse approximate EASE for large catalogues (xdplug's own: pruned Gram, sparse LU, "
                    "top-k inverse; not the sansa package)")
     supports_pooling = True
+    #: pooled: how much the source's rows count, tuned like pooled EASE's
+    pooled_search_space = {"params.source_weight": {"type": "loguniform", "low": 0.005, "high": 1.0}}
+    #: training-free and deterministic: an exported artifact refits it from the stored data
+    export = "refit"
     defaults = {
         "reg_weight": Float(250.0, 0, 1e9, low_open=True, help="EASE's L2 weight"),
         "gram_neighbors": Int(500, 0, 10_000_000, help="co-occurrences kept per item (0: all)"),
