@@ -53,6 +53,7 @@ import pandas as pd
 from xdplug.components import DatasetRecipe
 from xdplug.data.raw import RawDomain, RawDomains, validate_inter
 from xdplug.errors import ConfigError, DataError
+from xdplug.options import Bool, Choice, Str
 from xdplug.paths import downloads_dir
 
 logger = logging.getLogger(__name__)
@@ -109,15 +110,18 @@ def file_urls(filename: str) -> list[str]:
     return [base + folder + filename for base in MIRRORS]
 
 
-def canonical_category(name: str, path: str) -> str:
+def canonical_category(name: str, path: str, categories: tuple[str, ...] = CATEGORIES,
+                       release: str = "Amazon 2018") -> str:
     """The release's spelling of a category name (case-insensitive); a typo is a ConfigError."""
-    by_lower = {c.lower(): c for c in CATEGORIES}
+    if not isinstance(name, str):
+        raise ConfigError(path, f"expected a category name (a string), got {name!r}")
+    by_lower = {c.lower(): c for c in categories}
     found = by_lower.get(name.strip().lower())
     if found:
         return found
-    close = difflib.get_close_matches(name, CATEGORIES, n=1)
+    close = difflib.get_close_matches(name, categories, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise ConfigError(path, f"unknown Amazon 2018 category {name!r}.{hint} Known: {', '.join(CATEGORIES)}")
+    raise ConfigError(path, f"unknown {release} category {name!r}.{hint} Known: {', '.join(categories)}")
 
 
 def _is_gzip(path: Path) -> bool:
@@ -134,13 +138,15 @@ def _open_text(path: Path) -> TextIO:
 _GZIP_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
 
 
-def _corrupt(path: Path, exc: Exception) -> DataError:
+def _corrupt(path: Path, exc: Exception, homepage: str = HOMEPAGE) -> DataError:
     return DataError(
-        f"corrupt or truncated file ({exc}); delete it and download it again from {HOMEPAGE}", str(path))
+        f"corrupt or truncated file ({exc}); delete it and download it again from {homepage}", str(path))
 
 
-def download_file(filename: str, dest_dir: Path, timeout: float = 60.0) -> Path:
-    """Fetch one 2018 file into ``dest_dir``: written to a temporary file, then renamed.
+def download_file(filename: str, dest_dir: Path, timeout: float = 60.0, urls: list[str] | None = None,
+                  homepage: str = HOMEPAGE) -> Path:
+    """Fetch one file into ``dest_dir`` from the first of ``urls`` that serves it (default: the
+    2018 mirrors): written to a temporary file, then renamed.
 
     A half-finished download never takes the final name, so an interrupted run
     cannot leave a truncated file that a later run would trust.
@@ -148,7 +154,7 @@ def download_file(filename: str, dest_dir: Path, timeout: float = 60.0) -> Path:
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / filename
     errors = []
-    for url in file_urls(filename):
+    for url in urls if urls is not None else file_urls(filename):
         fd, tmp_name = tempfile.mkstemp(dir=dest_dir, prefix=f".{filename}.", suffix=".part")
         tmp = Path(tmp_name)
         try:
@@ -174,21 +180,24 @@ def download_file(filename: str, dest_dir: Path, timeout: float = 60.0) -> Path:
                 os.close(fd)
             tmp.unlink(missing_ok=True)
     raise DataError("download failed from every mirror: " + "; ".join(errors)
-                    + f". Download it by hand from {HOMEPAGE} and put it in {dest_dir}", str(dest))
+                    + f". Download it by hand from {homepage} and put it in {dest_dir}", str(dest))
 
 
-def locate(filename: str, search_dirs: list[Path], download_to: Path | None) -> Path:
-    """Find ``filename`` (or its uncompressed twin) in ``search_dirs``; download if allowed."""
+def locate(filename: str, search_dirs: list[Path], download_to: Path | None, urls: list[str] | None = None,
+           homepage: str = HOMEPAGE) -> Path:
+    """Find ``filename`` (or its uncompressed twin) in ``search_dirs``; download if allowed
+    (from ``urls``, default the 2018 mirrors)."""
+    urls = urls if urls is not None else file_urls(filename)
     for folder in search_dirs:
         for name in (filename, filename.removesuffix(".gz")):
             candidate = folder / name
             if candidate.is_file():
                 return candidate
     if download_to is not None:
-        return download_file(filename, download_to)
+        return download_file(filename, download_to, urls=urls, homepage=homepage)
     where = " or ".join(str(d) for d in search_dirs)
     raise DataError(
-        f"file not found in {where}. Download {file_urls(filename)[0]} (see {HOMEPAGE}) into "
+        f"file not found in {where}. Download {urls[0]} (see {homepage}) into "
         f"{search_dirs[0]}, or set the dataset option download: true to fetch it",
         filename)
 
@@ -206,8 +215,8 @@ def _parse_review(line: bytes) -> dict | None:
     return record if isinstance(record, dict) else None
 
 
-def read_reviews(path: str | Path) -> pd.DataFrame:
-    """The four interaction fields of a review file, one row per review, raw JSON names.
+def read_reviews(path: str | Path, fields: dict[str, str] = REVIEW_FIELDS, homepage: str = HOMEPAGE) -> pd.DataFrame:
+    """The interaction fields (``fields``' keys) of a review file, one row per review, raw JSON names.
 
     Lines are parsed one by one (a JSON parser cannot be vectorised, and this
     is faster than ``pandas.read_json`` because the review text is never put in
@@ -216,7 +225,7 @@ def read_reviews(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise DataError("file not found", str(path))
-    keys = list(REVIEW_FIELDS)
+    keys = list(fields)
     frames, rows = [], []
     opener = gzip.open if _is_gzip(path) else open
     try:
@@ -234,11 +243,11 @@ def read_reviews(path: str | Path) -> pd.DataFrame:
                     frames.append(pd.DataFrame(rows, columns=keys))
                     rows = []
     except _GZIP_ERRORS as exc:
-        raise _corrupt(path, exc) from None
+        raise _corrupt(path, exc, homepage) from None
     if rows:
         frames.append(pd.DataFrame(rows, columns=keys))
     if not frames:
-        raise DataError("empty file; expected JSON lines with keys " + ", ".join(REVIEW_FIELDS), str(path))
+        raise DataError("empty file; expected JSON lines with keys " + ", ".join(fields), str(path))
     df = pd.concat(frames, ignore_index=True)
     return df[[k for k in keys if df[k].notna().any()]]
 
@@ -388,18 +397,25 @@ class AmazonRecipe(DatasetRecipe):
     name = "amazon"
     description = ("Amazon Reviews 2018: two categories, reviewers aligned by reviewerID, "
                    "item text from the metadata files")
-    defaults = {"source": "Books", "target": "Movies_and_TV", "data_dir": "", "five_core": True,
-                "download": False}
+    defaults = {
+        "source": Choice("Books", CATEGORIES, help="source category (any case)"),
+        "target": Choice("Movies_and_TV", CATEGORIES, help="target category (any case)"),
+        "data_dir": Str("", help="folder holding the files (searched before the downloads folder)"),
+        "five_core": Bool(True, help="read the 5-core review files instead of every review"),
+        "download": Bool(False, help="download missing files from the McAuley lab's mirrors"),
+    }
 
     #: template placeholder -> item column; every column exists (empty string when unknown)
     TEXT_FIELDS = {"title": "title", "genres": "category", "year": "year", "brand": "brand",
                    "description": "description"}
 
     def __init__(self, params: dict | None = None, path: str | None = None):
-        super().__init__(params, path)
         where = path or f"{self.kind}:{self.name}"
-        self.params["source"] = canonical_category(self.params["source"], f"{where}.source")
-        self.params["target"] = canonical_category(self.params["target"], f"{where}.target")
+        params = dict(params or {})
+        for key in ("source", "target"):  # category names in any case, a typo gets a suggestion
+            if key in params:
+                params[key] = canonical_category(params[key], f"{where}.{key}")
+        super().__init__(params, path)
         if self.params["source"] == self.params["target"]:
             raise ConfigError(f"{where}.target", f"must differ from source ({self.params['source']!r})")
 

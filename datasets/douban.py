@@ -38,6 +38,7 @@ import pandas as pd
 from xdplug.components import DatasetRecipe
 from xdplug.data.raw import RawDomain, RawDomains, validate_inter
 from xdplug.errors import ConfigError, DataError
+from xdplug.options import Choice, Str
 
 logger = logging.getLogger(__name__)
 
@@ -229,19 +230,22 @@ class DoubanRecipe(DatasetRecipe):
 
     name = "douban"
     description = "Douban ratings (Zhu et al. 2019): two of book/movie/music, users aligned by ID"
-    defaults = {"source": "book", "target": "movie", "data_dir": ""}
+    defaults = {
+        "source": Choice("book", DOMAINS, help="source domain (any case)"),
+        "target": Choice("movie", DOMAINS, help="target domain (any case)"),
+        "data_dir": Str("", help="folder holding the distributed files (or its parent)"),
+    }
 
     #: template placeholder -> item column; every column exists (empty string when unknown)
     TEXT_FIELDS = {"title": "title", "genres": "genres", "year": "year", "description": "description"}
 
     def __init__(self, params: dict | None = None, path: str | None = None):
+        params = dict(params or {})
+        for key in ("source", "target"):  # domain names in any case
+            if isinstance(params.get(key), str) and params[key].strip().lower() in DOMAINS:
+                params[key] = params[key].strip().lower()
         super().__init__(params, path)
         where = path or f"{self.kind}:{self.name}"
-        for key in ("source", "target"):
-            value = self.params[key].strip().lower()
-            if value not in DOMAINS:
-                raise ConfigError(f"{where}.{key}", f"expected one of {', '.join(DOMAINS)}, got {self.params[key]!r}")
-            self.params[key] = value
         if self.params["source"] == self.params["target"]:
             raise ConfigError(f"{where}.target", f"must differ from source ({self.params['source']!r})")
 

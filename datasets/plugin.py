@@ -15,3 +15,11 @@ def register_datasets(register):
     register(ML1MGenres)
     register(SyntheticRecipe)
     register(FilesRecipe)
+
+    from .amazon import AmazonRecipe
+    from .amazon2023 import Amazon2023Recipe
+    from .douban import DoubanRecipe
+
+    register(AmazonRecipe)
+    register(Amazon2023Recipe)
+    register(DoubanRecipe)

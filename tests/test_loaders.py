@@ -1,4 +1,5 @@
-"""Amazon 2018 and Douban loaders on small generated files: counts, text fields, alignment, errors."""
+"""Amazon 2018, Amazon 2023 and Douban loaders on small generated files: counts, text fields, alignment,
+errors, downloads (faked), and each recipe as the engine sees it (registered, its contract)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ import pytest
 
 from xdplug.data.raw import RawDomains
 from xdplug.errors import ConfigError, DataError
-from xdplug_datasets import amazon
+from xdplug.testing import check_dataset
+from xdplug_datasets import amazon, amazon2023
 from xdplug_datasets.amazon import AmazonRecipe, load_amazon_domain
+from xdplug_datasets.amazon2023 import Amazon2023Recipe, load_amazon2023_domain
 from xdplug_datasets.douban import DoubanRecipe, load_douban_domain
 
 
@@ -316,7 +319,7 @@ def test_douban_recipe(tmp_path):
 
 
 def test_douban_config_errors(tmp_path):
-    with pytest.raises(ConfigError, match="source: expected one of book, movie, music, got 'books'"):
+    with pytest.raises(ConfigError, match="source: expected one of 'book', 'movie', 'music', got 'books'"):
         DoubanRecipe({"source": "books"})
     with pytest.raises(ConfigError, match="target: must differ from source"):
         DoubanRecipe({"source": "movie", "target": "movie"})
@@ -358,3 +361,220 @@ def test_douban_bad_input(tmp_path):
 def test_loaders_keep_numpy_float_dtypes(amazon_dir):
     domain = load_amazon_domain(amazon_dir / "Movies_and_TV_5.json", amazon_dir / "meta_Movies_and_TV.json", "M")
     assert domain.inter["rating"].dtype == np.float64 and domain.inter["timestamp"].dtype == np.float64
+
+
+# ----------------------------------------------------------------------------- Amazon 2023 samples
+
+def _review23(user, item, rating, ts_ms, asin=None, **extra):
+    """A review line as the 2023 release writes it (timestamp in milliseconds)."""
+    return {"rating": rating, "title": "Great", "text": "Loved it<br />really", "images": [],
+            "asin": asin or item, "parent_asin": item, "user_id": user, "timestamp": ts_ms,
+            "helpful_vote": 0, "verified_purchase": True, **extra}
+
+
+BOOK_REVIEWS_23 = [
+    _review23("AE1", "0000000001", 5.0, 1588615855070),
+    _review23("AE1", "B0SHARED01", 4.0, 1588615856070, asin="B0SHARED01-V2"),  # a variant: keyed by parent
+    _review23("AE2", "0000000001", 3.0, 1588615857070),
+    _review23("AE3", "0000000002", 2.0, 1588615858070),
+]
+MOVIE_REVIEWS_23 = [
+    _review23("AE1", "B000MOVIE1", 5.0, 1600000000000),
+    _review23("AE2", "B0SHARED01", 4.0, 1600000001000),  # the same product, listed in both categories
+    _review23("AE9", "B000MOVIE1", 1.0, 1600000002000),
+]
+
+
+def _meta23(item, **fields):
+    record = {"main_category": "Books", "title": "", "average_rating": 4.5, "rating_number": 10,
+              "features": [], "description": [], "price": None, "images": [], "videos": [], "store": None,
+              "categories": [], "details": {}, "parent_asin": item, "bought_together": None}
+    record.update(fields)
+    return json.dumps(record)
+
+
+BOOK_META_23 = [
+    _meta23("0000000001", title="The Hobbit", store="J. R. R. Tolkien (Author)",
+            features=["Illustrated edition", "Includes a map"], description=[LONG, "second part"],
+            categories=["Books", "Literature &amp; Fiction", "Fantasy"],
+            details={"Publisher": "Mariner (September 18, 2012)", "Language": "English"}),
+    _meta23("B0SHARED01", title="Dune (Box set)", main_category="Movies & TV", categories=[],
+            details={"Date First Available": "March 3, 2015"}, description=["Desert <b>planet</b>."]),
+    "{this line is broken",
+    _meta23("9999999999", title="Not reviewed"),
+]
+MOVIE_META_23 = [
+    _meta23("B000MOVIE1", title="Alien", main_category="Movies & TV", categories=["Movies & TV", "Horror"],
+            features=["Widescreen", "Director's cut"]),
+    _meta23("B0SHARED01", title="Dune (Box set)", main_category="Movies & TV", categories=["Movies & TV", "Sci-Fi"]),
+]
+
+
+@pytest.fixture
+def amazon23_dir(tmp_path) -> Path:
+    folder = tmp_path / "amazon2023"
+    folder.mkdir()
+    _write(folder / "Books.jsonl.gz", _jsonl(BOOK_REVIEWS_23), gz=True)
+    _write(folder / "meta_Books.jsonl.gz", _jsonl(BOOK_META_23), gz=True)
+    _write(folder / "Movies_and_TV.jsonl", _jsonl(MOVIE_REVIEWS_23), gz=False)  # plain twins are accepted
+    _write(folder / "meta_Movies_and_TV.jsonl", _jsonl(MOVIE_META_23), gz=False)
+    return folder
+
+
+def test_amazon2023_domain_function(amazon23_dir, caplog):
+    with caplog.at_level(logging.WARNING):
+        domain = load_amazon2023_domain(amazon23_dir / "Books.jsonl.gz", amazon23_dir / "meta_Books.jsonl.gz",
+                                        "Books")
+    assert domain.name == "Books"
+    assert list(domain.inter.columns) == ["user", "item", "rating", "timestamp"]
+    assert len(domain.inter) == 4 and domain.inter["user"].nunique() == 3
+    assert domain.inter["item"].tolist() == ["0000000001", "B0SHARED01", "0000000001", "0000000002"]
+    assert domain.inter["timestamp"].iloc[0] == pytest.approx(1588615855.070)  # milliseconds -> seconds
+    assert domain.inter["rating"].dtype == np.float64
+    assert list(domain.items.columns) == list(amazon2023.ITEM_COLUMNS)
+    items = domain.items.set_index("item")
+    assert sorted(items.index) == ["0000000001", "B0SHARED01"]  # not-reviewed dropped, 0002 has no metadata
+    hobbit = items.loc["0000000001"]
+    assert hobbit["title"] == "The Hobbit"
+    assert hobbit["categories"] == "Books, Literature & Fiction, Fantasy" == hobbit["genres"]
+    assert hobbit["features"] == "Illustrated edition; Includes a map"
+    assert hobbit["description"].startswith("A very long description.")
+    assert len(hobbit["description"]) <= amazon2023.DESCRIPTION_CHARS
+    assert hobbit["year"] == "2012" and hobbit["store"] == "J. R. R. Tolkien (Author)"
+    dune = items.loc["B0SHARED01"]
+    assert dune["categories"] == "" and dune["genres"] == "Movies & TV"  # no path: the main category
+    assert dune["year"] == "2015" and dune["description"] == "Desert planet ." and dune["features"] == ""
+    assert "skipped 1 of 4 metadata lines" in caplog.text
+
+
+def test_amazon2023_recipe(amazon23_dir):
+    recipe = Amazon2023Recipe({"data_dir": str(amazon23_dir), "source": "books", "target": "movies_and_tv"})
+    assert (recipe.params["source"], recipe.params["target"]) == ("Books", "Movies_and_TV")
+    assert "Books.jsonl.gz" in recipe.origin() and "meta_Movies_and_TV.jsonl.gz" in recipe.origin()
+    raw = check_dataset(Amazon2023Recipe, {"data_dir": str(amazon23_dir)})  # the engine's contract
+    assert (raw.source.name, raw.target.name) == ("Books", "Movies_and_TV")
+    assert len(raw.source.inter) == 4 and len(raw.target.inter) == 3
+    assert raw.align_users == "id"
+    assert set(raw.source.inter["user"]) & set(raw.target.inter["user"]) == {"AE1", "AE2"}
+    assert raw.align_items == "id" and "1 shared products" in raw.description  # auto: they share B0SHARED01
+    for field in raw.text_fields.values():
+        assert field in raw.source.items.columns and field in raw.target.items.columns
+    alien = raw.target.items.set_index("item").loc["B000MOVIE1"]
+    assert alien["genres"] == "Movies & TV, Horror" and alien["features"] == "Widescreen; Director's cut"
+    # the default template renders from the default mapping; features/description are there for others
+    from xdplug.config import DEFAULTS
+    from xdplug.data.text import check_template_fields, render_texts
+
+    template = DEFAULTS["dataset"]["text_template"]
+    check_template_fields(template, [raw.source.items, raw.target.items], raw.text_fields, strict=True)
+    texts, fallback = render_texts(raw.source.items, template, raw.text_fields)
+    assert texts["0000000001"] == "The Hobbit (2012). Genres: Books, Literature & Fiction, Fantasy."
+    assert fallback == 0
+    texts, _ = render_texts(raw.target.items, "{title}. {features}. {description}", raw.text_fields)
+    assert texts["B000MOVIE1"] == "Alien. Widescreen; Director's cut."
+    none = Amazon2023Recipe({"data_dir": str(amazon23_dir), "align_items": "none"}).load(str(amazon23_dir))
+    assert none.align_items is None
+
+
+def test_amazon2023_no_shared_products(amazon23_dir):
+    reviews = [r for r in MOVIE_REVIEWS_23 if r["parent_asin"] != "B0SHARED01"]
+    _write(amazon23_dir / "Movies_and_TV.jsonl", _jsonl(reviews), gz=False)
+    raw = Amazon2023Recipe({"data_dir": str(amazon23_dir)}).load(str(amazon23_dir))
+    assert raw.align_items is None and raw.align_users == "id"
+
+
+def test_amazon2023_config_errors():
+    with pytest.raises(ConfigError, match="unknown Amazon 2023 category 'Bookz'. Did you mean 'Books'"):
+        Amazon2023Recipe({"source": "Bookz"})
+    with pytest.raises(ConfigError, match="target: must differ from source"):
+        Amazon2023Recipe({"source": "Books", "target": "BOOKS"})
+    with pytest.raises(ConfigError, match="align_items: expected one of 'auto', 'id', 'none'"):
+        Amazon2023Recipe({"align_items": "title"})
+    with pytest.raises(ConfigError, match="download: expected true or false"):
+        Amazon2023Recipe({"download": "yes"})
+    assert Amazon2023Recipe({"source": "Baby_Products", "target": "unknown"}).params["target"] == "Unknown"
+
+
+def test_amazon2023_missing_file_offline(tmp_path):
+    with pytest.raises(DataError, match=r"Books\.jsonl\.gz: file not found in .*download: true") as info:
+        Amazon2023Recipe({"data_dir": str(tmp_path)}).load(str(tmp_path))
+    assert amazon2023.MIRRORS[0] + "review_categories/Books.jsonl.gz" in str(info.value)
+    assert amazon2023.MIRRORS[0].startswith("https://mcauleylab.ucsd.edu/public_datasets/data/amazon_2023/raw/")
+
+
+def test_amazon2023_bad_files(tmp_path):
+    meta = _write(tmp_path / "meta.jsonl", _jsonl(BOOK_META_23), gz=False)
+    old_layout = _write(tmp_path / "Books.jsonl", _jsonl(BOOK_REVIEWS), gz=False)  # a 2018 file by mistake
+    with pytest.raises(DataError, match=r"Books\.jsonl, field 'user_id': missing field.*Amazon Reviews 2023"):
+        load_amazon2023_domain(old_layout, meta, "Books")
+    bad = _write(tmp_path / "Books.jsonl", _jsonl([_review23("A", "1", 5.0, 1), _review23("B", "2", 4.0, "now")]),
+                 gz=False)
+    with pytest.raises(DataError, match=r"field 'timestamp': expected numbers, got 'now' \(row 2\)"):
+        load_amazon2023_domain(bad, meta, "Books")
+    reviews = _write(tmp_path / "Books.jsonl", _jsonl(BOOK_REVIEWS_23), gz=False)
+    old_meta = _write(tmp_path / "meta_old.jsonl", _jsonl(BOOK_META_LINES[:1]), gz=False)
+    with pytest.raises(DataError, match=r"meta_old\.jsonl, field 'parent_asin': no line is a JSON object"):
+        load_amazon2023_domain(reviews, old_meta, "Books")
+    truncated = tmp_path / "meta_cut.jsonl.gz"
+    truncated.write_bytes(gzip.compress(_jsonl(BOOK_META_23))[:-30])
+    with pytest.raises(DataError, match="corrupt or truncated.*amazon-reviews-2023"):
+        load_amazon2023_domain(reviews, truncated, "Books")
+
+
+def test_amazon2023_download(tmp_path, monkeypatch):
+    """The real download code path (urllib, temporary file, rename), with the network faked."""
+    served = {
+        "review_categories/Books.jsonl.gz": gzip.compress(_jsonl(BOOK_REVIEWS_23)),
+        "meta_categories/meta_Books.jsonl.gz": gzip.compress(_jsonl(BOOK_META_23)),
+        "review_categories/Movies_and_TV.jsonl.gz": gzip.compress(_jsonl(MOVIE_REVIEWS_23)),
+        "meta_categories/meta_Movies_and_TV.jsonl.gz": gzip.compress(_jsonl(MOVIE_META_23)),
+    }
+    urls = []
+
+    def fake_urlopen(request, timeout=None):
+        url = request.full_url
+        urls.append(url)
+        for base in (amazon2023.MIRRORS[1], "https://example.org/amazon_2023/raw/"):
+            if url.startswith(base):
+                return _FakeResponse(served[url[len(base):]])
+        raise urllib.error.URLError("unreachable")  # the first mirror is down
+
+    monkeypatch.setattr(amazon.urllib.request, "urlopen", fake_urlopen)
+    raw = Amazon2023Recipe({"download": True}).load(str(tmp_path))
+    assert len(raw.source.inter) == 4 and len(raw.target.inter) == 3
+    folder = amazon.downloads_dir() / "amazon2023"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(k.split("/")[1] for k in served)  # no .part left
+    assert amazon2023.MIRRORS[0] + "review_categories/Books.jsonl.gz" in urls
+    assert amazon2023.MIRRORS[1] + "meta_categories/meta_Movies_and_TV.jsonl.gz" in urls
+    urls.clear()
+    Amazon2023Recipe({"download": True}).load(str(tmp_path))  # found: nothing downloaded again
+    assert urls == []
+    # a configured mirror replaces the built-in ones
+    for path in folder.iterdir():
+        path.unlink()
+    recipe = Amazon2023Recipe({"download": True, "mirror": "https://example.org/amazon_2023/raw"})
+    assert "example.org" in recipe.origin()
+    recipe.load(str(tmp_path))
+    assert urls and all(u.startswith("https://example.org/amazon_2023/raw/") for u in urls)
+
+
+# ----------------------------------------------------------------------------- as the engine sees them
+
+def test_recipes_registered_with_declared_options():
+    from xdplug.components import declared_options
+    from xdplug.plugins import make_plugin_manager
+
+    registry = make_plugin_manager().registry
+    for name, cls in (("amazon", AmazonRecipe), ("amazon2023", Amazon2023Recipe), ("douban", DoubanRecipe)):
+        assert registry.get("dataset", name) is cls
+        options = declared_options(cls)
+        assert options["source"].choices and options["target"].choices
+        assert all(option.help for option in options.values()), name
+        cls({}).origin()  # `xdplug datasets` builds each recipe with its defaults
+
+
+def test_amazon_and_douban_contracts(amazon_dir, tmp_path):
+    raw = check_dataset(AmazonRecipe, {"data_dir": str(amazon_dir)})
+    assert raw.align_users == "id"
+    raw = check_dataset(DoubanRecipe, {"data_dir": str(_douban_dir(tmp_path))})
+    assert raw.align_users == "id"
