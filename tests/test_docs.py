@@ -229,3 +229,80 @@ def test_relative_links_resolve(doc):
         if "://" in target:
             continue
         assert (doc.parent / target).exists(), f"{doc.name} links to missing {target}"
+
+
+# -- README and docs: every recipe named exists, every command runs in a fresh shell ----------
+
+README = ROOT / "README.md"
+COMMAND_DOCS = [README, *sorted(DOCS.glob("*.md"))]
+#: commands that live in the virtual environment, not on a fresh shell's PATH
+VENV_COMMANDS = ("xdplug", "python")
+
+
+def fenced_blocks(text: str) -> list[tuple[str, str]]:
+    """(language, body) of every fenced block, in order."""
+    return re.findall(r"^```(\w*)\n(.*?)^```", text, flags=re.MULTILINE | re.DOTALL)
+
+
+def readme_recipes() -> set[str]:
+    """The recipes the README names: its dataset table's first column and every ``recipe:`` in a block."""
+    text = README.read_text()
+    names = set(re.findall(r"^\| `([^`]+)`", sections(text)["Datasets"], flags=re.MULTILINE))
+    for _, body in fenced_blocks(text):
+        names |= set(re.findall(r"^\s*recipe:\s*([\w.-]+)", body, flags=re.MULTILINE))
+    return names
+
+
+def test_every_readme_recipe_is_registered():
+    registered = set(make_plugin_manager().registry.names("dataset"))
+    named = readme_recipes()
+    assert {"ml100k-genres", "amazon", "amazon2023", "douban", "files"} <= named  # the parser finds them
+    assert named <= registered, f"the README names unregistered recipes: {sorted(named - registered)}"
+
+
+def shell_commands(block: str) -> list[tuple[str, bool]]:
+    """(command line, whether a ``source X/bin/activate`` came before it in the block) per simple
+    command: comments dropped, split at ``&&``, ``||``, ``;`` and ``|``, leading ``VAR=value`` skipped."""
+    import shlex
+
+    out, activated = [], False
+    for line in block.splitlines():
+        lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+        lexer.whitespace_split = True
+        command: list[str] = []
+        for token in [*lexer, ";"]:
+            if token and set(token) <= set("&|;"):
+                while command and re.match(r"^[A-Za-z_]\w*=", command[0]):
+                    command.pop(0)
+                if command[:1] in (["source"], ["."]) and command[1:2] and command[1].endswith("/bin/activate"):
+                    activated = True
+                elif command:
+                    out.append((" ".join(command), activated))
+                command = []
+            else:
+                command.append(token)
+    return out
+
+
+def test_shell_commands_parser():
+    block = ("python -m a  # comment\nX=1 xdplug run c.yaml && .venv/bin/xdplug plugins | grep ok\n"
+             "# a comment line\n. /opt/v/bin/activate\npython3.11 -m venv v; xdplug run 'a b.yaml'\n")
+    assert shell_commands(block) == [
+        ("python -m a", False), ("xdplug run c.yaml", False), (".venv/bin/xdplug plugins", False),
+        ("grep ok", False), ("python3.11 -m venv v", True), ("xdplug run a b.yaml", True)]
+
+
+@pytest.mark.parametrize("doc", COMMAND_DOCS, ids=lambda p: p.name)
+def test_commands_name_the_virtual_environment(doc):
+    """A fresh shell has no ``xdplug`` and no project ``python`` on its PATH: every such command in a
+    bash block is written ``.venv/bin/...`` (what ``scripts/setup.sh`` makes) or follows an explicit
+    ``source .../bin/activate`` line of the same block."""
+    bare = []
+    for lang, body in fenced_blocks(doc.read_text()):
+        if lang not in ("bash", "sh", "shell", "console"):
+            continue
+        for command, activated in shell_commands(body):
+            if command.split()[0] in VENV_COMMANDS and not activated:
+                bare.append(command)
+    assert not bare, (f"{doc.name}: write these as .venv/bin/... (or activate the environment first in the "
+                      f"same block): {bare}")

@@ -317,6 +317,8 @@ def test_own_data_walkthrough_runs_as_written(tmp_path, monkeypatch, plugin_mana
                 if not line.strip() or line.startswith("#"):
                     continue
                 argv = shlex.split(line)
+                # the page names the clone's virtual environment (tests/test_docs.py checks that)
+                argv[0] = argv[0].removeprefix(".venv/bin/")
                 if argv[:3] == ["python", "-m", "xdplug_datasets.files"]:
                     assert files_main(argv[3:]) == 0
                 else:
