@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from xdplug import paths
-from xdplug.components import DatasetRecipe
+from xdplug.components import DatasetRecipe, declared_options
 from xdplug.options import Choice, Int
 from xdplug.data.raw import RawDomain, RawDomains, read_atomic
 from xdplug.errors import DataError
@@ -287,7 +287,7 @@ class ML1MToML100K(_GroupLensRecipe):
 class ML1MGenres(_GroupLensRecipe):
     name = "ml1m-genres"
     description = "ML-1M cut by genre like ml100k-genres: action-like movies are the target, the rest the source"
-    defaults = {**_GroupLensRecipe.defaults, **ML100KGenres.defaults}
+    defaults = {**declared_options(_GroupLensRecipe), **declared_options(ML100KGenres)}  # with their ranges
 
     def load(self, cache_dir: str) -> RawDomains:
         ml1m, _ = self.movielens(cache_dir, with_ml100k=False)

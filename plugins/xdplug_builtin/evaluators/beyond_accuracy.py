@@ -84,7 +84,8 @@ class BeyondAccuracyEvaluator(Evaluator):
 
     name = "beyond-accuracy"
     description = "Item coverage, Gini index, average popularity and long-tail share at each K"
-    defaults = {"tail_ratio": Float(0.1, 0, 1), "unseen_is_tail": Bool(True)}
+    # a share of the seen items in (0, 1], or above 1 a count threshold (RecBole's rule)
+    defaults = {"tail_ratio": Float(0.1, 0, 1e9, low_open=True), "unseen_is_tail": Bool(True)}
     scope = "run"
 
     def __init__(self, params: dict | None = None, path: str | None = None):
