@@ -72,13 +72,14 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from xdplug.artifact import _copy_data, load_artifact, update_artifact, write_artifact
+
+    from xdplug.artifact import copy_data, load_artifact, update_artifact, write_artifact
     from xdplug.config import load_config
     from xdplug.data.prepare import prepare
     from xdplug.model.strategy import fit_strategy
     from xdplug.plugins import get_plugins
-    from xdplug.recbole_compat import quiet_recbole_logging
-    from xdplug.training import FitContext
+    from xdplug.recbole.compat import quiet_recbole_logging
+    from xdplug.context import FitContext
 
     quiet_recbole_logging()
     registry = get_plugins().registry
@@ -97,7 +98,7 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(args.seed)
     train = data.target_train
     late = rng.random(len(train)) < args.update_fraction
-    base = _copy_data(data, target_train=train[~late])
+    base = copy_data(data, target_train=train[~late])
     print(f"{args.recipe}: {data.n_target_users:,} target users, {data.n_target_items:,} target items, "
           f"{len(train):,} target training interactions ({int(late.sum()):,} held back as new), "
           f"{len(data.source_train):,} source interactions, catalog {len(data.catalog):,}; "

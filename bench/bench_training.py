@@ -261,7 +261,7 @@ class TimedLoader:
 
 def patch_trainer(limit: int, sync, record: list, sampler: RssSampler, on_first_epoch=None) -> None:
     """Wrap the train data of every epoch of xdplug's trainer in a :class:`TimedLoader`."""
-    from xdplug.training import _make_trainer_class
+    from xdplug.recbole.trainer import _make_trainer_class
 
     cls = _make_trainer_class()
     original = cls._train_epoch
@@ -297,8 +297,8 @@ def worker(spec: dict) -> dict:
     if spec["threads"]:
         torch.set_num_threads(spec["threads"])
     from xdplug.plugins import get_plugins
-    from xdplug.recbole_compat import quiet_recbole_logging, resolve_device
-    from xdplug.training import FitContext
+    from xdplug.recbole.compat import quiet_recbole_logging, resolve_device
+    from xdplug.context import FitContext
 
     quiet_recbole_logging()
     device = resolve_device(spec["device"])

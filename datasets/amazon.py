@@ -50,11 +50,8 @@ from typing import Iterable, Iterator, TextIO
 import numpy as np
 import pandas as pd
 
-from xdplug.components import DatasetRecipe
-from xdplug.data.raw import RawDomain, RawDomains, validate_inter
-from xdplug.errors import ConfigError, DataError
-from xdplug.options import Bool, Choice, Str
-from xdplug.paths import downloads_dir
+from xdplug.api import (Bool, Choice, ConfigError, DataError, DatasetRecipe, downloads_dir, RawDomain,
+                        RawDomains, Str, validate_inter)
 
 logger = logging.getLogger(__name__)
 

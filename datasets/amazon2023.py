@@ -44,11 +44,8 @@ from typing import Iterable, Iterator
 
 import pandas as pd
 
-from xdplug.components import DatasetRecipe
-from xdplug.data.raw import RawDomain, RawDomains
-from xdplug.errors import ConfigError, DataError
-from xdplug.options import Bool, Choice, Str
-from xdplug.paths import downloads_dir
+from xdplug.api import (Bool, Choice, ConfigError, DataError, DatasetRecipe, downloads_dir, RawDomain,
+                        RawDomains, Str)
 
 from .amazon import (
     _GZIP_ERRORS,

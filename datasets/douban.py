@@ -35,10 +35,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from xdplug.components import DatasetRecipe
-from xdplug.data.raw import RawDomain, RawDomains, validate_inter
-from xdplug.errors import ConfigError, DataError
-from xdplug.options import Choice, Str
+from xdplug.api import (Choice, ConfigError, DataError, DatasetRecipe, RawDomain, RawDomains, Str,
+                        validate_inter)
 
 logger = logging.getLogger(__name__)
 

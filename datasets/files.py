@@ -35,16 +35,13 @@ prepares the data again.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from xdplug.components import DatasetRecipe
-from xdplug.data.raw import RawDomain, RawDomains, read_atomic, refuse_nonfinite
-from xdplug.data.text import normalise_key
-from xdplug.errors import ConfigError, DataError
+from xdplug.api import (read_table, sniff_separator, ConfigError, DataError, DatasetRecipe, normalise_key, RawDomain, RawDomains,
+                        read_atomic, refuse_nonfinite)
 
 #: interaction roles and the column each role is read from unless ``columns`` says otherwise
 CSV_COLUMNS = {"user": "user", "item": "item", "rating": "rating", "timestamp": "timestamp"}
@@ -53,7 +50,6 @@ DOMAIN_KEYS = ("name", "dir", "interactions", "items", "columns", "item_fields",
                "implicit", "sep")
 ALIGN_USERS = ("id", "none")
 ALIGN_ITEMS = ("id", "key", "none")
-SEPARATORS = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
 PARQUET = (".parquet", ".pq")
 
 
@@ -170,16 +166,10 @@ class DomainSpec:
                             str(file), column)
 
     def _separator(self, file: Path) -> str:
-        if self.sep:
-            return self.sep
-        if file.suffix.lower() in SEPARATORS:
-            return SEPARATORS[file.suffix.lower()]
-        with file.open(encoding="utf-8", errors="replace") as handle:
-            line = handle.readline()
-        try:
-            return csv.Sniffer().sniff(line, delimiters=",\t;|").delimiter
-        except csv.Error:
-            raise DataError(f"cannot tell the column separator; set {self.path}.sep", str(file)) from None
+        sep = self.sep or sniff_separator(file)
+        if sep is None:
+            raise DataError(f"cannot tell the column separator; set {self.path}.sep", str(file))
+        return sep
 
     def _header(self, file: Path) -> list[str]:
         if file.suffix == ".inter" or file.suffix == ".item":
@@ -205,23 +195,8 @@ class DomainSpec:
             raise DataError(f"cannot read the header: {str(exc).strip()}", str(file)) from None
 
     def _read(self, file: Path) -> pd.DataFrame:
-        if file.suffix in (".inter", ".item"):
-            return read_atomic(file)
-        if file.suffix.lower() in PARQUET:
-            try:
-                df = pd.read_parquet(file)
-            except ImportError:
-                raise DataError("reading Parquet needs pyarrow (pip install 'pyarrow<19': later ones need numpy 2, "
-                                "which recbole's pin excludes) or fastparquet; "
-                                "or give the table as CSV/TSV", str(file)) from None
-            except Exception as exc:  # noqa: BLE001 - pyarrow raises its own error types
-                raise DataError(f"cannot read the Parquet file: {exc}", str(file)) from None
-            return df.astype({c: str for c in df.columns if df[c].dtype == object})
-        try:
-            return pd.read_csv(file, sep=self._separator(file), dtype=str, keep_default_na=False,
-                               na_values=[""])
-        except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-            raise DataError(f"cannot parse the file: {str(exc).strip()}", str(file)) from None
+        return read_table(file, "the file", sep=None if file.suffix in (".inter", ".item") or
+                          file.suffix.lower() in PARQUET else self._separator(file))
 
     def _numbers(self, df: pd.DataFrame, column: str, file: Path, dates: bool) -> pd.Series:
         values = df[column]

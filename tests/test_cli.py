@@ -141,13 +141,14 @@ def no_training(monkeypatch):
     """Any attempt to prepare data or train fails the test."""
     import xdplug.data.prepare
     import xdplug.model.strategy
-    import xdplug.runner
+    import xdplug.engine.runner
+    import xdplug.engine.task
 
     def forbidden(*args, **kwargs):
         raise AssertionError("a bad config must fail before any data preparation or training")
 
-    monkeypatch.setattr(xdplug.runner, "prepare", forbidden)
-    monkeypatch.setattr(xdplug.runner, "execute_run", forbidden)
+    monkeypatch.setattr(xdplug.engine.task, "prepare", forbidden)
+    monkeypatch.setattr(xdplug.engine.task, "execute_run", forbidden)
     monkeypatch.setattr(xdplug.data.prepare, "prepare", forbidden)
     monkeypatch.setattr(xdplug.model.strategy, "fit_strategy", forbidden)
 

@@ -17,13 +17,14 @@ import torch
 import yaml
 
 import xdplug
-from xdplug.artifact import _write_manifest, write_artifact
+from xdplug.artifact.format import _write_manifest
+from xdplug.artifact import write_artifact
 from xdplug.cli import main
 from xdplug.config import load_config
 from xdplug.data.prepare import prepare
 from xdplug.errors import ArtifactError, ConfigError
-from xdplug.recbole_compat import evaluates_as_code, literal_value, recbole_config
-from xdplug.training import FitContext
+from xdplug.recbole.compat import evaluates_as_code, literal_value, recbole_config
+from xdplug.context import FitContext
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -197,7 +198,7 @@ def _training_option(marker):
 ])
 def test_a_tampered_spec_is_refused_before_anything_is_built(knn_artifact, tmp_path, capsys, monkeypatch,
                                                              change, key):
-    import xdplug.artifact as artifact
+    import xdplug.artifact.recommender as artifact
 
     marker = tmp_path / "MARKER"
     folder = tampered(knn_artifact, tmp_path, change(marker))

@@ -405,7 +405,7 @@ def test_sparse_target_keeps_a_fraction_of_each_users_train(keep, params):
 
 
 def test_user_train_counts_agree_with_a_direct_count(synthetic_data):
-    from xdplug.training import split_users
+    from xdplug.evaluation import split_users
 
     data = prepare(SyntheticRecipe({}), dataset_cfg(sparse={"keep": 0.5}), 3)
     direct = pd.Series(data.target_train[:, 0]).value_counts()

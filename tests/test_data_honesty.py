@@ -210,7 +210,7 @@ def text_artifact(tmp_path_factory, one_torch_thread):
     from xdplug.artifact import write_artifact
     from xdplug.model.strategy import fit_strategy
     from xdplug.plugins import make_plugin_manager
-    from xdplug.training import FitContext
+    from xdplug.context import FitContext
 
     root = tmp_path_factory.mktemp("honesty-artifact")
     with pytest.MonkeyPatch.context() as mp:

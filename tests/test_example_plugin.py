@@ -83,7 +83,7 @@ def test_hashed_bow_is_deterministic_and_normalised():
 def test_warmup_and_random_train_on_synthetic_data(plugin_manager, synthetic_data, tmp_path):
     """fit_strategy with the example's encoder, fusion and adaptation; the random baseline beside it."""
     from xdplug.model.strategy import fit_strategy
-    from xdplug.training import rank_split
+    from xdplug.evaluation import rank_split
 
     ctx = make_fit_context(synthetic_data, tmp_path, seed=3)
     entry = {"encoder": "example-hashed-bow", "fusion": "example-sum", "adaptation": "example-warmup",
@@ -107,9 +107,9 @@ def test_warmup_and_random_train_on_synthetic_data(plugin_manager, synthetic_dat
 
 def test_a_whole_benchmark_with_the_example_components(tiny_config, plugin_manager, tmp_path, monkeypatch):
     """run_benchmark on the example recipe; the example's run_finished hook sees every run."""
-    from xdplug.runner import run_benchmark
+    from xdplug.engine.runner import run_benchmark
     from xdplug.store import RunStore
-    from xdplug.runner import store_path
+    from xdplug.config import store_path
 
     log = tmp_path / "runs.jsonl"
     monkeypatch.setenv("XDPLUG_EXAMPLE_RUN_LOG", str(log))

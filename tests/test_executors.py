@@ -19,7 +19,10 @@ import textwrap
 import pytest
 
 from xdplug import hookimpl
-from xdplug.runner import LocalExecutor, expand, run_benchmark, store_path
+from xdplug.engine.executors.local import LocalExecutor
+from xdplug.engine.plan import expand
+from xdplug.engine.runner import run_benchmark
+from xdplug.config import store_path
 from xdplug.store import RunStore
 
 pytest.importorskip("ray")
@@ -96,7 +99,7 @@ def fault_plugin_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def ray_cluster(fault_plugin_dir):
     """A local 2-CPU Ray instance whose workers can import the fault plugin."""
-    from xdplug.executors import import_ray
+    from xdplug.engine.executors.ray import import_ray
 
     ray = import_ray()
     with pytest.MonkeyPatch.context() as patch:
@@ -221,7 +224,7 @@ def test_the_local_path_imports_neither_ray_nor_optuna(tiny_config):
     """The local path does not import ray."""
     import subprocess
 
-    code = ("import sys, xdplug.runner, xdplug.tuning, xdplug.config; "
+    code = ("import sys, xdplug.engine.runner, xdplug.engine.tuning, xdplug.config; "
             "print('ray' in sys.modules, 'optuna' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]

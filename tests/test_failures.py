@@ -23,13 +23,15 @@ import numpy as np
 import pytest
 import yaml
 
-import xdplug.runner
+import xdplug.engine.runner
+
+import xdplug.engine.task
 from xdplug import hookimpl, tempdirs
 from xdplug.cli import main
 from xdplug.config import load_config
 from xdplug.data.prepare import PARTIAL
 from xdplug.report import REPORT_FILES
-from xdplug.runner import store_path
+from xdplug.config import store_path
 from xdplug.store import RunStore, lock_path
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "plugin_manager")
@@ -178,7 +180,7 @@ def test_xdplug_home_being_a_file_is_one_error(tmp_path, monkeypatch, capsys):
 
 
 class _FullDisk:
-    """``os`` for ``xdplug.report.atomic``: each file gets half its bytes, then ENOSPC."""
+    """``os`` for ``xdplug.report.publish``: each file gets half its bytes, then ENOSPC."""
 
     def __init__(self):
         self.writes = 0
@@ -210,7 +212,7 @@ class _FullDisk:
 
 def test_a_full_disk_while_writing_the_report_is_one_error_and_leaves_the_report_whole(
         tmp_path, monkeypatch, capsys):
-    import xdplug.report.atomic as atomic
+    import xdplug.report.publish as atomic
 
     path = write_config(tmp_path)
     assert main(["run", path, "--quiet"]) == 0
@@ -348,13 +350,13 @@ def test_scratch_folders_of_killed_runs_are_removed_by_the_next_run(xdplug_home,
             os.utime(path, (mtime, mtime))
 
     seen = []
-    real = xdplug.runner.execute_run
+    real = xdplug.engine.task.execute_run
 
     def spy(spec, config, registry, data, device, workdir, progress=None):
         seen.append(workdir)
         return real(spec, config, registry, data, device, workdir, progress=progress)
 
-    monkeypatch.setattr(xdplug.runner, "execute_run", spy)
+    monkeypatch.setattr(xdplug.engine.task, "execute_run", spy)
     assert main(["run", write_config(tmp_path), "--quiet"]) == 0
     assert [p for p in gone if p.exists()] == []
     assert [p for p in kept if not p.exists()] == []
@@ -393,7 +395,7 @@ def hold_lock(config) -> int:
 
 
 def test_a_second_run_on_a_store_in_use_refuses_and_names_the_lock(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(xdplug.runner, "run_task", lambda *a, **k: pytest.fail("trained under someone's lock"))
+    monkeypatch.setattr(xdplug.engine.task, "run_task", lambda *a, **k: pytest.fail("trained under someone's lock"))
     path = write_config(tmp_path)
     config = config_of(tmp_path)
     fd = hold_lock(config)
@@ -470,7 +472,7 @@ def test_executor_flags_are_overrides_of_the_validated_config(tmp_path, monkeypa
         seen.append(config)
         return {}
 
-    monkeypatch.setattr(xdplug.runner, "run_benchmark", fake_run)
+    monkeypatch.setattr(xdplug.engine.runner, "run_benchmark", fake_run)
     path = write_config(tmp_path)
     assert main(["run", path, "--quiet", *flags]) == 0
     [config] = seen
@@ -480,7 +482,7 @@ def test_executor_flags_are_overrides_of_the_validated_config(tmp_path, monkeypa
 
 
 def test_a_bad_executor_flag_fails_validation(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(xdplug.runner, "run_benchmark", lambda *a, **k: pytest.fail("ran with a bad config"))
+    monkeypatch.setattr(xdplug.engine.runner, "run_benchmark", lambda *a, **k: pytest.fail("ran with a bad config"))
     assert main(["run", write_config(tmp_path), "--quiet", "--workers", "-1"]) == 2
     assert "executor.workers" in one_error_line(capsys.readouterr().err)
 

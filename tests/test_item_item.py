@@ -13,7 +13,7 @@ from xdplug.errors import ConfigError, NotApplicableError
 from xdplug.model.strategy import fit_strategy
 from xdplug.plugins import make_plugin_manager
 from xdplug.testing.synthetic import SyntheticRecipe
-from xdplug.training import FitContext
+from xdplug.context import FitContext
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,16 @@ import math
 import pytest
 import yaml
 
-import xdplug.runner
-import xdplug.tuning
+import xdplug.engine.runner
+
+import xdplug.engine.task
+import xdplug.engine.tuning
 from xdplug.cli import main
-from xdplug.runner import run_benchmark, store_path
+from xdplug.engine.runner import run_benchmark
+from xdplug.config import store_path
 from xdplug.store import RunStore
-from xdplug.training import learning_problem, learning_problems
-from xdplug.tuning import storage_url
+from xdplug.recbole.trainer import learning_problem, learning_problems
+from xdplug.engine.tuning import storage_url
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -109,7 +112,7 @@ def trials_of(config):
 def interrupt_trial(monkeypatch, number: int) -> list:
     """Ctrl-C inside the ``number``-th run (1-based) from now on."""
     calls = []
-    real = xdplug.runner.execute_run
+    real = xdplug.engine.task.execute_run
 
     def execute_run(spec, *args, **kwargs):
         calls.append(spec.run_id)
@@ -117,7 +120,7 @@ def interrupt_trial(monkeypatch, number: int) -> list:
             raise KeyboardInterrupt
         return real(spec, *args, **kwargs)
 
-    monkeypatch.setattr(xdplug.runner, "execute_run", execute_run)
+    monkeypatch.setattr(xdplug.engine.task, "execute_run", execute_run)
     return calls
 
 
@@ -159,7 +162,7 @@ def test_ctrl_c_while_a_trial_is_being_drawn_leaves_no_running_trial(tiny_config
     from optuna.trial import TrialState
 
     config = tiny_config(baselines=[{"baseline": "EASE"}], tuning={"trials": 3})
-    real = xdplug.tuning.suggest
+    real = xdplug.engine.tuning.suggest
     calls = []
 
     def suggest(trial, space):
@@ -168,7 +171,7 @@ def test_ctrl_c_while_a_trial_is_being_drawn_leaves_no_running_trial(tiny_config
             raise KeyboardInterrupt
         return real(trial, space)
 
-    monkeypatch.setattr(xdplug.tuning, "suggest", suggest)
+    monkeypatch.setattr(xdplug.engine.tuning, "suggest", suggest)
     with pytest.raises(KeyboardInterrupt):
         run_benchmark(config, progress=False)
     trials = trials_of(config)

@@ -233,7 +233,8 @@ def test_sansa_without_pruning_is_ease(plugin_manager, synthetic_data, fit_conte
 @pytest.mark.parametrize("keep", [0.5, 0.75])
 def test_sansa_pruned_ranks_like_dense_ease(plugin_manager, synthetic_data, fit_context, keep):
     """Pruned to part of the catalogue, SANSA's top-10 lists and validation NDCG stay close to dense EASE's."""
-    from xdplug.training import quick_metric, rank_split
+    from xdplug.metrics import quick_metric
+    from xdplug.evaluation import rank_split
 
     data = synthetic_data
     x = _target(data)

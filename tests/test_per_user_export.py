@@ -10,7 +10,7 @@ import pytest
 
 
 def _run(tiny_config, **sections):
-    from xdplug.runner import run_benchmark
+    from xdplug.engine.runner import run_benchmark
 
     config = tiny_config(seeds=[0, 1], strategies=[],
                          baselines=[{"baseline": "Pop"}, {"baseline": "RP3beta"},
@@ -54,7 +54,7 @@ def test_per_user_parquet_when_pyarrow_is_installed(tiny_config):
 
 
 def test_per_user_frame_skips_unfinished_runs_and_misshaped_arrays():
-    from xdplug.report.export import per_user_frame
+    from xdplug.report.files import per_user_frame
 
     runs = [{"method": "A", "seed": 0, "status": "done",
              "per_user": {"users": np.array([3, 5]), "ndcg@10": np.array([0.5, 1.0]), "list_level": np.array([1.0])}},

@@ -20,14 +20,17 @@ import numpy as np
 import pytest
 import yaml
 
-import xdplug.runner
+import xdplug.engine.runner
+
+import xdplug.engine.task
 from xdplug import hookimpl
 from xdplug.cli import main
 from xdplug.config import load_config
 from xdplug.errors import ConfigError, RunError
 from xdplug.plugins import get_plugins, make_plugin_manager, set_plugins
 from xdplug.report import REPORT_FILES
-from xdplug.runner import run_benchmark, store_path
+from xdplug.engine.runner import run_benchmark
+from xdplug.config import store_path
 from xdplug.store import RunStore
 
 STRATEGY = {"name": "id-only", "encoder": "id", "fusion": "id", "adaptation": "target-only",
@@ -118,15 +121,15 @@ def by_cell(runs) -> dict:
 
 @pytest.fixture
 def count_tasks(monkeypatch):
-    """Spy on ``xdplug.runner.run_task``: the list of (method, seed) it was called for."""
+    """Spy on ``xdplug.engine.task.run_task``: the list of (method, seed) it was called for."""
     calls = []
-    real = xdplug.runner.run_task
+    real = xdplug.engine.task.run_task
 
     def spy(spec, *args, **kwargs):
         calls.append((spec.method, spec.seed))
         return real(spec, *args, **kwargs)
 
-    monkeypatch.setattr(xdplug.runner, "run_task", spy)
+    monkeypatch.setattr(xdplug.engine.task, "run_task", spy)
     return calls
 
 
@@ -402,8 +405,8 @@ def test_bad_config_fails_before_any_training(plugins, tmp_path, monkeypatch, ca
     def forbidden(*args, **kwargs):
         raise AssertionError("training started for a bad config")
 
-    monkeypatch.setattr(xdplug.runner, "run_task", forbidden)
-    monkeypatch.setattr(xdplug.runner, "execute_run", forbidden)
+    monkeypatch.setattr(xdplug.engine.task, "run_task", forbidden)
+    monkeypatch.setattr(xdplug.engine.task, "execute_run", forbidden)
     with pytest.raises(ConfigError, match=where.replace("[", r"\[").replace("]", r"\]")):
         make_config(tmp_path, **{key: value})
 
@@ -561,8 +564,8 @@ def test_report_command_regenerates_the_report_from_the_store_alone(plugins, tmp
     def forbidden(*args, **kwargs):
         raise AssertionError("the report command must not train or prepare data")
 
-    monkeypatch.setattr(xdplug.runner, "run_task", forbidden)
-    monkeypatch.setattr(xdplug.runner, "execute_run", forbidden)
+    monkeypatch.setattr(xdplug.engine.task, "run_task", forbidden)
+    monkeypatch.setattr(xdplug.engine.task, "execute_run", forbidden)
     monkeypatch.setattr("xdplug.data.prepare.prepare", forbidden)
     empty_home = tmp_path / "empty-home"
     empty_home.mkdir()
@@ -667,7 +670,7 @@ def test_sigkill_mid_grid_then_resume_finishes_the_grid_once(plugins, home, tmp_
 
 def test_choosing_a_report_reference_reads_the_same_runs(plugins, tmp_path):
     """evaluation.reference is a reading of finished runs: it does not change run identities."""
-    from xdplug.runner import expand
+    from xdplug.engine.plan import expand
 
     plain = make_config(tmp_path, baselines=[{"baseline": "Pop"}, {"baseline": "EASE"}])
     pinned = make_config(tmp_path, baselines=[{"baseline": "Pop"}, {"baseline": "EASE"}],

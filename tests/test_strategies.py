@@ -12,7 +12,9 @@ from xdplug.errors import ConfigError
 from xdplug.model.strategy import fit_strategy
 from xdplug.plugins import make_plugin_manager
 from xdplug.testing.synthetic import SyntheticRecipe
-from xdplug.training import FitContext, quick_metric, rank_split
+from xdplug.context import FitContext
+from xdplug.metrics import quick_metric
+from xdplug.evaluation import rank_split
 
 ADAPTATIONS = ["target-only", "zero-shot", "finetune", "freeze", "l2sp", "joint", "dann", "mmd",
                "coral", "consistency"]

@@ -7,13 +7,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-import xdplug.training
-import xdplug.tuning
+import xdplug.evaluation
+import xdplug.engine.tuning
 from xdplug.config import load_config
 from xdplug.errors import ConfigError
-from xdplug.runner import expand, run_benchmark, store_path
+from xdplug.engine.plan import expand
+from xdplug.engine.runner import run_benchmark
+from xdplug.config import store_path
 from xdplug.store import RunStore
-from xdplug.tuning import DEFAULT_SPACES, EASE_FAMILY_SPACES, POOLED_SPACES, method_tuning, param_problem, storage_url
+from xdplug.engine.tuning import method_tuning, storage_url
+from xdplug.spaces import default_spaces, param_problem
 
 ROOT = Path(__file__).resolve().parent.parent
 STRATEGY = {"name": "id-only", "encoder": "id", "fusion": "id", "adaptation": "target-only",
@@ -34,8 +37,8 @@ def tuning_meta(config) -> dict:
 
 def test_tuning_reads_only_validation_before_selection_and_gives_equal_budgets(tiny_config, monkeypatch):
     events: list[tuple] = []
-    split_users = xdplug.training.split_users
-    summarize = xdplug.tuning.summarize
+    split_users = xdplug.evaluation.split_users
+    summarize = xdplug.engine.tuning.summarize
 
     def spy_split(data, split):  # every ranking of a split, by any caller, goes through here
         events.append(("rank", split))
@@ -45,8 +48,8 @@ def test_tuning_reads_only_validation_before_selection_and_gives_equal_budgets(t
         events.append(("select", mt.method))
         return summarize(study, mt, url)
 
-    monkeypatch.setattr(xdplug.training, "split_users", spy_split)
-    monkeypatch.setattr(xdplug.tuning, "summarize", spy_summarize)
+    monkeypatch.setattr(xdplug.evaluation, "split_users", spy_split)
+    monkeypatch.setattr(xdplug.engine.tuning, "summarize", spy_summarize)
     config = tiny_config(baselines=BASELINES, strategies=[STRATEGY], tuning={"trials": 2})
     run_benchmark(config, progress=False)
 
@@ -169,8 +172,12 @@ def test_tuning_config_errors_name_the_key(tiny_config, section, path, message):
 
 def test_default_spaces_are_documented_and_valid(plugin_manager):
     documented = yaml.safe_load((ROOT / "configs" / "search_spaces.yaml").read_text())
-    assert documented == dict(DEFAULT_SPACES, pooled=POOLED_SPACES, ease=EASE_FAMILY_SPACES)
     registry = plugin_manager.registry
+    # the spaces the components declare (search_space, pooled_search_space, closed_form_search_space)
+    spaces = default_spaces(registry, plugins=lambda name: name.startswith("builtin-"))
+    DEFAULT_SPACES = {k: v for k, v in spaces.items() if k not in ("pooled", "ease")}
+    POOLED_SPACES, EASE_FAMILY_SPACES = spaces["pooled"], spaces["ease"]
+    assert documented == dict(DEFAULT_SPACES, pooled=POOLED_SPACES, ease=EASE_FAMILY_SPACES)
     for adaptation in ("target-only", *EASE_FAMILY_SPACES["adaptation"]):
         ease_entry = {"encoder": "id", "fusion": "id", "adaptation": adaptation,
                       "params": {"model": {"family": "ease"}}}

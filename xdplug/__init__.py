@@ -1,8 +1,7 @@
 """xdplug: does transferring knowledge from a source domain beat classic CF on the target domain?"""
 
-__version__ = "0.1.0"
-
-from .hookspecs import hookimpl  # noqa: E402,F401
+from .hookspecs import hookimpl  # noqa: F401
+from .version import __version__  # noqa: F401
 
 
 def load(path):

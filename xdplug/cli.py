@@ -15,7 +15,8 @@ import logging
 import sys
 import warnings
 
-from . import __version__
+from .version import __version__
+from .cli_common import _load, _plugins, _table
 from .errors import XdplugError
 
 EXIT_CODES = """exit status:
@@ -25,20 +26,6 @@ EXIT_CODES = """exit status:
   2    an error to fix: config, data, a read-only or full output folder or
        XDPLUG_HOME, a run store in use by another `xdplug run`, ...
   130  interrupted (finished runs are kept; run again to resume)"""
-
-
-def _plugins():
-    from .plugins import get_plugins
-
-    return get_plugins()
-
-
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)] if rows else [len(h) for h in header]
-    lines = ["  ".join(str(h).ljust(w) for h, w in zip(header, widths)),
-             "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in rows]
-    return "\n".join(lines)
 
 
 def cmd_plugins(args) -> int:
@@ -62,24 +49,6 @@ def cmd_components(args) -> int:
     return 0
 
 
-def _check_config_path(path: str) -> None:
-    from pathlib import Path
-
-    from .errors import ConfigError
-
-    if Path(path).expanduser().is_dir():
-        found = sorted(p.name for p in Path(path).expanduser().glob("*.y*ml"))[:3]
-        hint = f" (it holds {', '.join(found)})" if found else ""
-        raise ConfigError("(file)", f"is a directory, expected a YAML config file{hint}", str(path))
-
-
-def _load(args, extra: list[str] = ()):
-    from .config import load_config
-
-    _check_config_path(args.config)
-    return load_config(args.config, overrides=[*(args.set or []), *extra], registry=_plugins().registry)
-
-
 def cmd_config_show(args) -> int:
     from .config import config_hash, dump_yaml
 
@@ -92,13 +61,13 @@ def cmd_config_show(args) -> int:
 def cmd_datasets(args) -> int:
     from .config import DEFAULTS
     from .data.prepare import cache_key
-    from . import paths
+    from .paths import prepared_dir
 
     rows = []
     for entry in _plugins().registry.all("dataset"):
         recipe = entry.cls({})
         key = cache_key(entry.name, DEFAULTS["dataset"], recipe.params, DEFAULTS["seeds"][0])
-        prepared = (paths.prepared_dir() / f"{entry.name}-{key}" / "summary.json").is_file()
+        prepared = (prepared_dir() / f"{entry.name}-{key}" / "summary.json").is_file()
         rows.append([entry.name, "yes" if prepared else "no", recipe.origin(), entry.plugin])
     print(_table(rows, ["recipe", "prepared (default protocol)", "files come from", "plugin"]))
     return 0
@@ -139,14 +108,14 @@ def executor_overrides(args) -> list[str]:
 
 
 def cmd_run(args) -> int:
-    from .runner import failed_runs, run_benchmark
+    from .engine.runner import failed_runs, run_benchmark
 
     config = _load(args, executor_overrides(args))
     paths = run_benchmark(config, force=args.force, progress=not args.quiet, only=args.only, wait=args.wait)
     print("report written:")
     for kind, path in paths.items():
         print(f"  {kind}: {path}")
-    failed = failed_runs(config, only=args.only)
+    failed = failed_runs(config, only=args.only, registry=_plugins().registry)
     if not failed:
         return 0
     print(f"{len(failed)} run(s) failed (their tracebacks are in the report):", file=sys.stderr)
@@ -157,8 +126,8 @@ def cmd_run(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .reporting import build_report
-    from .runner import store_path
+    from .config import store_path
+    from .report.collect import build_report
     from .store import RunStore
 
     config = _load(args)
@@ -224,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_run)
 
-    from .cli_serving import add_commands
+    from .cli_artifacts import add_commands
 
     add_commands(sub)
 

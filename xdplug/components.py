@@ -20,9 +20,12 @@ if TYPE_CHECKING:  # pragma: no cover - imports for type checkers only
     import numpy as np
     import torch
 
-    from .data.crossdomain import CrossDomainData, ItemCatalog, RawDomains
+    from .data.catalog import ItemCatalog
+    from .data.crossdomain import CrossDomainData
+    from .data.raw import RawDomains
     from .evaluation import RankingResult
-    from .training import FitContext, TrainingSession
+    from .context import FitContext
+    from .model.session import TrainingSession
 
 
 KINDS = ("encoder", "fusion", "adaptation", "evaluator", "baseline", "dataset")
@@ -70,6 +73,10 @@ class Component:
     defaults: ClassVar[dict[str, Any]] = {}
     #: accept keys beyond ``defaults`` (for components that pass options through, e.g. RecBole)
     open_params: ClassVar[bool] = False
+    #: the default search space of this component's options when a config tunes it:
+    #: ``{"params.<option>": distribution}`` for a baseline, ``{"params.<kind>.<option>": ...}``
+    #: for an encoder, fusion or adaptation (see :mod:`xdplug.spaces`); checked at registration
+    search_space: ClassVar[dict[str, dict]] = {}
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -133,6 +140,9 @@ class Adaptation(Component):
     kind = "adaptation"
     uses_source: ClassVar[bool] = True
     uses_target: ClassVar[bool] = True
+    #: the search space of this adaptation in a closed-form strategy (``params.model.family: ease``),
+    #: where its options act on the Gram-matrix scale; ``search_space`` is the embedding family's
+    closed_form_search_space: ClassVar[dict[str, dict]] = {}
 
     def fit(self, session: TrainingSession) -> None:
         """Train ``session.model`` through one or more phases of ``session.train``."""
@@ -148,7 +158,14 @@ class Evaluator(Component):
     """
 
     kind = "evaluator"
+    #: ``"run"`` or ``"report"``; anything else is refused at registration
     scope: ClassVar[str] = "run"
+    #: report scope: the keys of each comparison row, in display order. ``method``,
+    #: ``reference`` and ``metric`` come first; the report shows every other key as a column
+    row_keys: ClassVar[tuple[str, ...]] = ("method", "reference", "metric")
+    #: report scope: the row keys holding p-values behind the report's significance markers
+    #: (the larger one counts); empty: the rows mark nothing
+    p_value_keys: ClassVar[tuple[str, ...]] = ()
 
     def evaluate(self, result: RankingResult) -> dict[str, float]:
         """Return ``{metric_name: value}`` for one run (``scope = "run"``)."""
@@ -175,6 +192,13 @@ class Baseline(Component):
     needs_shared_ids: ClassVar[bool] = False
     #: can be trained on pooled source + target interactions (``pooled: true``)
     supports_pooling: ClassVar[bool] = False
+    #: extra search-space dimensions of the pooled baseline (``pooled: true``)
+    pooled_search_space: ClassVar[dict[str, dict]] = {}
+    #: how ``xdplug export`` restores the fitted baseline from an artifact: ``"state"`` (the
+    #: artifact stores :meth:`export_state`; loading calls :meth:`restore`), ``"refit"`` (loading
+    #: calls :meth:`fit` again on the stored data: only for training-free, deterministic
+    #: baselines) or ``None`` (it cannot be exported)
+    export: ClassVar[str | None] = None
 
     def fit(self, ctx: FitContext, pooled: bool = False):
         """Train on ``ctx.data`` and return a scorer.
@@ -185,7 +209,18 @@ class Baseline(Component):
         The scorer has ``score(users: LongTensor) -> FloatTensor[len(users), n_target_items]``
         over the target's canonical item indices, and an optional boolean
         ``item_known`` array telling which target items it could learn about.
+        A scorer that can rank for a new user given only their target items has
+        ``score_history(items: list[int]) -> FloatTensor[1, n_target_items]``
+        (``xdplug recommend --history``).
         """
+        raise NotImplementedError
+
+    def export_state(self, scorer) -> dict[str, torch.Tensor]:
+        """The tensors that restore ``scorer`` (``export = "state"``); saved with ``torch.save``."""
+        raise NotImplementedError
+
+    def restore(self, ctx: FitContext, state: dict[str, torch.Tensor], pooled: bool = False):
+        """A scorer rebuilt on ``ctx.data`` from :meth:`export_state`'s tensors, without training."""
         raise NotImplementedError
 
 

@@ -24,7 +24,9 @@ import re
 import yaml
 
 from .errors import ConfigError
+from .metrics import METRICS, parse_metric  # noqa: F401 - parse_metric is part of the config API
 from .options import Float, Int, List, Option
+from .spaces import check_space
 
 # A schema node is one of: an :class:`~xdplug.options.Option` (type plus range or choices); a
 # type (or tuple of types); ``("list", node)``; ``("choice", values)``; ``("map", None)`` for
@@ -206,9 +208,6 @@ def _yaml_error(exc: yaml.YAMLError) -> str:
 # keys that do not change results: left out of the hash
 NON_IDENTITY_KEYS = ("description", "output", "executor")
 
-METRICS = ("recall", "ndcg", "mrr", "hit", "precision")
-
-
 def deep_merge(base: dict, override: dict) -> dict:
     out = copy.deepcopy(base)
     for key, value in override.items():
@@ -353,16 +352,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
     return config
 
 
-def parse_metric(name: str, path: str = "evaluation.valid_metric", source=None) -> tuple[str, int]:
-    """``'ndcg@10'`` -> ``('ndcg', 10)``; anything else is a ConfigError."""
-    metric, _, k = name.lower().partition("@")
-    if metric not in METRICS or not k.isdigit():
-        raise ConfigError(
-            path, f"expected METRIC@K with METRIC one of {', '.join(METRICS)}, got {name!r}", source
-        )
-    return metric, int(k)
-
-
 def method_names(config: dict) -> list[str]:
     names = [b.get("name") or default_baseline_name(b) for b in config["baselines"]]
     names += [s.get("name") or default_strategy_name(s) for s in config["strategies"]]
@@ -439,11 +428,36 @@ def validate(config: dict, registry=None, source: str | None = None) -> None:
     if gpus <= 0 or (gpus > 1 and gpus != int(gpus)):
         raise ConfigError("executor.gpus_per_task", f"expected a fraction in (0, 1] or a whole number of GPUs, "
                           f"got {ex['gpus_per_task']!r}", source)
-    from .tuning import validate as validate_tuning
-
     validate_tuning(config, source)
     if registry is not None:
         validate_components(config, registry, source)
+
+
+def check_block(block: dict | None, path: str, config: dict, source: str | None = None) -> None:
+    """Semantic checks of a ``tuning`` block (global or per method)."""
+    if not block:
+        return
+    if block.get("trials", 0) < 0:
+        raise ConfigError(f"{path}.trials", f"expected 0 (no tuning) or more trials, got {block['trials']!r}", source)
+    if "metric" in block:
+        _, k = parse_metric(block["metric"], f"{path}.metric", source)
+        if k not in config["evaluation"]["ks"]:
+            raise ConfigError(f"{path}.metric", f"K={k} must be one of evaluation.ks {config['evaluation']['ks']}",
+                              source)
+    if "space" in block:
+        check_space(block["space"], f"{path}.space", source)
+    storage = block.get("storage")
+    if storage is not None and "://" not in storage:
+        raise ConfigError(f"{path}.storage", f"expected an SQLAlchemy URL such as sqlite:///tuning.sqlite or "
+                          f"postgresql://user@host/db, got {storage!r}", source)
+
+
+def validate_tuning(config: dict, source: str | None = None) -> None:
+    """Structural checks of every tuning block."""
+    check_block(config.get("tuning"), "tuning", config, source)
+    for key in ("baselines", "strategies"):
+        for i, entry in enumerate(config[key]):
+            check_block(entry.get("tuning"), f"{key}[{i}].tuning", config, source)
 
 
 def check_output(config: dict, source: str | None = None) -> None:
@@ -467,6 +481,22 @@ def check_output(config: dict, source: str | None = None) -> None:
                           source)
 
 
+def output_dir(config: dict) -> Path:
+    try:
+        return Path(config["output"]["dir"].format(name=config["name"]))
+    except (KeyError, IndexError, ValueError, AttributeError) as exc:
+        raise ConfigError("output.dir", f"{config['output']['dir']!r}: the only placeholder allowed is "
+                          f"{{name}} (write {{{{ and }}}} for literal braces); got {type(exc).__name__}: {exc}") from None
+
+
+#: what to do when the output folder cannot be written
+OUTPUT_FIX = "make it writable or set output.dir (--set output.dir=DIR) to a writable folder"
+
+
+def store_path(config: dict) -> Path:
+    return output_dir(config) / config["output"]["store"]
+
+
 def check_pooling(entry: dict, cls, path: str, source: str | None = None) -> None:
     """A baseline entry's ``pooled`` and ``params.source_weight`` make sense for its class."""
     pooled = bool(entry.get("pooled"))
@@ -486,7 +516,8 @@ def check_pooling(entry: dict, cls, path: str, source: str | None = None) -> Non
 def validate_components(config: dict, registry, source: str | None = None) -> None:
     """Check every component name against the registry and build each with its options."""
     from .errors import UnknownComponentError
-    from .model.strategy import build_strategy
+    from .model.spec import build_strategy
+    from .spaces import validate_space_paths
 
     def get(kind, name, path):
         try:
@@ -508,9 +539,7 @@ def validate_components(config: dict, registry, source: str | None = None) -> No
         for kind in ("encoder", "fusion", "adaptation"):
             get(kind, entry[kind], f"strategies[{i}].{kind}")
         build_strategy(entry, registry, f"strategies[{i}]")
-    from .tuning import validate_components as validate_tuning_components
-
-    validate_tuning_components(config, registry, source)
+    validate_space_paths(config, registry, source)
 
 
 def canonical_json(value: Any) -> str:

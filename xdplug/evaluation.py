@@ -11,9 +11,15 @@ identical code on an identical split.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+from .metrics import hit_matrix
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .data.crossdomain import CrossDomainData
 
 
 @dataclass
@@ -45,18 +51,10 @@ class RankingResult:
 
     def hits(self) -> np.ndarray:
         """Boolean [U, K_max]: is the item at rank r a held-out positive?"""
-        return _hits(self.topk, self.positives)
+        return hit_matrix(self.topk, self.positives)
 
     def positive_counts(self) -> np.ndarray:
         return np.array([len(p) for p in self.positives], dtype=np.int64)
-
-
-def _hits(topk: np.ndarray, positives: list[np.ndarray]) -> np.ndarray:
-    out = np.zeros(topk.shape, dtype=bool)
-    for row, pos in enumerate(positives):
-        if len(pos):
-            out[row] = np.isin(topk[row], pos)
-    return out
 
 
 def rank_users(
@@ -109,3 +107,37 @@ def rank_users(
             top_cold = torch.topk(cold_scores, k_cold, dim=1).indices
             topk_cold[start:stop, :k_cold] = top_cold.cpu().numpy()
     return topk, topk_cold
+
+
+# -- the fixed target split -------------------------------------------------------------
+
+
+def split_users(data: CrossDomainData, split: str):
+    """Users with held-out positives in ``split``, their positives and their masked items (cached)."""
+    cache = data.split_cache
+    if split not in cache:
+        cache[split] = _split_users(data, split)
+    return cache[split]
+
+
+def _split_users(data: CrossDomainData, split: str):
+    train = data.user_items("target", "train")
+    held = data.user_items("target", split)
+    masked = train
+    if split == "test":  # as RecBole: the test ranking also excludes validation items
+        valid = data.user_items("target", "valid")
+        masked = [np.union1d(a, b) for a, b in zip(train, valid)]
+    users = np.array([u for u in range(data.n_target_users) if len(held[u])], dtype=np.int64)
+    return users, [held[u] for u in users], [masked[u] for u in users], np.array([len(train[u]) for u in users])
+
+
+def rank_split(score_fn, data: CrossDomainData, split: str, ks: list[int], device, user_groups,
+               item_known=None, batch_size: int = 1024) -> RankingResult:
+    users, positives, masked, counts = split_users(data, split)
+    cold = data.cold_items if len(data.cold_items) else None
+    topk, topk_cold = rank_users(score_fn, users, positives, masked, data.n_target_items, max(ks),
+                                 batch_size=batch_size, device=device, cold_items=cold)
+    return RankingResult(users=users, topk=topk, positives=positives, ks=list(ks),
+                         n_items=data.n_target_items, train_counts=counts,
+                         item_popularity=data.target_item_popularity, user_groups=list(user_groups),
+                         cold_items=cold, topk_cold=topk_cold, item_known=item_known)

@@ -15,6 +15,7 @@ Environment:
 
 from __future__ import annotations
 
+import difflib
 import importlib.metadata
 import logging
 import os
@@ -23,13 +24,17 @@ from dataclasses import dataclass, field
 
 import pluggy
 
-from . import hookspecs
+import xdplug.hookspecs as hookspecs  # the module itself: pluggy reads its specs
 from .errors import DuplicateComponentError, PluginLoadError
 from .registry import HOOK_FOR_KIND, Registry
 
 logger = logging.getLogger(__name__)
 
+HOOK_NAMES = sorted(name for name in dir(hookspecs) if name.startswith(("register_", "run_")))
+
 GROUP = "xdplug"
+#: failures that keep a plugin out for good (the others are recorded afresh per registry build)
+LOAD_FAILURES = ("import failed", "unknown hook")
 LOAD_ENV = "XDPLUG_LOAD_PLUGINS"
 BLOCK_ENV = "XDPLUG_BLOCK_PLUGINS"
 
@@ -103,13 +108,37 @@ class Plugins:
                 self.pm.register(module, name=ep.name)
             except Exception as exc:  # a broken plugin must not take the engine down
                 self._fail(info, f"import failed: {type(exc).__name__}: {exc}")
+        self.check_pending()
+
+    def check_pending(self) -> None:
+        """A hook implementation that matches no hook (a misspelled name) fails its plugin.
+
+        pluggy's ``check_pending`` raises on the first such implementation; each one
+        becomes a recorded failure of its plugin (which is unregistered, so none of its
+        hooks run half-way), and strict mode raises.
+        """
+        while True:
+            try:
+                self.pm.check_pending()
+                return
+            except pluggy.PluginValidationError as exc:
+                name = self.pm.get_name(exc.plugin) or repr(exc.plugin)
+                hooks = sorted({caller.name for caller in (self.pm.get_hookcallers(exc.plugin) or [])
+                                if not caller.has_spec()}) or [str(exc)]
+                close = [difflib.get_close_matches(h, HOOK_NAMES, n=1) for h in hooks]
+                hints = "".join(f" ({h!r}: did you mean {c[0]!r}?)" for h, c in zip(hooks, close) if c)
+                self.pm.unregister(exc.plugin)
+                info = self.info.setdefault(name, PluginInfo(name, getattr(exc.plugin, "__name__", repr(exc.plugin))))
+                self._fail(info, f"unknown hook {', '.join(hooks)}{hints}; "
+                                 f"xdplug's hooks are {', '.join(HOOK_NAMES)}")
 
     def register(self, plugin: object, name: str, version: str | None = None) -> None:
-        """Register an in-process plugin object (tests, notebooks)."""
+        """Register an in-process plugin object (tests, notebooks); its hook names are checked at once."""
         self.pm.register(plugin, name=name)
         self.info[name] = PluginInfo(name=name, module=getattr(plugin, "__name__", repr(plugin)),
                                      version=version)
         self._registry = None
+        self.check_pending()
 
     def unregister(self, name: str) -> None:
         self.pm.unregister(name=name)
@@ -133,14 +162,14 @@ class Plugins:
     def _build_registry(self) -> Registry:
         registry = Registry()
         for info in self.info.values():  # hook failures are recorded afresh on each rebuild
-            if info.error and not info.error.startswith("import failed"):
+            if info.error and not info.error.startswith(LOAD_FAILURES):
                 info.error = None
         for kind, hook_name in HOOK_FOR_KIND.items():
             hook = getattr(self.pm.hook, hook_name)
             for impl in hook.get_hookimpls():
                 plugin_name = impl.plugin_name
                 info = self.info.setdefault(plugin_name, PluginInfo(plugin_name, repr(impl.plugin)))
-                if info.error and "import failed" in info.error:
+                if info.error and info.error.startswith(LOAD_FAILURES):
                     continue
                 kwargs = {}
                 if "register" in impl.argnames:

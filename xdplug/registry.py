@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import components
-from .errors import ComponentDefinitionError, DuplicateComponentError, UnknownComponentError
+import xdplug.components as components
+from .components import declared_options
+from .errors import ComponentDefinitionError, ConfigError, DuplicateComponentError, UnknownComponentError
+from .spaces import check_space, values_of
 
 BASE_CLASSES: dict[str, type[components.Component]] = {
     "encoder": components.Encoder,
@@ -69,6 +71,7 @@ class Registry:
                     f"plugin {plugin!r}: {kind} {cls.name!r} has no 'description'"
                 )
             _check_declarations(cls, plugin)
+            _check_capabilities(cls, plugin)
             existing = self.entries[kind].get(cls.name)
             if existing is not None:
                 raise DuplicateComponentError(kind, cls.name, existing.plugin, plugin)
@@ -95,9 +98,6 @@ class Registry:
 
 def _check_declarations(cls, plugin: str) -> None:
     """Option declarations are checked when a component registers, not when a run uses it."""
-    from .components import declared_options
-    from .errors import ConfigError
-
     if not isinstance(getattr(cls, "defaults", None), dict):
         raise ComponentDefinitionError(f"plugin {plugin!r}: {cls.kind} {cls.name!r}: 'defaults' must be a dict")
     for key, option in declared_options(cls).items():
@@ -109,3 +109,66 @@ def _check_declarations(cls, plugin: str) -> None:
         except ConfigError as exc:
             raise ComponentDefinitionError(f"plugin {plugin!r}: {cls.kind} {cls.name!r}: the default of option "
                                            f"{key!r} is outside its own declaration ({exc})") from None
+
+
+#: what each kind declares as class attributes: name -> (allowed values or a type, what to say)
+CAPABILITIES: dict[str, dict[str, tuple]] = {
+    "encoder": {"role": (("text", "id"), "'text' or 'id'")},
+    "adaptation": {"uses_source": (bool, "a bool"), "uses_target": (bool, "a bool")},
+    "evaluator": {"scope": (("run", "report"), "'run' or 'report'")},
+    "baseline": {"needs_shared_ids": (bool, "a bool"), "supports_pooling": (bool, "a bool"),
+                 "export": (("state", "refit", None), "'state', 'refit' or None")},
+}
+
+
+def _check_capabilities(cls, plugin: str) -> None:
+    """Declared capabilities and search spaces are checked at registration, not halfway through a run."""
+    label = f"plugin {plugin!r}: {cls.kind} {cls.name!r}"
+    for attribute, (allowed, said) in CAPABILITIES.get(cls.kind, {}).items():
+        value = getattr(cls, attribute)
+        ok = isinstance(value, allowed) if isinstance(allowed, type) else value in allowed
+        if not ok:
+            raise ComponentDefinitionError(f"{label}: {attribute} must be {said}, got {value!r}")
+    if cls.kind == "fusion" and not (isinstance(cls.uses, (set, frozenset)) and cls.uses
+                                     and set(cls.uses) <= {"text", "id"}):
+        raise ComponentDefinitionError(f"{label}: uses must be a non-empty set of 'text' and 'id', got {cls.uses!r}")
+    if cls.kind == "adaptation" and not (cls.uses_source or cls.uses_target):
+        raise ComponentDefinitionError(f"{label}: uses_source and uses_target cannot both be False")
+    if cls.kind == "baseline" and cls.export == "state":
+        for method in ("export_state", "restore"):
+            if getattr(cls, method) is getattr(components.Baseline, method):
+                raise ComponentDefinitionError(f"{label}: export = 'state' needs {method}() implemented")
+    if cls.kind == "evaluator":
+        keys = cls.row_keys
+        if not isinstance(keys, tuple) or not all(isinstance(k, str) for k in keys) \
+                or tuple(keys[:3]) != ("method", "reference", "metric"):
+            raise ComponentDefinitionError(f"{label}: row_keys must be a tuple of strings starting with "
+                                           f"'method', 'reference', 'metric', got {keys!r}")
+        missing = [k for k in cls.p_value_keys if k not in keys]
+        if missing:
+            raise ComponentDefinitionError(f"{label}: p_value_keys {missing} are not in row_keys")
+    prefix = "params" if cls.kind == "baseline" else f"params.{cls.kind}"
+    for attribute in ("search_space", "pooled_search_space", "closed_form_search_space"):
+        space = getattr(cls, attribute, None)
+        if space is None:
+            continue
+        try:
+            check_space(space, f"{cls.__name__}.{attribute}")
+        except ConfigError as exc:
+            raise ComponentDefinitionError(f"{label}: {exc}") from None
+        options = declared_options(cls)
+        for param, dist in space.items():
+            head, _, key = param.rpartition(".")
+            if head != prefix:
+                raise ComponentDefinitionError(f"{label}: {attribute} path {param!r} must be {prefix}.OPTION")
+            if cls.open_params and key not in options:
+                continue
+            if key not in options:
+                raise ComponentDefinitionError(f"{label}: {attribute} searches {param!r}, which is not one of its "
+                                               f"options ({', '.join(sorted(options)) or 'none'})")
+            for value in values_of(dist):
+                try:
+                    options[key].check(value, param)
+                except ConfigError as exc:
+                    raise ComponentDefinitionError(f"{label}: {attribute} reaches {value!r} for {param!r}, outside "
+                                                   f"the option ({str(exc).split(': ', 1)[-1]})") from None

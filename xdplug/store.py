@@ -99,10 +99,10 @@ def store_lock(path: str | Path, wait: bool = False, on_wait=None):
     and its holder, or with ``wait`` block until it is free (``on_wait(holder,
     lock)`` is called first). Where the file system has no locks it goes on unlocked.
     """
-    from . import paths
+    from .paths import ensure_dir
 
     lock = lock_path(path)
-    paths.ensure_dir(lock.parent, "the output folder",
+    ensure_dir(lock.parent, "the output folder",
                      "make it writable or set output.dir (--set output.dir=DIR) to a writable folder")
     try:
         import fcntl

@@ -48,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import paths
+from .paths import text_cache_dir
 
 logger = logging.getLogger(__name__)
 
@@ -223,12 +223,12 @@ class TextEmbeddingCache:
     """Frozen text embeddings on disk, keyed by (model identity, pooling, max_length, text).
 
     ``model_id`` must change whenever the weights or the tokenizer change;
-    encoders derive it from the model files, not from a path (see
-    :func:`xdplug_builtin.encoders.bert.model_identity`).
+    encoders derive it from the model files, not from a path (the built-in
+    ``bert`` encoder hashes its weight and tokenizer files).
     """
 
     def __init__(self, root: str | os.PathLike | None = None):
-        self.root = Path(root) if root is not None else paths.text_cache_dir()
+        self.root = Path(root) if root is not None else text_cache_dir()
         self._spaces: dict[str, CacheSpace] = {}
 
     @staticmethod

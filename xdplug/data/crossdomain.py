@@ -31,6 +31,8 @@ class CrossDomainData:
     keys: dict
     summary: dict
     cold_items: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    #: the evaluated users of each split, their positives and masked items (:func:`xdplug.evaluation.split_users`)
+    split_cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def load(cls, folder: str | Path) -> "CrossDomainData":

@@ -30,7 +30,10 @@ import pandas as pd
 
 from ..config import DEFAULTS, canonical_json
 from ..errors import DataError, storage_error
-from .. import paths, tempdirs
+from ..paths import ensure_dir, home_fix, prepared_dir
+from ..tempdirs import MAX_AGE_S
+from ..tempdirs import make as scratch_dir
+from ..tempdirs import sweep as sweep_scratch
 from .raw import RawDomain, RawDomains, dedupe_items, drop_duplicate_interactions, validate_inter
 from .text import check_template_fields, normalise_key, render_texts
 
@@ -121,7 +124,7 @@ def recbole_split(inter: pd.DataFrame, ratios: list[float], order: str, seed: in
     from recbole.data.dataset import Dataset
     from recbole.utils import init_seed
 
-    from ..recbole_compat import recbole_config
+    from ..recbole.compat import recbole_config
     import torch
 
     users = {u: f"u{i}" for i, u in enumerate(pd.unique(inter["user"]))}
@@ -395,7 +398,7 @@ def prepare_domains(raw: RawDomains, dataset_cfg: dict, seed: int, workdir: Path
 PARTIAL = ".tmp-"
 
 
-def _sweep_partial(parent: Path, max_age_s: float = tempdirs.MAX_AGE_S) -> None:
+def _sweep_partial(parent: Path, max_age_s: float = MAX_AGE_S) -> None:
     """Remove prepared folders a killed process was writing (older than ``max_age_s``).
 
     By age, not PID: ``XDPLUG_HOME`` may be shared by several machines. Writing
@@ -444,21 +447,21 @@ def prepare(recipe, dataset_cfg: dict, seed: int, force: bool = False, progress=
     from .crossdomain import CrossDomainData
 
     key = cache_key(recipe.name, dataset_cfg, recipe.params, seed)
-    folder = paths.prepared_dir() / f"{recipe.name}-{key}"
+    folder = prepared_dir() / f"{recipe.name}-{key}"
     if folder.is_dir() and (folder / "summary.json").is_file() and not force:
         try:
             return CrossDomainData.load(folder)
         except Exception as exc:  # truncated or damaged (a full disk, a copy cut short): build it again
             logger.warning("the prepared data in %s is damaged (%s: %s); rebuilding it",
                            folder, type(exc).__name__, exc)
-    raw_cache = paths.ensure_dir(paths.prepared_dir() / "raw" / recipe.name, "the prepared-data cache",
-                                 paths.home_fix())
-    tempdirs.sweep()
-    _sweep_partial(paths.prepared_dir())
+    raw_cache = ensure_dir(prepared_dir() / "raw" / recipe.name, "the prepared-data cache",
+                                 home_fix())
+    sweep_scratch()
+    _sweep_partial(prepared_dir())
     if progress:
         progress(f"loading {recipe.name}")
     raw = recipe.load(str(raw_cache))
-    with tempdirs.make("prepare") as work:
+    with scratch_dir("prepare") as work:
         if progress:
             progress("filtering, aligning and splitting")
         result = prepare_domains(raw, dataset_cfg, seed, Path(work))
@@ -467,5 +470,5 @@ def prepare(recipe, dataset_cfg: dict, seed: int, force: bool = False, progress=
     try:
         write_prepared(result, folder)
     except OSError as exc:  # a full disk or a read-only cache: nothing half-written is left
-        raise storage_error(exc, folder, "the prepared data", paths.home_fix()) from None
+        raise storage_error(exc, folder, "the prepared data", home_fix()) from None
     return CrossDomainData.load(folder)

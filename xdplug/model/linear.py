@@ -76,6 +76,12 @@ class ItemItemScorer:
         dense = torch.as_tensor(self.rows[users.cpu().numpy()].toarray(), dtype=torch.float32, device=self.device)
         return dense @ self.b
 
+    def score_history(self, items: list[int]) -> torch.Tensor:
+        """A new user's scores from their target items: ``x B``."""
+        x = torch.zeros(1, self.b.shape[0], device=self.b.device)
+        x[0, items] = 1.0
+        return x @ self.b
+
 
 def fit_item_item(ctx, adaptation, options: dict) -> ItemItemScorer:
     data = ctx.data

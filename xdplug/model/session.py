@@ -17,9 +17,10 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
-from ..evaluation import rank_users
-from ..training import FitContext, fit_recbole, quick_metric, rank_split
-from ..evaluation import RankingResult
+from ..context import FitContext
+from ..evaluation import RankingResult, rank_split, rank_users
+from ..metrics import quick_metric
+from ..recbole.trainer import fit_recbole
 from .batches import Histories, UserBatches
 
 logger = logging.getLogger(__name__)

@@ -7,12 +7,14 @@ import logging
 import numpy as np
 import torch
 
-from ..components import resolve_params
+from ..context import FitContext
 from ..errors import ConfigError
-from ..training import FitContext, recbole_data
-from .linear import check_family, fit_item_item
+from ..recbole.dataset import recbole_data
+from .linear import fit_item_item
 from .session import TrainingSession
-from .transfer import ModelOptions, TransferModel, _check_options
+from .spec import build_strategy
+
+__all__ = ["StrategyScorer", "build_model", "build_strategy", "check_memory", "fit_strategy", "model_class"]
 
 logger = logging.getLogger(__name__)
 
@@ -29,25 +31,6 @@ class StrategyScorer:
 
     def score(self, users: torch.Tensor) -> torch.Tensor:
         return self.model.score_users("target", users)
-
-
-def build_strategy(entry: dict, registry, path: str):
-    """Instantiate the strategy's components from a config entry (validates options)."""
-    params = entry.get("params") or {}
-    encoder_cls = registry.get("encoder", entry["encoder"], f"{path}.encoder")
-    fusion_cls = registry.get("fusion", entry["fusion"], f"{path}.fusion")
-    adaptation_cls = registry.get("adaptation", entry["adaptation"], f"{path}.adaptation")
-    encoder = encoder_cls(params.get("encoder"), f"{path}.params.encoder")
-    fusion = fusion_cls(params.get("fusion"), f"{path}.params.fusion")
-    adaptation = adaptation_cls(params.get("adaptation"), f"{path}.params.adaptation")
-    options = resolve_params(ModelOptions, params.get("model"), f"{path}.params.model")
-    _check_options(options)
-    if "text" in fusion.uses and encoder.role != "text":
-        raise ConfigError(f"{path}.fusion", f"fusion {fusion.name!r} needs a text encoder, but encoder "
-                          f"{encoder.name!r} provides {encoder.role!r} vectors")
-    if options["family"] == "ease":
-        check_family(adaptation.name, encoder.role, fusion.uses, path)
-    return encoder, fusion, adaptation, options
 
 
 def available_memory(device: torch.device) -> int | None:
@@ -84,6 +67,71 @@ def check_memory(options: dict, data, text_dim: int, uses_id: bool, device: torc
                           f"but {device} has {free / 2**30:.1f} GiB free; lower dim or batch_users")
 
 
+def default_user_rows(data) -> tuple[dict[str, np.ndarray], int]:
+    """User-ID rows of the transfer model: target users first; a source user shares the row of the
+    target user they are (shared users), the others follow. Returns the rows and their count."""
+    shared = dict(zip(data.shared_users[:, 1], data.shared_users[:, 0])) if len(data.shared_users) else {}
+    target_rows = np.arange(data.n_target_users)
+    extra = [u for u in range(data.n_source_users) if u not in shared]
+    source_rows = np.empty(data.n_source_users, dtype=np.int64)
+    for u, t in shared.items():
+        source_rows[u] = t
+    source_rows[extra] = data.n_target_users + np.arange(len(extra))
+    return {"target": target_rows, "source": source_rows}, data.n_target_users + len(extra)
+
+
+def build_model(encoder, fusion, options: dict, registry, data, device: torch.device, seed: int, rb=None, *,
+                text_module=None, user_rows=None, n_union_users=None, path: str = "strategy"):
+    """Construct the transfer model of a resolved strategy: the one place it is built.
+
+    ``rb`` is the RecBole dataset training uses; without one (a model loaded to
+    serve) the model gets the counts it reads from a stub. ``text_module``
+    replaces the encoder's module (a frozen table restored from weights);
+    ``user_rows``/``n_union_users`` the user-ID layout of an updated artifact.
+    """
+    from .transfer import TransferModel
+
+    if "text" in fusion.uses and text_module is None:
+        text_module = encoder.build(data.catalog, device)
+    if text_module is not None:
+        text_module = text_module.to(device)
+    fusion_module = fusion.build(options["dim"])
+    if user_rows is None:
+        user_rows, n_union_users = default_user_rows(data)
+    id_module = None
+    if "id" in fusion.uses:
+        id_encoder = encoder if encoder.role == "id" else registry.get("encoder", "id", f"{path}.encoder")(
+            {}, f"{path}.params.encoder")
+        id_encoder.params["dim"] = id_encoder.params.get("dim") or options["dim"]
+        if id_encoder.params["dim"] != options["dim"]:
+            raise ConfigError(f"{path}.params.encoder.dim", f"must equal params.model.dim ({options['dim']})")
+        id_module = id_encoder.build(data.catalog, device)
+    config, dataset = (rb.config, rb.dataset) if rb is not None else (
+        _stub_config(device), _StubDataset(data.n_target_users, data.n_target_items))
+    model = TransferModel(config, dataset, data, text_module if "text" in fusion.uses else None, id_module,
+                          fusion_module, frozenset(fusion.uses), options, seed, int(n_union_users),
+                          {k: np.asarray(v, dtype=np.int64) for k, v in user_rows.items()})
+    if rb is not None:
+        model.rb_to_user = np.zeros(rb.dataset.user_num, dtype=np.int64)
+        model.rb_to_user[rb.user_ids] = np.arange(data.n_target_users)
+        model.target_rb_items = rb.item_ids
+    return model.to(device)
+
+
+class _StubDataset:
+    """What RecBole's ``GeneralRecommender.__init__`` reads from a dataset: the counts."""
+
+    def __init__(self, n_users: int, n_items: int):
+        self.counts = {"user_id": n_users + 1, "item_id": n_items + 1}  # RecBole counts its [PAD] row
+
+    def num(self, field: str) -> int:
+        return self.counts[field]
+
+
+def _stub_config(device) -> dict:
+    return {"USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "NEG_PREFIX": "neg_", "device": device}
+
+
 def fit_strategy(entry: dict, registry, ctx: FitContext, path: str = "strategy") -> StrategyScorer:
     from recbole.utils import init_seed
 
@@ -94,39 +142,17 @@ def fit_strategy(entry: dict, registry, ctx: FitContext, path: str = "strategy")
     if options["family"] == "ease":
         return fit_item_item(ctx, adaptation, options)
     init_seed(ctx.seed, True)
-    from .transfer import _CLASS, _make_model_class
-
     check_memory(options, data, 384 if "text" in fusion.uses else 0, "id" in fusion.uses, ctx.device, path)
-    model_class = _CLASS or _make_model_class()
-    rb = recbole_data(ctx, model_class, {"train_neg_sample_args": None})
-    text_module = encoder.build(data.catalog, ctx.device) if "text" in fusion.uses else None
-    if text_module is not None:
-        text_module = text_module.to(ctx.device)
-    fusion_module = fusion.build(options["dim"])
-    # users: target and source users of the same person share a user-ID row
-    shared = dict(zip(data.shared_users[:, 1], data.shared_users[:, 0])) if len(data.shared_users) else {}
-    target_rows = np.arange(data.n_target_users)
-    extra = [u for u in range(data.n_source_users) if u not in shared]
-    source_rows = np.empty(data.n_source_users, dtype=np.int64)
-    for u, t in shared.items():
-        source_rows[u] = t
-    source_rows[extra] = data.n_target_users + np.arange(len(extra))
-    id_module = None
-    if "id" in fusion.uses:
-        id_encoder = encoder if encoder.role == "id" else registry.get("encoder", "id", f"{path}.encoder")(
-            {}, f"{path}.params.encoder")
-        id_encoder.params["dim"] = id_encoder.params.get("dim") or options["dim"]
-        if id_encoder.params["dim"] != options["dim"]:
-            raise ConfigError(f"{path}.params.encoder.dim", f"must equal params.model.dim ({options['dim']})")
-        id_module = id_encoder.build(data.catalog, ctx.device)
-    model = TransferModel(rb.config, rb.dataset, data, text_module, id_module, fusion_module,
-                          frozenset(fusion.uses), options, ctx.seed,
-                          data.n_target_users + len(extra), {"target": target_rows, "source": source_rows})
-    model.rb_to_user = np.zeros(rb.dataset.user_num, dtype=np.int64)
-    model.rb_to_user[rb.user_ids] = np.arange(data.n_target_users)
-    model.target_rb_items = rb.item_ids
-    model = model.to(ctx.device)
+    rb = recbole_data(ctx, model_class(), {"train_neg_sample_args": None})
+    model = build_model(encoder, fusion, options, registry, data, ctx.device, ctx.seed, rb, path=path)
     session = TrainingSession(ctx, model, rb.config, options, adaptation.uses_source, adaptation.uses_target)
     adaptation.fit(session)
     model.eval()
     return StrategyScorer(model, session)
+
+
+def model_class():
+    """The transfer model's class (a RecBole ``GeneralRecommender``, made on first use)."""
+    from .transfer import _CLASS, _make_model_class
+
+    return _CLASS or _make_model_class()

@@ -35,6 +35,17 @@ class ModelOptions:
     kind = "model"
     name = "transfer"
     open_params = False
+    #: the default search space of every embedding-family strategy (its components' spaces are added)
+    search_space = {
+        "params.model.learning_rate": {"type": "loguniform", "low": 1.0e-4, "high": 1.0e-2},
+        "params.model.dim": {"type": "categorical", "choices": [32, 64, 128]},
+        "params.model.weight_decay": {"type": "categorical", "choices": [0.0, 1.0e-6, 1.0e-5, 1.0e-4]},
+    }
+    #: closed-form strategies (``family: ease``): EASE's own regularisation, target and source
+    closed_form_search_space = {
+        "params.model.reg_weight": {"type": "loguniform", "low": 10.0, "high": 5000.0},
+        "params.model.source_reg_weight": {"type": "loguniform", "low": 10.0, "high": 10000.0},
+    }
     _options, defaults = split_declarations({
         # embedding (this model) or ease (closed-form item-item, model/linear.py)
         "family": Choice("embedding", ["embedding", "ease"]),

@@ -11,9 +11,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .aggregate import ReportContext, build_context
-from .atomic import write_files_atomically
+from .publish import write_files_atomically
 from .document import build_document, title
-from .export import report_json, results_frame, summary_frame, to_csv
+from .files import report_json, results_frame, summary_frame, to_csv
 from .figures import build_figures
 from .html import render_html
 from .markdown import render_markdown

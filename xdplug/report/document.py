@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Collection
 
-from . import tables as t
+import xdplug.report.tables as t
 from .aggregate import LEARNING_FLAG, LEARNING_MARKER, MARKERS, ReportContext
 from .blocks import Block, Bullets, Code, Details, FigureRef, Heading, Paragraph
 from .verdict import Verdict

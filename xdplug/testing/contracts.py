@@ -38,6 +38,7 @@ from ..components import (
     resolve_params,
 )
 from ..errors import ConfigError
+from .synthetic import synthetic_catalog, tiny_ranking_result  # noqa: F401 - part of the contract API
 
 __all__ = [
     "AdaptationContract",
@@ -121,57 +122,7 @@ def _overrides(cls: type, base: type, method: str) -> bool:
     return getattr(cls, method) is not getattr(base, method)
 
 
-# -- small inputs -----------------------------------------------------------------------
-
-
-def synthetic_catalog(template: str | None = None):
-    """The item catalog of the synthetic dataset (both domains, shared items once), no RecBole involved."""
-    import numpy as np
-    import pandas as pd
-
-    from ..config import DEFAULTS
-    from ..data.catalog import ItemCatalog
-    from ..data.text import render_texts
-    from .synthetic import synthetic_domains
-
-    raw = synthetic_domains()
-    template = template or DEFAULTS["dataset"]["text_template"]
-    items = pd.concat([raw.target.items, raw.source.items], ignore_index=True)
-    items = items.drop_duplicates("item", keep="first").reset_index(drop=True)
-    texts, _ = render_texts(items, template, raw.text_fields)
-    keys = list(items["item"].astype(str))
-    row = {key: i for i, key in enumerate(keys)}
-    return ItemCatalog(
-        keys=keys,
-        texts=[texts[k] for k in keys],
-        source_rows=np.array([row[k] for k in raw.source.items["item"].astype(str)], dtype=np.int64),
-        target_rows=np.array([row[k] for k in raw.target.items["item"].astype(str)], dtype=np.int64),
-    )
-
-
-def tiny_ranking_result(seed: int = 0, n_users: int = 12, n_items: int = 30, ks=(5, 10)):
-    """A small, seeded :class:`~xdplug.evaluation.RankingResult` with cold items and user groups."""
-    import numpy as np
-
-    from ..evaluation import RankingResult
-
-    rng = np.random.default_rng(seed)
-    k = max(ks)
-    cold = np.sort(rng.choice(n_items, size=max(1, n_items // 6), replace=False))
-    topk = np.stack([rng.permutation(n_items)[:k] for _ in range(n_users)])
-    positives = [np.sort(rng.choice(n_items, size=int(rng.integers(1, 5)), replace=False))
-                 for _ in range(n_users)]
-    topk_cold = np.full((n_users, k), -1, dtype=np.int64)
-    for row in range(n_users):
-        ranked = rng.permutation(cold)[:k]
-        topk_cold[row, :len(ranked)] = ranked
-    popularity = rng.integers(0, 40, size=n_items)
-    popularity[cold] = 0
-    return RankingResult(
-        users=np.arange(100, 100 + n_users), topk=topk, positives=positives, ks=list(ks),
-        n_items=n_items, train_counts=rng.integers(1, 60, size=n_users), item_popularity=popularity,
-        user_groups=[5, 10, 20, 50], cold_items=cold, topk_cold=topk_cold,
-    )
+# -- small inputs (in .synthetic) -------------------------------------------------------
 
 
 def _per_user_ranking(result) -> dict:
@@ -199,7 +150,7 @@ def make_fit_context(data, workdir: str | Path, seed: int = 0, device: str = "cp
     import torch
 
     from ..config import load_config
-    from ..training import FitContext
+    from ..context import FitContext
 
     settings = {"epochs": 1, "batch_size": 256, "eval_batch_size": 512, "stopping_step": 1, **train}
     config = load_config(data={
@@ -356,12 +307,11 @@ def check_adaptation(cls: type, params: dict | None = None, data=None, workdir: 
         return adaptation
     from ..model.strategy import fit_strategy
     from ..registry import Registry
-    from xdplug_builtin.encoders.id import IdEncoder
-    from xdplug_builtin.fusions.fusions import IdOnlyFusion
+    from .synthetic import PlainIdEncoder, PlainIdFusion
 
     registry = Registry()
-    registry.register_callback("encoder", "contract")(IdEncoder)
-    registry.register_callback("fusion", "contract")(IdOnlyFusion)
+    registry.register_callback("encoder", "contract")(PlainIdEncoder)
+    registry.register_callback("fusion", "contract")(PlainIdFusion)
     registry.register_callback("adaptation", "contract")(cls)
     entry = {"encoder": "id", "fusion": "id", "adaptation": cls.name,
              "params": {"adaptation": dict(params or {}), "model": {"dim": 16, "batch_users": 64}}}

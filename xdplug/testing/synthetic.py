@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..components import DatasetRecipe
+from ..components import DatasetRecipe, Encoder, Fusion
 from ..options import Int
 from ..data.raw import RawDomain, RawDomains
 
@@ -76,3 +76,86 @@ class SyntheticRecipe(DatasetRecipe):
 
     def load(self, cache_dir: str) -> RawDomains:
         return synthetic_domains(**self.params)
+
+
+# -- small inputs and the plainest components, for the contract suites -----------------------
+
+
+def synthetic_catalog(template: str | None = None):
+    """The item catalog of the synthetic dataset (both domains, shared items once), no RecBole involved."""
+    from ..config import DEFAULTS
+    from ..data.catalog import ItemCatalog
+    from ..data.text import render_texts
+
+    raw = synthetic_domains()
+    template = template or DEFAULTS["dataset"]["text_template"]
+    items = pd.concat([raw.target.items, raw.source.items], ignore_index=True)
+    items = items.drop_duplicates("item", keep="first").reset_index(drop=True)
+    texts, _ = render_texts(items, template, raw.text_fields)
+    keys = list(items["item"].astype(str))
+    row = {key: i for i, key in enumerate(keys)}
+    return ItemCatalog(
+        keys=keys,
+        texts=[texts[k] for k in keys],
+        source_rows=np.array([row[k] for k in raw.source.items["item"].astype(str)], dtype=np.int64),
+        target_rows=np.array([row[k] for k in raw.target.items["item"].astype(str)], dtype=np.int64),
+    )
+
+
+def tiny_ranking_result(seed: int = 0, n_users: int = 12, n_items: int = 30, ks=(5, 10)):
+    """A small, seeded :class:`~xdplug.evaluation.RankingResult` with cold items and user groups."""
+    from ..evaluation import RankingResult
+
+    rng = np.random.default_rng(seed)
+    k = max(ks)
+    cold = np.sort(rng.choice(n_items, size=max(1, n_items // 6), replace=False))
+    topk = np.stack([rng.permutation(n_items)[:k] for _ in range(n_users)])
+    positives = [np.sort(rng.choice(n_items, size=int(rng.integers(1, 5)), replace=False))
+                 for _ in range(n_users)]
+    topk_cold = np.full((n_users, k), -1, dtype=np.int64)
+    for row in range(n_users):
+        ranked = rng.permutation(cold)[:k]
+        topk_cold[row, :len(ranked)] = ranked
+    popularity = rng.integers(0, 40, size=n_items)
+    popularity[cold] = 0
+    return RankingResult(
+        users=np.arange(100, 100 + n_users), topk=topk, positives=positives, ks=list(ks),
+        n_items=n_items, train_counts=rng.integers(1, 60, size=n_users), item_popularity=popularity,
+        user_groups=[5, 10, 20, 50], cold_items=cold, topk_cold=topk_cold,
+    )
+
+
+class PlainIdEncoder(Encoder):
+    """One learned vector per catalog item (what the contract suites train adaptations with)."""
+
+    name = "id"
+    role = "id"
+    description = "Learned ID embeddings per item (contract suites)"
+    defaults = {"dim": Int(0, 0, 4096)}
+
+    def build(self, catalog, device):
+        import torch
+
+        class Table(torch.nn.Embedding):
+            out_dim = property(lambda self: self.embedding_dim)
+
+        table = Table(len(catalog), self.params["dim"] or 64)
+        torch.nn.init.normal_(table.weight, std=0.05)
+        return table.to(device)
+
+
+class PlainIdFusion(Fusion):
+    """The ID part alone; untrained IDs are zero (what the contract suites train adaptations with)."""
+
+    name = "id"
+    description = "ID part only (contract suites)"
+    uses = frozenset({"id"})
+
+    def build(self, dim):
+        import torch
+
+        class IdOnly(torch.nn.Module):
+            def forward(self, text, ids, known):
+                return torch.where(known.unsqueeze(-1), ids, torch.zeros_like(ids))
+
+        return IdOnly()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 
-from xdplug import hookimpl
+from xdplug.api import hookimpl
 
 #: set to a file path to have ``run_finished`` append one JSON line per finished run
 RUN_LOG_ENV = "XDPLUG_EXAMPLE_RUN_LOG"

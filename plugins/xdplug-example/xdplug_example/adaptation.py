@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from xdplug.components import Adaptation
-from xdplug.options import Float, Int
+from xdplug.api import Adaptation, Float, Int
 
 
 class Warmup(Adaptation):

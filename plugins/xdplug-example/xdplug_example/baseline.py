@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from xdplug.components import Baseline
-from xdplug.options import Int
+from xdplug.api import Baseline, Int
 
 
 class RandomScorer:

@@ -8,9 +8,7 @@ would read them in ``load`` (``cache_dir`` is a folder it may keep downloads in)
 
 from __future__ import annotations
 
-from xdplug.components import DatasetRecipe
-from xdplug.options import Int
-from xdplug.errors import ConfigError
+from xdplug.api import ConfigError, DatasetRecipe, Int
 
 
 class ExampleSynthetic(DatasetRecipe):

@@ -15,8 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from xdplug.components import Encoder
-from xdplug.options import Bool, Int
+from xdplug.api import Bool, Encoder, Int
 
 _WORD = re.compile(r"[0-9a-z]+")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xdplug.components import Evaluator
+from xdplug.api import Evaluator
 
 
 def self_information(popularity: np.ndarray) -> np.ndarray:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from xdplug.components import Fusion
-from xdplug.options import Float
+from xdplug.api import Float, Fusion
 
 
 class _Sum(nn.Module):

@@ -1,6 +1,6 @@
 """Built-in adaptations: how source knowledge reaches the target domain."""
 
-from xdplug import hookimpl
+from xdplug.api import hookimpl
 
 
 @hookimpl

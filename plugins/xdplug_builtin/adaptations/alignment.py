@@ -12,8 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xdplug.components import Adaptation
-from xdplug.options import Choice, Float, Int
+from xdplug.api import Adaptation, Choice, Float, Int
 
 
 class GradientReversal(torch.autograd.Function):
@@ -55,6 +54,7 @@ class DANN(Adaptation):
     name = "dann"
     description = "Joint training plus a domain classifier on user vectors behind gradient reversal"
     defaults = {"weight": Float(0.1, 0, 1e6), "source_weight": Float(0.5, 0, 1e6), "hidden": Int(64, 1, 65536)}
+    search_space = {"params.adaptation.weight": {"type": "loguniform", "low": 1.0e-3, "high": 1.0}}
 
     def fit(self, session):
         model = session.model
@@ -78,6 +78,7 @@ class MMDAlignment(Adaptation):
     name = "mmd"
     description = "Joint training plus kernel MMD between source and target user vectors (CORAL as an option)"
     defaults = {"weight": Float(0.1, 0, 1e6), "source_weight": Float(0.5, 0, 1e6), "kind": Choice("mmd", ["mmd", "coral"])}
+    search_space = {"params.adaptation.weight": {"type": "loguniform", "low": 1.0e-3, "high": 10.0}}
 
     def fit(self, session):
         weight = self.params["weight"]
@@ -94,3 +95,4 @@ class CoralAlignment(MMDAlignment):
     name = "coral"
     description = "Joint training plus CORAL (covariance alignment) of source and target user vectors"
     defaults = {"weight": Float(1.0, 0, 1e6), "source_weight": Float(0.5, 0, 1e6), "kind": Choice("coral", ["mmd", "coral"])}
+    search_space = {"params.adaptation.weight": {"type": "loguniform", "low": 1.0e-2, "high": 10.0}}

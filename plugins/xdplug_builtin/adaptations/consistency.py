@@ -10,8 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from xdplug.components import Adaptation
-from xdplug.options import Float
+from xdplug.api import Adaptation, Float
 
 
 def consistency_kl(student_scores: torch.Tensor, teacher_scores: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -24,6 +23,7 @@ class Consistency(Adaptation):
     name = "consistency"
     description = "Pretrain on the source, then fine-tune with KL(teacher || student) on shared items"
     defaults = {"weight": Float(1.0, 0, 1e6), "temperature": Float(1.0, 0, 1000, low_open=True)}
+    search_space = {"params.adaptation.weight": {"type": "loguniform", "low": 1.0e-2, "high": 10.0}}
 
     def fit(self, session):
         session.train(["source"], phase="source", validate_on="source")

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from xdplug.components import Adaptation
-from xdplug.options import Float
+from xdplug.api import Adaptation, Float
 
 
 class TargetOnly(Adaptation):
@@ -30,6 +29,7 @@ class Finetune(Adaptation):
     name = "finetune"
     description = "Pretrain on the source, then train everything on the target"
     defaults = {"target_learning_rate": Float(0.0, 0, 10, help="0: the phase's own learning rate")}
+    search_space = {"params.adaptation.target_learning_rate": {"type": "loguniform", "low": 1.0e-4, "high": 1.0e-2}}
 
     def fit(self, session):
         session.train(["source"], phase="source", validate_on="source")
@@ -70,6 +70,9 @@ class L2SP(Adaptation):
     name = "l2sp"
     description = "Fine-tune with lambda * ||theta_t - theta_s||^2 towards the pretrained weights"
     defaults = {"weight": Float(0.01, 0, 1e9)}
+    search_space = {"params.adaptation.weight": {"type": "loguniform", "low": 1.0e-4, "high": 1.0}}
+    #: closed form: the pull towards the source's EASE solution, on the Gram-matrix scale
+    closed_form_search_space = {"params.adaptation.weight": {"type": "loguniform", "low": 1.0, "high": 10000.0}}
 
     def fit(self, session):
         session.train(["source"], phase="source", validate_on="source")
@@ -83,6 +86,9 @@ class Joint(Adaptation):
     name = "joint"
     description = "Multi-task training on both domains at once, one loss weight per domain"
     defaults = {"source_weight": Float(0.5, 0, 1e6), "target_weight": Float(1.0, 0, 1e6)}
+    search_space = {"params.adaptation.source_weight": {"type": "uniform", "low": 0.1, "high": 1.0}}
+    #: closed form: the source's weight in the pooled Gram matrix
+    closed_form_search_space = {"params.adaptation.source_weight": {"type": "loguniform", "low": 0.005, "high": 1.0}}
 
     def fit(self, session):
         session.train(["source", "target"], phase="joint",

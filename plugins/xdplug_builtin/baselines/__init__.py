@@ -1,7 +1,7 @@
 """Built-in baselines: RecBole's general recommenders by name, the transfer controls, and the
 non-RecBole CF controls (RP3beta, iALS, GF-CF, SANSA)."""
 
-from xdplug import hookimpl
+from xdplug.api import hookimpl
 
 
 @hookimpl

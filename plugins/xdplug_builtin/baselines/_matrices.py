@@ -18,7 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from xdplug.options import Float
+from xdplug.api import Float
 
 #: the pooled-only option every one of these baselines takes (checked by xdplug.config.check_pooling)
 SOURCE_WEIGHT = Float(None, 0, 1e6, low_open=True,
@@ -48,7 +48,7 @@ def training_matrix(ctx, pooled: bool = False, source_weight: float | None = Non
             raise ValueError("source_weight weights the source rows of pooled data; pass pooled=True")
         return Interactions(data.matrix("target", "train").astype(np.float64).tocsr(),
                             np.arange(data.n_target_users), np.arange(data.n_target_items))
-    from xdplug.training import recbole_data
+    from xdplug.api import recbole_data
 
     # the same pooled atomic files and ID maps as the RecBole baselines; "Pop" only names a model
     # for RecBole's Config (nothing is trained through RecBole here)

@@ -12,9 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from xdplug.components import Baseline
-from xdplug.options import Int
-from xdplug.errors import NotApplicableError
+from xdplug.api import Baseline, Int, NotApplicableError
 
 
 class _MatrixScorer:
@@ -32,11 +30,22 @@ class _MatrixScorer:
             return rows @ self.sim
         return self.item_scores.unsqueeze(0).expand(len(idx), -1).clone()
 
+    def score_history(self, items: list[int]) -> torch.Tensor:
+        """A new user's scores from their target items: mean text similarity, or the popularity."""
+        if self.sim is not None:
+            x = torch.zeros(1, self.sim.shape[0], device=self.sim.device)
+            x[0, items] = 1.0 / len(items)
+            return x @ self.sim
+        return self.item_scores[None].clone()
+
 
 class TextKNN(Baseline):
     name = "text-knn"
     description = "Mean cosine similarity of an item's text vector to the user's training items"
     defaults = {"neighbors": Int(0, 0, 1_000_000, help="0: every item"), "encoder": {}}
+    search_space = {"params.neighbors": {"type": "categorical", "choices": [0, 20, 50, 100, 200]}}
+    #: training-free and deterministic: an artifact fits it again on the stored data
+    export = "refit"
 
     def fit(self, ctx, pooled: bool = False):
         from xdplug_builtin.encoders.bert import BertEncoder
@@ -61,6 +70,7 @@ class SourcePop(Baseline):
     name = "source-pop"
     description = "Rank target items by their popularity in the source domain (needs shared items)"
     needs_shared_ids = True
+    export = "refit"
 
     def fit(self, ctx, pooled: bool = False):
         data = ctx.data

@@ -23,8 +23,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from xdplug.components import Baseline
-from xdplug.options import Float, Int
+from xdplug.api import Baseline, Float, Int
 
 from ._matrices import SOURCE_WEIGHT, SparseRowScorer, training_matrix
 

@@ -22,8 +22,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from xdplug.components import Baseline
-from xdplug.options import Bool, Float, Int
+from xdplug.api import Baseline, Bool, Float, Int
 
 from ._matrices import SOURCE_WEIGHT, training_matrix
 

@@ -27,15 +27,54 @@ import numpy as np
 import torch
 import yaml
 
-from xdplug.components import Baseline
-from xdplug.options import Bool, Choice, Float, Int, List, Option, Str
-from xdplug.training import fit_recbole, quick_metric, rank_split, recbole_data
+from xdplug.api import (Baseline, Bool, Choice, ConfigError, Float, Int, List, NotApplicableError, Option, Str,
+                        evaluates_as_code, fit_recbole, literal_value, load_state, quick_metric, rank_split,
+                        recbole_data)
 
 logger = logging.getLogger(__name__)
 
 MODELS = ("Pop", "ItemKNN", "BPR", "NeuMF", "LightGCN", "NGCF", "EASE", "MultiVAE", "MultiDAE",
           "SimpleX", "ENMF", "DMF", "NNCF", "LINE", "SpectralCF", "GCMC")
 
+
+_LR = {"type": "loguniform", "low": 1.0e-4, "high": 1.0e-2}
+_EMB = {"type": "categorical", "choices": [32, 64, 128]}
+
+#: default search spaces of the RecBole baselines (Pop has no hyper-parameters: no trials)
+SEARCH_SPACES: dict[str, dict] = {
+    "ItemKNN": {"params.k": {"type": "int", "low": 10, "high": 500, "log": True},
+                "params.shrink": {"type": "categorical", "choices": [0.0, 1.0, 10.0, 100.0]}},
+    "BPR": {"params.learning_rate": _LR, "params.embedding_size": _EMB},
+    "LightGCN": {"params.learning_rate": _LR, "params.embedding_size": _EMB,
+                 "params.n_layers": {"type": "int", "low": 1, "high": 4},
+                 "params.reg_weight": {"type": "loguniform", "low": 1.0e-6, "high": 1.0e-2}},
+    "NGCF": {"params.learning_rate": _LR, "params.embedding_size": _EMB,
+             "params.reg_weight": {"type": "loguniform", "low": 1.0e-6, "high": 1.0e-2}},
+    "EASE": {"params.reg_weight": {"type": "loguniform", "low": 1.0, "high": 1.0e4}},
+    "MultiVAE": {"params.learning_rate": _LR,
+                 "params.dropout_prob": {"type": "uniform", "low": 0.1, "high": 0.7},
+                 "params.anneal_cap": {"type": "uniform", "low": 0.1, "high": 0.5}},
+    "MultiDAE": {"params.learning_rate": _LR,
+                 "params.dropout_prob": {"type": "uniform", "low": 0.1, "high": 0.7}},
+    "NeuMF": {"params.learning_rate": _LR,
+              "params.dropout_prob": {"type": "uniform", "low": 0.0, "high": 0.5}},
+    "SimpleX": {"params.learning_rate": _LR, "params.embedding_size": _EMB,
+                "params.margin": {"type": "uniform", "low": 0.0, "high": 0.9}},
+    "ENMF": {"params.learning_rate": _LR,
+             "params.dropout_prob": {"type": "uniform", "low": 0.3, "high": 0.9},
+             "params.negative_weight": {"type": "uniform", "low": 0.05, "high": 0.9}},
+    "DMF": {"params.learning_rate": _LR},
+    "NNCF": {"params.learning_rate": _LR},
+    "LINE": {"params.learning_rate": _LR, "params.embedding_size": _EMB},
+    "SpectralCF": {"params.learning_rate": _LR,
+                   "params.reg_weight": {"type": "loguniform", "low": 1.0e-5, "high": 1.0e-1}},
+    "GCMC": {"params.learning_rate": _LR,
+             "params.dropout_prob": {"type": "uniform", "low": 0.0, "high": 0.6}},
+}
+#: pooled EASE: how much the source's rows count
+POOLED_SEARCH_SPACES: dict[str, dict] = {
+    "EASE": {"params.source_weight": {"type": "loguniform", "low": 0.005, "high": 1.0}},
+}
 
 _YAML11_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
@@ -164,6 +203,23 @@ class RecboleScorer:
                              minlength=rb.dataset.item_num)
         self.item_known = counts[rb.item_ids] > 0
 
+    def score_history(self, items: list[int]) -> torch.Tensor:
+        """A new user's scores from their target items, for the models that are item-based."""
+        x = np.zeros(self.rb.dataset.item_num, dtype=np.float32)
+        x[self.rb.item_ids[items]] = 1.0
+        model = self.model
+        if hasattr(model, "item_similarity"):  # EASE: scores = x B
+            full = x @ np.asarray(model.item_similarity)
+        elif hasattr(model, "w") and getattr(model, "method", "item") == "item":  # ItemKNN: x W
+            full = np.asarray(model.w.T.dot(x)).ravel()
+        elif hasattr(model, "item_cnt"):  # Pop: counts over the largest, as its full_sort_predict
+            full = (model.item_cnt.double() / model.max_cnt.double()).cpu().numpy().ravel()
+        else:
+            raise NotApplicableError(
+                "it learns one vector per training user, so it cannot score a new user's history; use --user "
+                "for a known user, or export a strategy (or EASE, ItemKNN, Pop, text-knn)")
+        return torch.as_tensor(np.asarray(full, dtype=np.float32)[self.rb.item_ids], device=self.device)[None]
+
     def score(self, users: torch.Tensor) -> torch.Tensor:
         from recbole.data.interaction import Interaction
 
@@ -201,6 +257,8 @@ class RecboleBaseline(Baseline):
 
     model_name = ""
     supports_pooling = True
+    #: an artifact stores the RecBole model's state dict and rebuilds the model on the stored data
+    export = "state"
 
     @staticmethod
     def plain_token(text: str) -> bool:
@@ -216,9 +274,6 @@ class RecboleBaseline(Baseline):
         or bool takes no string; any other string, and any string nested in a list or
         mapping, must not be one :func:`xdplug.recbole_compat.evaluates_as_code` flags.
         """
-        from xdplug.errors import ConfigError
-        from xdplug.recbole_compat import evaluates_as_code, literal_value
-
         if isinstance(value, str):
             if isinstance(default, str):
                 if not RecboleBaseline.plain_token(value) or literal_value(value) != value:
@@ -245,7 +300,8 @@ class RecboleBaseline(Baseline):
         for key, value in self.params.items():
             self.check_value(value, type(self).defaults.get(key), f"{path}.{key}")
 
-    def fit(self, ctx, pooled: bool = False):
+    def build(self, ctx, pooled: bool = False) -> RecboleScorer:
+        """The RecBole model on ``ctx.data``, constructed and seeded as training starts, not trained."""
         from recbole.utils import get_model, init_seed
 
         overrides = {k: v for k, v in self.params.items() if v is not None}
@@ -259,7 +315,20 @@ class RecboleBaseline(Baseline):
         rb = recbole_data(ctx, model_class, overrides, pooled=pooled, source_weight=source_weight)
         init_seed(ctx.seed, True)
         model = model_class(rb.config, rb.dataset).to(ctx.device)
-        scorer = RecboleScorer(model, rb, ctx.device)
+        return RecboleScorer(model, rb, ctx.device)
+
+    def export_state(self, scorer: RecboleScorer) -> dict:
+        return {k: v.detach().cpu() for k, v in scorer.model.state_dict().items()}
+
+    def restore(self, ctx, state: dict, pooled: bool = False) -> RecboleScorer:
+        scorer = self.build(ctx, pooled)
+        load_state(scorer.model, state)
+        scorer.model.eval()
+        return scorer
+
+    def fit(self, ctx, pooled: bool = False):
+        scorer = self.build(ctx, pooled)
+        model, rb = scorer.model, scorer.rb
         metric, k = ctx.valid_metric
 
         def validate() -> float:
@@ -280,6 +349,8 @@ def recbole_baselines() -> list[type]:
             defaults["source_weight"] = Float(None, 0, 1e6, low_open=True)
         cls = type(f"Recbole{model}Baseline", (RecboleBaseline,), {
             "name": model,
+            "search_space": SEARCH_SPACES.get(model, {}),
+            "pooled_search_space": POOLED_SEARCH_SPACES.get(model, {}),
             "model_name": model,
             "description": f"RecBole {model} trained on the target split (pooled: true adds the source)",
             "defaults": defaults,

@@ -1,6 +1,6 @@
 """Built-in encoders: ``bert`` (BERT-family text) and ``id`` (learned item IDs)."""
 
-from xdplug import hookimpl
+from xdplug.api import hookimpl
 
 
 @hookimpl

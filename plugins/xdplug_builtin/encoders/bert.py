@@ -31,10 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from xdplug.components import Encoder
-from xdplug.options import Bool, Choice, Int
-from xdplug.errors import ConfigError
-from xdplug.textcache import TextEmbeddingCache, text_key
+from xdplug.api import Bool, Choice, ConfigError, Encoder, Int, text_key, TextEmbeddingCache
 
 logger = logging.getLogger(__name__)
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from xdplug.components import Encoder
-from xdplug.options import Float, Int
+from xdplug.api import Encoder, Float, Int
 
 
 class IdEmbedding(nn.Embedding):

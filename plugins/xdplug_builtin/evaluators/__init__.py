@@ -5,7 +5,7 @@
 compares every method of a report with the reference baseline.
 """
 
-from xdplug import hookimpl
+from xdplug.api import hookimpl
 
 from .beyond_accuracy import BeyondAccuracyEvaluator
 from .cold_start import ColdStartEvaluator

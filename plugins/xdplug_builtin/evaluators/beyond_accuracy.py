@@ -25,14 +25,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from xdplug.components import Evaluator
-from xdplug.options import Bool, Float
-from xdplug.errors import ConfigError
+from xdplug.api import Bool, ConfigError, Evaluator, Float
 
 from .ranking import mean
 
 if TYPE_CHECKING:  # pragma: no cover
-    from xdplug.evaluation import RankingResult
+    from xdplug.api import RankingResult
 
 
 def coverage(items: np.ndarray, n_items: int) -> float:

@@ -35,13 +35,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from xdplug.components import Evaluator
-from xdplug.options import List
+from xdplug.api import Evaluator, List
 
 from .ranking import check_metric_names, hit_matrix, mean, per_user_metrics
 
 if TYPE_CHECKING:  # pragma: no cover
-    from xdplug.evaluation import RankingResult
+    from xdplug.api import RankingResult
 
 logger = logging.getLogger(__name__)
 

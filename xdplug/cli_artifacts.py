@@ -13,6 +13,7 @@ import json
 import sys
 from pathlib import Path
 
+from .cli_common import _load, _table
 from .errors import XdplugError
 
 
@@ -22,7 +23,6 @@ def _shorten(text: str, width: int = 80) -> str:
 
 def cmd_export(args) -> int:
     from .artifact import export_run
-    from .cli import _load
 
     config = _load(args)
 
@@ -83,7 +83,7 @@ def cmd_recommend(args) -> int:
                           "(a new user's item IDs, one per line)")
     if args.k < 1:
         raise XdplugError(f"-k must be at least 1, got {args.k}")
-    from .recbole_compat import resolve_device
+    from .recbole.compat import resolve_device
 
     history = _read_history(args.history) if args.history is not None else None  # before the slow load
     rec = load_artifact(args.artifact, device=resolve_device(args.device))
@@ -94,7 +94,6 @@ def cmd_recommend(args) -> int:
     if args.json:
         print(json.dumps(recs, indent=2))
         return 0
-    from .cli import _table
 
     print(_table([[str(i + 1), r["item"], f"{r['score']:.4f}", _shorten(r["text"])] for i, r in enumerate(recs)],
                  ["rank", "item", "score", "text"]))
@@ -107,7 +106,7 @@ def _fmt(metrics: dict, key: str) -> str:
 
 def cmd_update(args) -> int:
     from .artifact import update_artifact
-    from .recbole_compat import resolve_device
+    from .recbole.compat import resolve_device
 
     def progress(message):
         if not args.quiet:

@@ -7,8 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import parse_metric
-from .runner import expand, library_versions, output_dir
+from ..config import config_hash, output_dir
+from ..engine.plan import expand, library_versions
+from ..errors import RunError, storage_error
+from . import write_report
+from .files import write_per_user
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +48,7 @@ def pick_reference(runs: list[dict], metric: str) -> str | None:
 
 
 def report_data(config: dict, store, registry) -> dict:
-    run_ids = [s.run_id for s in expand(config)]
+    run_ids = [s.run_id for s in expand(config, registry)]
     runs = store.runs(run_ids, with_per_user=True)
     primary = config["evaluation"]["valid_metric"].lower()
     reference = config["evaluation"].get("reference") or pick_reference(runs, primary)
@@ -94,13 +97,8 @@ def report_data(config: dict, store, registry) -> dict:
 
 
 def build_report(config: dict, store, registry, out_dir: str | Path | None = None) -> dict:
-    from .report import write_report
-
     data = report_data(config, store, registry)
     if not data["runs"]:  # never replace a report with an empty one
-        from .config import config_hash
-        from .errors import RunError
-
         found = sorted({r["config_hash"] for r in store.runs()})
         raise RunError(f"the run store {store.path} holds no run of this config (hash {config_hash(config)})"
                        + (f"; its runs come from config hash {', '.join(found)}: was the config changed "
@@ -112,12 +110,9 @@ def build_report(config: dict, store, registry, out_dir: str | Path | None = Non
     out = Path(out_dir) if out_dir else output_dir(config)
     try:  # atomic: each file is written aside, then renamed into place
         paths = write_report(data, out)
-        from .report.export import write_per_user  # per (method, seed, user, metric), beside results.csv
-
+        # per (method, seed, user, metric), beside results.csv
         paths["per_user"] = write_per_user(store.runs([r["run_id"] for r in data["runs"]], with_per_user=True), out)
         return paths
     except OSError as exc:  # a full disk, a read-only folder: the previous report (if any) is left whole
-        from .errors import storage_error
-
         raise storage_error(exc, out, "the report", "make the folder writable or set output.dir; the runs are "
                             "kept in the run store, and `xdplug report CONFIG` writes the report again") from None

@@ -1,7 +1,7 @@
 """Executors beyond the local one: the grid as Ray tasks.
 
 ``executor: {kind: ray}`` (or ``xdplug run --executor ray``) runs every grid
-cell as a ``ray.remote`` task calling :func:`xdplug.runner.run_task` with
+cell as a ``ray.remote`` task calling :func:`xdplug.engine.task.run_task` with
 declared resources: ``executor.cpus_per_task`` CPUs (1 by default) and
 ``executor.gpus_per_task`` GPUs (1 by default; 0.25 packs four runs on a GPU)
 when the config's device is CUDA (``auto`` asks for a GPU when the cluster
@@ -42,8 +42,8 @@ import time
 import warnings
 from collections import deque
 
-from .config import canonical_json
-from .errors import RunError
+from ...config import canonical_json, output_dir
+from ...errors import RunError
 
 logger = logging.getLogger(__name__)
 
@@ -60,9 +60,9 @@ def _worker_task(spec, config: dict, env: dict, threads: int) -> dict:
     """Body of the remote task: one grid cell in a Ray worker process."""
     import torch
 
-    from .plugins import set_plugins
-    from .recbole_compat import quiet_recbole_logging
-    from .runner import run_task
+    from ...plugins import set_plugins
+    from ...recbole.compat import quiet_recbole_logging
+    from ..task import run_task
 
     if env != _WORKER["env"]:
         for key in FORWARDED_ENV + LOCAL_ENV:
@@ -116,7 +116,7 @@ def wants_gpu(device: str, ray) -> bool:
 
 
 class RayExecutor:
-    """Runs grid cells as Ray tasks; the same interface as :class:`xdplug.runner.LocalExecutor`."""
+    """Runs grid cells as Ray tasks; the same interface as :class:`xdplug.engine.executors.local.LocalExecutor`."""
 
     def __init__(self, config: dict, registry=None):
         ex = config["executor"]
@@ -164,8 +164,6 @@ class RayExecutor:
         """The config as workers see it: output paths absolute when they share this machine's disk."""
         if self.address:
             return self.config
-        from .runner import output_dir
-
         config = dict(self.config)
         config["output"] = dict(config["output"], dir=str(output_dir(self.config).resolve()))
         return config

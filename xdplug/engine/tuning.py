@@ -38,267 +38,15 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .config import canonical_json, default_baseline_name, default_strategy_name, parse_metric
-from .errors import ConfigError
+from ..config import canonical_json, default_baseline_name, default_strategy_name, output_dir
+from ..spaces import component_space, configured, param_problem
 
 logger = logging.getLogger(__name__)
 
-DIST_TYPES = ("loguniform", "uniform", "int", "categorical")
-DIST_KEYS = ("type", "low", "high", "log", "choices")
 STORE_FILE = "tuning.sqlite"
-
-_LR = {"type": "loguniform", "low": 1.0e-4, "high": 1.0e-2}
-_EMB = {"type": "categorical", "choices": [32, 64, 128]}
-
-#: Default search spaces, by component kind and name (mirrored in ``configs/search_spaces.yaml``).
-#: A component class may declare its own ``search_space`` attribute instead; it takes precedence.
-DEFAULT_SPACES: dict[str, dict[str, dict]] = {
-    "baseline": {
-        "ItemKNN": {"params.k": {"type": "int", "low": 10, "high": 500, "log": True},
-                    "params.shrink": {"type": "categorical", "choices": [0.0, 1.0, 10.0, 100.0]}},
-        "BPR": {"params.learning_rate": _LR, "params.embedding_size": _EMB},
-        "LightGCN": {"params.learning_rate": _LR, "params.embedding_size": _EMB,
-                     "params.n_layers": {"type": "int", "low": 1, "high": 4},
-                     "params.reg_weight": {"type": "loguniform", "low": 1.0e-6, "high": 1.0e-2}},
-        "NGCF": {"params.learning_rate": _LR, "params.embedding_size": _EMB,
-                 "params.reg_weight": {"type": "loguniform", "low": 1.0e-6, "high": 1.0e-2}},
-        "EASE": {"params.reg_weight": {"type": "loguniform", "low": 1.0, "high": 1.0e4}},
-        "MultiVAE": {"params.learning_rate": _LR,
-                     "params.dropout_prob": {"type": "uniform", "low": 0.1, "high": 0.7},
-                     "params.anneal_cap": {"type": "uniform", "low": 0.1, "high": 0.5}},
-        "MultiDAE": {"params.learning_rate": _LR,
-                     "params.dropout_prob": {"type": "uniform", "low": 0.1, "high": 0.7}},
-        "NeuMF": {"params.learning_rate": _LR,
-                  "params.dropout_prob": {"type": "uniform", "low": 0.0, "high": 0.5}},
-        "SimpleX": {"params.learning_rate": _LR, "params.embedding_size": _EMB,
-                    "params.margin": {"type": "uniform", "low": 0.0, "high": 0.9}},
-        "ENMF": {"params.learning_rate": _LR,
-                 "params.dropout_prob": {"type": "uniform", "low": 0.3, "high": 0.9},
-                 "params.negative_weight": {"type": "uniform", "low": 0.05, "high": 0.9}},
-        "DMF": {"params.learning_rate": _LR},
-        "NNCF": {"params.learning_rate": _LR},
-        "LINE": {"params.learning_rate": _LR, "params.embedding_size": _EMB},
-        "SpectralCF": {"params.learning_rate": _LR,
-                       "params.reg_weight": {"type": "loguniform", "low": 1.0e-5, "high": 1.0e-1}},
-        "GCMC": {"params.learning_rate": _LR,
-                 "params.dropout_prob": {"type": "uniform", "low": 0.0, "high": 0.6}},
-        "text-knn": {"params.neighbors": {"type": "categorical", "choices": [0, 20, 50, 100, 200]}},
-        # Pop and source-pop have no hyper-parameters: no trials.
-    },
-    # every strategy: the transfer model's own options
-    "model": {
-        "params.model.learning_rate": _LR,
-        "params.model.dim": {"type": "categorical", "choices": [32, 64, 128]},
-        "params.model.weight_decay": {"type": "categorical", "choices": [0.0, 1.0e-6, 1.0e-5, 1.0e-4]},
-    },
-    "adaptation": {
-        "finetune": {"params.adaptation.target_learning_rate": _LR},
-        "l2sp": {"params.adaptation.weight": {"type": "loguniform", "low": 1.0e-4, "high": 1.0}},
-        "joint": {"params.adaptation.source_weight": {"type": "uniform", "low": 0.1, "high": 1.0}},
-        "dann": {"params.adaptation.weight": {"type": "loguniform", "low": 1.0e-3, "high": 1.0}},
-        "mmd": {"params.adaptation.weight": {"type": "loguniform", "low": 1.0e-3, "high": 10.0}},
-        "coral": {"params.adaptation.weight": {"type": "loguniform", "low": 1.0e-2, "high": 10.0}},
-        "consistency": {"params.adaptation.weight": {"type": "loguniform", "low": 1.0e-2, "high": 10.0}},
-    },
-    "fusion": {
-        "weighted": {"params.fusion.alpha": {"type": "uniform", "low": 0.0, "high": 1.0}},
-    },
-    "encoder": {},
-}
-
-
-#: Extra dimensions of a pooled baseline (``pooled: true``): how much the source's rows count.
-POOLED_SPACES: dict[str, dict] = {
-    "EASE": {"params.source_weight": {"type": "loguniform", "low": 0.005, "high": 1.0}},
-}
-
-#: Strategies with ``params.model.family: ease`` (closed form, model/linear.py): EASE's own
-#: regularisation and the adaptation's weight on the Gram-matrix scale.
-EASE_FAMILY_SPACES: dict[str, dict] = {
-    "model": {"params.model.reg_weight": {"type": "loguniform", "low": 10.0, "high": 5000.0},
-              "params.model.source_reg_weight": {"type": "loguniform", "low": 10.0, "high": 10000.0}},
-    "adaptation": {
-        "l2sp": {"params.adaptation.weight": {"type": "loguniform", "low": 1.0, "high": 10000.0}},
-        "joint": {"params.adaptation.source_weight": {"type": "loguniform", "low": 0.005, "high": 1.0}},
-    },
-}
 
 
 # -- config ---------------------------------------------------------------------------------
-
-
-def configured(config: dict) -> bool:
-    """Does the config ask for any tuning (globally or for one method)?"""
-    if (config.get("tuning") or {}).get("trials", 0) > 0:
-        return True
-    return any((e.get("tuning") or {}).get("trials", 0) > 0
-               for key in ("baselines", "strategies") for e in config.get(key, []))
-
-
-def check_space(space, path: str, source: str | None = None) -> None:
-    """Structural checks of a search space (no registry needed); named errors."""
-    if not isinstance(space, dict):
-        raise ConfigError(path, f"expected a mapping of parameter paths to distributions, got {space!r}", source)
-    for param, dist in space.items():
-        where = f"{path}.{param}"
-        if not isinstance(param, str) or not param.startswith("params."):
-            raise ConfigError(where, "a parameter path starts with 'params.' (e.g. params.reg_weight, "
-                              "params.model.dim, params.adaptation.weight)", source)
-        if not isinstance(dist, dict):
-            raise ConfigError(where, f"expected a mapping like {{type: loguniform, low: 1, high: 1000}}, got {dist!r}",
-                              source)
-        for key in dist:
-            if key not in DIST_KEYS:
-                raise ConfigError(f"{where}.{key}", "unknown key; allowed here: " + ", ".join(DIST_KEYS), source)
-        kind = dist.get("type")
-        if kind not in DIST_TYPES:
-            raise ConfigError(f"{where}.type", f"expected one of {', '.join(map(repr, DIST_TYPES))}, got {kind!r}",
-                              source)
-        if kind == "categorical":
-            choices = dist.get("choices")
-            if not isinstance(choices, list) or not choices:
-                raise ConfigError(f"{where}.choices", f"expected a non-empty list, got {choices!r}", source)
-            for c in choices:
-                if c is not None and not isinstance(c, (bool, int, float, str)):
-                    raise ConfigError(f"{where}.choices", f"choices must be numbers, strings, booleans or null; "
-                                      f"got {c!r}", source)
-            for key in ("low", "high", "log"):
-                if key in dist:
-                    raise ConfigError(f"{where}.{key}", "not used by type: categorical (give choices)", source)
-            continue
-        if "choices" in dist:
-            raise ConfigError(f"{where}.choices", f"only type: categorical takes choices (this is {kind})", source)
-        for key in ("low", "high"):
-            value = dist.get(key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"{where}.{key}", f"expected a number, got {value!r}", source)
-            if kind == "int" and not isinstance(value, int):
-                raise ConfigError(f"{where}.{key}", f"type: int needs integer bounds, got {value!r}", source)
-        if not dist["low"] < dist["high"]:
-            raise ConfigError(where, f"expected low < high, got low={dist['low']!r}, high={dist['high']!r}", source)
-        log = dist.get("log", False)
-        if not isinstance(log, bool):
-            raise ConfigError(f"{where}.log", f"expected true or false, got {log!r}", source)
-        if log and kind != "int":
-            raise ConfigError(f"{where}.log", "only type: int takes log (use type: loguniform for floats)", source)
-        if (kind == "loguniform" or log) and dist["low"] <= 0:
-            raise ConfigError(f"{where}.low", f"a log scale needs low > 0, got {dist['low']!r}", source)
-
-
-def check_block(block: dict | None, path: str, config: dict, source: str | None = None) -> None:
-    """Semantic checks of a ``tuning`` block (global or per method)."""
-    if not block:
-        return
-    if block.get("trials", 0) < 0:
-        raise ConfigError(f"{path}.trials", f"expected 0 (no tuning) or more trials, got {block['trials']!r}", source)
-    if "metric" in block:
-        _, k = parse_metric(block["metric"], f"{path}.metric", source)
-        if k not in config["evaluation"]["ks"]:
-            raise ConfigError(f"{path}.metric", f"K={k} must be one of evaluation.ks {config['evaluation']['ks']}",
-                              source)
-    if "space" in block:
-        check_space(block["space"], f"{path}.space", source)
-    storage = block.get("storage")
-    if storage is not None and "://" not in storage:
-        raise ConfigError(f"{path}.storage", f"expected an SQLAlchemy URL such as sqlite:///tuning.sqlite or "
-                          f"postgresql://user@host/db, got {storage!r}", source)
-
-
-def validate(config: dict, source: str | None = None) -> None:
-    """Structural checks of every tuning block (called by :func:`xdplug.config.validate`)."""
-    check_block(config.get("tuning"), "tuning", config, source)
-    for key in ("baselines", "strategies"):
-        for i, entry in enumerate(config[key]):
-            check_block(entry.get("tuning"), f"{key}[{i}].tuning", config, source)
-
-
-def _component_params(kind: str, entry: dict, registry) -> dict[str, dict | None]:
-    """``params`` sub-path prefix -> the option defaults it may set (None: any key)."""
-    from .model.transfer import ModelOptions
-
-    from .components import declared_options
-
-    if kind == "baseline":
-        cls = registry.get("baseline", entry["baseline"])
-        return {"params": None if cls.open_params else declared_options(cls)}
-    out = {"params.model": declared_options(ModelOptions)}
-    for part in ("encoder", "fusion", "adaptation"):
-        cls = registry.get(part, entry[part])
-        out[f"params.{part}"] = None if cls.open_params else declared_options(cls)
-    return out
-
-
-def param_problem(kind: str, entry: dict, param: str, dist: dict, registry) -> str | None:
-    """Why ``param`` cannot be tuned for this method (None when it can)."""
-    prefix, _, key = param.rpartition(".")
-    allowed = _component_params(kind, entry, registry)
-    if prefix not in allowed:
-        where = "params.KEY" if kind == "baseline" else "params.model.KEY, params.encoder.KEY, " \
-                                                       "params.fusion.KEY or params.adaptation.KEY"
-        return f"not a parameter path of a {kind}; expected {where}"
-    defaults = allowed[prefix]
-    if defaults is None:
-        return None
-    if key not in defaults:
-        return f"no such option; allowed under {prefix}: {', '.join(sorted(defaults)) or '(none)'}"
-    option = defaults[key]
-    default = option.default
-    integer = option.types() == (int,) or isinstance(default, int) and not isinstance(default, bool)
-    if integer and dist.get("type") in ("uniform", "loguniform"):
-        return f"is an integer option (default {default!r}); use type: int or categorical"
-    # every value the search can draw must be a value the option accepts
-    for value in (dist.get("choices") or []) + [dist[b] for b in ("low", "high") if b in dist]:
-        try:
-            option.check(value, param)
-        except ConfigError as exc:
-            return f"the search space reaches {value!r}, outside the option: {str(exc).split(': ', 1)[-1]}"
-    return None
-
-
-def component_space(kind: str, entry: dict, registry) -> dict:
-    """The default search space of a method: component ``search_space`` attributes or DEFAULT_SPACES."""
-
-    def of(part: str, name: str) -> dict:
-        cls = registry.get(part, name)
-        own = getattr(cls, "search_space", None)
-        if own is not None:
-            return copy.deepcopy(own)
-        return copy.deepcopy(DEFAULT_SPACES.get(part, {}).get(name, {}))
-
-    if kind == "baseline":
-        space = of("baseline", entry["baseline"])
-        if entry.get("pooled"):
-            space.update(copy.deepcopy(POOLED_SPACES.get(entry["baseline"], {})))
-        return space
-    if ((entry.get("params") or {}).get("model") or {}).get("family") == "ease":
-        space = copy.deepcopy(EASE_FAMILY_SPACES["model"])
-        space.update(copy.deepcopy(EASE_FAMILY_SPACES["adaptation"].get(entry["adaptation"], {})))
-        return space
-    space = copy.deepcopy(DEFAULT_SPACES["model"])
-    for part in ("encoder", "fusion", "adaptation"):
-        space.update(of(part, entry[part]))
-    return space
-
-
-def validate_components(config: dict, registry, source: str | None = None) -> None:
-    """Every space path names an option of its method (called by ``xdplug.config.validate_components``)."""
-    if not configured(config) and not (config.get("tuning") or {}).get("space"):
-        return
-    glob = (config.get("tuning") or {}).get("space") or {}
-    used = set()
-    for key, kind in (("baselines", "baseline"), ("strategies", "strategy")):
-        for i, entry in enumerate(config[key]):
-            own = (entry.get("tuning") or {}).get("space")
-            for param, dist in (own or {}).items():
-                problem = param_problem(kind, entry, param, dist, registry)
-                if problem:
-                    raise ConfigError(f"{key}[{i}].tuning.space.{param}", problem, source)
-            if own is None:
-                used |= {p for p, d in glob.items() if param_problem(kind, entry, p, d, registry) is None}
-    for param in glob:
-        if param not in used:
-            raise ConfigError(f"tuning.space.{param}", "applies to no method of this config (no baseline or "
-                              "strategy without its own tuning.space has this option)", source)
 
 
 # -- per-method settings ----------------------------------------------------------------------
@@ -338,8 +86,8 @@ def method_tuning(config: dict, kind: str, entry: dict, path: str = "", registry
     if "space" in own:
         space = copy.deepcopy(own["space"])
     else:
-        if registry is None:
-            from .plugins import get_plugins
+        if registry is None:  # a direct call: the process-wide plugin manager's components
+            from ..plugins import get_plugins
 
             registry = get_plugins().registry
         space = component_space(kind, entry, registry)
@@ -375,8 +123,6 @@ def storage_url(config: dict) -> str:
     url = (config.get("tuning") or {}).get("storage")
     if url:
         return url
-    from .runner import output_dir
-
     return f"sqlite:///{(output_dir(config) / STORE_FILE).resolve()}"
 
 

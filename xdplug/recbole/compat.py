@@ -33,7 +33,7 @@ def resolve_device(spec: str = "auto") -> torch.device:
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if spec.startswith("cuda") and not torch.cuda.is_available():
-        from .errors import ConfigError
+        from ..errors import ConfigError
 
         raise ConfigError("device", f"{spec!r} was requested but CUDA is not available here; use 'cpu' or 'auto'")
     return torch.device(spec)

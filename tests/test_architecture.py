@@ -1,0 +1,131 @@
+"""The shape of xdplug/: imports run one way, the core knows no plugin, no module grows too big.
+
+An ``ast`` walk over every module of ``xdplug/``, counting imports at module level and
+inside functions alike (a function-level import is still a dependency). ``from pkg import
+name`` depends on ``pkg.name`` where that is a module, else on ``pkg`` itself.
+"""
+
+from __future__ import annotations
+
+import ast
+import collections
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1] / "xdplug"
+PLUGIN_PACKAGES = ("xdplug_builtin", "xdplug_datasets")
+MAX_LINES = 600
+
+
+def modules() -> dict[str, Path]:
+    out = {}
+    for file in sorted(ROOT.rglob("*.py")):
+        parts = file.relative_to(ROOT.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        out[name] = file
+    return out
+
+
+def imported(name: str, file: Path, mods: dict) -> list[tuple[str, str]]:
+    """``(written, depended on)`` for every import in ``file``, wherever the statement is.
+
+    ``from pkg import name`` depends on ``pkg.name`` where that is a module, else on ``pkg``.
+    """
+    package = name if file.name == "__init__.py" else name.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(file.read_text(), str(file))):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            for alias in node.names:
+                full = f"{target}.{alias.name}"
+                found.append((full, full if full in mods else target))
+    return found
+
+
+def graph() -> dict[str, set[str]]:
+    mods = modules()
+    edges: dict[str, set[str]] = collections.defaultdict(set)
+    for name, file in mods.items():
+        for _, target in imported(name, file, mods):
+            while target and target not in mods:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                edges[name].add(target)
+    return edges
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found = []
+    counter = 0
+    for root in sorted(edges):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(edges.get(root, ()))))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(edges.get(child, ())))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_no_import_cycles():
+    found = cycles(graph())
+    assert not found, "import cycles in xdplug/ (module- and function-level imports):\n" + "\n".join(
+        " <-> ".join(c) for c in found)
+
+
+def test_the_core_never_imports_a_plugin():
+    offenders = []
+    for name, file in modules().items():
+        for target, _ in imported(name, file, {}):
+            if target.split(".")[0] in PLUGIN_PACKAGES:
+                offenders.append(f"{name} imports {target}")
+        text = file.read_text()
+        offenders += [f"{name} names {p}" for p in PLUGIN_PACKAGES if p in text]
+    assert not offenders, "\n".join(sorted(set(offenders)))
+
+
+def test_no_module_over_the_line_limit():
+    big = {name: n for name, file in modules().items() if (n := len(file.read_text().splitlines())) > MAX_LINES}
+    assert not big, f"modules over {MAX_LINES} lines: {big}"
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []

@@ -1,0 +1,65 @@
+"""The public API of xdplug for plugin authors: import everything a component needs from here.
+
+A plugin never imports engine internals; what built-in and third-party
+components use is re-exported here and documented in ``docs/plugin_authors.md``
+and ``docs/plugin_hooks.md``::
+
+    from xdplug.api import Baseline, Float, hookimpl
+
+Groups:
+
+* hooks: :data:`hookimpl`;
+* component base classes (one per kind) and their option declarations;
+* errors a component raises;
+* training: :class:`FitContext` (what ``Baseline.fit`` gets), :class:`TrainingSession`
+  (what ``Adaptation.fit`` gets), RecBole's data and trainer with xdplug's
+  validation (:func:`recbole_data`, :func:`fit_recbole`), ranking the fixed
+  split (:func:`rank_split`) and the ranking metrics (:func:`quick_metric`,
+  :func:`per_user_metrics`, ...);
+* data: raw domains for dataset recipes, the table reader, text keys, the text
+  embedding cache, the place for downloads;
+* export: :func:`load_state` for ``Baseline.restore`` (``export = "state"``).
+"""
+
+from __future__ import annotations
+
+from .components import (Adaptation, Baseline, Component, DatasetRecipe, Encoder, Evaluator, Fusion,
+                         declared_options, resolve_params)
+from .context import FitContext
+from .data.catalog import ItemCatalog
+from .data.crossdomain import CrossDomainData
+from .data.raw import RawDomain, RawDomains, read_atomic, refuse_nonfinite, validate_inter
+from .data.tables import read_table, sniff_separator
+from .data.text import normalise_key
+from .errors import (ArtifactError, ComponentDefinitionError, ConfigError, DataError, NotApplicableError,
+                     XdplugError)
+from .evaluation import RankingResult, rank_split, rank_users
+from .hookspecs import hookimpl
+from .metrics import METRICS, hit_matrix, mean, metric_matrix, pad_columns, per_user_metrics, quick_metric
+from .model.session import TrainingSession
+from .options import Bool, Choice, Float, Int, List, Option, Str
+from .paths import downloads_dir
+from .recbole.compat import evaluates_as_code, literal_value
+from .recbole.dataset import RecboleData, recbole_data
+from .recbole.trainer import fit_recbole
+from .textcache import TextEmbeddingCache, text_key
+from .weights import load_state
+
+__all__ = [
+    # hooks and components
+    "hookimpl", "Component", "Encoder", "Fusion", "Adaptation", "Evaluator", "Baseline", "DatasetRecipe",
+    "declared_options", "resolve_params",
+    # options
+    "Option", "Int", "Float", "Bool", "Str", "Choice", "List",
+    # errors
+    "XdplugError", "ConfigError", "DataError", "NotApplicableError", "ArtifactError", "ComponentDefinitionError",
+    # training and evaluation
+    "FitContext", "TrainingSession", "RecboleData", "recbole_data", "fit_recbole", "RankingResult", "rank_split",
+    "rank_users", "METRICS", "hit_matrix", "pad_columns", "metric_matrix", "per_user_metrics", "mean",
+    "quick_metric", "evaluates_as_code", "literal_value",
+    # data
+    "RawDomain", "RawDomains", "read_atomic", "refuse_nonfinite", "validate_inter", "read_table", "sniff_separator",
+    "normalise_key", "ItemCatalog", "CrossDomainData", "downloads_dir", "TextEmbeddingCache", "text_key",
+    # export
+    "load_state",
+]

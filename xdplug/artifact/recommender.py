@@ -1,0 +1,380 @@
+"""A loaded artifact: :func:`load_artifact` checks and rebuilds a method, :class:`Recommender` serves it.
+
+The model is rebuilt from the spec (strategies: :func:`~xdplug.model.strategy.build_model`,
+the construction path of training, without training; a closed-form strategy is fitted
+again on the stored data; baselines as their class declares with ``export``: ``"state"``
+rebuilds through ``restore``, ``"refit"`` fits again) and the weights are loaded into it.
+A known user is represented as in the benchmark: by the training interactions of the
+run (plus those added by updates); all of the user's known interactions count as seen.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from ..config import SCHEMA, _check, check_pooling, validate
+from ..context import FitContext
+from ..data.text import normalise_key
+from ..errors import ArtifactError, ConfigError, NotApplicableError, UnknownComponentError, XdplugError
+from ..model.strategy import build_model, build_strategy, fit_strategy
+from ..plugins import get_plugins
+from ..recbole.compat import quiet_recbole_logging
+from ..weights import load_state, rng_kept, seeded
+from .format import _load_data, _read_json, _torch_load, verify_artifact
+
+
+class TextTable(nn.Module):
+    """Frozen item text vectors (the state of a frozen text encoder), restored without the encoder."""
+
+    def __init__(self, vectors: torch.Tensor):
+        super().__init__()
+        self.register_buffer("table", vectors)
+        self.out_dim = int(vectors.shape[1])
+
+    def forward(self, items: torch.Tensor) -> torch.Tensor:
+        return self.table[items]
+
+
+def build_strategy_model(entry: dict, registry, data, device, seed: int, *, text_module=None, rb=None,
+                         user_rows=None, n_union_users=None, path: str = "strategy"):
+    """The transfer model of a strategy spec, built by :func:`~xdplug.model.strategy.build_model` (the one
+    place it is constructed) under ``seed``, not trained. Returns ``(model, encoder, options)``."""
+    encoder, fusion, _adaptation, options = build_strategy(entry, registry, path)
+    device = torch.device(device)
+    with seeded(seed):
+        model = build_model(encoder, fusion, options, registry, data, device, seed, rb, text_module=text_module,
+                            user_rows=user_rows, n_union_users=n_union_users, path=path)
+    return model, encoder, options
+
+
+def _text_module_from_state(state: dict, encoder, data, device):
+    """A frozen text table comes back from the weights alone; other text encoders are rebuilt."""
+    text_keys = [k for k in state if k.startswith("text_encoder.")]
+    if text_keys == ["text_encoder.table"]:
+        return TextTable(torch.zeros_like(state["text_encoder.table"], device=device))
+    if not text_keys:
+        return None
+    return encoder.build(data.catalog, torch.device(device))
+
+
+def fit_context(data, seed, device, config, workdir, progress=None) -> FitContext:
+    """The context a stored method is rebuilt (or fine-tuned) in."""
+    return FitContext(data=data, seed=seed, device=torch.device(device), train=config["train"],
+                      evaluation=config["evaluation"], workdir=Path(workdir), progress=progress)
+
+
+class Recommender:
+    """A loaded artifact: recommendations for known target users and for new users' histories.
+
+    ``recommend(user=..., k=10)`` or ``recommend(history=[item, ...], k=10)``
+    returns a list of ``{"item", "score", "text"}``, best first, items the user
+    has seen left out unless ``exclude_seen=False``.
+    """
+
+    def __init__(self, path: Path, meta: dict, data, ids: dict, device, model=None, scorer=None,
+                 extras: dict | None = None, arrays: dict | None = None):
+        self.path, self.meta, self.data, self.ids = path, meta, data, ids
+        self.arrays = arrays or {}
+        self.device = torch.device(device)
+        self.kind, self.method = meta["kind"], meta["method"]
+        self.model, self.scorer = model, scorer
+        self.extras = extras or {}
+        self.users: list[str] = list(ids["users"])
+        self.items: list[str] = list(ids["items"])
+        self._user_of = {u: i for i, u in enumerate(self.users)}
+        for i, key in enumerate(data.keys["target_users"]):
+            self._user_of.setdefault(key, i)
+        self._item_of = {it: i for i, it in enumerate(self.items)}
+        for i, key in enumerate(data.keys["target_items"]):
+            self._item_of.setdefault(key, i)
+        self._row_of = {k: r for r, k in enumerate(data.keys["catalog"])}
+        self._target_of_row = {int(r): i for i, r in enumerate(data.catalog.target_rows)}
+        self.texts = [data.catalog.texts[r] for r in data.catalog.target_rows]
+        seen = np.concatenate([data.target_train, data.target_valid, data.target_test]).reshape(-1, 2)
+        m = sp.csr_matrix((np.ones(len(seen), dtype=np.float32), (seen[:, 0], seen[:, 1])),
+                          shape=(data.n_target_users, data.n_target_items))
+        m.sum_duplicates()
+        self._seen = m
+        self._vectors = None
+        if model is not None:
+            with torch.no_grad():
+                self._vectors = model.item_vectors()
+            self._candidate_rows = torch.as_tensor(data.catalog.target_rows, device=self.device)
+
+    def __repr__(self) -> str:
+        return (f"<xdplug Recommender {self.method!r} ({self.kind}, version {self.meta.get('version', 1)}): "
+                f"{len(self.users)} users, {len(self.items)} items, from {self.path}>")
+
+    # -- look-ups --------------------------------------------------------------------------
+    def user_index(self, user) -> int:
+        """Canonical index of a known target user (its ID in your files, or its prepared key)."""
+        key = str(user).strip()
+        if key in self._user_of:
+            return self._user_of[key]
+        examples = ", ".join(repr(u) for u in self.users[:3])
+        raise ArtifactError(f"unknown user {key!r}: not one of the {len(self.users)} target users of "
+                            f"{self.path.name} (for example {examples}); recommend for a new user with "
+                            "history=[...] (CLI: --history FILE)")
+
+    def item_row(self, item) -> int:
+        """Catalog row of an item (a target item's ID, a source item's ID or a catalog key)."""
+        key = str(item).strip()
+        if key in self._item_of:
+            return int(self.data.catalog.target_rows[self._item_of[key]])
+        aliases = self.ids.get("item_aliases") or {}
+        if key in aliases:
+            return int(aliases[key])
+        candidates = [key, f"t:{key}", f"s:{key}"]
+        if self.ids["align"].get("items") == "key":
+            candidates.append("k:" + normalise_key(key))
+        for candidate in candidates:
+            if candidate in self._row_of:
+                return self._row_of[candidate]
+        raise KeyError(key)
+
+    def _history_rows(self, history) -> tuple[np.ndarray, list[int]]:
+        if isinstance(history, (str, bytes)):
+            raise XdplugError("history must be a list of item IDs, not one string")
+        items = [str(h).strip() for h in history if str(h).strip()]
+        if not items:
+            raise ArtifactError("the history is empty: give at least one item ID")
+        rows, unknown = [], []
+        for item in items:
+            try:
+                rows.append(self.item_row(item))
+            except KeyError:
+                unknown.append(item)
+        if unknown:
+            shown = ", ".join(repr(u) for u in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+            examples = ", ".join(repr(i) for i in self.items[:3])
+            raise ArtifactError(f"unknown item{'s' if len(unknown) > 1 else ''} {shown}: not in the catalog of "
+                                f"{self.path.name} ({len(self.items)} target items, for example {examples})")
+        rows = np.array(sorted(set(rows)), dtype=np.int64)
+        targets = sorted({self._target_of_row[r] for r in rows.tolist() if r in self._target_of_row})
+        return rows, targets
+
+    # -- scores ----------------------------------------------------------------------------
+    def score_users(self, users: np.ndarray) -> torch.Tensor:
+        """Scores ``[len(users), n_target_items]`` of known users (canonical indices)."""
+        idx = torch.as_tensor(np.asarray(users, dtype=np.int64), device=self.device)
+        with torch.no_grad():
+            if self.model is not None:
+                return self.model.score_users("target", idx, vectors=self._vectors)
+            return self.scorer.score(idx).to(self.device, torch.float32)
+
+    def score_history(self, history) -> tuple[torch.Tensor, list[int]]:
+        """Scores ``[1, n_target_items]`` of a new user given only their items; and their target items."""
+        rows, targets = self._history_rows(history)
+        with torch.no_grad():
+            if self.model is not None:
+                m = self.model
+                items = torch.as_tensor(rows, device=self.device)
+                batch_rows = torch.zeros(len(rows), dtype=torch.long, device=self.device)
+                u = m.user_tower(m.pool(self._vectors, items, batch_rows, 1))
+                return m.scores_against(u, self._vectors, self._candidate_rows), targets
+            if len(targets) < len(rows):
+                raise ArtifactError(f"baseline {self.method!r} scores target items only; the history has "
+                                    f"{len(rows) - len(targets)} item(s) of the source domain")
+            return self._baseline_history(targets), targets
+
+    def _baseline_history(self, targets: list[int]) -> torch.Tensor:
+        """A baseline's scores for a new user: its scorer's ``score_history`` (declared by the scorer)."""
+        name = self.meta["spec"].get("baseline") or self.method
+        history = getattr(self.scorer, "score_history", None)
+        if history is None:
+            raise ArtifactError(f"baseline {name!r} has no inductive path for a new user's history")
+        try:
+            return history(targets).to(self.device)
+        except NotApplicableError as exc:
+            raise ArtifactError(f"baseline {name!r} has no inductive path: {exc}") from None
+
+    # -- recommendations -------------------------------------------------------------------
+    def _top(self, scores: torch.Tensor, exclude: list[np.ndarray], k: int) -> list[list[dict]]:
+        scores = scores.to(torch.float32).clone()
+        for row, items in enumerate(exclude):
+            if len(items):
+                scores[row, torch.as_tensor(items, dtype=torch.long, device=scores.device)] = -torch.inf
+        scores = scores.masked_fill(torch.isnan(scores), -torch.inf)
+        kk = min(k, scores.shape[1])
+        values, indices = torch.topk(scores, kk, dim=1)
+        out = []
+        for vals, idx in zip(values.cpu().numpy(), indices.cpu().numpy()):
+            out.append([{"item": self.items[i], "score": float(v), "text": self.texts[i]}
+                        for v, i in zip(vals, idx) if np.isfinite(v)])
+        return out
+
+    @staticmethod
+    def _check_k(k) -> int:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise XdplugError(f"k must be a positive integer, got {k!r}")
+        return int(k)
+
+    def recommend(self, user=None, history=None, k: int = 10, exclude_seen: bool = True) -> list[dict]:
+        """Top-``k`` items for a known ``user`` or for a new user's ``history`` (item IDs)."""
+        k = self._check_k(k)
+        if (user is None) == (history is None):
+            raise XdplugError("give exactly one of user= (a known target user) and history= (a new user's items)")
+        if user is not None:
+            u = self.user_index(user)
+            scores = self.score_users(np.array([u]))
+            seen = self._seen.indices[self._seen.indptr[u]:self._seen.indptr[u + 1]] if exclude_seen else []
+            return self._top(scores, [np.asarray(seen)], k)[0]
+        scores, targets = self.score_history(history)
+        return self._top(scores, [np.array(targets if exclude_seen else [], dtype=np.int64)], k)[0]
+
+    def recommend_users(self, users=None, k: int = 10, exclude_seen: bool = True,
+                        batch_size: int = 1024) -> dict[str, list[dict]]:
+        """Top-``k`` for many known users (all of them by default), scored in batches."""
+        k = self._check_k(k)
+        index = np.arange(len(self.users)) if users is None else np.array([self.user_index(u) for u in users])
+        out = {}
+        for start in range(0, len(index), batch_size):
+            batch = index[start:start + batch_size]
+            scores = self.score_users(batch)
+            exclude = [self._seen.indices[self._seen.indptr[u]:self._seen.indptr[u + 1]] if exclude_seen
+                       else np.zeros(0, dtype=np.int64) for u in batch]
+            for u, recs in zip(batch, self._top(scores, exclude, k)):
+                out[self.users[u]] = recs
+        return out
+
+
+def check_meta(meta: dict, registry, file: Path) -> None:
+    """The stored spec passes the checks a config gets, before anything is built from it.
+
+    The manifest's hashes catch damage, not intent: anyone who edits ``meta.json``
+    can recompute them. So the method entry is checked against the config schema
+    and rebuilt through the registry (its components' option checks, the RecBole
+    baselines' refusal of strings RecBole would evaluate), and the stored config
+    passes :mod:`xdplug.config`'s schema and checks. Any failure is an
+    :class:`ArtifactError` naming ``file`` and the key.
+    """
+    kind, spec, config = meta.get("kind"), meta.get("spec"), meta.get("config")
+    step = "spec"
+    try:
+        for key, types in (("method", str), ("seed", int)):
+            if not isinstance(meta.get(key), types) or isinstance(meta.get(key), bool):
+                raise ConfigError(key, f"expected {types.__name__}, got {meta.get(key)!r}")
+        if kind == "strategy":
+            _check(spec, SCHEMA["strategies"][1], "spec", None)
+            for key in ("encoder", "fusion", "adaptation"):
+                if key not in spec:
+                    raise ConfigError(f"spec.{key}", f"missing; a strategy names its {key}")
+            build_strategy(spec, registry, "spec")
+            n_union = (meta.get("model") or {}).get("n_union_users")
+            if n_union is not None and (not isinstance(n_union, int) or isinstance(n_union, bool) or n_union < 0):
+                raise ConfigError("model.n_union_users", f"expected a non-negative integer, got {n_union!r}")
+        else:
+            _check(spec, SCHEMA["baselines"][1], "spec", None)
+            if "baseline" not in spec:
+                raise ConfigError("spec.baseline", "missing; a baseline entry names its baseline")
+            cls = registry.get("baseline", spec["baseline"], "spec.baseline")
+            export_kind(cls(spec.get("params"), "spec.params"))
+            check_pooling(spec, cls, "spec")
+        step = "config"
+        _check(config, SCHEMA, "config", None)
+        try:
+            validate(config, None, None)
+        except ConfigError as exc:
+            raise ConfigError(f"config.{exc.path}", str(exc).split(": ", 1)[-1]) from None
+    except ArtifactError as exc:
+        raise ArtifactError(f"{file}: {exc}") from None
+    except XdplugError as exc:
+        hint = (" (is the plugin that provides it installed?)" if isinstance(exc, UnknownComponentError) else
+                "; the artifact's stored spec fails the checks a config gets: it was edited after export "
+                "or written by another version of xdplug")
+        raise ArtifactError(f"{file}: {exc}{hint}") from None
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise ArtifactError(f"{file}: malformed {step} ({type(exc).__name__}: {exc}); not written by "
+                            "`xdplug export`") from None
+
+
+def load_artifact(path: str | Path, device: str | torch.device = "cpu", registry=None) -> Recommender:
+    """Verify and load an artifact directory; returns a :class:`Recommender`."""
+    quiet_recbole_logging()
+    folder = Path(path).expanduser()
+    verify_artifact(folder)
+    meta = _read_json(folder / "meta.json")
+    if not isinstance(meta, dict) or meta.get("kind") not in ("strategy", "baseline") or "spec" not in meta:
+        raise ArtifactError(f"{folder / 'meta.json'}: not an artifact description (kind, spec, config missing)")
+    # the spec is checked like a config before any model, dataset or RecBole object is built
+    registry = registry if registry is not None else get_plugins().registry
+    check_meta(meta, registry, folder / "meta.json")
+    ids = _read_json(folder / "ids.json")
+    data, arrays = _load_data(folder / "data")
+    if len(ids.get("users", [])) != data.n_target_users or len(ids.get("items", [])) != data.n_target_items:
+        raise ArtifactError(f"{folder / 'ids.json'}: its IDs do not match the artifact's data "
+                            f"({len(ids.get('users', []))} users, {len(ids.get('items', []))} items listed; "
+                            f"the data has {data.n_target_users} and {data.n_target_items})")
+    device = torch.device(device)
+    state = _torch_load(folder / "weights.pt", device)
+    extras = _torch_load(folder / "extras.pt", device) if (folder / "extras.pt").is_file() else {}
+    try:
+        if meta["kind"] == "strategy" and _closed_form(meta["spec"]):
+            scorer = _closed_form_from_data(meta, registry, data, device)
+            return Recommender(folder, meta, data, ids, device, scorer=scorer, extras=extras, arrays=arrays)
+        if meta["kind"] == "strategy":
+            model = _strategy_from_state(meta, registry, data, arrays, state, device, folder / "weights.pt")
+            return Recommender(folder, meta, data, ids, device, model=model, extras=extras, arrays=arrays)
+        scorer = _baseline_from_state(meta, registry, data, state, device, folder / "weights.pt")
+        return Recommender(folder, meta, data, ids, device, scorer=scorer, extras=extras, arrays=arrays)
+    except ArtifactError:
+        raise
+    except XdplugError as exc:
+        raise ArtifactError(f"{folder}: cannot rebuild {meta['kind']} {meta.get('method')!r} from its spec: {exc} "
+                            "(is the plugin that provides it installed?)") from None
+
+
+def _strategy_from_state(meta, registry, data, arrays, state, device, file):
+    user_rows, n_union = None, meta.get("model", {}).get("n_union_users")
+    if "model_user_rows_target" in arrays:  # the layout of an updated artifact (new users appended)
+        user_rows = {"target": arrays["model_user_rows_target"], "source": arrays["model_user_rows_source"]}
+    encoder, _, _, _ = build_strategy(meta["spec"], registry, "strategy")
+    text_module = _text_module_from_state(state, encoder, data, device)
+    model, _, _ = build_strategy_model(meta["spec"], registry, data, device, meta["seed"],
+                                       text_module=text_module, user_rows=user_rows, n_union_users=n_union)
+    load_state(model, state, file)
+    model.eval()
+    return model
+
+
+def _closed_form(spec: dict) -> bool:
+    """Is this strategy of the closed-form item-item family (``params.model.family: ease``)?"""
+    return ((spec.get("params") or {}).get("model") or {}).get("family") == "ease"
+
+
+def _closed_form_from_data(meta, registry, data, device):
+    with tempfile.TemporaryDirectory(prefix="xdplug-load-") as work, rng_kept():
+        ctx = fit_context(data, meta["seed"], device, meta["config"], work)
+        return fit_strategy(meta["spec"], registry, ctx, "strategy")
+
+
+def _baseline_from_state(meta, registry, data, state, device, file):
+    spec = meta["spec"]
+    cls = registry.get("baseline", spec["baseline"], "baseline")
+    baseline = cls(spec.get("params"), "baseline.params")
+    how, pooled = export_kind(baseline), bool(spec.get("pooled"))
+    with tempfile.TemporaryDirectory(prefix="xdplug-load-") as work, rng_kept():
+        ctx = fit_context(data, meta["seed"], device, meta["config"], work)
+        if how == "refit":
+            return baseline.fit(ctx, pooled=pooled)
+        try:
+            return baseline.restore(ctx, state, pooled=pooled)
+        except ArtifactError as exc:
+            raise ArtifactError(f"{file}: {exc}") from None
+
+
+def export_kind(baseline) -> str:
+    """How an artifact restores ``baseline``: its class's declared ``export`` (``"state"`` or ``"refit"``)."""
+    how = type(baseline).export
+    if how is None:
+        raise ArtifactError(f"baseline {baseline.name!r} cannot be exported: "
+                            f"{type(baseline).__module__}.{type(baseline).__name__} declares export = None (declare "
+                            "export = 'state' with export_state()/restore(), or 'refit' for a training-free, "
+                            "deterministic baseline)")
+    return how

@@ -1,0 +1,380 @@
+"""``xdplug update``: fine-tune an exported strategy on new target interactions, write the next version.
+
+New users and items are appended after the ones the artifact knows (a new item
+gets its text vector and a fresh ID row); training goes through the same
+trainer (:func:`~xdplug.recbole.trainer.fit_recbole`) and RecBole data
+(:func:`~xdplug.recbole.dataset.recbole_data`) as a run, and the held-out slice
+is ranked and measured by the engine's own ranking and metrics.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+
+from ..data.catalog import ItemCatalog
+from ..data.raw import refuse_nonfinite
+from ..data.tables import read_table
+from ..data.text import normalise_key, render_texts, template_fields
+from ..errors import ArtifactError, DataError, XdplugError
+from ..evaluation import rank_users
+from ..metrics import topk_metrics
+from ..model.batches import UserBatches
+from ..model.strategy import build_strategy, model_class
+from ..plugins import get_plugins
+from ..recbole.compat import quiet_recbole_logging
+from ..recbole.dataset import recbole_data
+from ..recbole.trainer import fit_recbole
+from ..weights import load_state, rng_kept, seeded
+from .export import write_artifact
+from .format import MANIFEST, copy_data, next_version_path
+from .recommender import TextTable, _closed_form, build_strategy_model, fit_context, load_artifact
+
+logger = logging.getLogger(__name__)
+
+
+def read_new_interactions(file: str | Path, min_rating: float):
+    """``user,item[,rating][,timestamp]`` rows; rated rows below ``min_rating`` are not positives."""
+    file = Path(file).expanduser()
+    df = read_table(file, "the new interactions", strip_columns=True).astype(str)
+    for column in ("user", "item"):
+        if column not in df.columns:
+            raise DataError(f"missing column {column!r}; expected a header user,item[,rating][,timestamp], "
+                            f"found {list(df.columns)}", str(file), column)
+        empty = df[column].isna() | (df[column].astype(str).str.strip() == "")
+        if empty.any():
+            raise DataError(f"empty value in row {int(np.flatnonzero(empty.to_numpy())[0]) + 1}", str(file), column)
+        df[column] = df[column].astype(str).str.strip()
+    if df.empty:
+        raise DataError("no interactions (a header and no rows)", str(file))
+    keep = np.ones(len(df), dtype=bool)
+    if "rating" in df.columns:
+        ratings = pd.to_numeric(df["rating"], errors="coerce")
+        refuse_nonfinite(df["rating"], ratings, str(file), "rating")  # inf would count as a positive
+        bad = ratings.isna() & df["rating"].notna()
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataError(f"expected numbers, got {df['rating'].iloc[row]!r} (row {row + 1})", str(file), "rating")
+        keep = (ratings.isna() | (ratings >= min_rating)).to_numpy()
+    return df.loc[keep, ["user", "item"]].drop_duplicates().reset_index(drop=True), int((~keep).sum())
+
+
+def _holdout(pairs: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Boolean mask: ``fraction`` of each user's new pairs (users with two or more keep one for training)."""
+    held = np.zeros(len(pairs), dtype=bool)
+    if fraction <= 0 or not len(pairs):
+        return held
+    order = np.argsort(pairs[:, 0], kind="stable")
+    users, starts, counts = np.unique(pairs[order, 0], return_index=True, return_counts=True)
+    for start, count in zip(starts, counts):
+        if count < 2:
+            continue
+        n_hold = min(count - 1, max(1, int(round(fraction * count))))
+        chosen = rng.choice(count, size=n_hold, replace=False)
+        held[order[start + chosen]] = True
+    return held
+
+
+def _slice_metrics(score_fn, users, positives, masked, n_items, device, k: int = 10) -> dict:
+    """NDCG@k and Recall@k of a held-out slice (ranked as every split is: full sort, seen items masked)."""
+    if not len(users):
+        return {}
+    topk, _ = rank_users(score_fn, users, positives, masked, n_items, k, device=device)
+    return topk_metrics(topk, positives, k)
+
+
+def _new_item_texts(encoder, texts: list[str], extras: dict, device) -> torch.Tensor:
+    """Vectors of new items' texts, mapped as the artifact's frozen table was (whitening, normalisation)."""
+    if hasattr(encoder, "embed"):
+        x = np.asarray(encoder.embed(texts, device), dtype=np.float32)
+    else:
+        catalog = ItemCatalog(keys=[f"new{i}" for i in range(len(texts))], texts=list(texts),
+                              source_rows=np.zeros(0, dtype=np.int64), target_rows=np.arange(len(texts)))
+        module = encoder.build(catalog, torch.device(device))
+        with torch.no_grad():
+            return module(torch.arange(len(texts), device=device)).float().cpu()
+    if "whiten_mean" in extras:
+        x = (x - extras["whiten_mean"].cpu().numpy()) @ extras["whiten_matrix"].cpu().numpy()
+    if encoder.params.get("normalize"):
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32))
+
+
+def update_artifact(path: str | Path, interactions: str | Path, items: str | Path | None = None,
+                    out: str | Path | None = None, epochs: int = 3, holdout: float = 0.1, seed: int = 0,
+                    learning_rate: float | None = None, replay: float = 1.0, device: str = "cpu",
+                    progress=None) -> dict:
+    """Fine-tune an exported strategy on new target interactions; write the next version beside it.
+
+    New users join with their new items as history; new items get their text
+    vector (their fields from ``items``, rendered with the artifact's template)
+    and a fresh ID. A seeded ``holdout`` fraction of each user's new
+    interactions is held out: NDCG@10 and Recall@10 on it are reported before
+    and after. Training runs for at most ``epochs`` epochs over the users with
+    new interactions plus ``replay`` times as many other users (so the others are
+    not forgotten), keeps the best epoch on the held-out slice, and keeps the
+    previous weights when no epoch beats them. Returns a report; the new
+    artifact's path is ``report["path"]``.
+    """
+    quiet_recbole_logging()
+    started = time.perf_counter()
+    src = Path(path).expanduser()
+    rec = load_artifact(src, device)
+    meta, data, ids = rec.meta, rec.data, rec.ids
+    if meta["kind"] != "strategy":
+        raise ArtifactError(f"{src}: update fine-tunes strategies; {meta['method']!r} is a baseline "
+                            f"({meta['spec'].get('baseline')}), retrain it with `xdplug run`")
+    if _closed_form(meta["spec"]):
+        raise ArtifactError(f"{src}: {meta['method']!r} is a closed-form item-item strategy (family: ease); it has "
+                            "no weights to fine-tune: refit it on the grown data with `xdplug run` (seconds)")
+    if not 0 <= holdout < 1:
+        raise XdplugError(f"holdout must be a fraction in [0, 1), got {holdout!r}")
+    if epochs < 1:
+        raise XdplugError(f"epochs must be at least 1, got {epochs!r}")
+    config = meta["config"]
+    registry = get_plugins().registry
+    new, below = read_new_interactions(interactions, config["dataset"]["protocol"]["min_rating"])
+    update_warnings: list[str] = []
+    item_table = None
+    if items is not None:
+        item_table = read_table(Path(items).expanduser(), "the item table", strip_columns=True).astype(str)
+        if "item" not in item_table.columns:
+            raise DataError(f"missing column 'item'; expected item plus the template's fields "
+                            f"({meta.get('text_template')}), found {list(item_table.columns)}", str(items), "item")
+        # the new items' text is rendered from these columns: without any template field every
+        # new item would get the fallback text "item <id>" and a text strategy would learn nothing
+        template = config["dataset"]["text_template"]
+        wanted = template_fields(template)
+        lacking = [name for name in wanted if name not in item_table.columns]
+        if lacking and rec.model.uses_text:
+            found = [c for c in item_table.columns if c != "item"]
+            if len(lacking) == len(wanted):
+                raise DataError(f"the item table has none of the text template's fields ({', '.join(lacking)} "
+                                f"missing; template {template!r}), so every new item would get the fallback text "
+                                f"'item <id>'; found columns {found}: name the columns after the template's "
+                                "fields", str(items), ", ".join(lacking))
+            update_warnings.append(f"{items}: the item table lacks the template field(s) {', '.join(lacking)} "
+                                   f"(template {template!r}); new items' texts leave them out")
+            logger.warning("%s", update_warnings[-1])
+        item_table["item"] = item_table["item"].astype(str).str.strip()
+        item_table = item_table.drop_duplicates("item", keep="last").reset_index(drop=True)
+
+    # -- users and items: known ones keep their index, new ones are appended ----------------
+    align = ids["align"]
+    keys = copy.deepcopy(data.keys)
+    users, items_ids = list(ids["users"]), list(ids["items"])
+    user_of, item_of, row_of = dict(rec._user_of), dict(rec._item_of), dict(rec._row_of)
+    aliases = ids.get("item_aliases") or {}
+    target_rows = list(data.catalog.target_rows.tolist())
+    target_of_row = dict(rec._target_of_row)
+    fields = {row["item"]: row for row in item_table.to_dict("records")} if item_table is not None else {}
+    new_users, new_items, new_rows = [], [], []
+
+    def item_key(item: str) -> str:
+        """The prepared key of a target item, by the rule the preparation used."""
+        mode = align.get("items")
+        if mode == "id":
+            return item
+        if mode == "key":
+            field = align.get("item_key") or "title"
+            value = item if field == "item" else (fields.get(item) or {}).get(field)
+            value = normalise_key(value) if value else ""
+            return f"k:{value}" if value else f"t:{item}"
+        return f"t:{item}"
+
+    u_idx = []
+    for user in new["user"]:
+        if user not in user_of:
+            user_of[user] = len(users)
+            users.append(user)
+            keys["target_users"].append(user if align.get("users") == "id" else f"t:{user}")
+            new_users.append(user)
+        u_idx.append(user_of[user])
+    i_idx = []
+    for item in new["item"]:
+        if item not in item_of:
+            row = aliases.get(item) if align.get("items") == "key" else None
+            if row is None:
+                key = item_key(item)
+                row = row_of.get(key)
+            if row is not None and row in target_of_row:
+                item_of[item] = target_of_row[row]  # another ID of a known target item
+            else:
+                if row is None:  # an item the artifact has never seen: a new catalog row
+                    row = len(keys["catalog"])
+                    keys["catalog"].append(key)
+                    keys["texts"].append(f"item {item}")
+                    row_of[key] = row
+                    new_rows.append((row, item))
+                target_of_row[row] = len(items_ids)
+                item_of[item] = len(items_ids)
+                items_ids.append(item)
+                keys["target_items"].append(keys["catalog"][row])
+                target_rows.append(row)
+                new_items.append(item)
+        i_idx.append(item_of[item])
+    # texts of new catalog rows: the item table rendered with the artifact's template
+    if new_rows:
+        missing = [item for _, item in new_rows if item not in fields]
+        if missing and rec.model.uses_text:
+            shown = ", ".join(repr(m) for m in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            plural = len(missing) > 1
+            raise DataError(f"new item{'s' if plural else ''} {shown} {'are' if plural else 'is'} not in the "
+                            f"artifact (new, or dropped by the preparation's filters) and the strategy reads "
+                            f"item text: give {'their' if plural else 'its'} fields with --items FILE (columns "
+                            f"item plus the template's fields, template {meta.get('text_template')!r})",
+                            str(interactions), "item")
+        present = [item for _, item in new_rows if item in fields]
+        if present:
+            table = pd.DataFrame([fields[item] for item in present])
+            texts, fell_back = render_texts(table, config["dataset"]["text_template"],
+                                            {c: c for c in table.columns if c != "item"})
+            if fell_back == len(present) and rec.model.uses_text:
+                raise DataError(f"none of the {len(present)} new item(s) has a value in the text template's fields "
+                                f"(template {config['dataset']['text_template']!r}), so each would get the "
+                                "fallback text 'item <id>'; fill in their fields", str(items), "item")
+            for row, item in new_rows:
+                if item in texts:
+                    keys["texts"][row] = texts[item]
+    pairs = np.stack([np.array(u_idx, dtype=np.int64), np.array(i_idx, dtype=np.int64)], axis=1).reshape(-1, 2)
+    known = set(map(tuple, np.concatenate([data.target_train, data.target_valid, data.target_test]).tolist()))
+    fresh = np.array([tuple(p) not in known for p in pairs.tolist()], dtype=bool)
+    already = int((~fresh).sum())
+    pairs = np.unique(pairs[fresh], axis=0)
+    if not len(pairs):
+        raise DataError("no new interactions: every row is already known to the artifact"
+                        + (f" or rated below {config['dataset']['protocol']['min_rating']}" if below else ""),
+                        str(interactions))
+    rng = np.random.default_rng(seed)
+    held = _holdout(pairs, holdout, rng)
+    train_new, valid_new = pairs[~held], pairs[held]
+
+    catalog = ItemCatalog(keys=keys["catalog"], texts=keys["texts"], source_rows=data.catalog.source_rows.copy(),
+                          target_rows=np.array(target_rows, dtype=np.int64))
+    work_data = copy_data(data, keys=keys, catalog=catalog,
+                           target_train=np.concatenate([data.target_train, train_new]).astype(np.int64))
+    # user-ID rows: new target users come after every row the model already has
+    n_union = int(meta["model"]["n_union_users"])
+    n_new_users = len(new_users)
+    user_rows = {"target": np.concatenate([rec.arrays["model_user_rows_target"],
+                                           n_union + np.arange(n_new_users)]).astype(np.int64),
+                 "source": np.asarray(rec.arrays["model_user_rows_source"], dtype=np.int64)}
+    n_union_new = n_union + n_new_users
+
+    # -- the grown model: old weights, fresh rows for new users and items ---------------------
+    state = {k: v.detach().clone() for k, v in rec.model.state_dict().items()}
+    text_module = None
+    if "text_encoder.table" in state and [k for k in state if k.startswith("text_encoder.")] == ["text_encoder.table"]:
+        table = state["text_encoder.table"]
+        vectors = torch.zeros(len(keys["catalog"]), table.shape[1], dtype=table.dtype)
+        vectors[: table.shape[0]] = table.cpu()
+        if new_rows:
+            encoder, _, _, _ = build_strategy(meta["spec"], registry, "strategy")
+            if progress:
+                progress(f"encoding {len(new_rows)} new item texts")
+            vectors[[r for r, _ in new_rows]] = _new_item_texts(
+                encoder, [keys["texts"][r] for r, _ in new_rows], rec.extras, device).to(table.dtype)
+        text_module = TextTable(vectors.to(device))
+        state["text_encoder.table"] = vectors
+    workdir = Path(tempfile.mkdtemp(prefix="xdplug-update-"))
+    try:
+        ctx = fit_context(work_data, meta["seed"], device, config, workdir, progress)
+        with rng_kept():
+            rb = recbole_data(ctx, model_class(), {"train_neg_sample_args": None})
+        model, encoder, options = build_strategy_model(meta["spec"], registry, work_data, device, meta["seed"] + 1,
+                                                       text_module=text_module, rb=rb, user_rows=user_rows,
+                                                       n_union_users=n_union_new)
+        load_state(model, state, src / "weights.pt", grow=True)
+        model.eval()
+
+        # -- the held-out slice and the metric before -----------------------------------------
+        seen_all = np.concatenate([work_data.target_train, data.target_valid, data.target_test, valid_new])
+        order = np.argsort(valid_new[:, 0], kind="stable")
+        v_users, v_starts = np.unique(valid_new[order, 0], return_index=True)
+        positives = np.split(valid_new[order, 1], v_starts[1:]) if len(valid_new) else []
+        seen_m = sp.csr_matrix((np.ones(len(seen_all)), (seen_all[:, 0], seen_all[:, 1])),
+                               shape=(len(users), len(items_ids)))
+        seen_m.sum_duplicates()
+        masked = [np.setdiff1d(seen_m.indices[seen_m.indptr[u]:seen_m.indptr[u + 1]], pos)
+                  for u, pos in zip(v_users, positives)]
+        n_items = len(items_ids)
+
+        def score(u):
+            return model.score_users("target", u)
+
+        def validate() -> float:
+            return _slice_metrics(score, v_users, positives, masked, n_items, device).get("ndcg@10", 0.0)
+
+        before = _slice_metrics(score, v_users, positives, masked, n_items, device)
+        snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+        # -- fine-tuning: users with new interactions plus a replay sample -----------------------
+        model.mark_trained("target")
+        touched = np.unique(train_new[:, 0]) if len(train_new) else np.zeros(0, dtype=np.int64)
+        active = model.histories["target"].active_users()
+        others = np.setdiff1d(active, touched)
+        n_replay = min(len(others), int(round(replay * len(touched))))
+        replayed = rng.choice(others, size=n_replay, replace=False) if n_replay else np.zeros(0, dtype=np.int64)
+        train_users = np.union1d(touched, replayed).astype(np.int64)
+        loader = UserBatches({"target": train_users}, options["batch_users"], meta["seed"] + 1)
+        cfg = rb.config.final_config_dict
+        cfg["epochs"] = epochs
+        cfg["learning_rate"] = learning_rate or options["learning_rate"] or config["train"]["learning_rate"]
+        cfg["weight_decay"] = options["weight_decay"]
+        cfg["eval_step"] = 1 if len(v_users) else epochs + 1
+        model.domain_weight = {"source": 1.0, "target": 1.0}
+        model.extra_losses = []
+        params = [p for p in model.parameters() if p.requires_grad]
+        if progress:
+            progress(f"fine-tuning on {len(train_users)} users for up to {epochs} epochs")
+        with seeded(meta["seed"] + seed + 1):  # the same update gives the same model
+            trainer = fit_recbole(ctx, rb.config, model, loader, validate, phase="update", params=params)
+        model.eval()
+        after = _slice_metrics(score, v_users, positives, masked, n_items, device)
+        kept = "updated"
+        if before and after and after["ndcg@10"] < before["ndcg@10"]:
+            model.load_state_dict(snapshot)
+            after = dict(before)
+            kept = "previous weights (no epoch beat them on the held-out slice)"
+        seconds = time.perf_counter() - started
+
+        # -- the new version: every new interaction joins the users' histories -------------------
+        final = copy_data(work_data, target_train=np.concatenate([work_data.target_train, valid_new]).astype(np.int64))
+        final.summary.setdefault("updates", []).append({"interactions": int(len(pairs)), "users": len(new_users),
+                                                        "items": len(new_items)})
+        report = {
+            "from": str(src), "new_interactions": int(len(pairs)), "ignored_known": already,
+            "ignored_below_min_rating": below, "new_users": len(new_users), "new_items": len(new_items),
+            "held_out": int(len(valid_new)), "validation_users": int(len(v_users)),
+            "before": before, "after": after, "result": kept, "epochs": epochs,
+            "best_epoch": int(getattr(trainer, "best_epoch", -1)), "trained_users": int(len(train_users)),
+            "seconds": seconds, "warnings": update_warnings,
+        }
+        new_ids = {"align": align, "users": users, "items": items_ids, "item_aliases": ids.get("item_aliases") or {}}
+        target = Path(out).expanduser() if out else next_version_path(src)
+        model._artifact_extras = rec.extras
+        version = int(meta.get("version", 1)) + 1
+        manifest = json.loads((src / MANIFEST).read_text())
+        parent = {"path": str(src), "version": meta.get("version", 1),
+                  "weights_sha256": manifest["files"]["weights.pt"]["sha256"]}
+        written = write_artifact(target, kind="strategy", method=meta["method"], entry=meta["spec"],
+                                 seed=meta["seed"], config=config, data=final, registry=registry, model=model,
+                                 run_id=meta.get("run_id"), metrics=meta.get("metrics"), ids=new_ids,
+                                 parent=parent, updates=list(meta.get("updates", [])) + [report],
+                                 version=version, user_rows=user_rows, n_union_users=n_union_new,
+                                 extra_meta={k: meta[k] for k in ("reproduction",) if k in meta})
+        report["path"] = str(written)
+        report["version"] = version
+        return report
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -1,0 +1,43 @@
+"""FitContext: what a method gets to train, the contract between the engine and a component."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from .metrics import parse_metric
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from .data.crossdomain import CrossDomainData
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class FitContext:
+    """What a method needs to train: the data, the seed, the device and the run's settings."""
+
+    data: CrossDomainData
+    seed: int
+    device: torch.device
+    train: dict
+    evaluation: dict
+    workdir: Path
+    #: per-epoch records {"phase", "epoch", "loss", "valid", "seconds"}; the point of a phase's
+    #: best validation epoch (the state kept) also has ``"best": True``
+    curves: list = field(default_factory=list)
+    progress: Callable[[str], None] | None = None
+    tensorboard_dir: Path | None = None
+
+    def log(self, message: str) -> None:
+        if self.progress:
+            self.progress(message)
+        logger.info(message)
+
+    @property
+    def valid_metric(self) -> tuple[str, int]:
+        return parse_metric(self.evaluation["valid_metric"])

@@ -1,0 +1,151 @@
+"""The benchmark runner: baselines x strategies x seeds on one fixed split per seed.
+
+``run_benchmark`` expands the grid, skips runs the store already finished
+(``force`` reruns them), runs the rest, records each in the run store (a run
+that raises is recorded as failed and the others continue) and writes the
+report. Every method is evaluated by the same evaluators on the same split.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from ..config import config_hash, validate
+from ..errors import RunError
+from ..paths import ensure_dir
+from ..plugins import Plugins, get_plugins
+from ..recbole.compat import quiet_recbole_logging, resolve_device
+from ..report.collect import build_report
+from ..store import RunStore, store_lock
+from ..tempdirs import sweep as sweep_scratch
+from .executors import make_executor
+from .plan import OUTPUT_FIX, expand, library_versions, output_dir, store_path
+from .task import prepare_data
+from .tuning import tune_methods
+
+logger = logging.getLogger(__name__)
+
+
+def preflight_data(config: dict, registry, seed: int, executor=None, store: RunStore | None = None):
+    """Build the recipe and prepare one seed's data (or read it from the cache) before any run.
+
+    Data that cannot be used (a missing file or column, a wrong type, a domain
+    empty after filtering, no overlap where the recipe aligns entities) is then
+    one named error, not a failed run per grid cell. With ``store``, finished runs
+    made on other data (a recipe whose params record its files' sizes and times,
+    like ``files``, after an edit) are an error too: resuming would mix datasets in
+    one report. The prepared data is handed to an executor that keeps a
+    ``data_cache``, so it is not loaded twice.
+    """
+    import json
+
+    data = prepare_data(config, registry, seed)
+    stored = store.get_meta(f"dataset_summary_{seed}") if store is not None else None
+    if stored and "recipe_params" in stored and "recipe_params" in data.summary:
+        now = json.loads(json.dumps(data.summary["recipe_params"], default=str))
+        if stored["recipe_params"] != now and any(r["status"] == "done" for r in store.runs()):
+            changed = sorted(k for k in set(now) | set(stored["recipe_params"])
+                             if now.get(k) != stored["recipe_params"].get(k))
+            raise RunError(f"the dataset changed since the finished runs in {store.path} were made "
+                           f"(dataset.params {', '.join(changed)}: an edited file?); rerun every run "
+                           "with --force, or write to another output.dir")
+    cache = getattr(executor, "data_cache", None)
+    if isinstance(cache, dict):
+        cache.setdefault(seed, data)
+    return data
+
+
+def run_benchmark(config: dict, plugins: Plugins | None = None, force: bool = False,
+                  progress: bool = True, only: list[str] | None = None, wait: bool = False) -> dict:
+    """Run every missing run of the grid and write the report; returns the report paths.
+
+    Holds the run store's lock throughout: a second run on the same store raises
+    :class:`RunError` naming the holder, or with ``wait`` waits for it. Scratch
+    folders of killed runs are removed first. Failed runs do not raise: see
+    :func:`failed_runs`.
+    """
+    from tqdm import tqdm
+
+    quiet_recbole_logging()
+    plugins = plugins or get_plugins()
+    registry = plugins.registry
+    # the whole config, not only its component names: a config edited after
+    # load_config (an unknown metric, say) must fail here, before any training
+    validate(config, registry)
+    resolve_device(config["device"])
+    out = output_dir(config)
+    specs = expand(config, registry)
+    if only:
+        known = {s.method for s in specs}
+        unknown = [name for name in only if name not in known]
+        if unknown:
+            raise RunError(f"--only {', '.join(unknown)}: no such method in the config; "
+                           f"its methods are {', '.join(sorted(known))}")
+        specs = [s for s in specs if s.method in only]
+    with contextlib.ExitStack() as stack:
+        # the executor first: one that cannot start (ray missing) leaves nothing behind
+        executor = make_executor(config, registry)
+        stack.callback(executor.close)
+        ensure_dir(out, "the output folder", OUTPUT_FIX)
+        stack.enter_context(store_lock(store_path(config), wait=wait, on_wait=lambda holder, lock: logger.warning(
+            "waiting for the run store %s: %s holds its lock %s", store_path(config), holder, lock)))
+        sweep_scratch()
+        store = RunStore(store_path(config))
+        stack.callback(store.close)
+        chash = config_hash(config)
+        store.set_meta("config", config)
+        store.set_meta("config_hash", chash)
+        versions = library_versions()
+        todo = [s for s in specs if force or store.status(s.run_id) not in ("done", "not_applicable")]
+        if todo:
+            preflight_data(config, registry, todo[0].seed, executor, store=None if force else store)
+        # trials (validation only) before the grid; the grid's runs carry the chosen parameters
+        todo = tune_methods(config, store, executor, specs, todo, registry, progress=progress)
+        bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc="runs", unit="run",
+                   disable=not progress, dynamic_ncols=True)
+        counts = {"failed": 0, "running": 0}
+
+        def on_start(spec):
+            store.start(spec.run_id, chash, spec.method, spec.kind, spec.seed, spec.entry)
+            counts["running"] += 1
+            bar.set_postfix_str(f"{spec.method} seed={spec.seed} failed={counts['failed']}")
+
+        def on_done(spec, record):
+            record = dict(record)
+            summary = record.pop("dataset_summary", None)
+            if summary is not None:
+                store.set_meta(f"dataset_summary_{spec.seed}", summary)
+            status = record.pop("status")
+            counts["running"] -= 1
+            counts["failed"] += status == "failed"
+            record.setdefault("device", None)
+            store.finish(spec.run_id, status, versions=versions, **record)
+            plugins.notify_run_finished(store.runs([spec.run_id])[0])
+            bar.update(1)
+            bar.set_postfix_str(f"done {bar.n}/{len(specs)} failed={counts['failed']} running={counts['running']}")
+
+        try:
+            executor.run(todo, on_start, on_done,
+                         progress=(lambda m: bar.set_postfix_str(m)) if progress else None)
+        finally:
+            bar.close()
+        return build_report(config, store, registry)
+
+
+def failed_runs(config: dict, only: list[str] | None = None, registry=None) -> list[dict]:
+    """The grid's runs (of ``only``'s methods) whose last attempt failed, in grid order.
+
+    After :func:`run_benchmark` these are the runs that failed in that call:
+    every failed run is tried again by the next one.
+    """
+    path = store_path(config)
+    if not path.is_file():
+        return []
+    specs = [s for s in expand(config, registry) if not only or s.method in only]
+    store = RunStore(path)
+    try:
+        status = {r["run_id"]: r for r in store.runs([s.run_id for s in specs])}
+    finally:
+        store.close()
+    return [status[s.run_id] for s in specs if s.run_id in status and status[s.run_id]["status"] == "failed"]

@@ -1,0 +1,1 @@
+"""The RecBole boundary: its Config built safely (compat), its datasets (dataset), its trainer (trainer)."""
