@@ -7,6 +7,7 @@ import copy
 import pytest
 import yaml
 
+from xdplug.frozen import thaw
 from xdplug.config import DEFAULTS, SCHEMA, config_hash, load_config
 from xdplug.errors import ConfigError
 
@@ -348,6 +349,9 @@ def test_anchors_become_independent_values(tmp_path, capsys):
     path.write_text(ANCHORED)
     config = load_config(path, overrides=["strategies.0.params.model.dim=128"])
     assert [s["params"]["model"]["dim"] for s in config["strategies"]] == [128, 32]
+    with pytest.raises(TypeError, match="read-only"):  # a validated config is never changed in place
+        config["strategies"][1]["params"]["model"]["dim"] = 7
+    config = thaw(config)
     config["strategies"][1]["params"]["model"]["dim"] = 7  # no later change leaks either
     assert config["strategies"][0]["params"]["model"]["dim"] == 128
     assert main(["config", "show", str(path), "--set", "strategies.0.params.model.dim=128"]) == 0

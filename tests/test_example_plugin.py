@@ -134,3 +134,59 @@ def test_a_whole_benchmark_with_the_example_components(tiny_config, plugin_manag
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     assert sorted(line["method"] for line in lines) == ["Pop", "bow-warmup", "example-random"]
     assert all(line["status"] == "done" and "ndcg@10" in line["test"] for line in lines)
+
+
+def test_a_third_party_search_space_evaluator_and_export_work_end_to_end(tiny_config, plugin_manager, tmp_path,
+                                                                       capsys):
+    """What the example plugin declares is all the engine needs: its search space is tuned, its
+    evaluator's own row keys reach the report, its baseline refits on export and recommends."""
+    from pathlib import Path
+
+    from xdplug.cli import main
+    from xdplug.config import dump_yaml, output_dir
+    from xdplug.engine.runner import run_benchmark
+    from xdplug.store import RunStore
+    from xdplug.config import store_path
+    from xdplug_example.baseline import CooccurrenceBaseline
+    from xdplug_example.evaluator import WinRate
+
+    core = Path(__file__).resolve().parents[1] / "xdplug"
+    for file in core.rglob("*.py"):  # no name of the plugin in the core
+        text = file.read_text()
+        assert not any(name in text for name in ("example-cooc", "example-wins", "xdplug_example")), file
+    config = tiny_config(
+        baselines=[{"baseline": "Pop"}, {"baseline": "example-cooc", "tuning": {"trials": 2}}],
+        evaluation={"evaluators": ["ranking", "significance", "example-wins"], "reference": "Pop"},
+    )
+    run_benchmark(config, plugins=plugin_manager, progress=False)
+    store = RunStore(store_path(config))
+    tuning = store.get_meta("tuning")
+    runs = {run["method"]: run for run in store.runs()}
+    store.close()
+    assert tuning["example-cooc"]["space"] == CooccurrenceBaseline.search_space  # the declared space, searched
+    assert len(tuning["example-cooc"]["trials"]) == 2
+    assert runs["example-cooc"]["status"] == "done"
+    report = json.loads((output_dir(config) / "report.json").read_text())["data"]
+    table = next(t for t in report["comparison_tables"] if t["evaluator"] == "example-wins")
+    assert table["row_keys"] == list(WinRate.row_keys) and table["rows"]
+    assert set(table["rows"][0]) == set(WinRate.row_keys)
+    markdown = (output_dir(config) / "report.md").read_text()
+    assert "Comparisons: example-wins" in markdown and "win_rate" in markdown and "p_sign" in markdown
+    assert "p t-test (Holm)" in markdown  # the significance evaluator's rows keep their own table
+
+    config_file = tmp_path / "example.yaml"
+    config_file.write_text(dump_yaml(config))
+    artifact = tmp_path / "cooc-artifact"
+    assert main(["export", str(config_file), "--method", "example-cooc", "-o", str(artifact), "--quiet",
+                 "--json"]) == 0
+    exported = json.loads(capsys.readouterr().out)
+    assert exported["reproduction"]["match"] and exported["roundtrip"]["scores_match"]
+    assert json.loads((artifact / "meta.json").read_text())["rebuild"] == "refit"
+    user = json.loads((artifact / "ids.json").read_text())["users"][0]
+    assert main(["recommend", str(artifact), "--user", user, "-k", "3", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 3
+    items = json.loads((artifact / "ids.json").read_text())["items"][:2]
+    history = tmp_path / "history.txt"
+    history.write_text("\n".join(items) + "\n")
+    assert main(["recommend", str(artifact), "--history", str(history), "-k", "3", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 3

@@ -129,6 +129,7 @@ def test_example_plugin_is_discovered_through_its_entry_point(plugin_manager, ex
     owned = {(e.kind, e.name) for e in registry.all() if e.plugin == "example"}
     assert owned == {("encoder", "example-hashed-bow"), ("fusion", "example-sum"),
                      ("adaptation", "example-warmup"), ("evaluator", "example-novelty"),
+                     ("evaluator", "example-wins"), ("baseline", "example-cooc"),
                      ("baseline", "example-random"), ("dataset", "example-synthetic")}
 
 

@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 import xdplug.engine.runner
+from xdplug.frozen import thaw
 
 import xdplug.engine.task
 from xdplug import hookimpl
@@ -410,8 +411,8 @@ def test_bad_config_fails_before_any_training(plugins, tmp_path, monkeypatch, ca
     with pytest.raises(ConfigError, match=where.replace("[", r"\[").replace("]", r"\]")):
         make_config(tmp_path, **{key: value})
 
-    # the runner checks again: a config edited after loading is rejected too
-    config = make_config(tmp_path)
+    # the runner checks again: a config edited after loading (a thawed copy) is rejected too
+    config = thaw(make_config(tmp_path))
     if isinstance(value, dict):
         config[key].update(value)
     else:

@@ -24,6 +24,7 @@ import re
 import yaml
 
 from .errors import ConfigError
+from .frozen import FrozenDict, FrozenList, freeze, thaw
 from .metrics import METRICS, parse_metric  # noqa: F401 - parse_metric is part of the config API
 from .options import Float, Int, List, Option
 from .spaces import check_space
@@ -185,6 +186,11 @@ _Loader.add_implicit_resolver(
 )
 
 
+# a frozen config dumps like the plain data it is
+yaml.SafeDumper.add_representer(FrozenDict, yaml.representer.SafeRepresenter.represent_dict)
+yaml.SafeDumper.add_representer(FrozenList, yaml.representer.SafeRepresenter.represent_list)
+
+
 def unaliased(value: Any) -> Any:
     """A fresh copy of plain YAML data in which no two places share one dict or list.
 
@@ -339,7 +345,11 @@ def read_yaml(path: str | Path) -> dict:
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (),
                 data: dict | None = None, registry=None) -> dict:
-    """Resolve and validate a config: defaults < file (or ``data``) < overrides."""
+    """Resolve and validate a config: defaults < file (or ``data``) < overrides; the result is read-only.
+
+    ``--set`` overrides are applied before validation, so the one validation sees the
+    config that runs. The returned config refuses mutation (:mod:`xdplug.frozen`).
+    """
     source = str(path) if path else None
     layer = read_yaml(path) if path else unaliased(dict(data or {}))
     _check(layer, SCHEMA, "", source)
@@ -349,7 +359,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
         apply_override(config, parts, value)
     _check(config, SCHEMA, "", source if not overrides else f"{source or 'config'} (with --set)")
     validate(config, registry, source)
-    return config
+    return freeze(config)  # validated once; read-only from here (thaw() builds a variant)
 
 
 def method_names(config: dict) -> list[str]:
@@ -555,4 +565,4 @@ def config_hash(config: dict) -> str:
 
 
 def dump_yaml(config: dict) -> str:
-    return yaml.safe_dump(config, sort_keys=False, default_flow_style=None)
+    return yaml.safe_dump(thaw(config), sort_keys=False, default_flow_style=None)

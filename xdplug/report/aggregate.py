@@ -312,13 +312,22 @@ def _pct(value: float | None, reference: float | None) -> float | None:
     return (value / reference - 1.0) * 100.0
 
 
+#: what the improvement table shows of a comparison row; an evaluator whose rows carry other
+#: keys (its declared ``row_keys``) gets a table of its own instead
+IMPROVEMENT_KEYS = frozenset({"method", "reference", "metric", "mean", "reference_mean", "improvement_pct", "t_stat",
+                              "p_ttest", "p_ttest_holm", "p_wilcoxon", "p_wilcoxon_holm", "effect_size", "n_users",
+                              "n_seeds", "significant"})
+#: where :func:`build_context` puts a comparison row's declared p-value keys (its evaluator's ``p_value_keys``)
+P_VALUE_KEYS = "_p_value_keys"
+
+
 def holm_p(comp: dict) -> float | None:
     """The p-value behind the markers: the larger Holm-corrected p of the paired t-test and Wilcoxon.
 
     Both tests must agree, as in the significance evaluator's own ``significant``
     flag; where only one test ran, its p-value alone.
     """
-    ps = [p for key in ("p_ttest_holm", "p_wilcoxon_holm") if (p := as_float(comp.get(key))) is not None]
+    ps = [p for key in comp.get(P_VALUE_KEYS, ()) if (p := as_float(comp.get(key))) is not None]
     return max(ps) if ps else None
 
 
@@ -392,9 +401,38 @@ def build_context(data: dict) -> ReportContext:
         best = best_of_kind(summaries, "baseline", primary)
         reference = best.method if best else None
     comparisons: dict[tuple[str, str], dict] = {}
-    for comp in data.get("comparisons") or []:
+    for comp in _declared_rows(data):
         key = (str(comp.get("method")), str(comp.get("metric")))
         if comp.get("reference") in (None, reference) or key not in comparisons:
             comparisons[key] = comp
     groups = classify_metrics(data, primary)
     return ReportContext(data, primary, summaries, groups, reference, comparisons)
+
+
+def _declared_rows(data: dict) -> list[dict]:
+    """The comparison rows, each with its evaluator's declared p-value keys (``P_VALUE_KEYS``).
+
+    Report data with ``comparison_tables`` (the runner's) says which keys hold the
+    p-values behind the markers; bare ``comparisons`` (older report data) are read
+    with the p-value keys they carry (``p_*_holm``).
+    """
+    tables = data.get("comparison_tables")
+    if tables is None:
+        return [dict(c, **{P_VALUE_KEYS: tuple(k for k in c if k.startswith("p_") and k.endswith("_holm"))})
+                for c in data.get("comparisons") or []]
+    return [dict(c, **{P_VALUE_KEYS: tuple(t.get("p_value_keys") or ())}) for t in tables
+            if set(t.get("row_keys") or ()) <= IMPROVEMENT_KEYS for c in t.get("rows") or []]
+
+
+def evaluator_tables(data: dict) -> list[tuple[str, list[str], list[dict]]]:
+    """``(evaluator, columns, rows)`` of report evaluators whose rows carry keys of their own.
+
+    Rows shaped like the improvement table's (mean and reference mean, p-values) are shown
+    there; an evaluator declaring other ``row_keys`` gets a table of exactly those columns.
+    """
+    out = []
+    for table in data.get("comparison_tables") or []:
+        keys = list(table.get("row_keys") or [])
+        if table.get("rows") and not set(keys) <= IMPROVEMENT_KEYS:
+            out.append((str(table.get("evaluator")), keys, list(table["rows"])))
+    return out

@@ -52,7 +52,7 @@ def report_data(config: dict, store, registry) -> dict:
     runs = store.runs(run_ids, with_per_user=True)
     primary = config["evaluation"]["valid_metric"].lower()
     reference = config["evaluation"].get("reference") or pick_reference(runs, primary)
-    comparisons = []
+    comparisons, tables = [], []
     for name in config["evaluation"]["evaluators"]:
         cls = registry.get("evaluator", name, "evaluation.evaluators")
         if cls.scope != "report" or reference is None:
@@ -61,7 +61,11 @@ def report_data(config: dict, store, registry) -> dict:
             if "metrics" in cls.defaults else cls({})
         inputs = [{"method": r["method"], "seed": r["seed"], "users": r["per_user"].get("users"),
                    "per_user": r["per_user"]} for r in runs if r["status"] == "done" and r["per_user"]]
-        comparisons += evaluator.compare(inputs, reference)
+        rows = evaluator.compare(inputs, reference)
+        comparisons += rows
+        # what the evaluator declares about its rows: the report needs no evaluator's name
+        tables.append({"evaluator": name, "row_keys": list(cls.row_keys), "p_value_keys": list(cls.p_value_keys),
+                       "rows": rows})
     seed = config["seeds"][0]
     summary = store.get_meta(f"dataset_summary_{seed}") or {}
     ks = config["evaluation"]["ks"]
@@ -93,6 +97,7 @@ def report_data(config: dict, store, registry) -> dict:
         "reference": reference,
         "runs": clean_runs,
         "comparisons": comparisons,
+        "comparison_tables": tables,
     }
 
 

@@ -10,7 +10,7 @@ import json
 from collections.abc import Collection
 
 import xdplug.report.tables as t
-from .aggregate import LEARNING_FLAG, LEARNING_MARKER, MARKERS, ReportContext
+from .aggregate import LEARNING_FLAG, LEARNING_MARKER, MARKERS, ReportContext, evaluator_tables
 from .blocks import Block, Bullets, Code, Details, FigureRef, Heading, Paragraph
 from .verdict import Verdict
 
@@ -122,6 +122,8 @@ def _results(ctx: ReportContext, figures: Collection[str]) -> list[Block]:
         blocks.append(t.improvement_table(ctx))
     else:
         blocks.append(Paragraph("No significance tests were run, so no improvement is marked significant."))
+    for evaluator, columns, rows in evaluator_tables(ctx.data):
+        blocks += [Heading(3, f"Comparisons: {evaluator}"), t.evaluator_table(columns, rows)]
     if ctx.groups.other_accuracy:
         blocks += [Heading(3, "Other cut-offs"), t.metric_table(ctx, ctx.groups.other_accuracy)]
     return blocks

@@ -250,6 +250,15 @@ def timings_table(ctx: ReportContext) -> Table:
 # --- protocol tables --------------------------------------------------------
 
 
+def evaluator_table(columns: list[str], rows: list[dict]) -> Table:
+    """A report evaluator's rows, one column per key it declares (``row_keys``)."""
+    numeric = [all(as_float(r.get(c)) is not None for r in rows) and not all(isinstance(r.get(c), bool) for r in rows)
+               for c in columns]
+    body = [[Cell(fmt_num(r.get(c)) if num else fmt_value(r.get(c))) for c, num in zip(columns, numeric)]
+            for r in rows]
+    return Table(list(columns), body, numeric)
+
+
 def key_value_table(pairs: list[tuple[str, Any]], columns: tuple[str, str] = ("Setting", "Value")) -> Table:
     return Table(list(columns), [[Cell(k), Cell(fmt_value(v))] for k, v in pairs])
 

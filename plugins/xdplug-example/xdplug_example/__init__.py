@@ -41,16 +41,18 @@ def register_adaptations(register):
 
 @hookimpl
 def register_evaluators(register):
-    from .evaluator import Novelty
+    from .evaluator import Novelty, WinRate
 
     register(Novelty)
+    register(WinRate)
 
 
 @hookimpl
 def register_baselines(register):
-    from .baseline import RandomBaseline
+    from .baseline import CooccurrenceBaseline, RandomBaseline
 
     register(RandomBaseline)
+    register(CooccurrenceBaseline)
 
 
 @hookimpl

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xdplug.api import Evaluator
+from xdplug.api import Evaluator, List
 
 
 def self_information(popularity: np.ndarray) -> np.ndarray:
@@ -36,3 +36,42 @@ class Novelty(Evaluator):
 
     def evaluate(self, result):
         return {key: float(values.mean()) if len(values) else 0.0 for key, values in self.per_user(result).items()}
+
+
+class WinRate(Evaluator):
+    """``example-wins``: per metric, on how many users a method beats the reference (a sign test).
+
+    A report-scope evaluator declares its rows' keys (``row_keys``) and which of them
+    is a p-value behind the report's markers (``p_value_keys``); the report shows a
+    table of exactly these columns, whatever the evaluator is called.
+    """
+
+    name = "example-wins"
+    description = "Users on which each method beats the reference, with a two-sided sign test (example plugin)"
+    defaults = {"metrics": List(["ndcg@10"], str)}
+    scope = "report"
+    row_keys = ("method", "reference", "metric", "wins", "losses", "ties", "win_rate", "p_sign")
+    p_value_keys = ("p_sign",)
+
+    def compare(self, runs, reference):
+        from scipy.stats import binomtest
+
+        by_method = {}
+        for run in runs:
+            by_method.setdefault(run["method"], []).append(run)
+        rows = []
+        for metric in self.params["metrics"]:
+            ref = {(r["seed"], int(u)): v for r in by_method.get(reference, [])
+                   for u, v in zip(r["users"], r["per_user"].get(metric, []))}
+            for method, method_runs in by_method.items():
+                if method == reference:
+                    continue
+                diffs = np.array([v - ref[(r["seed"], int(u))] for r in method_runs
+                                  for u, v in zip(r["users"], r["per_user"].get(metric, []))
+                                  if (r["seed"], int(u)) in ref])
+                wins, losses = int((diffs > 0).sum()), int((diffs < 0).sum())
+                p = binomtest(wins, wins + losses).pvalue if wins + losses else 1.0
+                rows.append({"method": method, "reference": reference, "metric": metric, "wins": wins,
+                             "losses": losses, "ties": int((diffs == 0).sum()),
+                             "win_rate": wins / max(len(diffs), 1), "p_sign": float(p)})
+        return rows

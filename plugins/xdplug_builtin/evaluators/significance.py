@@ -105,6 +105,14 @@ def paired_users(method_runs: dict, reference_runs: dict, metric: str):
     return uniq, a_mean, b_mean, seeds
 
 
+#: the keys of every comparison row, in display order
+ROW_KEYS = (
+    "method", "reference", "metric", "mean", "reference_mean", "improvement_pct",
+    "t_stat", "p_ttest", "p_ttest_holm", "p_wilcoxon", "p_wilcoxon_holm",
+    "effect_size", "significant", "n_users", "n_seeds",
+)
+
+
 class SignificanceEvaluator(Evaluator):
     """Paired t-test and Wilcoxon per user against a reference method, Holm-corrected."""
 
@@ -112,6 +120,9 @@ class SignificanceEvaluator(Evaluator):
     description = "Paired per-user t-test and Wilcoxon vs the reference, Holm-corrected, with effect sizes"
     defaults = {"metrics": List(["ndcg@10", "recall@10"], str), "alpha": Float(0.05, 0, 1, low_open=True, high_open=True)}
     scope = "report"
+    row_keys = ROW_KEYS
+    #: the report marks a row by the larger of the two Holm-corrected p-values
+    p_value_keys = ("p_ttest_holm", "p_wilcoxon_holm")
 
     def compare(self, runs: list[dict], reference: str) -> list[dict]:
         by_method: dict[str, dict[int, dict]] = {}
@@ -161,11 +172,3 @@ class SignificanceEvaluator(Evaluator):
                 )
             rows.extend(metric_rows)
         return [{key: row[key] for key in ROW_KEYS} for row in rows]
-
-
-#: the keys of every comparison row, in display order
-ROW_KEYS = (
-    "method", "reference", "metric", "mean", "reference_mean", "improvement_pct",
-    "t_stat", "p_ttest", "p_ttest_holm", "p_wilcoxon", "p_wilcoxon_holm",
-    "effect_size", "significant", "n_users", "n_seeds",
-)
