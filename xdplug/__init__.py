@@ -9,3 +9,13 @@ def load(path):
     from .artifact import load_artifact
 
     return load_artifact(path)
+
+
+def run(config, overrides=(), **options):
+    """Run a benchmark config (a path or a mapping) and return its verdict, summary and report paths.
+
+    See :func:`xdplug.benchmark.run` for the options; ``xdplug run CONFIG`` is the same from the shell.
+    """
+    from .benchmark import run as run_benchmark
+
+    return run_benchmark(config, overrides, **options)
