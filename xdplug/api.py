@@ -40,7 +40,7 @@ from .model.session import TrainingSession
 from .options import Bool, Choice, Float, Int, List, Option, Str
 from .paths import downloads_dir
 from .recbole.compat import evaluates_as_code, literal_value
-from .recbole.dataset import RecboleData, recbole_data
+from .recbole.dataset import RecboleData, pooled_matrix, recbole_data
 from .recbole.trainer import fit_recbole
 from .textcache import TextEmbeddingCache, text_key
 from .weights import load_state
@@ -54,7 +54,7 @@ __all__ = [
     # errors
     "XdplugError", "ConfigError", "DataError", "NotApplicableError", "ArtifactError", "ComponentDefinitionError",
     # training and evaluation
-    "FitContext", "TrainingSession", "RecboleData", "recbole_data", "fit_recbole", "RankingResult", "rank_split",
+    "FitContext", "TrainingSession", "RecboleData", "recbole_data", "pooled_matrix", "fit_recbole", "RankingResult", "rank_split",
     "rank_users", "METRICS", "hit_matrix", "pad_columns", "metric_matrix", "per_user_metrics", "mean",
     "quick_metric", "evaluates_as_code", "literal_value",
     # data

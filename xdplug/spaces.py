@@ -15,6 +15,7 @@ import copy
 
 from .components import declared_options
 from .errors import ConfigError
+from .model.linear import CLOSED_FORMS
 from .model.transfer import ModelOptions
 
 DIST_TYPES = ("loguniform", "uniform", "int", "categorical")
@@ -129,7 +130,8 @@ def component_space(kind: str, entry: dict, registry) -> dict:
     A baseline: its class's ``search_space`` (plus ``pooled_search_space`` when
     pooled). A strategy: the transfer model's ``search_space`` and each
     component's; a closed-form strategy (``params.model.family: ease``) the
-    model's and the adaptation's ``closed_form_search_space`` instead.
+    model's and the adaptation's ``closed_form_search_space`` instead (a pooled closed form,
+    ``joint``, the model's ``pooled_closed_form_search_space``).
     """
     if kind == "baseline":
         cls = registry.get("baseline", entry["baseline"])
@@ -138,7 +140,10 @@ def component_space(kind: str, entry: dict, registry) -> dict:
             space.update(copy.deepcopy(cls.pooled_search_space))
         return space
     if ((entry.get("params") or {}).get("model") or {}).get("family") == "ease":
-        space = copy.deepcopy(ModelOptions.closed_form_search_space)
+        if CLOSED_FORMS.get(entry["adaptation"]) == "pooled":
+            space = copy.deepcopy(ModelOptions.pooled_closed_form_search_space)
+        else:
+            space = copy.deepcopy(ModelOptions.closed_form_search_space)
         space.update(copy.deepcopy(registry.get("adaptation", entry["adaptation"]).closed_form_search_space))
         return space
     space = copy.deepcopy(ModelOptions.search_space)
@@ -151,12 +156,13 @@ def default_spaces(registry, plugins=None) -> dict:
     """Every registered component's default search space, by kind and name (``configs/search_spaces.yaml``).
 
     ``pooled`` holds the baselines' ``pooled_search_space`` and ``ease`` the closed-form
-    family's (``model`` and each adaptation's ``closed_form_search_space``). ``plugins``
+    family's (``model``, ``pooled_model`` for joint, and each adaptation's ``closed_form_search_space``). ``plugins``
     (a predicate on a plugin's name) keeps the components of some plugins only.
     """
     out: dict = {"baseline": {}, "model": copy.deepcopy(ModelOptions.search_space)}
     out.update({kind: {} for kind in ("adaptation", "fusion", "encoder")})
-    pooled, ease = {}, {"model": copy.deepcopy(ModelOptions.closed_form_search_space), "adaptation": {}}
+    pooled, ease = {}, {"model": copy.deepcopy(ModelOptions.closed_form_search_space),
+                        "pooled_model": copy.deepcopy(ModelOptions.pooled_closed_form_search_space), "adaptation": {}}
     for kind in ("baseline", "adaptation", "fusion", "encoder"):
         for item in registry.all(kind):
             if plugins is not None and not plugins(item.plugin):

@@ -15,11 +15,26 @@ each adaptation as a closed form over the target's items:
   ``weight`` on the Gram-matrix scale (tens to thousands, not the embedding
   family's 0.01);
 * ``joint``: one Gram matrix in which each source co-occurrence counts
-  ``source_weight`` times (tuned pooling).
+  ``source_weight`` times (tuned pooling). Where the domains share items, the
+  source's rows over the shared items; where they share only users, the pooled
+  matrix of the pooled baselines (``recbole.dataset.pooled_matrix``: each
+  target user's row gets their source items as extra columns), so with
+  ``source_weight`` w it is pooled EASE with that weight: L2 ``reg_weight`` on
+  the target block and ``reg_weight / w`` on the source block.
+
+Two terms on top (``bench/user_overlap_study.py`` measured them where users
+overlap): ``filter_rank`` k > 0 adds GF-CF's ideal low-pass filter of the
+(pooled) training matrix ``R``: ``R~ = D_u^-1/2 R D_i^-1/2``, ``V_k`` its top-k
+right singular vectors (randomised SVD, seeded), ``S_L = R D_i^-1/2 V_k
+V_k[t]^T D_i[t]^1/2``, and the scores become ``S_E / std(S_E) + filter_weight *
+S_L / std(S_L)`` (std over the training users' target scores); ``joint`` with
+``source_norm`` a > 0 divides each user's source row by (its length / the
+median length)^a before both. Every term is linear in the user's row, so a
+fitted strategy is still one matrix: scores = row x ``B``.
 
 Other adaptations (fine-tuning, adversarial, MMD, CORAL, consistency) shape
 embeddings while they train; a closed form has neither, so they are rejected by
-name. The family needs items shared by both domains to use the source, and
+name. The family needs shared items or shared users to use the source, and
 item IDs only: an item without interactions in either domain gets no score.
 """
 
@@ -35,6 +50,8 @@ from ..errors import ConfigError, NotApplicableError
 CLOSED_FORMS = {"target-only": "target", "zero-shot": "source", "l2sp": "prior", "joint": "pooled"}
 #: dense item-item matrices above this many items need more memory than a laptop has
 MAX_ITEMS = 20_000
+#: the low-pass filter's SVD is exact (dense) up to this many matrix entries, randomised above
+DENSE_SVD_ENTRIES = 2_000_000
 
 
 def check_family(adaptation_name: str, encoder_role: str, fusion_uses, path: str) -> None:
@@ -83,6 +100,62 @@ class ItemItemScorer:
         return x @ self.b
 
 
+def _ease_columns(gram: np.ndarray, reg: np.ndarray, nt: int) -> np.ndarray:
+    """EASE's ``B[:, :nt]`` with a per-column L2 ``reg`` (the first ``nt`` columns are the target's)."""
+    from scipy.linalg import cho_factor, cho_solve
+
+    g = gram.copy()
+    g[np.diag_indices_from(g)] += reg
+    rhs = np.zeros((len(g), nt))
+    rhs[np.arange(nt), np.arange(nt)] = 1.0
+    p = cho_solve(cho_factor(g), rhs)
+    b = p / -np.diag(p[:nt])[None, :]
+    b[np.arange(nt), np.arange(nt)] = 0.0
+    return b
+
+
+def low_pass(r: sp.csr_matrix, nt: int, k: int, seed: int) -> np.ndarray:
+    """GF-CF's ideal low-pass filter of ``r`` as a ``[r.shape[1], nt]`` operator (scores = r x it).
+
+    ``R~ = D_u^-1/2 R D_i^-1/2``, ``V_k`` its top-k right singular vectors (randomised SVD,
+    seeded), operator ``D_i^-1/2 V_k V_k[:nt]^T D_i[:nt]^1/2`` (the first ``nt`` columns are
+    the target's items).
+    """
+    du = np.asarray(r.sum(1)).ravel()
+    di = np.asarray(r.sum(0)).ravel()
+    inv = lambda d: np.where(d > 0, 1 / np.sqrt(np.maximum(d, 1e-12)), 0.0)  # noqa: E731
+    rn = (sp.diags(inv(du)) @ r @ sp.diags(inv(di))).tocoo()
+    k = min(k, min(r.shape))
+    if r.shape[0] * r.shape[1] <= DENSE_SVD_ENTRIES:  # exact
+        v = np.linalg.svd(rn.toarray(), full_matrices=False)[2][:k].T
+    else:
+        a = torch.sparse_coo_tensor(np.vstack([rn.row, rn.col]), rn.data, rn.shape, dtype=torch.float64,
+                                    check_invariants=True)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            v = torch.svd_lowrank(a, q=min(k + 16, min(r.shape)), niter=6)[2][:, :k].numpy()
+    return (inv(di)[:, None] * v) @ (v[:nt].T * np.sqrt(di[:nt])[None, :])
+
+
+def _combine(rows: sp.csr_matrix, b: np.ndarray, r: sp.csr_matrix, nt: int, options: dict, seed: int) -> np.ndarray:
+    """``B / std(rows B) + filter_weight * F / std(rows F)``, F the low-pass filter of ``r`` (or ``B``)."""
+    if not options["filter_rank"]:
+        return b
+    f = low_pass(r, nt, options["filter_rank"], seed)
+    std = lambda m: float(np.asarray(rows @ m).std()) + 1e-12  # noqa: E731
+    return b / std(b) + options["filter_weight"] * f / std(f)
+
+
+def _source_weight(adaptation) -> float:
+    return float(adaptation.params["source_weight"]) / float(adaptation.params["target_weight"])
+
+
+def _row_scale(lengths: np.ndarray, a: float) -> np.ndarray:
+    """Each user's source row factor ``(length / median length)^-a`` (0 for an empty row)."""
+    med = float(np.median(lengths[lengths > 0])) if (lengths > 0).any() else 1.0
+    return np.where(lengths > 0, (np.maximum(lengths, 1) / med) ** -a, 0.0)
+
+
 def fit_item_item(ctx, adaptation, options: dict) -> ItemItemScorer:
     data = ctx.data
     n_items = data.n_target_items
@@ -90,18 +163,30 @@ def fit_item_item(ctx, adaptation, options: dict) -> ItemItemScorer:
         raise ConfigError("params.model.family", f"ease keeps a dense {n_items} x {n_items} item-item matrix; "
                           f"above {MAX_ITEMS} items use family: embedding")
     form = CLOSED_FORMS[adaptation.name]
-    target = data.matrix("target", "train").astype(np.float64)
+    if options["filter_rank"] and form not in ("target", "pooled"):
+        raise ConfigError("params.model.filter_rank", f"the low-pass filter is a term of target-only and joint; "
+                          f"{adaptation.name!r} has none (set filter_rank: 0)")
+    if options["source_norm"] and form != "pooled":
+        raise ConfigError("params.model.source_norm", "weights the source rows of joint's pooled matrix; "
+                          f"{adaptation.name!r} has none (set source_norm: 0)")
+    target = data.matrix("target", "train").astype(np.float64).tocsr()
     gram_t = (target.T @ target).toarray()
     known = np.asarray(target.sum(0)).ravel() > 0
     if form == "target":
-        return ItemItemScorer(target.tocsr(), _ease(gram_t, options["reg_weight"]), known, ctx.device)
+        b = _combine(target, _ease(gram_t, options["reg_weight"]), target, n_items, options, ctx.seed)
+        return ItemItemScorer(target, b, known, ctx.device)
+    if len(data.shared_items) == 0 and form == "pooled" and len(data.shared_users):
+        return _fit_pooled_users(ctx, options, _source_weight(adaptation))
     if len(data.shared_items) == 0:
         raise NotApplicableError("params.model.family ease moves the source's item-item structure through items "
-                                 "both domains share; these domains share none")
+                                 "both domains share (joint: or users); these domains share none")
     to_target = np.full(data.n_source_items, -1)
     to_target[data.shared_items[:, 1]] = data.shared_items[:, 0]
     s = data.source_train[to_target[data.source_train[:, 1]] >= 0]
     source = sp.csr_matrix((np.ones(len(s)), (s[:, 0], to_target[s[:, 1]])), shape=(data.n_source_users, n_items))
+    if options["source_norm"]:
+        lengths = np.bincount(data.source_train[:, 0], minlength=data.n_source_users).astype(np.float64)
+        source = (sp.diags(_row_scale(lengths, options["source_norm"])) @ source).tocsr()
     gram_s = (source.T @ source).toarray()
     known = known | (np.asarray(source.sum(0)).ravel() > 0)
     ctx.log(f"closed-form {adaptation.name} over {n_items} items ({len(s)} source interactions on shared items)")
@@ -111,6 +196,34 @@ def fit_item_item(ctx, adaptation, options: dict) -> ItemItemScorer:
         b = _ease_with_prior(gram_t, options["reg_weight"], float(adaptation.params["weight"]),
                              _ease(gram_s, options["source_reg_weight"]))
     else:  # pooled
-        w = float(adaptation.params["source_weight"]) / float(adaptation.params["target_weight"])
-        b = _ease(gram_t + w * gram_s, options["reg_weight"])
-    return ItemItemScorer(target.tocsr(), b, known, ctx.device)
+        b = _combine(target, _ease(gram_t + _source_weight(adaptation) * gram_s, options["reg_weight"]), sp.vstack([target, source]).tocsr(),
+                     n_items, options, ctx.seed)
+    return ItemItemScorer(target, b, known, ctx.device)
+
+
+def _fit_pooled_users(ctx, options: dict, w: float) -> ItemItemScorer:
+    """``joint`` where only users are shared: EASE over the pooled matrix ``[X_t, X_s]`` of the pooled
+    baselines (target users' rows; a user's source items as extra columns), L2 ``reg_weight`` on the
+    target columns and ``reg_weight / w`` on the source ones, scored over the target's items."""
+    from ..recbole.dataset import pooled_matrix
+
+    data = ctx.data
+    nt = data.n_target_items
+    matrix, user_rows, item_cols = pooled_matrix(ctx)
+    is_target = np.zeros(matrix.shape[1], dtype=bool)
+    is_target[item_cols] = True
+    source_cols = np.flatnonzero(~is_target & (np.asarray(matrix[user_rows].sum(0)).ravel() > 0))
+    if nt + len(source_cols) > MAX_ITEMS:
+        raise ConfigError("params.model.family", f"ease keeps a dense {nt + len(source_cols)}-column item-item "
+                          f"matrix; above {MAX_ITEMS} use family: embedding")
+    x = matrix[user_rows][:, np.concatenate([item_cols, source_cols])].tocsr()  # [X_t, X_s], canonical order
+    if options["source_norm"]:
+        xs = x[:, nt:]
+        scale = _row_scale(np.asarray(xs.sum(1)).ravel(), options["source_norm"])
+        x = sp.hstack([x[:, :nt], sp.diags(scale) @ xs]).tocsr()
+    ctx.log(f"closed-form joint over {nt} target + {len(source_cols)} source items of shared users "
+            f"({x[:, nt:].nnz} source interactions of target users)")
+    reg = np.concatenate([np.full(nt, options["reg_weight"]), np.full(len(source_cols), options["reg_weight"] / w)])
+    b = _combine(x, _ease_columns((x.T @ x).toarray(), reg, nt), x, nt, options, ctx.seed)
+    known = np.asarray(x[:, :nt].sum(0)).ravel() > 0
+    return ItemItemScorer(x, b, known, ctx.device)

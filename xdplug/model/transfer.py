@@ -46,11 +46,25 @@ class ModelOptions:
         "params.model.reg_weight": {"type": "loguniform", "low": 10.0, "high": 5000.0},
         "params.model.source_reg_weight": {"type": "loguniform", "low": 10.0, "high": 10000.0},
     }
+    #: closed forms that pool the domains (``joint``): these replace the above (no source-only EASE to
+    #: regularise); EASE's L2 and the low-pass filter / source-row terms, bench/user_overlap_study.py's ranges
+    pooled_closed_form_search_space = {
+        "params.model.reg_weight": {"type": "loguniform", "low": 8.0, "high": 32768.0},
+        "params.model.filter_rank": {"type": "int", "low": 8, "high": 256, "log": True},
+        "params.model.filter_weight": {"type": "loguniform", "low": 0.05, "high": 3.2},
+        "params.model.source_norm": {"type": "uniform", "low": 0.0, "high": 1.0},
+    }
     _options, defaults = split_declarations({
         # embedding (this model) or ease (closed-form item-item, model/linear.py)
         "family": Choice("embedding", ["embedding", "ease"]),
         "reg_weight": Float(250.0, 0, 1e9, low_open=True),  # ease family: L2 weight of the target's item-item matrix
         "source_reg_weight": Float(1000.0, 0, 1e9, low_open=True),  # ease family: L2 weight of the source's matrix
+        # ease family, target-only / joint: rank of GF-CF's low-pass filter over the (pooled) training
+        # matrix, added to the EASE scores with filter_weight (both standardised); 0 = off
+        "filter_rank": Int(0, 0, 4096),
+        "filter_weight": Float(0.5, 0, 1e6),
+        # ease family, joint: each user's source row divided by (its length / median length)^source_norm
+        "source_norm": Float(0.0, 0, 2),
         "dim": Int(64, 1, 4096),
         "loss": Choice("softmax", ["softmax", "sampled_softmax", "bpr"]),
         "negatives": Int(256, 1, 1_000_000),  # sampled_softmax / bpr negatives per user

@@ -137,3 +137,25 @@ def recbole_data(ctx: FitContext, model, values: dict, pooled: bool = False,
     rows = cat.target_rows if domain == "target" else cat.source_rows
     item_ids = np.array([iid[f"c{r}"] for r in rows], dtype=np.int64)
     return RecboleData(config, dataset, loader, user_ids, item_ids)
+
+
+def pooled_matrix(ctx: FitContext, source_weight: float | None = None):
+    """The pooled training matrix of :func:`recbole_data` with ``pooled=True`` (float64 CSR).
+
+    Returns ``(matrix, user_ids, item_ids)``: the matrix row of each canonical target
+    user and the column of each canonical target item; the other columns are the
+    source's (a shared user's source items, unshared source items). Binary (an item in
+    both of a shared user's histories is one interaction), or with ``source_weight`` the
+    source rows' value. The one pooling of the pooled baselines and of the closed-form
+    ``joint`` strategy (``model/linear.py``).
+    """
+    import scipy.sparse as sp
+
+    # "Pop" only names a model for RecBole's Config (nothing is trained through RecBole here)
+    rb = recbole_data(ctx, "Pop", {"train_neg_sample_args": None}, pooled=True, source_weight=source_weight)
+    matrix = rb.dataset.inter_matrix(form="csr", value_field="rating" if source_weight is not None else None)
+    matrix = sp.csr_matrix(matrix, dtype=np.float64)
+    matrix.sum_duplicates()
+    if source_weight is None:
+        matrix.data[:] = 1.0
+    return matrix, np.asarray(rb.user_ids), np.asarray(rb.item_ids)

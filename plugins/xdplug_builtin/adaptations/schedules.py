@@ -87,8 +87,9 @@ class Joint(Adaptation):
     description = "Multi-task training on both domains at once, one loss weight per domain"
     defaults = {"source_weight": Float(0.5, 0, 1e6), "target_weight": Float(1.0, 0, 1e6)}
     search_space = {"params.adaptation.source_weight": {"type": "uniform", "low": 0.1, "high": 1.0}}
-    #: closed form: the source's weight in the pooled Gram matrix
-    closed_form_search_space = {"params.adaptation.source_weight": {"type": "loguniform", "low": 0.005, "high": 1.0}}
+    #: closed form: the source's weight in the pooled Gram matrix (the model's terms of a pooled closed
+    #: form are ModelOptions.pooled_closed_form_search_space)
+    closed_form_search_space = {"params.adaptation.source_weight": {"type": "loguniform", "low": 0.01, "high": 16.0}}
 
     def fit(self, session):
         session.train(["source", "target"], phase="joint",

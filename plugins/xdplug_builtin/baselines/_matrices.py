@@ -48,17 +48,10 @@ def training_matrix(ctx, pooled: bool = False, source_weight: float | None = Non
             raise ValueError("source_weight weights the source rows of pooled data; pass pooled=True")
         return Interactions(data.matrix("target", "train").astype(np.float64).tocsr(),
                             np.arange(data.n_target_users), np.arange(data.n_target_items))
-    from xdplug.api import recbole_data
+    from xdplug.api import pooled_matrix
 
-    # the same pooled atomic files and ID maps as the RecBole baselines; "Pop" only names a model
-    # for RecBole's Config (nothing is trained through RecBole here)
-    rb = recbole_data(ctx, "Pop", {"train_neg_sample_args": None}, pooled=True, source_weight=source_weight)
-    matrix = rb.dataset.inter_matrix(form="csr", value_field="rating" if source_weight is not None else None)
-    matrix = sp.csr_matrix(matrix, dtype=np.float64)
-    matrix.sum_duplicates()
-    if source_weight is None:  # an item in both of a shared user's histories is one interaction
-        matrix.data[:] = 1.0
-    return Interactions(matrix, np.asarray(rb.user_ids), np.asarray(rb.item_ids))
+    # the same pooled atomic files and ID maps as the RecBole baselines
+    return Interactions(*pooled_matrix(ctx, source_weight))
 
 
 class SparseRowScorer:

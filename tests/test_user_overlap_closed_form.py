@@ -1,0 +1,184 @@
+"""The closed-form ``joint`` where only users overlap (issue 19): pooled EASE + GF-CF's low-pass filter.
+
+Against the pooled EASE baseline's scores and direct numpy computations on the synthetic
+pair with users shared and no items shared.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from xdplug.config import load_config
+from xdplug.context import FitContext
+from xdplug.data.prepare import prepare
+from xdplug.model.strategy import fit_strategy
+from xdplug.plugins import make_plugin_manager
+from xdplug.testing.synthetic import SyntheticRecipe
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return make_plugin_manager().registry
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDPLUG_HOME", str(tmp_path_factory.mktemp("home")))
+        cfg = load_config(data={"dataset": {"recipe": "synthetic"}, "baselines": [{"baseline": "Pop"}]})
+        out = prepare(SyntheticRecipe({"n_shared_items": 0, "n_shared_users": 50}), cfg["dataset"], 7)
+    assert len(out.shared_items) == 0 and len(out.shared_users) == 50
+    return out
+
+
+def make_ctx(data, tmp_path):
+    cfg = load_config(data={"dataset": {"recipe": "synthetic"}, "baselines": [{"baseline": "Pop"}]})
+    return FitContext(data=data, seed=3, device=torch.device("cpu"), train=cfg["train"],
+                      evaluation=cfg["evaluation"], workdir=tmp_path)
+
+
+def joint(source_weight=1.0, **model):
+    return {"encoder": "id", "fusion": "id", "adaptation": "joint",
+            "params": {"model": {"family": "ease", "reg_weight": 20.0, **model},
+                       "adaptation": {"source_weight": source_weight, "target_weight": 1.0}}}
+
+
+def all_scores(scorer, data) -> np.ndarray:
+    return scorer.score(torch.arange(data.n_target_users)).numpy().astype(np.float64)
+
+
+def blocks(data):
+    """X_t (target train) and X_s (each target user's source-train history; zero row when none)."""
+    xt = data.matrix("target", "train").astype(np.float64).toarray()
+    to_target = np.full(data.n_source_users, -1)
+    to_target[data.shared_users[:, 1]] = data.shared_users[:, 0]
+    s = data.source_train[to_target[data.source_train[:, 0]] >= 0]
+    xs = np.zeros((data.n_target_users, data.n_source_items))
+    xs[to_target[s[:, 0]], s[:, 1]] = 1.0
+    return xt, xs[:, xs.any(0)]
+
+
+def pooled_ease(xt, xs, reg, w):
+    x = np.hstack([xt, np.sqrt(w) * xs])
+    p = np.linalg.inv(x.T @ x + reg * np.eye(x.shape[1]))
+    b = p / -np.diag(p)
+    np.fill_diagonal(b, 0.0)
+    return (x @ b)[:, :xt.shape[1]]
+
+
+@pytest.mark.parametrize("w", [1.0, 0.4])
+def test_equals_the_pooled_ease_baseline(registry, data, tmp_path, w):
+    """Filter off: the pooled EASE baseline (RecBole's EASE on the pooled data, source_weight w)."""
+    strategy = all_scores(fit_strategy(joint(w), registry, make_ctx(data, tmp_path / "s")), data)
+    params = {"reg_weight": 20.0} if w == 1.0 else {"reg_weight": 20.0, "source_weight": w}
+    baseline = registry.get("baseline", "EASE")(params, "b").fit(make_ctx(data, tmp_path / "b"), pooled=True)
+    expected = all_scores(baseline, data)
+    assert np.abs(strategy - expected).max() < 1e-4 * np.abs(expected).max()
+    xt, xs = blocks(data)
+    assert np.allclose(strategy, pooled_ease(xt, xs, 20.0, w), atol=1e-5)
+
+
+def low_pass(r, nt, k):
+    du, di = r.sum(1), r.sum(0)
+    inv = lambda d: np.where(d > 0, 1 / np.sqrt(np.maximum(d, 1e-12)), 0.0)  # noqa: E731
+    _, _, vt = np.linalg.svd(inv(du)[:, None] * r * inv(di)[None, :])
+    v = vt[:k].T
+    return r @ (inv(di)[:, None] * v) @ (v[:nt].T * np.sqrt(di[:nt])[None, :])
+
+
+@pytest.mark.parametrize("norm", [0.0, 0.5])
+def test_filter_term_equals_numpy(registry, data, tmp_path, norm):
+    """S = S_E / std(S_E) + beta * S_L / std(S_L), S_L the low-pass filter of [X_t, X_s] (numpy SVD)."""
+    k, beta, w = 6, 0.7, 0.5
+    got = all_scores(fit_strategy(joint(w, filter_rank=k, filter_weight=beta, source_norm=norm), registry,
+                                  make_ctx(data, tmp_path)), data)
+    xt, xs = blocks(data)
+    lengths = xs.sum(1)
+    med = np.median(lengths[lengths > 0])
+    xs = xs * np.where(lengths > 0, (np.maximum(lengths, 1) / med) ** -norm, 0.0)[:, None]
+    s_e = pooled_ease(xt, xs, 20.0, w)
+    s_l = low_pass(np.hstack([xt, xs]), xt.shape[1], k)
+    expected = s_e / s_e.std() + beta * s_l / s_l.std()
+    assert np.abs(got - expected).max() < 1e-4 * np.abs(expected).max()
+
+
+def test_randomised_filter_is_close_to_the_exact_one(registry, data, tmp_path, monkeypatch):
+    from xdplug.model import linear
+
+    exact = all_scores(fit_strategy(joint(0.5, filter_rank=6), registry, make_ctx(data, tmp_path / "e")), data)
+    monkeypatch.setattr(linear, "DENSE_SVD_ENTRIES", 0)
+    ctx = make_ctx(data, tmp_path / "r")
+    randomised = all_scores(fit_strategy(joint(0.5, filter_rank=6), registry, ctx), data)
+    assert np.abs(randomised - exact).max() < 0.02 * np.abs(exact).max()
+    again = all_scores(fit_strategy(joint(0.5, filter_rank=6), registry, make_ctx(data, tmp_path / "r2")), data)
+    assert np.array_equal(randomised, again)  # seeded
+
+
+def test_target_only_filter(registry, data, tmp_path):
+    entry = joint(filter_rank=5, filter_weight=0.3)
+    entry["adaptation"] = "target-only"
+    entry["params"]["adaptation"] = {}
+    got = all_scores(fit_strategy(entry, registry, make_ctx(data, tmp_path)), data)
+    xt, _ = blocks(data)
+    p = np.linalg.inv(xt.T @ xt + 20.0 * np.eye(xt.shape[1]))
+    b = p / -np.diag(p)
+    np.fill_diagonal(b, 0.0)
+    s_e, s_l = xt @ b, low_pass(xt, xt.shape[1], 5)
+    assert np.abs(got - (s_e / s_e.std() + 0.3 * s_l / s_l.std())).max() < 1e-4 * np.abs(got).max()
+
+
+def test_scores_change_with_and_only_with_the_users_source_history(registry, data, tmp_path):
+    scorer = fit_strategy(joint(0.5, filter_rank=6), registry, make_ctx(data, tmp_path))
+    nt = data.n_target_items
+    before = all_scores(scorer, data)
+    shared = data.shared_users[:, 0]
+    has_source = [u for u in shared if scorer.rows[u, nt:].nnz]
+    u, other = has_source[0], has_source[1]
+    rows = scorer.rows.tolil()
+    rows[u, nt:] = 0.0  # user u's source history is gone; their target history is kept
+    scorer.rows = rows.tocsr()
+    after = all_scores(scorer, data)
+    assert not np.allclose(before[u], after[u])
+    unchanged = np.ones(data.n_target_users, dtype=bool)
+    unchanged[u] = False
+    assert np.array_equal(before[unchanged], after[unchanged])
+    assert scorer.rows[other, nt:].nnz
+    # users without a source history: their scores read only their target row
+    solo = np.setdiff1d(np.arange(data.n_target_users), shared)
+    assert scorer.rows[solo][:, nt:].nnz == 0
+
+
+def test_no_target_validation_or_test_interaction_is_input(registry, data, tmp_path):
+    scorer = fit_strategy(joint(0.5, filter_rank=6, source_norm=0.5), registry, make_ctx(data, tmp_path / "a"))
+    nt = data.n_target_items
+    assert (scorer.rows[:, :nt] != data.matrix("target", "train")).nnz == 0
+    # other validation/test interactions (here: none at all) give the very same model and scores
+    emptied = dataclasses.replace(data, target_valid=data.target_valid[:0], target_test=data.target_test[:0])
+    again = fit_strategy(joint(0.5, filter_rank=6, source_norm=0.5), registry, make_ctx(emptied, tmp_path / "b"))
+    assert torch.equal(scorer.b, again.b)
+    assert np.array_equal(all_scores(scorer, data), all_scores(again, emptied))
+
+
+def test_history_scores_use_target_items_only(registry, data, tmp_path):
+    scorer = fit_strategy(joint(0.5, filter_rank=6), registry, make_ctx(data, tmp_path))
+    got = scorer.score_history([1, 3]).numpy()[0]
+    assert np.allclose(got, scorer.b.numpy()[[1, 3]].sum(0))
+    assert got.shape == (data.n_target_items,)
+
+
+def test_the_shared_items_joint_is_unchanged_without_the_new_terms(registry, tmp_path_factory, tmp_path):
+    """Where items are shared the closed form is the one of test_item_item (filter 0, norm 0)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDPLUG_HOME", str(tmp_path_factory.mktemp("home")))
+        cfg = load_config(data={"dataset": {"recipe": "synthetic"}, "baselines": [{"baseline": "Pop"}]})
+        items = prepare(SyntheticRecipe({}), cfg["dataset"], 7)
+    scorer = fit_strategy(joint(0.5), registry, make_ctx(items, tmp_path))
+    assert scorer.b.shape == (items.n_target_items, items.n_target_items)
+    filtered = fit_strategy(joint(0.5, filter_rank=4, source_norm=0.5), registry, make_ctx(items, tmp_path / "f"))
+    assert not torch.allclose(scorer.b, filtered.b)
+    assert sp.issparse(filtered.rows)
