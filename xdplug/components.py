@@ -148,6 +148,12 @@ class Adaptation(Component):
         """Train ``session.model`` through one or more phases of ``session.train``."""
         raise NotImplementedError
 
+    def model_parts(self, model) -> dict:
+        """Modules this adaptation adds to the model when it is built (``{name: nn.Module}``), trained
+        in ``fit`` and stored with the model's weights, so a loaded artifact scores the same.
+        ``user_bridge`` is called on target user vectors: ``(model, u, vectors, side) -> u``."""
+        return {}
+
 
 class Evaluator(Component):
     """Turns rankings into metrics.

@@ -119,7 +119,8 @@ def write_artifact(folder: str | Path, *, kind: str, method: str, entry: dict, s
             extras = {"whiten_mean": torch.as_tensor(whitening[0]), "whiten_matrix": torch.as_tensor(whitening[1])}
         else:
             extras = dict(getattr(model, "_artifact_extras", None) or {})
-        keep_source = False
+        # a model whose target users read their source history needs that history to score
+        keep_source = bool(getattr(model, "reads_source_history", False))
         rebuild = "state"
     else:
         baseline = registry.get("baseline", entry["baseline"])(entry.get("params"), "baseline.params")

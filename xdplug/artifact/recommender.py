@@ -45,11 +45,11 @@ def build_strategy_model(entry: dict, registry, data, device, seed: int, *, text
                          user_rows=None, n_union_users=None, path: str = "strategy"):
     """The transfer model of a strategy spec, built by :func:`~xdplug.model.strategy.build_model` (the one
     place it is constructed) under ``seed``, not trained. Returns ``(model, encoder, options)``."""
-    encoder, fusion, _adaptation, options = build_strategy(entry, registry, path)
+    encoder, fusion, adaptation, options = build_strategy(entry, registry, path)
     device = torch.device(device)
     with seeded(seed):
         model = build_model(encoder, fusion, options, registry, data, device, seed, rb, text_module=text_module,
-                            user_rows=user_rows, n_union_users=n_union_users, path=path)
+                            user_rows=user_rows, n_union_users=n_union_users, path=path, adaptation=adaptation)
     return model, encoder, options
 
 
@@ -174,9 +174,7 @@ class Recommender:
         with torch.no_grad():
             if self.model is not None:
                 m = self.model
-                items = torch.as_tensor(rows, device=self.device)
-                batch_rows = torch.zeros(len(rows), dtype=torch.long, device=self.device)
-                u = m.user_tower(m.pool(self._vectors, items, batch_rows, 1))
+                u = m.new_user_vector(self._vectors, torch.as_tensor(rows, device=self.device))
                 return m.scores_against(u, self._vectors, self._candidate_rows), targets
             if len(targets) < len(rows):
                 raise ArtifactError(f"baseline {self.method!r} scores target items only; the history has "

@@ -81,13 +81,15 @@ def default_user_rows(data) -> tuple[dict[str, np.ndarray], int]:
 
 
 def build_model(encoder, fusion, options: dict, registry, data, device: torch.device, seed: int, rb=None, *,
-                text_module=None, user_rows=None, n_union_users=None, path: str = "strategy"):
+                text_module=None, user_rows=None, n_union_users=None, path: str = "strategy", adaptation=None):
     """Construct the transfer model of a resolved strategy: the one place it is built.
 
     ``rb`` is the RecBole dataset training uses; without one (a model loaded to
     serve) the model gets the counts it reads from a stub. ``text_module``
     replaces the encoder's module (a frozen table restored from weights);
-    ``user_rows``/``n_union_users`` the user-ID layout of an updated artifact.
+    ``user_rows``/``n_union_users`` the user-ID layout of an updated artifact;
+    ``adaptation`` adds the model parts it declares (``Adaptation.model_parts``: a
+    user bridge, for example), so a rebuilt artifact has them too.
     """
     from .transfer import TransferModel
 
@@ -115,6 +117,8 @@ def build_model(encoder, fusion, options: dict, registry, data, device: torch.de
         model.rb_to_user = np.zeros(rb.dataset.user_num, dtype=np.int64)
         model.rb_to_user[rb.user_ids] = np.arange(data.n_target_users)
         model.target_rb_items = rb.item_ids
+    for name, part in (adaptation.model_parts(model) if adaptation is not None else {}).items():
+        model.add_module(name, part)
     return model.to(device)
 
 
@@ -144,7 +148,8 @@ def fit_strategy(entry: dict, registry, ctx: FitContext, path: str = "strategy")
     init_seed(ctx.seed, True)
     check_memory(options, data, 384 if "text" in fusion.uses else 0, "id" in fusion.uses, ctx.device, path)
     rb = recbole_data(ctx, model_class(), {"train_neg_sample_args": None})
-    model = build_model(encoder, fusion, options, registry, data, ctx.device, ctx.seed, rb, path=path)
+    model = build_model(encoder, fusion, options, registry, data, ctx.device, ctx.seed, rb, path=path,
+                        adaptation=adaptation)
     session = TrainingSession(ctx, model, rb.config, options, adaptation.uses_source, adaptation.uses_target)
     adaptation.fit(session)
     model.eval()

@@ -81,6 +81,10 @@ class ModelOptions:
         "learning_rate": Float(0.0, 0, 10),  # 0: use train.learning_rate
         "weight_decay": Float(0.0, 0, 10),
         "input_dropout": Float(0.0, 0, 1, high_open=True),  # dropout on the pooled user vector
+        # where users overlap, the target user vector also reads the user's full source-train history:
+        # gate (source items pooled, a learned domain transform, added through a gate) or attention
+        # (one attention pool over both histories); users without source history fall back to off
+        "cross_domain_user": Choice("off", ["off", "gate", "attention"]),
     })
 
 
@@ -144,6 +148,20 @@ def _make_model_class():
             self.extra_losses: list[Callable] = []
             self.last_batch: dict = {}
             self.dropout = nn.Dropout(options["input_dropout"])
+            self.cross_mode = options.get("cross_domain_user", "off")
+            self._source_side = None  # (target -> source user, full source-train histories), on first use
+            if self.cross_mode != "off":
+                self.cross_transform = nn.Linear(d, d)  # source-domain vectors -> target user space
+                if self.cross_mode == "gate":
+                    self.cross_gate = nn.Linear(2 * d, d)
+                else:
+                    self.cross_attention = nn.Linear(d, 1)
+                    self.cross_domain_bias = nn.Parameter(torch.zeros(2))  # target, source
+
+        @property
+        def reads_source_history(self) -> bool:
+            """Do target scores read the user's source history (an artifact then keeps the source)?"""
+            return self.cross_mode != "off" or getattr(self, "user_bridge", None) is not None
 
         # -- item and user vectors ------------------------------------------------------
         def item_vectors(self, rows: torch.Tensor | None = None, train: bool = False) -> torch.Tensor:
@@ -182,9 +200,97 @@ def _make_model_class():
 
         def user_vectors(self, domain: str, users: torch.Tensor, vectors: torch.Tensor,
                          items: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-            u = self.user_tower(self.dropout(self.pool(vectors, items, rows, len(users))))
+            pooled = self.pool(vectors, items, rows, len(users))
+            side = None
+            if domain == "target" and self.reads_source_history:
+                side = self.source_side(users)
+            if side is not None and self.cross_mode != "off":
+                pooled = self.cross_pool(pooled, vectors, items, rows, side)
+            u = self.user_tower(self.dropout(pooled))
             if self.user_id is not None:
                 u = u + self.user_id(self.user_rows[domain].to(users.device)[users])
+            if side is not None and getattr(self, "user_bridge", None) is not None:
+                u = self.user_bridge(self, u, vectors, side)
+            return u
+
+        # -- the user's other domain (users present in both) -----------------------------------
+        def source_side(self, users: torch.Tensor) -> dict:
+            """The full source-train history of target ``users`` (the same people in the source):
+            ``items`` (catalog rows) and their batch ``rows``, the source user index ``ids`` (-1: not
+            in the source), ``has`` (a non-empty source history), and the users' target-train counts."""
+            if self._source_side is None:
+                t2s = np.full(self.data.n_target_users, -1, dtype=np.int64)
+                if len(self.data.shared_users):
+                    t2s[self.data.shared_users[:, 0]] = self.data.shared_users[:, 1]
+                # the full source train: the session's source-validation slice is source train too
+                self._source_side = (t2s, Histories(self.data.source_train, self.data.n_source_users,
+                                                    self.data.catalog.source_rows))
+            t2s, hist = self._source_side
+            u_np = users.cpu().numpy()
+            ids = np.where(u_np < len(t2s), t2s[np.minimum(u_np, len(t2s) - 1)], -1)
+            present = np.flatnonzero(ids >= 0)
+            items, sub_rows = hist.gather(ids[present])
+            has = np.zeros(len(ids), dtype=bool)
+            has[present] = hist.lengths(ids[present]) > 0
+            device = users.device
+            return {"items": torch.as_tensor(items, device=device),
+                    "rows": torch.as_tensor(present[sub_rows], device=device),
+                    "ids": torch.as_tensor(ids, device=device), "has": torch.as_tensor(has, device=device),
+                    "target_counts": torch.as_tensor(self.histories["target"].lengths(np.minimum(
+                        u_np, self.histories["target"].n_users - 1)), device=device)}
+
+        def cross_pool(self, pooled: torch.Tensor, vectors: torch.Tensor, items: torch.Tensor,
+                       rows: torch.Tensor, side: dict) -> torch.Tensor:
+            """The pooled target history combined with the user's source history (``cross_domain_user``)."""
+            n = len(pooled)
+            if self.cross_mode == "gate":
+                s = self.cross_transform(self.pool(vectors, side["items"], side["rows"], n))
+                g = torch.sigmoid(self.cross_gate(torch.cat([pooled, s], dim=1)))
+                return pooled + side["has"].unsqueeze(1).to(pooled.dtype) * g * s
+            # attention over both histories, source items through the domain transform
+            item_vecs = torch.cat([vectors[items], self.cross_transform(vectors[side["items"]])])
+            all_rows = torch.cat([rows, side["rows"]])
+            if len(all_rows) == 0:
+                return pooled
+            domain = torch.cat([torch.zeros(len(rows), dtype=torch.long, device=all_rows.device),
+                                torch.ones(len(side["rows"]), dtype=torch.long, device=all_rows.device)])
+            logits = self.cross_attention(item_vecs).squeeze(-1) + self.cross_domain_bias[domain]
+            weights = torch.exp(logits - logits.max())
+            denom = torch.zeros(n, device=pooled.device, dtype=weights.dtype).index_add_(0, all_rows, weights)
+            weights = weights / denom[all_rows].clamp_min(1e-12)
+            out = torch.zeros_like(pooled)
+            return out.index_add_(0, all_rows, item_vecs * weights.unsqueeze(-1))
+
+        def source_user_vectors(self, side: dict, vectors: torch.Tensor) -> torch.Tensor:
+            """The users' source-domain user vectors from their full source-train history (zeros: none)."""
+            ids = side["ids"].clamp_min(0)
+            s = self.user_tower(self.pool(vectors, side["items"], side["rows"], len(ids)))
+            if self.user_id is not None:
+                known = (side["ids"] >= 0).unsqueeze(1).to(s.dtype)
+                s = s + known * self.user_id(self.user_rows["source"].to(ids.device)[ids])
+            return s * side["has"].unsqueeze(1).to(s.dtype)
+
+        def new_user_vector(self, vectors: torch.Tensor, item_rows: torch.Tensor) -> torch.Tensor:
+            """The vector of a new user given only their items (catalog rows of either domain)."""
+            device = vectors.device
+
+            def first_row(k: int) -> torch.Tensor:
+                return torch.zeros(k, dtype=torch.long, device=device)
+
+            if not self.reads_source_history:
+                return self.user_tower(self.pool(vectors, item_rows, first_row(len(item_rows)), 1))
+            is_target = torch.isin(item_rows, self.domain_rows["target"].to(device))
+            t_items, s_items = item_rows[is_target], item_rows[~is_target]
+            side = {"items": s_items, "rows": first_row(len(s_items)),
+                    "ids": torch.full((1,), -1, dtype=torch.long, device=device),
+                    "has": torch.tensor([len(s_items) > 0], device=device),
+                    "target_counts": torch.tensor([len(t_items)], device=device)}
+            pooled = self.pool(vectors, t_items, first_row(len(t_items)), 1)
+            if self.cross_mode != "off":
+                pooled = self.cross_pool(pooled, vectors, t_items, first_row(len(t_items)), side)
+            u = self.user_tower(pooled)
+            if getattr(self, "user_bridge", None) is not None:
+                u = self.user_bridge(self, u, vectors, side)
             return u
 
         def scores_against(self, users_vec: torch.Tensor, vectors: torch.Tensor, item_rows: torch.Tensor) -> torch.Tensor:
@@ -282,6 +388,10 @@ def _make_model_class():
             vectors = self.item_vectors()
             items = np.concatenate(item_rows_hist) if item_rows_hist else np.zeros(0, dtype=np.int64)
             rows = np.repeat(np.arange(len(item_rows_hist)), [len(h) for h in item_rows_hist])
+            if self.reads_source_history:
+                u = torch.cat([self.new_user_vector(vectors, torch.as_tensor(h, dtype=torch.long, device=device))
+                               for h in item_rows_hist])
+                return self.scores_against(u, vectors, candidate_rows.to(device))
             u = self.user_tower(self.pool(vectors, torch.as_tensor(items, device=device),
                                           torch.as_tensor(rows, device=device), len(item_rows_hist)))
             return self.scores_against(u, vectors, candidate_rows.to(device))
