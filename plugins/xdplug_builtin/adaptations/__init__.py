@@ -8,7 +8,8 @@ def register_adaptations(register):
     from .alignment import CoralAlignment, DANN, MMDAlignment
     from .schedules import Finetune, Freeze, Joint, L2SP, TargetOnly, ZeroShot
     from .consistency import Consistency
+    from .bridges import EMCDR, PTUPCDR
 
     for cls in (TargetOnly, ZeroShot, Finetune, Freeze, L2SP, Joint, DANN, MMDAlignment,
-                CoralAlignment, Consistency):
+                CoralAlignment, Consistency, EMCDR, PTUPCDR):
         register(cls)
