@@ -48,6 +48,8 @@ class RankingResult:
     topk_cold: np.ndarray | None = None
     #: which target items the method could learn anything about (None: all)
     item_known: np.ndarray | None = None
+    #: where users overlap: number of source training interactions of each evaluated user (0: none); [U]
+    source_counts: np.ndarray | None = None
 
     def hits(self) -> np.ndarray:
         """Boolean [U, K_max]: is the item at rank r a held-out positive?"""
@@ -140,4 +142,16 @@ def rank_split(score_fn, data: CrossDomainData, split: str, ks: list[int], devic
     return RankingResult(users=users, topk=topk, positives=positives, ks=list(ks),
                          n_items=data.n_target_items, train_counts=counts,
                          item_popularity=data.target_item_popularity, user_groups=list(user_groups),
-                         cold_items=cold, topk_cold=topk_cold, item_known=item_known)
+                         cold_items=cold, topk_cold=topk_cold, item_known=item_known,
+                         source_counts=source_counts(data, users))
+
+
+def source_counts(data: CrossDomainData, users: np.ndarray) -> np.ndarray | None:
+    """Source training interactions of each target user in ``users`` (the same person's), or None
+    when no user is in both domains."""
+    if not len(data.shared_users):
+        return None
+    per_source = np.bincount(data.source_train[:, 0], minlength=data.n_source_users)
+    counts = np.zeros(data.n_target_users, dtype=np.int64)
+    counts[data.shared_users[:, 0]] = per_source[data.shared_users[:, 1]]
+    return counts[users]

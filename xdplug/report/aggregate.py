@@ -189,6 +189,8 @@ class MetricGroups:
     sliced: dict[str, list[str]]
     #: metric key holding the number of users of a slice label ("n_users|users 1-5")
     counts: dict[str, str]
+    #: source-history slice labels ("source history 0", "source history 1-20", ...), where users overlap
+    source_groups: list[str] = field(default_factory=list)
 
 
 def _group_sort_key(label: str) -> tuple[float, str]:
@@ -240,13 +242,14 @@ def classify_metrics(data: dict, primary: str) -> MetricGroups:
         else:
             sliced.setdefault(label, []).append(base)
     user_groups = sorted((lb for lb in sliced if lb.lower().startswith("users")), key=_group_sort_key)
-    other_slices = [lb for lb in sliced if lb not in user_groups]
+    source_groups = sorted((lb for lb in sliced if lb.lower().startswith("source history")), key=_group_sort_key)
+    other_slices = [lb for lb in sliced if lb not in user_groups and lb not in source_groups]
     # main metrics first within each slice, in the main order
     rank = {m: i for i, m in enumerate(main + other_accuracy + beyond + beyond_other)}
     for bases in sliced.values():
         bases.sort(key=lambda b: rank.get(b, len(rank)))
     return MetricGroups(order, main, other_accuracy, beyond, beyond_other, cold, user_groups, other_slices,
-                        sliced, counts)
+                        sliced, counts, source_groups)
 
 
 @dataclass

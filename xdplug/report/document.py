@@ -148,6 +148,11 @@ def _cold_start(ctx: ReportContext, figures: Collection[str]) -> list[Block]:
             blocks.append(Details("Other metrics by user group", [
                 block for b in others for block in (Heading(4, b), t.user_group_table(ctx, b))
             ]))
+    if groups.source_groups and any(ctx.primary in groups.sliced[lb] for lb in groups.source_groups):
+        blocks += [Heading(3, "By source history"), Paragraph(
+            "Target users grouped by the size of their history in the source domain (the same people; "
+            f"0 = none), test {ctx.primary}: who gains from reading the other domain."),
+            t.user_group_table(ctx, ctx.primary, groups.source_groups)]
     for label in groups.other_slices:
         size = ctx.slice_size(label)
         users = f" ({size:,.0f} users with such a test item)" if size is not None else ""
@@ -209,7 +214,9 @@ def _tuning(ctx: ReportContext, figures: Collection[str]) -> list[Block]:
         return []
     blocks: list[Block] = [
         Heading(2, "Tuning"),
-        Paragraph("Hyper-parameters chosen on the validation split; the test split was not used."),
+        Paragraph("Hyper-parameters chosen on the validation split; the test split was not used. "
+                  f"Search: \"still improving\" when the best validation value was first reached within the "
+                  f"last {t.CONVERGED_TAIL:.0%} of the trials (more trials may find better values)."),
         t.tuning_summary_table(ctx),
     ]
     for method, tu in tuning.items():

@@ -157,9 +157,9 @@ def metric_table(ctx: ReportContext, metrics: list[str], only_with_values: bool 
     return Table(columns, rows, numeric)
 
 
-def user_group_table(ctx: ReportContext, base: str) -> Table:
-    """One metric per user group (columns ordered by training-interaction count)."""
-    labels = [lb for lb in ctx.groups.user_groups if base in ctx.groups.sliced[lb]]
+def user_group_table(ctx: ReportContext, base: str, groups: list[str] | None = None) -> Table:
+    """One metric per user group (columns ordered by training-interaction count, or ``groups``)."""
+    labels = [lb for lb in (ctx.groups.user_groups if groups is None else groups) if base in ctx.groups.sliced[lb]]
     table = metric_table(ctx, [f"{base}|{lb}" for lb in labels])
     table.columns = ["Method", "Kind", *(slice_header(ctx, lb) for lb in labels)]
     return table
@@ -315,8 +315,27 @@ def tuning_table(method: str, tuning: dict) -> Table:
     return Table(["Trial", "Value", "Parameters"], rows, [True, True, False])
 
 
+#: a study whose best value last improved within this final share of its trials has not converged
+CONVERGED_TAIL = 0.2
+
+
+def convergence(tuning: dict) -> str:
+    """``converged`` or ``still improving (best at trial 28 of 30)``: did the best validation value
+    move within the last ``CONVERGED_TAIL`` of the trials (in trial order)?"""
+    trials = sorted((tr for tr in tuning.get("trials") or [] if as_float(tr.get("value")) is not None),
+                    key=lambda tr: tr.get("number") or 0)
+    if not trials:
+        return DASH
+    sign = -1.0 if str(tuning.get("direction", "maximize")).lower() == "minimize" else 1.0
+    values = [sign * as_float(tr["value"]) for tr in trials]
+    first_best = values.index(max(values))  # the trial that reached the final best
+    if first_best > 0 and first_best >= len(values) * (1 - CONVERGED_TAIL):
+        return f"still improving (best at trial {first_best + 1} of {len(values)})"
+    return "converged"
+
+
 def tuning_summary_table(ctx: ReportContext) -> Table:
-    """Budget, trials run, best validation value and chosen parameters per tuned method."""
+    """Budget, trials run, best validation value, whether it still moved, and the chosen parameters."""
     rows = []
     for method, t in (ctx.data.get("tuning") or {}).items():
         t = t or {}
@@ -325,9 +344,10 @@ def tuning_summary_table(ctx: ReportContext) -> Table:
         best = (max(values) if maximize else min(values)) if values else None
         rows.append([
             Cell(str(method)), Cell(fmt_value(t.get("budget"))), Cell(str(len(t.get("trials") or []))),
-            Cell(fmt_num(best)), Cell(fmt_value(t.get("chosen"))),
+            Cell(fmt_num(best)), Cell(convergence(t)), Cell(fmt_value(t.get("chosen"))),
         ])
-    return Table(["Method", "Budget", "Trials", "Best value", "Chosen"], rows, [False, True, True, True, False])
+    return Table(["Method", "Budget", "Trials", "Best value", "Search", "Chosen"], rows,
+                 [False, True, True, True, False, False])
 
 
 def p_summary(comp: dict | None) -> str:

@@ -13,6 +13,13 @@ Hit at each K over its users, computed exactly as the ``ranking`` evaluator
 does, and its user count. ``n_users|users X`` is always reported (0 for an
 empty group, so tables keep their shape); an empty group has no metric keys.
 
+**Source-history groups** (where users overlap: ``result.source_counts``).
+The same metrics by the size of the user's history in the *source* domain,
+with the upper bounds ``source_groups``: ``[20]`` gives ``source history 0``
+(no source history), ``1-20`` (few) and ``21+`` (many); every group reports
+``n_users|source history X``. It shows who gains from reading the other
+domain.
+
 **Cold items** (when ``result.cold_items`` is set). The ranking among cold
 items only (``result.topk_cold``) is scored against each user's positives
 restricted to cold items, over the users with at least one cold positive. The
@@ -66,7 +73,8 @@ class ColdStartEvaluator(Evaluator):
 
     name = "cold-start"
     description = "Metrics by user training-interaction group and on cold (target-unseen) items"
-    defaults = {"metrics": List(["ndcg", "recall", "hit"], str)}
+    defaults = {"metrics": List(["ndcg", "recall", "hit"], str),
+                "source_groups": List([20], int, 1, 10**9)}
     scope = "run"
 
     def __init__(self, params: dict | None = None, path: str | None = None):
@@ -80,24 +88,30 @@ class ColdStartEvaluator(Evaluator):
     def evaluate(self, result: RankingResult) -> dict[str, float]:
         hits = result.hits()
         out = self._user_groups(result, hits)
+        if result.source_counts is not None:
+            out.update(self._groups(result, hits, result.source_counts, [0, *self.params["source_groups"]],
+                                    "source history"))
         if result.cold_items is not None:
             out.update(self._cold_items(result, hits))
         return out
 
     # -- user groups -----------------------------------------------------------
     def _user_groups(self, result: RankingResult, hits: np.ndarray) -> dict[str, float]:
+        return self._groups(result, hits, result.train_counts, result.user_groups, "users")
+
+    def _groups(self, result: RankingResult, hits: np.ndarray, counts, bounds, name: str) -> dict[str, float]:
         metrics = tuple(self.params["metrics"])
         values = per_user_metrics(hits, result.positive_counts(), result.ks, metrics)
-        edges, labels = user_group_labels(result.user_groups)
-        group = np.searchsorted(edges, np.asarray(result.train_counts), side="left")
-        implicit_zero = edges[0] == 0 and 0 not in result.user_groups
+        edges, labels = user_group_labels(bounds)
+        group = np.searchsorted(edges, np.asarray(counts), side="left")
+        implicit_zero = edges[0] == 0 and 0 not in bounds
         out: dict[str, float] = {}
         for g, label in enumerate(labels):
             members = group == g
             n = int(members.sum())
             if g == 0 and implicit_zero and n == 0:
                 continue
-            suffix = f"|users {label}"
+            suffix = f"|{name} {label}"
             if n:
                 for key, per_user in values.items():
                     out[key + suffix] = float(per_user[members].mean())
