@@ -36,3 +36,17 @@ def test_run_returns_the_verdict_summary_and_paths_without_warnings(plugin_manag
 def test_run_raises_one_readable_error_for_a_bad_config(plugin_manager, tmp_path):
     with pytest.raises(ConfigError, match=r"train\.learning_rate: expected a number in \(0, 10\], got 0"):
         xdplug.run({"baselines": [{"baseline": "Pop"}], "train": {"learning_rate": 0}})
+
+
+def test_importing_xdplug_asks_openmp_for_a_passive_wait_unless_told_otherwise():
+    import os
+    import subprocess
+    import sys
+
+    code = "import xdplug, os; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip() == "PASSIVE"
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip() == "ACTIVE"
