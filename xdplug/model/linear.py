@@ -179,7 +179,7 @@ def fit_item_item(ctx, adaptation, options: dict) -> ItemItemScorer:
         return _fit_pooled_users(ctx, options, _source_weight(adaptation))
     if len(data.shared_items) == 0:
         raise NotApplicableError("params.model.family ease moves the source's item-item structure through items "
-                                 "both domains share (joint: or users); these domains share none")
+                                 "both domains share; these domains share none (joint also works through shared users)")
     to_target = np.full(data.n_source_items, -1)
     to_target[data.shared_items[:, 1]] = data.shared_items[:, 0]
     s = data.source_train[to_target[data.source_train[:, 1]] >= 0]
