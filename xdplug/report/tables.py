@@ -235,16 +235,26 @@ def run_status(run: dict) -> str:
     return status
 
 
+def tuning_seconds(tuning: dict | None) -> float | None:
+    """A method's tuning study, in seconds: the sum of its counted trials' times (None: not tuned)."""
+    times = [t for row in (tuning or {}).get("trials") or [] if (t := as_float(row.get("time_s"))) is not None]
+    return sum(times) if times else None
+
+
 def timings_table(ctx: ReportContext) -> Table:
-    """Wall-clock time and peak memory of every run."""
+    """Wall-clock time and peak memory of every run; a tuned method's whole study on its tuning seed's row."""
+    tuning = ctx.data.get("tuning") or {}
     rows = [
         [Cell(str(r.get("method"))), Cell(str(r.get("kind"))), Cell(str(r.get("seed"))), Cell(run_status(r)),
-         Cell(fmt_seconds(r.get("time_s"))), Cell(fmt_num(r.get("peak_rss_mb"), 0))]
+         Cell(fmt_seconds(r.get("time_s"))),
+         Cell(fmt_seconds(tuning_seconds(tuning.get(s.method)))
+              if r.get("seed") == (tuning.get(s.method) or {}).get("seed") else DASH),
+         Cell(fmt_num(r.get("peak_rss_mb"), 0))]
         for s in ctx.summaries
         for r in s.runs
     ]
-    return Table(["Method", "Kind", "Seed", "Status", "Time (s)", "Peak RSS (MB)"], rows,
-                 [False, False, True, False, True, True])
+    return Table(["Method", "Kind", "Seed", "Status", "Time (s)", "Tuning (s)", "Peak RSS (MB)"], rows,
+                 [False, False, True, False, True, True, True])
 
 
 # --- protocol tables --------------------------------------------------------
