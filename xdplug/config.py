@@ -118,7 +118,7 @@ DEFAULTS: dict[str, Any] = {
     "dataset": {
         "recipe": "ml100k-genres",
         "params": {},
-        # The RecBole-CDR protocol (DESIGN.md section 2).
+        # The RecBole-CDR protocol (docs/protocol.md, section 1).
         "protocol": {
             "min_rating": 3,
             "min_user_inter": 5,

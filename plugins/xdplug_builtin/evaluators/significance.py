@@ -1,7 +1,7 @@
 """Paired per-user significance of every method against the reference baseline.
 
 A difference in mean NDCG between two methods says little on its own: the
-protocol (DESIGN.md section 2) asks for a paired per-user test against the best
+protocol (docs/protocol.md, section 2) asks for a paired per-user test against the best
 baseline. Runs are paired by seed (each seed fixes one split shared by every
 method) and, within a seed, by user id. Each user's value is the mean over the
 seeds in which both methods ranked that user, so several seeds sharpen each
