@@ -259,9 +259,8 @@ def test_html_is_offline_with_one_plotly_and_every_figure(report):
     rest = page.replace(plotly_js, "")  # plotly.js itself mentions map-tile CDNs it never loads here
     assert 'src="http' not in rest and "cdn" not in rest.lower()
     assert not re.search(r"<script[^>]*\bsrc=", page)
-    expected = [f"fig-bar-{m.replace('@', '-')}" for m in MAIN] + [
-        "fig-coldstart", "fig-training", "fig-tuning-bert-gate-finetune"
-    ]
+    # one chart for the decision (no bar chart per metric, no cold-start chart), training curves, tuning
+    expected = ["fig-primary", "fig-training", "fig-tuning-bert-gate-finetune"]
     assert page.count('class="plotly-graph-div"') == len(expected)
     for fig_id in expected:
         assert page.count(f'<div id="{fig_id}" class="plotly-graph-div"') == 1, fig_id
@@ -312,7 +311,7 @@ def test_single_seed_no_comparisons_and_no_winning_strategy(tmp_path):
             del run["metrics"]["test"]["recall@10"]
     paths = write_report(data, tmp_path)
     md = paths["markdown"].read_text()
-    assert "Best method: EASE (pooled) (ndcg@10 = 0.3000 ± –, 1 seed)" in md
+    assert "Best method: EASE (pooled) (ndcg@10 = 0.3000, 1 seed)" in md
     assert "No strategy beat the best baseline" in md and "stay with EASE (pooled)" in md
     assert "No significance tests were run" in md
     assert "\\*" not in _table_row(md, "bert+mean+frozen")
@@ -359,3 +358,95 @@ def test_a_pinned_reference_is_named_as_such(tmp_path):
     md = write_report(data, tmp_path)["markdown"].read_text()
     assert "Reference baseline (evaluation.reference): EASE (ndcg@10 = 0.2950" in md
     assert "Best baseline" not in md.split("## Results")[0]
+
+
+# --- what a reader sees: one chart for the decision, compact tables ----------------------------------
+
+
+def _figures(data):
+    from xdplug.report.aggregate import build_context
+    from xdplug.report.figures import build_figures
+
+    return build_figures(build_context(data))
+
+
+def test_one_primary_chart_with_t_intervals_zoomed_axis_and_reference_line():
+    from scipy.stats import t as student
+
+    figures = _figures(make_data())
+    assert "primary" in figures and not any(k.startswith(("bar:", "coldstart")) for k in figures)
+    fig = figures["primary"]
+    points = {y: (x, trace) for trace in fig.data for x, y in zip(trace.x, trace.y)}
+    x, trace = points["bert+gate+finetune"]
+    assert x == pytest.approx(0.313)
+    half = student.ppf(0.975, 1) * statistics.stdev([0.310, 0.316]) / 2 ** 0.5  # t-based, 2 seeds
+    assert trace.error_x.array[list(trace.y).index("bert+gate+finetune")] == pytest.approx(half)
+    assert points["EASE (pooled)"][1].name == "reference: EASE (pooled)"
+    assert {t.name for t in fig.data} >= {"baseline", "strategy"}  # not "strategys"
+    lines = [s for s in fig.layout.shapes if s.type == "line"]
+    assert len(lines) == 1 and lines[0].x0 == pytest.approx(0.302)  # the reference's mean
+    low, high = fig.layout.xaxis.range
+    assert low > 0.05 and high < 0.5  # zoomed to the data, not from 0
+    assert "95% interval over 2 seeds" in fig.layout.title.text
+
+
+def test_single_seed_report_shows_plain_means_and_no_interval(tmp_path):
+    data = make_data()
+    data["seeds"] = [2022]
+    data["runs"] = [r for r in data["runs"] if r["seed"] == 2022]
+    paths = write_report(data, tmp_path)
+    md = paths["markdown"].read_text()
+    body = md.split("## Results")[1].split("## Failed")[0]
+    cells = [c for line in body.splitlines() if line.startswith("| ") for c in line.split(" | ")]
+    assert cells and not any("±" in c for c in cells)
+    assert "| **0.3100** |" in _table_row(md, "bert+gate+finetune")  # the mean alone, no "± –"
+    fig = _figures(data)["primary"]
+    assert all(trace.error_x.array is None for trace in fig.data)
+    assert "one seed, no interval" in fig.layout.title.text
+    page = paths["html"].read_text()
+    assert "One seed: no confidence interval can be computed" in page
+    assert "± –" not in page and "± –" not in md
+
+
+def test_parameter_lists_read_key_value_not_json(report):
+    _, paths = report
+    md = paths["markdown"].read_text()
+    methods = md.split("### Methods")[1]
+    assert "| EASE | baseline | baseline=EASE | reg=250 |" in methods
+    assert "lr=0.001" in _table_row(methods, "bert+gate+finetune")
+    assert '{"' not in methods.split("<details>")[0]
+    tuning = md.split("## Tuning")[1].split("## Protocol")[0]
+    assert "lr=0.01" in tuning and '{"lr"' not in tuning.split("<details>")[0]
+
+    from xdplug.report.tables import fmt_params
+    assert fmt_params({"model": {"dim": 64, "tower": "mlp"}, "adaptation": {}, "lr": 1e-3}) == \
+        "model.dim=64, model.tower=mlp, adaptation={}, lr=0.001"
+    assert fmt_params({}) == "–"
+
+
+def test_training_curves_draw_validation_of_trained_methods_only(tmp_path):
+    data = make_data()
+    for run in data["runs"]:
+        if run["method"] == "EASE":  # a closed-form fit: one point at epoch 0
+            run["curves"] = [{"phase": "train", "epoch": 0, "loss": 0.0, "valid": 0.28, "best": True}]
+    fig = _figures(data)["training"]
+    assert [t.name for t in fig.data] == ["bert+gate+finetune"]  # EASE left out, source phase not drawn
+    assert list(fig.data[0].y) == [0.25, 0.28]  # validation scores, not losses
+    assert "Validation ndcg@10 by epoch" in fig.layout.title.text
+    assert fig.layout.legend.orientation == "h"  # below the plot, not a scroll box beside it
+    page = write_report(data, tmp_path)["html"].read_text()
+    assert "Not drawn (fitted in one step or trained for one epoch): " in page
+    assert "EASE" in page.split("Not drawn")[1].split("</p>")[0]
+
+
+def test_slices_highlight_the_reference_and_the_best_strategy(report):
+    _, paths = report
+    md = paths["markdown"].read_text()
+    groups = md.split("## Cold start")[1].split("<details>")[0]
+    # best strategy per user group: bert+gate+finetune, also best overall there (bold italic)
+    assert f"***{0.313 * 0.5:.4f} ± " in _table_row(groups, "bert+gate+finetune")
+    assert "*" not in _table_row(groups, "bert+mean+frozen")
+    page = paths["html"].read_text()
+    cold = page.split("<h2>Cold start</h2>")[1].split("</table>")[0]
+    assert '<tr class="reference"><td>EASE (pooled)</td>' in cold
+    assert cold.count('class="num highlight"') == 3  # one best strategy per user group

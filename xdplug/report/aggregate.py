@@ -103,6 +103,15 @@ class Stat:
         std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
         return cls(mean, std, n)
 
+    def interval(self, level: float = 0.95) -> float | None:
+        """Half-width of the t-based confidence interval of the mean over seeds (Student's t with n-1
+        degrees of freedom); None below two seeds, where there is no spread to build one from."""
+        if self.std is None or self.n < 2:
+            return None
+        from scipy.stats import t
+
+        return float(t.ppf(0.5 + level / 2, self.n - 1)) * self.std / math.sqrt(self.n)
+
 
 @dataclass
 class MethodSummary:

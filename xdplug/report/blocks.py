@@ -11,19 +11,23 @@ from dataclasses import dataclass, field
 
 @dataclass
 class Cell:
-    """One table cell: plain text (renderers escape it) and whether it is the column's best."""
+    """One table cell: plain text (renderers escape it), whether it is the column's best, and whether
+    it is highlighted (the best strategy of a slice column)."""
 
     text: str
     bold: bool = False
+    highlight: bool = False
 
 
 @dataclass
 class Table:
-    """Column headers, rows of cells, and which columns are numbers (right-aligned)."""
+    """Column headers, rows of cells, which columns are numbers (right-aligned), and which rows are
+    highlighted (``highlighted``: row indices, e.g. the reference's)."""
 
     columns: list[str]
     rows: list[list[Cell]]
     numeric: list[bool] = field(default_factory=list)
+    highlighted: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.numeric:
@@ -61,9 +65,10 @@ class Details:
 
 @dataclass
 class FigureRef:
-    """Where a plot goes; only the HTML renderer draws it."""
+    """Where a plot goes, with the caption under it; only the HTML renderer draws either."""
 
     key: str
+    caption: str = ""
 
 
 Block = Heading | Paragraph | Bullets | Table | Code | Details | FigureRef

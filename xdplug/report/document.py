@@ -12,8 +12,13 @@ from collections.abc import Collection
 import xdplug.report.tables as t
 from .aggregate import LEARNING_FLAG, LEARNING_MARKER, MARKERS, ReportContext, evaluator_tables
 from .blocks import Block, Bullets, Code, Details, FigureRef, Heading, Paragraph
+from .figures import curve_methods, primary_caption
 from .verdict import Verdict
 
+
+#: how the slice tables mark what a reader compares
+SLICE_LEGEND = ("Bold: best value of the column; highlighted (italic in report.md): the best strategy of the "
+                "column, to read against the reference's row (shaded in report.html).")
 
 #: dataset keys with a place of their own; any other key is listed as a protocol setting
 KNOWN_DATASET_KEYS = frozenset({"recipe", "regime", "cold_items", "domains", "overlap", "split", "protocol",
@@ -84,11 +89,22 @@ def build_document(ctx: ReportContext, verdict: Verdict, figures: Collection[str
     blocks += _failures(ctx)
     blocks += _not_learned(ctx)
     if "training" in figures:
-        blocks += [Heading(2, "Training curves"), FigureRef("training")]
+        blocks += [Heading(2, "Training curves"), FigureRef("training", _training_caption(ctx))]
     blocks += _tuning(ctx, figures)
     blocks += _protocol(ctx)
     blocks += [Heading(2, "Timings and memory"), t.timings_table(ctx)]
     return blocks
+
+
+def _training_caption(ctx: ReportContext) -> str:
+    """Which methods the training-curve figure leaves out, and why."""
+    _, skipped = curve_methods(ctx)
+    text = ("Validation scores on the target, comparable across methods (training losses are not: each "
+            "method has its own loss and scale). Source-pretraining phases validate on held-out source "
+            "interactions and are not drawn.")
+    if skipped:
+        text += f" Not drawn (fitted in one step or trained for one epoch): {', '.join(skipped)}."
+    return text
 
 
 def _data_warnings(dataset: dict) -> list[Block]:
@@ -105,27 +121,37 @@ def _data_warnings(dataset: dict) -> list[Block]:
 
 def _results(ctx: ReportContext, figures: Collection[str]) -> list[Block]:
     ref = ctx.reference or "none"
-    blocks: list[Block] = [
-        Heading(2, "Results"),
+    if max((s.n_done for s in ctx.summaries), default=0) <= 1:
+        spread = "Test metrics of a single seed (no spread to report: run more seeds for one)"
+    else:
+        spread = ("Test metrics, mean ± std over finished seeds (sample std; a method with one finished seed "
+                  "shows its value alone)")
+    blocks: list[Block] = [Heading(2, "Results")]
+    if "primary" in figures:
+        blocks.append(FigureRef("primary", primary_caption(ctx)))
+    blocks += [
         Paragraph(
-            f"Test metrics, mean ± std over finished seeds (sample std; – for a single seed), ranked by "
-            f"{ctx.primary}. Bold: best value of the column. Reference: {ref} (best baseline). "
+            f"{spread}, ranked by {ctx.primary}. Bold: best value of the column. Reference: {ref} (best baseline). "
             + marker_legend()
             + t.higher_better_note(ctx.groups.main)
             + learning_legend(ctx)
         ),
         t.main_table(ctx),
     ]
-    blocks += _figures([f"bar:{m}" for m in ctx.groups.main], figures)
     blocks.append(Heading(3, "Improvement over the reference"))
     if ctx.comparisons:
-        blocks.append(t.improvement_table(ctx))
+        others = sorted({str(m) for _, m in ctx.comparisons} - {ctx.primary})
+        if others and any(m == ctx.primary for _, m in ctx.comparisons):  # the primary first, the rest folded
+            blocks += [t.improvement_table(ctx, [ctx.primary]),
+                       Details(f"Other metrics tested ({', '.join(others)})", [t.improvement_table(ctx, others)])]
+        else:
+            blocks.append(t.improvement_table(ctx))
     else:
         blocks.append(Paragraph("No significance tests were run, so no improvement is marked significant."))
     for evaluator, columns, rows in evaluator_tables(ctx.data):
         blocks += [Heading(3, f"Comparisons: {evaluator}"), t.evaluator_table(columns, rows)]
     if ctx.groups.other_accuracy:
-        blocks += [Heading(3, "Other cut-offs"), t.metric_table(ctx, ctx.groups.other_accuracy)]
+        blocks.append(Details("Other cut-offs", [t.metric_table(ctx, ctx.groups.other_accuracy)]))
     return blocks
 
 
@@ -137,11 +163,10 @@ def _cold_start(ctx: ReportContext, figures: Collection[str]) -> list[Block]:
     if groups.user_groups:
         blocks.append(Paragraph(
             "Target users grouped by their number of target training interactions "
-            f"(fewest first), test {ctx.primary}."
+            f"(fewest first), test {ctx.primary}. " + SLICE_LEGEND
         ))
         if any(ctx.primary in groups.sliced[lb] for lb in groups.user_groups):
             blocks.append(t.user_group_table(ctx, ctx.primary))
-        blocks += _figures(["coldstart"], figures)
         others = sorted({b for lb in groups.user_groups for b in groups.sliced[lb]} - {ctx.primary},
                         key=lambda b: groups.all.index(b) if b in groups.all else len(groups.all))
         if others:
@@ -151,7 +176,7 @@ def _cold_start(ctx: ReportContext, figures: Collection[str]) -> list[Block]:
     if groups.source_groups and any(ctx.primary in groups.sliced[lb] for lb in groups.source_groups):
         blocks += [Heading(3, "By source history"), Paragraph(
             "Target users grouped by the size of their history in the source domain (the same people; "
-            f"0 = none), test {ctx.primary}: who gains from reading the other domain."),
+            f"0 = none), test {ctx.primary}: who gains from reading the other domain. " + SLICE_LEGEND),
             t.user_group_table(ctx, ctx.primary, groups.source_groups)]
     for label in groups.other_slices:
         size = ctx.slice_size(label)
@@ -159,7 +184,8 @@ def _cold_start(ctx: ReportContext, figures: Collection[str]) -> list[Block]:
         blocks.append(Heading(3, f"Slice: {label}"))
         if groups.sliced[label]:
             blocks += [
-                Paragraph(f"Test metrics measured on {label} only{users}; notes say what a method cannot score."),
+                Paragraph(f"Test metrics measured on {label} only{users}; notes say what a method cannot score. "
+                          + SLICE_LEGEND),
                 t.slice_table(ctx, label),
             ]
         else:

@@ -27,6 +27,9 @@ details { margin: 0.6em 0 1em; }
 summary { cursor: pointer; font-weight: 600; }
 p.verdict { font-size: 1.08em; background: #eef5ff; border-left: 4px solid #1f77b4; padding: 0.7em 1em; }
 .figure { margin: 1em 0 1.5em; }
+p.caption { font-size: 0.9em; color: #555; margin: -0.8em 0 1.5em; }
+tr.reference td { background: #fdecea; }
+td.highlight { background: #dbe9f6; }
 """
 
 
@@ -37,12 +40,14 @@ def _esc(text: object) -> str:
 def _table(table: Table) -> str:
     head = "".join(f"<th>{_esc(c)}</th>" for c in table.columns)
     body = []
-    for row in table.rows:
+    for i, row in enumerate(table.rows):
         cells = []
         for cell, num in zip(row, table.numeric):
             text = f"<strong>{_esc(cell.text)}</strong>" if cell.bold and cell.text else _esc(cell.text)
-            cells.append(f'<td class="num">{text}</td>' if num else f"<td>{text}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
+            classes = " ".join(c for c, on in (("num", num), ("highlight", cell.highlight and cell.text)) if on)
+            cells.append(f'<td class="{classes}">{text}</td>' if classes else f"<td>{text}</td>")
+        tr = '<tr class="reference">' if i in table.highlighted else "<tr>"
+        body.append(tr + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
@@ -77,6 +82,8 @@ def render_blocks(blocks: list[Block], figures: dict[str, go.Figure], verdict_he
             out.append("</details>")
         elif isinstance(block, FigureRef) and block.key in figures:
             out.append(figure_html(block.key, figures[block.key]))
+            if block.caption:
+                out.append(f'<p class="caption">{_esc(block.caption)}</p>')
         after_verdict = False
     return out
 

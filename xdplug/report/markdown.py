@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import re
 
-from .blocks import Block, Bullets, Code, Details, FigureRef, Heading, Paragraph, Table
+from .blocks import Block, Bullets, Cell, Code, Details, FigureRef, Heading, Paragraph, Table
 
 # Always special: backslash, backtick, star, pipe, brackets. An underscore only
 # outside a word (GFM ignores intraword "p_holm"); "<" only where it could open a tag.
@@ -24,8 +24,18 @@ def _table(table: Table) -> list[str]:
     out = [line([escape(c) for c in table.columns])]
     out.append(line(["---:" if num else "---" for num in table.numeric]))
     for row in table.rows:
-        out.append(line([f"**{escape(c.text)}**" if c.bold and c.text else escape(c.text) for c in row]))
+        out.append(line([_cell(c) for c in row]))
     return out
+
+
+def _cell(cell: Cell) -> str:
+    """Bold for the column's best, italic for a highlighted cell (both: bold italic)."""
+    text = escape(cell.text)
+    if not cell.text:
+        return text
+    if cell.bold:
+        text = f"**{text}**"
+    return f"*{text}*" if cell.highlight else text
 
 
 def _code(text: str) -> list[str]:

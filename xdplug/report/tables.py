@@ -38,7 +38,7 @@ def fmt_num(value: Any, digits: int = 4) -> str:
 
 
 def fmt_stat(stat: Stat | None, digits: int | None = None) -> str:
-    """``0.2915 ± 0.0031``; a single seed shows ``± –`` (no spread to report).
+    """``0.2915 ± 0.0031``; a single seed shows its value alone (``0.2915``: no spread to report).
 
     Four decimals for rates, fewer for large values (average popularity 206.53).
     """
@@ -46,8 +46,9 @@ def fmt_stat(stat: Stat | None, digits: int | None = None) -> str:
         return DASH
     if digits is None:
         digits = 4 if abs(stat.mean) < 10 else 2 if abs(stat.mean) < 1000 else 0
-    spread = DASH if stat.std is None else f"{stat.std:.{digits}f}"
-    return f"{stat.mean:.{digits}f} ± {spread}"
+    if stat.std is None:
+        return f"{stat.mean:.{digits}f}"
+    return f"{stat.mean:.{digits}f} ± {stat.std:.{digits}f}"
 
 
 def fmt_pct(value: float | None) -> str:
@@ -83,6 +84,21 @@ def fmt_value(value: Any) -> str:
     if isinstance(value, (dict, list, tuple)):
         return json.dumps(value, default=str, sort_keys=True)
     return str(value)
+
+
+def _flat_items(params: dict, prefix: str = ""):
+    for key, value in params.items():
+        if isinstance(value, dict) and value:
+            yield from _flat_items(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def fmt_params(value: Any) -> str:
+    """Parameters a reader can scan: ``model.dim=64, lr=0.001`` (nested mappings dotted), not JSON."""
+    if not isinstance(value, dict):
+        return fmt_value(value)
+    return ", ".join(f"{k}={fmt_value(v)}" for k, v in _flat_items(value)) or DASH
 
 
 def fmt_seconds(value: Any) -> str:
@@ -140,27 +156,43 @@ def main_table(ctx: ReportContext) -> Table:
     return Table(columns, rows, numeric)
 
 
-def metric_table(ctx: ReportContext, metrics: list[str], only_with_values: bool = True, notes: bool = False) -> Table:
-    """Mean ± std of ``metrics`` per method, best value per column bold."""
+def metric_table(ctx: ReportContext, metrics: list[str], only_with_values: bool = True, notes: bool = False,
+                 highlight: bool = False) -> Table:
+    """Mean ± std of ``metrics`` per method, best value per column bold; ``highlight`` also marks the
+    reference's row and each column's best strategy (the two a reader compares in a slice)."""
     best = ctx.best_values(metrics)
+    best_strategy = best_strategy_values(ctx, metrics) if highlight else {}
     columns = ["Method", "Kind", *metrics] + (["Note"] if notes else [])
-    rows = []
+    rows, highlighted = [], []
     for s in ctx.summaries:
         if only_with_values and not any(m in s.test for m in metrics):
             continue
+        if highlight and s.method == ctx.reference:
+            highlighted.append(len(rows))
         row = [Cell(s.method), Cell(kind_cell(ctx, s))]
-        row += [Cell(fmt_stat(s.test.get(m)), _is_best(s.mean(m), best.get(m))) for m in metrics]
+        row += [Cell(fmt_stat(s.test.get(m)), _is_best(s.mean(m), best.get(m)),
+                     s.kind == "strategy" and _is_best(s.mean(m), best_strategy.get(m))) for m in metrics]
         if notes:
             row.append(Cell("; ".join(s.notes)))
         rows.append(row)
     numeric = [False, False] + [True] * len(metrics) + ([False] if notes else [])
-    return Table(columns, rows, numeric)
+    return Table(columns, rows, numeric, highlighted)
+
+
+def best_strategy_values(ctx: ReportContext, metrics: list[str]) -> dict[str, float]:
+    """The best strategy's mean per metric (max, or min where smaller is better)."""
+    out: dict[str, float] = {}
+    for m in metrics:
+        values = [v for s in ctx.summaries if s.kind == "strategy" and (v := s.mean(m)) is not None]
+        if values:
+            out[m] = max(values) if higher_is_better(m) else min(values)
+    return out
 
 
 def user_group_table(ctx: ReportContext, base: str, groups: list[str] | None = None) -> Table:
     """One metric per user group (columns ordered by training-interaction count, or ``groups``)."""
     labels = [lb for lb in (ctx.groups.user_groups if groups is None else groups) if base in ctx.groups.sliced[lb]]
-    table = metric_table(ctx, [f"{base}|{lb}" for lb in labels])
+    table = metric_table(ctx, [f"{base}|{lb}" for lb in labels], highlight=True)
     table.columns = ["Method", "Kind", *(slice_header(ctx, lb) for lb in labels)]
     return table
 
@@ -174,13 +206,14 @@ def slice_header(ctx: ReportContext, label: str) -> str:
 def slice_table(ctx: ReportContext, label: str) -> Table:
     """Every metric measured on one slice (e.g. cold items), with each method's notes."""
     bases = ctx.groups.sliced[label]
-    table = metric_table(ctx, [f"{b}|{label}" for b in bases], notes=True)
+    table = metric_table(ctx, [f"{b}|{label}" for b in bases], notes=True, highlight=True)
     table.columns = ["Method", "Kind", *bases, "Note"]
     return table
 
 
-def improvement_table(ctx: ReportContext) -> Table:
-    """Every comparison row: improvement over the reference and both paired tests."""
+def improvement_table(ctx: ReportContext, metrics: list[str] | None = None) -> Table:
+    """Every comparison row (of ``metrics`` only, where given): improvement over the reference and both
+    paired tests."""
     columns = [
         "Method", "Metric", "Mean", "Reference mean", "Improvement", "Marker", "t", "p t-test (Holm)",
         "p Wilcoxon (Holm)", "Effect size", "Users", "Seeds", "Significant",
@@ -188,7 +221,7 @@ def improvement_table(ctx: ReportContext) -> Table:
     rank = {s.method: i for i, s in enumerate(ctx.summaries)}
     metric_rank = {m: i for i, m in enumerate(ctx.groups.all)}
     comps = sorted(
-        ctx.comparisons.values(),
+        (c for c in ctx.comparisons.values() if metrics is None or str(c.get("metric")) in metrics),
         key=lambda c: (rank.get(str(c.get("method")), len(rank)), metric_rank.get(str(c.get("metric")), len(metric_rank))),
     )
     rows = []
@@ -310,16 +343,16 @@ def methods_table(ctx: ReportContext) -> Table:
     rows = []
     for s in ctx.summaries:
         spec = next((r.get("spec") for r in s.runs if r.get("spec")), None) or {}
-        parts = {k: v for k, v in spec.items() if k != "params"}
+        parts = {k: v for k, v in spec.items() if k not in ("params", "name")}
         components = " + ".join(f"{k}={v}" for k, v in parts.items()) or DASH
-        rows.append([Cell(s.method), Cell(s.kind), Cell(components), Cell(fmt_value(spec.get("params") or {}))])
+        rows.append([Cell(s.method), Cell(s.kind), Cell(components), Cell(fmt_params(spec.get("params") or {}))])
     return Table(["Method", "Kind", "Components", "Parameters"], rows)
 
 
 def tuning_table(method: str, tuning: dict) -> Table:
     """Every trial of one method's hyper-parameter search."""
     rows = [
-        [Cell(str(t.get("number"))), Cell(fmt_num(t.get("value"))), Cell(fmt_value(t.get("params")))]
+        [Cell(str(t.get("number"))), Cell(fmt_num(t.get("value"))), Cell(fmt_params(t.get("params")))]
         for t in tuning.get("trials") or []
     ]
     return Table(["Trial", "Value", "Parameters"], rows, [True, True, False])
@@ -354,7 +387,7 @@ def tuning_summary_table(ctx: ReportContext) -> Table:
         best = (max(values) if maximize else min(values)) if values else None
         rows.append([
             Cell(str(method)), Cell(fmt_value(t.get("budget"))), Cell(str(len(t.get("trials") or []))),
-            Cell(fmt_num(best)), Cell(convergence(t)), Cell(fmt_value(t.get("chosen"))),
+            Cell(fmt_num(best)), Cell(convergence(t)), Cell(fmt_params(t.get("chosen"))),
         ])
     return Table(["Method", "Budget", "Trials", "Best value", "Search", "Chosen"], rows,
                  [False, True, True, True, False, False])
