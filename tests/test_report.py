@@ -429,8 +429,11 @@ def test_training_curves_draw_validation_of_trained_methods_only(tmp_path):
     for run in data["runs"]:
         if run["method"] == "EASE":  # a closed-form fit: one point at epoch 0
             run["curves"] = [{"phase": "train", "epoch": 0, "loss": 0.0, "valid": 0.28, "best": True}]
+        if run["method"] == "bert+mean+frozen":  # a source warm-up, tagged as the session tags it
+            run["curves"] = [{"phase": "warmup", "epoch": e, "loss": 1.0, "valid": 0.5, "validated_on": "source"}
+                             for e in range(3)]
     fig = _figures(data)["training"]
-    assert [t.name for t in fig.data] == ["bert+gate+finetune"]  # EASE left out, source phase not drawn
+    assert [t.name for t in fig.data] == ["bert+gate+finetune"]  # EASE left out, source phases not drawn
     assert list(fig.data[0].y) == [0.25, 0.28]  # validation scores, not losses
     assert "Validation ndcg@10 by epoch" in fig.layout.title.text
     assert fig.layout.legend.orientation == "h"  # below the plot, not a scroll box beside it

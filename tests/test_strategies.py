@@ -67,6 +67,9 @@ def test_every_adaptation_trains_and_scores(adaptation, registry, data, tmp_path
     cls = registry.get("adaptation", adaptation)
     assert ("source" in phases or "joint" in phases) == cls.uses_source
     assert ctx.curves, "every phase records its training curve"
+    # each point says which split validated it: the report draws only the target's
+    on = {p["phase"]: p["validate_on"] for p in scorer.session.phases}
+    assert all(point["validated_on"] == on[point["phase"]] for point in ctx.curves)
 
 
 def test_text_strategy_beats_random_on_fixture(registry, data, tmp_path):

@@ -110,8 +110,11 @@ class TrainingSession:
         cfg["weight_decay"] = self.options["weight_decay"]
         params = [p for p in (parameters if parameters is not None else model.parameters()) if p.requires_grad]
         self.ctx.log(f"phase {phase}: {len(loader)} batches/epoch, validating on {validate_on}")
+        start = len(self.ctx.curves)
         trainer = fit_recbole(self.ctx, self.config, model, loader, lambda: self.validate(validate_on),
                               phase=phase, params=params)
+        for point in self.ctx.curves[start:]:  # the report draws only target-validated curves
+            point["validated_on"] = validate_on
         model.extra_losses = []
         record = {"phase": phase, "domains": list(domains), "best_epoch": trainer.best_epoch,
                   "best_valid": float(trainer.best_valid_score), "validate_on": validate_on}
