@@ -131,6 +131,18 @@ def test_full_cache_hit_does_not_load_the_model():
     assert e.last_stats["encoded"] == 0 and e._model is None
 
 
+def test_loading_the_model_prints_no_transformers_progress_bar(capfd):
+    """transformers' "Loading weights" bar would mix into the run's progress bar; its settings come back."""
+    from transformers.utils import logging as hf_logging
+
+    bert_mod.clear_loaded_models()
+    bar, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    enc().encode(MOVIES[:2])
+    out, err = capfd.readouterr()
+    assert "Loading weights" not in out + err and "it/s" not in err
+    assert (hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()) == (bar, verbosity)
+
+
 @pytest.mark.parametrize("change", [{"max_length": 16}, {"pooling": "cls"}])
 def test_other_max_length_or_pooling_misses_the_cache(change):
     enc().encode(MOVIES[:3])

