@@ -16,10 +16,13 @@ which entities the domains share and how they match::
           item_fields: {title: book_title, genres: shelves}
         target:
           dir: data/movies              # movies.inter (+ movies.item), RecBole atomic files
-          item_fields: {title: movie_title, year: release_year, genres: class}
+          item_fields:
+            title: movie_title
+            year: release_year
+            genres: {column: class, split: " ", join: ", "}   # "Action Comedy" -> "Action, Comedy"
         align_users: id                 # id: the same user ID is the same person; none
         align_items: none               # id: same item ID; key: same normalised item_key; none
-        item_key: title                 # the item field compared when align_items: key
+        item_key: title                 # the item field(s) compared when align_items: key ([title, year])
 
 Everything is validated when the recipe is built (the structure of the params,
 that every file exists and has the mapped columns) and when it is loaded
@@ -40,8 +43,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from xdplug.api import (read_table, sniff_separator, ConfigError, DataError, DatasetRecipe, normalise_key, RawDomain, RawDomains,
-                        read_atomic, refuse_nonfinite)
+from xdplug.api import (read_table, sniff_separator, ConfigError, DataError, DatasetRecipe, normalise_key, Option,
+                        RawDomain, RawDomains, read_atomic, refuse_nonfinite)
 
 #: interaction roles and the column each role is read from unless ``columns`` says otherwise
 CSV_COLUMNS = {"user": "user", "item": "item", "rating": "rating", "timestamp": "timestamp"}
@@ -51,6 +54,65 @@ DOMAIN_KEYS = ("name", "dir", "interactions", "items", "columns", "item_fields",
 ALIGN_USERS = ("id", "none")
 ALIGN_ITEMS = ("id", "key", "none")
 PARQUET = (".parquet", ".pq")
+#: the keys of an item field given as a mapping: {column: genre, split: "|", join: ", "}
+FIELD_KEYS = ("column", "split", "join")
+DEFAULT_JOIN = ", "
+
+
+def field_spec(value, path: str) -> dict:
+    """An ``item_fields`` entry, checked: a column name, or ``{column, split, join}`` (values split on
+    ``split``, stripped, empty parts dropped, joined with ``join``, default ``", "``)."""
+    if isinstance(value, str):
+        return {"column": value, "split": None, "join": DEFAULT_JOIN}
+    if not isinstance(value, dict):
+        raise ConfigError(path, f"expected a column name or a mapping {{column, split, join}}, got {value!r}")
+    for key in value:
+        if key not in FIELD_KEYS:
+            raise ConfigError(f"{path}.{key}", "unknown key; allowed here: " + ", ".join(FIELD_KEYS))
+    if not isinstance(value.get("column"), str):
+        raise ConfigError(f"{path}.column", f"expected the item table's column name, got {value.get('column')!r}")
+    for key in ("split", "join"):
+        if key in value and not (isinstance(value[key], str) and (value[key] or key == "join")):
+            raise ConfigError(f"{path}.{key}", f"expected a non-empty separator string, got {value[key]!r}"
+                              if key == "split" else f"expected a string, got {value[key]!r}")
+    if "join" in value and "split" not in value:
+        raise ConfigError(f"{path}.join", "join needs split: the separator the values are split on")
+    return {"column": value["column"], "split": value.get("split"), "join": value.get("join", DEFAULT_JOIN)}
+
+
+def normalise_field(values: pd.Series, split: str | None, join: str) -> pd.Series:
+    """Values split on ``split`` and joined with ``join`` ("Action|Comedy" -> "Action, Comedy")."""
+    if split is None:
+        return values
+
+    def one(value):
+        if value is None or (isinstance(value, float) and pd.isna(value)):
+            return value
+        return join.join(part.strip() for part in str(value).split(split) if part.strip())
+
+    return values.map(one)
+
+
+def key_fields(item_key) -> list[str]:
+    """``item_key`` as a list of field names (one field, or several combined into one key)."""
+    return [item_key] if isinstance(item_key, str) else list(item_key)
+
+
+def combined_key_column(fields: list[str]) -> str:
+    """The item-table column holding a key combined from several fields (``title+year``)."""
+    return "+".join(fields)
+
+
+def combined_keys(items: pd.DataFrame, fields: list[str]) -> pd.Series:
+    """Each field normalised, joined by spaces; no key (None) where any field has no value."""
+    def part(value) -> str:
+        if value is None or (isinstance(value, float) and pd.isna(value)):
+            return ""
+        return normalise_key(value)
+
+    parts = pd.DataFrame({f: items[f].map(part) for f in fields}, index=items.index)
+    joined = parts.apply(lambda row: " ".join(row), axis=1) if len(parts) else pd.Series([], dtype=object)
+    return joined.where((parts != "").all(axis=1), None)
 
 
 def _cwd_hint(path: Path) -> str:
@@ -76,8 +138,9 @@ class DomainSpec:
                 raise ConfigError(f"{path}.{key}", f"expected str, got {spec[key]!r}")
         for key in ("columns", "item_fields"):
             value = spec.get(key, {})
-            if not isinstance(value, dict) or not all(isinstance(v, str) and isinstance(k, str)
-                                                      for k, v in value.items()):
+            if not isinstance(value, dict) or not all(
+                    isinstance(k, str) and (isinstance(v, str) or key == "item_fields" and isinstance(v, dict))
+                    for k, v in value.items()):
                 raise ConfigError(f"{path}.{key}", f"expected a mapping of names to column names, got {value!r}")
         if "implicit" in spec and not isinstance(spec["implicit"], bool):
             raise ConfigError(f"{path}.implicit", f"expected true or false, got {spec['implicit']!r}")
@@ -94,7 +157,10 @@ class DomainSpec:
                                     "interactions: (a CSV, TSV or Parquet file)")
         self.implicit = bool(spec.get("implicit", False))
         self.sep = spec.get("sep")
-        self.item_fields = dict(spec.get("item_fields", {}))
+        #: template field -> {column, split, join}
+        self.field_specs = {field: field_spec(value, f"{path}.item_fields.{field}")
+                            for field, value in spec.get("item_fields", {}).items()}
+        self.item_fields = {field: f["column"] for field, f in self.field_specs.items()}
         if "dir" in spec:
             folder = Path(spec["dir"]).expanduser()
             if not folder.is_dir():
@@ -250,8 +316,8 @@ class DomainSpec:
                 row = int(np.flatnonzero(ids.isna().to_numpy())[0])
                 raise DataError(f"empty item ID in row {row + 1}", str(self.items_path), self.item_id_column)
             items = table.drop(columns=[self.item_id_column]).copy()
-            for field, column in self.item_fields.items():
-                items[field] = table[column]
+            for field, f in self.field_specs.items():
+                items[field] = normalise_field(table[f["column"]], f["split"], f["join"])
             # repeated item IDs stay: the engine's preparation drops exact repeats and warns
             # about conflicting ones (xdplug.data.raw.dedupe_items), the same for every recipe
             items.insert(0, "item", ids.astype(str).str.strip())
@@ -261,7 +327,10 @@ class DomainSpec:
 class FilesRecipe(DatasetRecipe):
     name = "files"
     description = "Your own two domains: RecBole atomic files or CSV/TSV/Parquet tables with a column mapping"
-    defaults = {"source": {}, "target": {}, "align_users": "none", "align_items": "none", "item_key": "title"}
+    defaults = {"source": {}, "target": {}, "align_users": "none", "align_items": "none",
+                "item_key": Option("title", type=(str, list, tuple), item_type=str,
+                                   help="the item field compared when align_items: key (any field of both item "
+                                        "tables, `item` for the item ID), or a list of fields combined into one key")}
 
     def __init__(self, params: dict | None = None, path: str | None = None):
         self._path = path or "dataset.params"
@@ -270,8 +339,10 @@ class FilesRecipe(DatasetRecipe):
         for key, allowed in (("align_users", ALIGN_USERS), ("align_items", ALIGN_ITEMS)):
             if p[key] not in allowed:
                 raise ConfigError(f"{self._path}.{key}", f"expected one of {', '.join(allowed)}, got {p[key]!r}")
-        if not p["item_key"].isidentifier():
-            raise ConfigError(f"{self._path}.item_key", f"expected an item field name like title, got {p['item_key']!r}")
+        fields = key_fields(p["item_key"])
+        if not fields or any(not f.strip() for f in fields) or len(set(fields)) < len(fields):
+            raise ConfigError(f"{self._path}.item_key", "expected an item field name like title, or a list of "
+                                                        f"distinct field names like [title, year], got {p['item_key']!r}")
         self.domains: dict[str, DomainSpec] = {}
         if not p["source"] and not p["target"]:
             return  # listed by `xdplug datasets`; a config must name both domains (checked in load)
@@ -307,31 +378,36 @@ class FilesRecipe(DatasetRecipe):
                 f"the domains share no item ID (source items look like {source.inter['item'].iloc[0]!r}, "
                 f"target items like {target.inter['item'].iloc[0]!r}), but {self._path}.align_items is 'id'; "
                 "use align_items: key to match items by a field, or none", origin_of(source, target), "align_items")
+        wanted = key_fields(p["item_key"])
+        key_field = wanted[0] if len(wanted) == 1 else combined_key_column(wanted)
+        shown = key_field if len(wanted) == 1 else " + ".join(wanted)
         if align_items == "key":
-            field = p["item_key"]
             keys = {}
             for role, domain, spec in (("source", source, self.domains["source"]),
                                        ("target", target, self.domains["target"])):
                 if spec.items_path is None:
-                    raise DataError(f"align_items: key compares the item field {field!r}, but the {role} domain "
+                    raise DataError(f"align_items: key compares the item field {shown!r}, but the {role} domain "
                                     "has no item table (items:)", str(spec.inter_path), "items")
-                if field not in domain.items.columns:
-                    raise DataError(f"missing item field {field!r} ({self._path}.item_key, align_items: key); "
-                                    f"map it with {self._path}.{role}.item_fields.{field}; found "
-                                    f"{[c for c in domain.items.columns if c != 'item']}",
-                                    str(spec.items_path), field)
-                values = domain.items[field].dropna().map(normalise_key)
+                for field in wanted:
+                    if field not in domain.items.columns:
+                        raise DataError(f"missing item field {field!r} ({self._path}.item_key, align_items: key); "
+                                        f"map it with {self._path}.{role}.item_fields.{field}; found "
+                                        f"{[c for c in domain.items.columns if c != 'item']}",
+                                        str(spec.items_path), field)
+                if len(wanted) > 1:  # one key from several fields: the engine compares one column
+                    domain.items[key_field] = combined_keys(domain.items, wanted)
+                values = domain.items[key_field].dropna().map(normalise_key)
                 keys[role] = set(values[values != ""])
             if not keys["source"] & keys["target"]:
-                raise DataError(f"no item of the source has the same normalised {field!r} as an item of the "
+                raise DataError(f"no item of the source has the same normalised {shown!r} as an item of the "
                                 f"target, but {self._path}.align_items is 'key'; set align_items: none "
-                                "if the domains share no items", str(self.domains["target"].items_path), field)
+                                "if the domains share no items", str(self.domains["target"].items_path), key_field)
         fields = {}
         for domain in (source, target):
-            fields.update({c: c for c in domain.items.columns if c != "item"})
+            fields.update({c: c for c in domain.items.columns if c != "item" and (c != key_field or c in wanted)})
         return RawDomains(
             source=source, target=target, align_users=align_users, align_items=align_items,
-            item_key_field=p["item_key"], text_fields=fields,
+            item_key_field=key_field, text_fields=fields,
             description=(f"your files: {source.name} ({source.origin}) -> {target.name} ({target.origin}); "
                          f"users aligned by {p['align_users']}, items by {p['align_items']}"),
         )

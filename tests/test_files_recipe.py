@@ -356,3 +356,93 @@ def test_resuming_on_edited_files_is_refused(tmp_path, good, capsys):
     err = capsys.readouterr().err
     assert "the dataset changed since the finished runs" in err and "dataset.params files" in err
     assert main(["run", str(config), "--quiet", "--force"]) == 0
+
+
+# -- item keys from any field or several; a field normalised for the text --------------------
+
+def _key_domains(tmp_path, raw, year_column="year"):
+    """Disjoint IDs; shared titles, one of them a remake (same title, another year) in the target."""
+    target = raw.target
+    items = target.items.copy()
+    items.loc[items["item"] == "shared1", "year"] = "2011"  # the remake
+    remake = type(target)(target.name, target.inter, items, target.origin)
+    s_ratings, s_items = write_csv(tmp_path / "s", raw.source, user_prefix="s", item_prefix="book-")
+    t_ratings, t_items = write_csv(tmp_path / "t", remake, user_prefix="t", item_prefix="film-")
+    for file in (s_items, t_items):
+        pd.read_csv(file, dtype=str).rename(columns={"year": year_column}).to_csv(file, index=False)
+    return {"source": csv_domain(s_ratings, s_items), "target": csv_domain(t_ratings, t_items),
+            "align_users": "none", "align_items": "key"}
+
+
+def _target_keys(params):
+    from xdplug.data.prepare import _item_keys
+
+    raw_domains = FilesRecipe(params).load("unused")
+    return raw_domains, _item_keys(raw_domains, raw_domains.target, "target", "key")
+
+
+def test_item_key_combines_fields(tmp_path, raw):
+    params = _key_domains(tmp_path, raw, year_column="Release Year")  # any column name, not only identifiers
+    _, by_title = _target_keys({**params, "item_key": "title"})
+    raw_domains, by_both = _target_keys({**params, "item_key": ["title", "Release Year"]})
+    assert raw_domains.item_key_field == "title+Release Year"
+    assert by_title["film-shared1"] == "k:romantic comedy story 1"  # the remake merges with the original
+    assert by_both["film-shared0"] == "k:space adventure story 0 1980"
+    assert by_both["film-shared1"] == "k:romantic comedy story 1 2011"  # no longer the source's 1987 film
+    from xdplug.data.prepare import _item_keys
+
+    assert _item_keys(raw_domains, raw_domains.source, "source", "key")["book-shared1"] == \
+        "k:romantic comedy story 1 1987"
+    # the combined column is a key, not a text field
+    assert "title+Release Year" not in raw_domains.text_fields and "title" in raw_domains.text_fields
+    by_title_overlap = prepared({**params, "item_key": "title"}).summary["overlap"]["items"]
+    assert 0 < prepared({**params, "item_key": ["title", "Release Year"]}).summary["overlap"]["items"] < by_title_overlap
+    check_dataset(FilesRecipe, {**params, "item_key": ["title", "Release Year"]})
+
+
+def test_item_key_on_the_item_id_and_errors(tmp_path, raw):
+    params = _key_domains(tmp_path, raw)
+    ids = {**params, "source": {**params["source"], "interactions": params["target"]["interactions"],
+                                "items": params["target"]["items"]}}
+    _, keys = _target_keys({**ids, "item_key": "item"})  # `item`: the item ID itself, normalised
+    assert keys["film-shared0"] == "k:film shared0"
+    with pytest.raises(ConfigError, match=r"dataset\.params\.item_key: expected a string or a list of strings"):
+        load_config(data={"dataset": {"recipe": "files", "params": {**params, "item_key": 3}},
+                          "baselines": [{"baseline": "Pop"}]}, registry=_registry())
+    for bad in ([], ["title", "title"], ["title", " "]):
+        with pytest.raises(ConfigError, match=r"dataset\.params\.item_key: expected an item field name"):
+            FilesRecipe({**params, "item_key": bad})
+    with pytest.raises(DataError, match=r"missing item field 'edition' \(dataset\.params\.item_key"):
+        FilesRecipe({**params, "item_key": ["title", "edition"]}).load("unused")
+
+
+def test_item_field_split_and_join(tmp_path, raw):
+    # the same genres written "a|b" in the source and "a b" (a RecBole token_seq) in the target
+    s_ratings, s_items = write_csv(tmp_path / "s", raw.source)
+    table = pd.read_csv(s_items, dtype=str)
+    table["genres"] = table["genres"].str.replace(" ", "|")
+    table.to_csv(s_items, index=False)
+    write_atomic(tmp_path / "movies", raw.target)
+    source = csv_domain(s_ratings, s_items)
+    source["item_fields"] = {"title": "name", "genres": {"column": "genres", "split": "|"}}
+    target = {"dir": str(tmp_path / "movies"),
+              "item_fields": {**ATOMIC_MAP["item_fields"], "genres": {"column": "class", "split": " ", "join": ", "}}}
+    params = {"source": source, "target": target, "align_users": "id", "align_items": "none"}
+    domains = FilesRecipe(params).load("unused")
+    s_genres = dict(zip(domains.source.items["item"], domains.source.items["genres"]))
+    t_genres = dict(zip(domains.target.items["item"], domains.target.items["genres"]))
+    assert s_genres["shared0"] == t_genres["shared0"] == "space, adventure"
+    data = prepared(params)
+    assert any("Genres: space, adventure." in t for t in data.target_item_texts())
+    check_dataset(FilesRecipe, params)
+    # errors name the key
+    for spec, match in (({"column": "class", "splt": " "}, r"item_fields\.genres\.splt: unknown key"),
+                        ({"split": " "}, r"item_fields\.genres\.column: expected the item table's column"),
+                        ({"column": "class", "split": ""}, r"item_fields\.genres\.split: expected a non-empty"),
+                        ({"column": "class", "join": "/"}, r"item_fields\.genres\.join: join needs split"),
+                        (["class"], r"item_fields: expected a mapping of names to column names")):
+        bad = {**target, "item_fields": {**ATOMIC_MAP["item_fields"], "genres": spec}}
+        with pytest.raises(ConfigError, match=r"dataset\.params\.target\." + match):
+            FilesRecipe({**params, "target": bad})
+    with pytest.raises(DataError, match=r"missing column 'kind' \(dataset\.params\.target\.item_fields\.genres\)"):
+        FilesRecipe({**params, "target": {**target, "item_fields": {"genres": {"column": "kind", "split": " "}}}})

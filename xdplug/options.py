@@ -100,6 +100,9 @@ class Option:
                 return text
             if self.is_list and self.item_type is not None:
                 text = f"a list of {text.replace('an integer', 'integers').replace('a number', 'numbers')}"
+                text = text.replace("a list of a string", "a list of strings")
+                if str in self.types():  # a single value or a list of them (e.g. files' item_key)
+                    text = f"{self.describe(element=True)} or {text}"
         return text + (" (or null)" if self.nullable else "")
 
     def check(self, value: Any, path: str, source: str | None = None) -> Any:
@@ -121,7 +124,7 @@ class Option:
             bad()
         if not isinstance(value, types):
             bad()
-        if self.is_list:
+        if self.is_list and isinstance(value, (list, tuple)):  # an option may take a str or a list of them
             if self.item_type is not None:
                 for i, item in enumerate(value):
                     self._check_scalar(item, self.item_types(), f"{path}[{i}]", source, value)

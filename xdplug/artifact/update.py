@@ -69,6 +69,26 @@ def read_new_interactions(file: str | Path, min_rating: float):
     return df.loc[keep, ["user", "item"]].drop_duplicates().reset_index(drop=True), int((~keep).sum())
 
 
+def prepared_item_key(item: str, align: dict, row: dict) -> str:
+    """The prepared key of a target item (its ``--items`` row: ``row``), by the rule the preparation used."""
+    mode = align.get("items")
+    if mode == "id":
+        return item
+    if mode != "key":
+        return f"t:{item}"
+    field = align.get("item_key") or "title"
+    if field == "item":
+        value = item
+    elif field in row or "+" not in field:
+        value = row.get(field)
+    else:  # a key combined from fields (the files recipe's item_key: [title, year]): each field
+        # normalised, joined by a space; no key where one of them has no value
+        parts = [normalise_key(row[f]) if row.get(f) and row[f] != "nan" else "" for f in field.split("+")]
+        value = " ".join(parts) if all(parts) else ""
+    value = normalise_key(value) if value else ""
+    return f"k:{value}" if value else f"t:{item}"
+
+
 def _holdout(pairs: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
     """Boolean mask: ``fraction`` of each user's new pairs (users with two or more keep one for training)."""
     held = np.zeros(len(pairs), dtype=bool)
@@ -181,16 +201,7 @@ def update_artifact(path: str | Path, interactions: str | Path, items: str | Pat
     new_users, new_items, new_rows = [], [], []
 
     def item_key(item: str) -> str:
-        """The prepared key of a target item, by the rule the preparation used."""
-        mode = align.get("items")
-        if mode == "id":
-            return item
-        if mode == "key":
-            field = align.get("item_key") or "title"
-            value = item if field == "item" else (fields.get(item) or {}).get(field)
-            value = normalise_key(value) if value else ""
-            return f"k:{value}" if value else f"t:{item}"
-        return f"t:{item}"
+        return prepared_item_key(item, align, fields.get(item) or {})
 
     u_idx = []
     for user in new["user"]:
