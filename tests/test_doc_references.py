@@ -28,3 +28,11 @@ def test_protocol_doc_holds_what_the_code_cites():
     for fact in ("## 1. The data", "## 2. The comparison", "min_rating", "min_user_inter", "min_item_inter",
                  "paired per-user", "Holm-Bonferroni", "Wilcoxon", "best baseline"):
         assert fact in text, fact
+
+
+def test_configuration_doc_says_how_pooling_works():
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    section = text.split("### Pooling")[1].split("\n## ")[0]
+    for fact in ("extra item columns", "one row", "one column", "shared item or of a shared user",
+                 "source_weight", "leakage guard", "recbole_data(pooled=True)"):
+        assert fact in section, fact
