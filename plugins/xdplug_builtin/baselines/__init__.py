@@ -12,10 +12,13 @@ def register_baselines(register):
     from .recbole_models import recbole_baselines
     from .rp3beta import RP3beta
     from .sansa import SANSA
+    from .textcf import TextCF, TextGCN
 
     for cls in recbole_baselines():
         register(cls)
     register(TextKNN)
     register(SourcePop)
+    register(TextCF)
+    register(TextGCN)
     for cls in (RP3beta, IALS, GFCF, SANSA):
         register(cls)
