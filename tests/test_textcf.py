@@ -113,3 +113,12 @@ def test_text_gcn_equals_dense_propagation(plugin_manager, synthetic_data, fit_c
     expected = total[:n_u] @ total[n_u:].T
     got = scorer.score(torch.arange(n_u)).cpu().numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_text_baselines_pass_the_baseline_contract(plugin_manager, synthetic_data, tmp_path):
+    from xdplug.testing import check_baseline
+
+    for name in ("text-cf", "text-gcn"):
+        scorer = check_baseline(plugin_manager.registry.get("baseline", name), data=synthetic_data,
+                                workdir=tmp_path / name)
+        assert scorer.score(torch.arange(3)).shape == (3, synthetic_data.n_target_items)
