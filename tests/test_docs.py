@@ -129,6 +129,15 @@ def test_run_finished_example_runs(doc_plugin, plugin_manager, tmp_path, monkeyp
     assert json.loads(log.read_text()) == {"run_id": "r1", "method": "Pop", "seed": 1, "status": "done"}
 
 
+def test_report_written_example_runs(doc_plugin, plugin_manager, tmp_path, monkeypatch):
+    doc_plugin("report_written")
+    report = tmp_path / "report.md"
+    report.write_text("# a report\n")
+    monkeypatch.setenv("DOC_REPORT_COPIES", str(tmp_path / "copies"))
+    plugin_manager.notify_report_written({"markdown": report}, {"name": "doc"})
+    assert (tmp_path / "copies" / "doc" / "report.md").read_text() == "# a report\n"
+
+
 # -- config keys ------------------------------------------------------------------------
 
 def schema_keys() -> list[tuple[str, object, object]]:

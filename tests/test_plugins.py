@@ -416,6 +416,41 @@ def test_hook_run_finished(register_plugin, plugin_manager):
     assert rows_by_name(plugin_manager)["tracker"]["hooks"] == ["run_finished"]
 
 
+def test_hook_report_written(register_plugin, plugin_manager, caplog):
+    seen = []
+
+    class Uploader:
+        @hookimpl
+        def report_written(self, paths, config):
+            seen.append((paths["json"], config["name"]))
+
+    class Exploding:
+        @hookimpl
+        def report_written(self):
+            raise RuntimeError("upload failed")
+
+    register_plugin(Exploding(), name="exploding")
+    register_plugin(Uploader(), name="uploader")
+    with caplog.at_level(logging.WARNING, logger="xdplug.plugins"):
+        plugin_manager.notify_report_written({"json": "report.json"}, {"name": "quick"})
+    assert seen == [("report.json", "quick")]
+    assert "'exploding' report_written hook failed: upload failed" in caplog.text
+    assert rows_by_name(plugin_manager)["uploader"]["hooks"] == ["report_written"]
+
+
+def test_run_finished_passes_the_config_to_an_implementation_that_takes_it(register_plugin, plugin_manager):
+    seen = []
+
+    class Tracker:
+        @hookimpl
+        def run_finished(self, record, config):
+            seen.append((record["run_id"], config["name"]))
+
+    register_plugin(Tracker(), name="tracker")
+    plugin_manager.notify_run_finished(RECORD, {"name": "quick"})
+    assert seen == [("abc", "quick")]
+
+
 def test_plugin_hooks_have_tests():
     """datasette's rule: every hook in the spec has a ``test_hook_<name>`` here."""
     manager = make_plugin_manager(load_entrypoints=False)

@@ -19,12 +19,14 @@ Groups:
 * data: raw domains for dataset recipes, the table reader, text keys, the text
   embedding cache, the place for downloads;
 * export: :func:`load_state` for ``Baseline.restore`` (``export = "state"``).
+* identity: :func:`config_hash`, the hash each run record carries (``record["config_hash"]``).
 """
 
 from __future__ import annotations
 
 from .components import (Adaptation, Baseline, Component, DatasetRecipe, Encoder, Evaluator, Fusion,
                          declared_options, resolve_params)
+from .config import config_hash
 from .context import FitContext
 from .data.catalog import ItemCatalog
 from .data.crossdomain import CrossDomainData
@@ -62,4 +64,6 @@ __all__ = [
     "normalise_key", "ItemCatalog", "CrossDomainData", "downloads_dir", "TextEmbeddingCache", "text_key",
     # export
     "load_state",
+    # identity (trackers: the config hash a run record carries)
+    "config_hash",
 ]

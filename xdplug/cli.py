@@ -135,8 +135,10 @@ def cmd_report(args) -> int:
     if not path.is_file():
         raise XdplugError(f"no run store at {path}; run `xdplug run {args.config}` first")
     store = RunStore(path)
-    paths = build_report(config, store, _plugins().registry)
+    plugins = _plugins()
+    paths = build_report(config, store, plugins.registry)
     store.close()
+    plugins.notify_report_written(paths, config)
     for kind, p in paths.items():
         print(f"{kind}: {p}")
     return 0

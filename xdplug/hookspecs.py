@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Callable
 import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover - imports for type checkers only
+    from pathlib import Path
+
     from .components import Adaptation, Baseline, DatasetRecipe, Encoder, Evaluator, Fusion
 
 hookspec = pluggy.HookspecMarker("xdplug")
@@ -106,12 +108,27 @@ def register_datasets(register: Callable[[type[DatasetRecipe]], type[DatasetReci
 
 
 @hookspec
-def run_finished(record: dict) -> None:
+def run_finished(record: dict, config: dict) -> None:
     """React to one finished benchmark run (for example, send it to a tracker).
 
     :param record: the run as stored: a ``dict`` with ``run_id``, ``method``,
         ``seed``, ``status`` (``"done"``, ``"failed"`` or ``"not_applicable"``), ``metrics`` and ``error``.
+    :param config: the benchmark's validated config (read-only): its ``name``, ``dataset``, ...
 
     .. note:: Called in the driver process after the run store holds the record.
        An exception here is logged as a warning and never fails the run.
+    """
+
+
+@hookspec
+def report_written(paths: dict[str, Path], config: dict) -> None:
+    """React to a written report (for example, upload its files to a tracker).
+
+    :param paths: report file kind -> path: ``markdown``, ``html``, ``results``, ``summary``,
+        ``json`` and ``per_user``.
+    :param config: the validated config the report is of (read-only).
+
+    .. note:: Called in the driver process once every report file is written, by
+       ``xdplug run`` (and ``xdplug.run``) and by ``xdplug report``. An exception
+       here is logged as a warning and never fails the benchmark or the command.
     """

@@ -30,7 +30,7 @@ from .registry import HOOK_FOR_KIND, Registry
 
 logger = logging.getLogger(__name__)
 
-HOOK_NAMES = sorted(name for name in dir(hookspecs) if name.startswith(("register_", "run_")))
+HOOK_NAMES = sorted(name for name in dir(hookspecs) if name.startswith(("register_", "run_", "report_")))
 
 GROUP = "xdplug"
 #: failures that keep a plugin out for good (the others are recorded afresh per registry build)
@@ -197,12 +197,19 @@ class Plugins:
         return [info for info in self.info.values() if info.error]
 
     # -- per-run hooks -------------------------------------------------------
-    def notify_run_finished(self, record: dict) -> None:
-        for impl in self.pm.hook.run_finished.get_hookimpls():
+    def notify_run_finished(self, record: dict, config: dict | None = None) -> None:
+        self._notify("run_finished", record=record, config=config)
+
+    def notify_report_written(self, paths: dict, config: dict) -> None:
+        self._notify("report_written", paths=paths, config=config)
+
+    def _notify(self, hook_name: str, **kwargs) -> None:
+        """Call every implementation with the arguments it takes; one that raises is a logged warning."""
+        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
             try:
-                impl.function(**({"record": record} if "record" in impl.argnames else {}))
+                impl.function(**{k: v for k, v in kwargs.items() if k in impl.argnames})
             except Exception as exc:
-                logger.warning("plugin %r run_finished hook failed: %s", impl.plugin_name, exc)
+                logger.warning("plugin %r %s hook failed: %s", impl.plugin_name, hook_name, exc)
 
 
 def make_plugin_manager(load_entrypoints: bool = True, strict: bool = False) -> Plugins:

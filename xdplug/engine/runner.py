@@ -121,7 +121,7 @@ def run_benchmark(config: dict, plugins: Plugins | None = None, force: bool = Fa
             counts["failed"] += status == "failed"
             record.setdefault("device", None)
             store.finish(spec.run_id, status, versions=versions, **record)
-            plugins.notify_run_finished(store.runs([spec.run_id])[0])
+            plugins.notify_run_finished(store.runs([spec.run_id])[0], config)
             bar.update(1)
             bar.set_postfix_str(f"done {bar.n}/{len(specs)} failed={counts['failed']} running={counts['running']}")
 
@@ -130,7 +130,9 @@ def run_benchmark(config: dict, plugins: Plugins | None = None, force: bool = Fa
                          progress=(lambda m: bar.set_postfix_str(m)) if progress else None)
         finally:
             bar.close()
-        return build_report(config, store, registry)
+        paths = build_report(config, store, registry)
+        plugins.notify_report_written(paths, config)
+        return paths
 
 
 def failed_runs(config: dict, only: list[str] | None = None, registry=None) -> list[dict]:
