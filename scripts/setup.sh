@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up xdplug in ./.venv: a CPU build of torch (unless torch is already there), then xdplug,
-# its test extra and the example plugin, all editable. Safe to run again.
+# its test extra, the example plugin and the optional MLflow plugin (idle until a tracking URI is set), all
+# editable. Safe to run again.
 #   TORCH_INDEX=https://download.pytorch.org/whl/cpu bash scripts/setup.sh   # CPU torch on any machine
 # GPU users: create .venv, install their CUDA build of torch into it first, then run this script.
 set -euo pipefail
@@ -12,7 +13,7 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   # a pinned version: an open 'torch' requirement can pull a multi-GB CUDA build
   $PIP install --quiet ${TORCH_INDEX:+--index-url "$TORCH_INDEX"} "torch==2.13.0"
 fi
-$PIP install --quiet -e ".[test]" -e plugins/xdplug-example
+$PIP install --quiet -e ".[test]" -e plugins/xdplug-example -e plugins/xdplug-mlflow
 # An editable install answers `import xdplug` through setuptools' finder, which Python asks only
 # after its path search; from the clone's parent directory (a folder named xdplug) that search
 # found the clone itself and imported it as an empty namespace package. This .pth, read after
