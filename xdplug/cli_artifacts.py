@@ -124,6 +124,9 @@ def cmd_update(args) -> int:
     print(f"new interactions: {report['new_interactions']} ({report['new_users']} new users, "
           f"{report['new_items']} new items; {report['ignored_known']} already known, "
           f"{report['ignored_below_min_rating']} below the rating threshold)")
+    for kind in ("users", "items"):  # which of them were new to the data, which the filters had dropped
+        if report.get(f"new_{kind}_origin") and report[f"new_{kind}"]:
+            print(f"  {report[f'new_{kind}_explained']}")
     if report["validation_users"]:
         print(f"held out for validation: {report['held_out']} interactions of {report['validation_users']} users")
         for key in ("ndcg@10", "recall@10"):

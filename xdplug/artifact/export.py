@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -18,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from ..config import config_hash, output_dir, parse_metric, store_path
@@ -37,6 +39,8 @@ from ..textcache import TextEmbeddingCache
 from .format import FORMAT, _slug, _write_data, _write_manifest
 from .recommender import _closed_form, export_kind, load_artifact
 
+logger = logging.getLogger(__name__)
+
 
 def raw_ids(config: dict, data, registry) -> dict:
     """The target users' and items' IDs as they are in the user's files, plus item aliases.
@@ -50,12 +54,15 @@ def raw_ids(config: dict, data, registry) -> dict:
     mode = align.get("items")
     aliases: dict[str, int] = {}
     item_key = None
+    raw = None
+    if mode != "key":  # only to tell `update` which IDs the filters dropped: not worth failing an export
+        try:
+            raw = _raw_domains(config, registry)
+        except (XdplugError, OSError) as exc:
+            logger.info("the recipe's data could not be read again (%s); the artifact will not know which "
+                        "IDs the preparation dropped", exc)
     if mode == "key":
-        recipe_cls = registry.get("dataset", config["dataset"]["recipe"], "dataset.recipe")
-        recipe = recipe_cls(config["dataset"]["params"], "dataset.params")
-        cache = prepared_dir() / "raw" / recipe.name
-        cache.mkdir(parents=True, exist_ok=True)
-        raw = recipe.load(str(cache))
+        raw = _raw_domains(config, registry)
         item_key = raw.item_key_field
         row_of = {k: i for i, k in enumerate(data.keys["catalog"])}
         for role, domain in (("target", raw.target), ("source", raw.source)):
@@ -71,9 +78,44 @@ def raw_ids(config: dict, data, registry) -> dict:
             items.append(names[0] if names else key)
     else:
         items = [k[2:] if mode != "id" and k.startswith("t:") else k for k in data.keys["target_items"]]
-    return {"align": {"users": align.get("users"), "items": mode, "item_key": item_key},
-            "users": users, "items": items,
-            "item_aliases": aliases}
+    out = {"align": {"users": align.get("users"), "items": mode, "item_key": item_key},
+           "users": users, "items": items,
+           "item_aliases": aliases}
+    if raw is not None:
+        out["dropped"] = dropped_ids(raw, config["dataset"]["protocol"], data, align.get("users"), mode)
+    return out
+
+
+def _raw_domains(config: dict, registry):
+    """The recipe's raw domains, read once more (from its cache)."""
+    recipe_cls = registry.get("dataset", config["dataset"]["recipe"], "dataset.recipe")
+    recipe = recipe_cls(config["dataset"]["params"], "dataset.params")
+    cache = prepared_dir() / "raw" / recipe.name
+    cache.mkdir(parents=True, exist_ok=True)
+    return recipe.load(str(cache))
+
+
+def dropped_ids(raw, protocol: dict, data, align_users: str | None, align_items: str | None) -> dict:
+    """The target's raw user and item IDs the preparation dropped, by reason.
+
+    ``below_min_rating``: every interaction rated below ``protocol["min_rating"]``;
+    ``too_few_interactions``: some positives, yet fewer than ``min_user_inter`` /
+    ``min_item_inter`` after the iterated filter. ``xdplug update`` tells these
+    apart from IDs that are new to the data.
+    """
+    inter = raw.target.inter
+    positive = (inter["rating"].isna() | (inter["rating"] >= protocol["min_rating"])).to_numpy()
+    item_keys = _item_keys(raw, raw.target, "target", align_items)
+    out = {}
+    for kind, column, key_of, kept in (
+            ("users", "user", lambda u: u if align_users == "id" else f"t:{u}", set(data.keys["target_users"])),
+            ("items", "item", item_keys.get, set(data.keys["target_items"]))):
+        ids = inter[column].astype(str)
+        with_positive = set(ids[positive])
+        dropped = sorted(i for i in pd.unique(ids) if key_of(i) not in kept)
+        out[kind] = {"below_min_rating": [i for i in dropped if i not in with_positive],
+                     "too_few_interactions": [i for i in dropped if i in with_positive]}
+    return out
 
 
 def encoder_info(entry: dict, registry) -> dict | None:

@@ -69,6 +69,42 @@ def read_new_interactions(file: str | Path, min_rating: float):
     return df.loc[keep, ["user", "item"]].drop_duplicates().reset_index(drop=True), int((~keep).sum())
 
 
+def origin_of_new(joined: list[str], dropped: dict | None) -> dict | None:
+    """How many of the users or items new to the artifact are new to the data, and how many its data
+    had but the preparation dropped (by reason); None when the artifact does not record the dropped IDs."""
+    if dropped is None:
+        return None
+    below, few = set(dropped.get("below_min_rating") or []), set(dropped.get("too_few_interactions") or [])
+    out = {"new": 0, "below_min_rating": 0, "too_few_interactions": 0}
+    for i in joined:
+        out["below_min_rating" if i in below else "too_few_interactions" if i in few else "new"] += 1
+    return out
+
+
+def explain_new(kind: str, n: int, origin: dict | None, protocol: dict) -> str:
+    """``8 new items: 3 new to the data the artifact was trained on; 5 in that data but dropped by the
+    preparation (5 with fewer than 5 positive interactions)``."""
+    head = f"{n} new {kind}"
+    if not n:
+        return head
+    if origin is None:
+        return f"{head} (new to the data, or dropped by the preparation's filters)"
+    parts = []
+    if origin["new"]:
+        parts.append(f"{origin['new']} new to the data the artifact was trained on")
+    dropped = origin["below_min_rating"] + origin["too_few_interactions"]
+    if dropped:
+        minimum = protocol["min_user_inter"] if kind == "users" else protocol["min_item_inter"]
+        why = []
+        if origin["too_few_interactions"]:
+            why.append(f"{origin['too_few_interactions']} with fewer than {minimum} positive interactions")
+        if origin["below_min_rating"]:
+            why.append(f"{origin['below_min_rating']} rated only below {protocol['min_rating']}")
+        data = "that data" if parts else "the data the artifact was trained on"
+        parts.append(f"{dropped} in {data} but dropped by the preparation ({', '.join(why)})")
+    return f"{head}: {'; '.join(parts)}"
+
+
 def prepared_item_key(item: str, align: dict, row: dict) -> str:
     """The prepared key of a target item (its ``--items`` row: ``row``), by the rule the preparation used."""
     mode = align.get("items")
@@ -371,7 +407,17 @@ def update_artifact(path: str | Path, interactions: str | Path, items: str | Pat
             "best_epoch": int(getattr(trainer, "best_epoch", -1)), "trained_users": int(len(train_users)),
             "seconds": seconds, "warnings": update_warnings,
         }
+        protocol = config["dataset"]["protocol"]
+        for kind, joined in (("users", new_users), ("items", new_items)):
+            origin = origin_of_new(joined, (ids.get("dropped") or {}).get(kind) if "dropped" in ids else None)
+            report[f"new_{kind}_origin"] = origin
+            report[f"new_{kind}_explained"] = explain_new(kind, len(joined), origin, protocol)
         new_ids = {"align": align, "users": users, "items": items_ids, "item_aliases": ids.get("item_aliases") or {}}
+        if "dropped" in ids:  # those that joined now are the artifact's own
+            joined = {"users": set(new_users), "items": set(new_items)}
+            new_ids["dropped"] = {kind: {reason: [i for i in listed if i not in joined[kind]]
+                                         for reason, listed in reasons.items()}
+                                  for kind, reasons in ids["dropped"].items()}
         target = Path(out).expanduser() if out else next_version_path(src)
         model._artifact_extras = rec.extras
         version = int(meta.get("version", 1)) + 1
