@@ -39,6 +39,9 @@ def test_dropped_ids_by_reason():
     out = dropped_ids(raw, PROTOCOL, Data(), None, None)
     assert out == {"users": {"below_min_rating": ["u3"], "too_few_interactions": ["u2"]},
                    "items": {"below_min_rating": ["c"], "too_few_interactions": ["b"]}}
+    # atomic files (the genre recipes) can hold the rating column as text
+    text = RawDomain("t", inter.assign(rating=["5", "4", "5", "1"]), empty, "t.inter")
+    assert dropped_ids(RawDomains(source=raw.source, target=text), PROTOCOL, Data(), None, None) == out
 
 
 def test_prepared_item_key_of_a_combined_key():

@@ -104,7 +104,8 @@ def dropped_ids(raw, protocol: dict, data, align_users: str | None, align_items:
     apart from IDs that are new to the data.
     """
     inter = raw.target.inter
-    positive = (inter["rating"].isna() | (inter["rating"] >= protocol["min_rating"])).to_numpy()
+    rating = pd.to_numeric(inter["rating"], errors="coerce")  # raw tables may hold ratings as text
+    positive = (rating.isna() | (rating >= protocol["min_rating"])).to_numpy()
     item_keys = _item_keys(raw, raw.target, "target", align_items)
     out = {}
     for kind, column, key_of, kept in (
