@@ -219,3 +219,14 @@ def test_the_untampered_artifact_loads(knn_artifact):
     rec = xdplug.load(knn_artifact)
     assert rec.meta["spec"]["params"]["knn_method"] == "item"
     assert len(rec.recommend(user=rec.users[0], k=3)) == 3
+
+
+def test_checking_strings_prints_no_syntax_warning():
+    import warnings
+
+    from xdplug.recbole.compat import evaluates_as_code, literal_value
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Python warns about "0.01x" while parsing it
+        assert evaluates_as_code("0.01x") is False
+        assert literal_value("0.01x") == "0.01x"

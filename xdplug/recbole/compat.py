@@ -16,6 +16,7 @@ refuse at validation every string :func:`evaluates_as_code` flags.
 from __future__ import annotations
 
 import ast
+import warnings
 import contextlib
 import logging
 import os
@@ -69,7 +70,9 @@ def evaluates_as_code(text: str) -> bool:
     if not isinstance(text, str):
         return False
     try:  # eval strips leading spaces and tabs; compile does not
-        tree = compile(text.lstrip(" \t"), "<recbole option>", "eval", ast.PyCF_ONLY_AST)
+        with warnings.catch_warnings():  # "1e-5x" would print a SyntaxWarning to the user's console
+            warnings.simplefilter("ignore", SyntaxWarning)
+            tree = compile(text.lstrip(" \t"), "<recbole option>", "eval", ast.PyCF_ONLY_AST)
     except (SyntaxError, ValueError):  # ValueError: a null byte; eval fails the same way
         return False
     except Exception:  # noqa: BLE001 - nesting deep enough to exhaust the parser: refuse, do not guess
@@ -90,7 +93,9 @@ def literal_value(text: str):
     anything else (``"stack"``, ``"[0,inf)"``, an expression) stays the plain string. Nothing is run.
     """
     try:
-        value = ast.literal_eval(text.lstrip(" \t"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SyntaxWarning)
+            value = ast.literal_eval(text.lstrip(" \t"))
     except Exception:  # noqa: BLE001 - not a literal (SyntaxError, ValueError, RecursionError, ...)
         lowered = text.lower()
         return True if lowered == "true" else False if lowered == "false" else text
