@@ -23,6 +23,8 @@ from xdplug.api import Float
 #: the pooled-only option every one of these baselines takes (checked by xdplug.config.check_pooling)
 SOURCE_WEIGHT = Float(None, 0, 1e6, low_open=True,
                       help="pooled only: the value of the source's rows (1 = plain stacking)")
+#: pooled: how much the source's rows count, searched like pooled EASE's
+POOLED_SEARCH_SPACE = {"params.source_weight": {"type": "loguniform", "low": 0.005, "high": 1.0}}
 
 
 @dataclass

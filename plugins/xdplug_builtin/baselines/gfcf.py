@@ -25,7 +25,7 @@ import scipy.sparse as sp
 
 from xdplug.api import Baseline, Float, Int
 
-from ._matrices import SOURCE_WEIGHT, SparseRowScorer, training_matrix
+from ._matrices import POOLED_SEARCH_SPACE, SOURCE_WEIGHT, SparseRowScorer, training_matrix
 
 #: catalogues up to this size take the exact eigendecomposition of the item-item matrix
 DENSE_ITEMS = 6000
@@ -66,8 +66,7 @@ class GFCF(Baseline):
     name = "GF-CF"
     description = "Training-free graph filter: normalised item-item filter + ideal low-pass (GF-CF, CIKM 2021)"
     supports_pooling = True
-    #: pooled: how much the source's rows count, tuned like pooled EASE's
-    pooled_search_space = {"params.source_weight": {"type": "loguniform", "low": 0.005, "high": 1.0}}
+    pooled_search_space = POOLED_SEARCH_SPACE
     #: training-free and deterministic: an exported artifact refits it from the stored data
     export = "refit"
     defaults = {

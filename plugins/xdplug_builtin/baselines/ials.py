@@ -24,7 +24,7 @@ import torch
 
 from xdplug.api import Baseline, Bool, Float, Int
 
-from ._matrices import SOURCE_WEIGHT, training_matrix
+from ._matrices import POOLED_SEARCH_SPACE, SOURCE_WEIGHT, training_matrix
 
 
 class _FactorScorer:
@@ -56,8 +56,7 @@ class IALS(Baseline):
     name = "iALS"
     description = "Implicit ALS matrix factorisation (the implicit package; Rendle et al. 2022's tuned iALS)"
     supports_pooling = True
-    #: pooled: how much the source's rows count, tuned like pooled EASE's
-    pooled_search_space = {"params.source_weight": {"type": "loguniform", "low": 0.005, "high": 1.0}}
+    pooled_search_space = POOLED_SEARCH_SPACE
     defaults = {
         "factors": Int(128, 1, 4096, help="embedding dimension"),
         "regularization": Float(0.01, 0, 1e6, help="L2 penalty on every factor"),

@@ -25,7 +25,7 @@ import scipy.sparse as sp
 
 from xdplug.api import Baseline, Bool, Float, Int
 
-from ._matrices import SOURCE_WEIGHT, SparseRowScorer, training_matrix
+from ._matrices import POOLED_SEARCH_SPACE, SOURCE_WEIGHT, SparseRowScorer, training_matrix
 
 #: rows of W computed at once (a dense block of BLOCK x n_items)
 BLOCK = 1024
@@ -82,8 +82,7 @@ class RP3beta(Baseline):
     name = "RP3beta"
     description = "Random walk item-item graph with a popularity penalty (Dacrema et al. 2019's RP3beta)"
     supports_pooling = True
-    #: pooled: how much the source's rows count, tuned like pooled EASE's
-    pooled_search_space = {"params.source_weight": {"type": "loguniform", "low": 0.005, "high": 1.0}}
+    pooled_search_space = POOLED_SEARCH_SPACE
     #: training-free and deterministic: an exported artifact refits it from the stored data
     export = "refit"
     defaults = {

@@ -35,7 +35,7 @@ import scipy.sparse as sp
 
 from xdplug.api import Baseline, Float, Int
 
-from ._matrices import SOURCE_WEIGHT, Interactions, SparseRowScorer, training_matrix
+from ._matrices import POOLED_SEARCH_SPACE, SOURCE_WEIGHT, Interactions, SparseRowScorer, training_matrix
 
 #: entries of one dense block of P (columns per block = this // n_items)
 BLOCK_ENTRIES = 20_000_000
@@ -108,8 +108,7 @@ class SANSA(Baseline):
     description = ("Sparse approximate EASE for large catalogues (xdplug's own: pruned Gram, sparse LU, "
                    "top-k inverse; not the sansa package)")
     supports_pooling = True
-    #: pooled: how much the source's rows count, tuned like pooled EASE's
-    pooled_search_space = {"params.source_weight": {"type": "loguniform", "low": 0.005, "high": 1.0}}
+    pooled_search_space = POOLED_SEARCH_SPACE
     #: training-free and deterministic: an exported artifact refits it from the stored data
     export = "refit"
     defaults = {
