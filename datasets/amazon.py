@@ -388,7 +388,37 @@ def load_amazon_domain(reviews_path: str | Path, meta_path: str | Path | None, n
     return RawDomain(name=name, inter=inter, items=items, origin=str(reviews_path))
 
 
-class AmazonRecipe(DatasetRecipe):
+class AmazonCategoriesRecipe(DatasetRecipe):
+    """Two categories of one Amazon Reviews release: what the 2018 and 2023 recipes share.
+
+    Category names are accepted in any case (a typo gets a suggestion), source
+    and target must differ, and the files are looked for in ``data_dir`` then
+    in the downloads folder ``downloads/<SUBDIR>``.
+    """
+
+    CATEGORIES: tuple[str, ...] = CATEGORIES
+    RELEASE = "Amazon 2018"
+    SUBDIR = "amazon"
+
+    def __init__(self, params: dict | None = None, path: str | None = None):
+        where = path or f"{self.kind}:{self.name}"
+        params = dict(params or {})
+        for key in ("source", "target"):  # category names in any case, a typo gets a suggestion
+            if key in params:
+                params[key] = canonical_category(params[key], f"{where}.{key}", self.CATEGORIES, self.RELEASE)
+        super().__init__(params, path)
+        if self.params["source"] == self.params["target"]:
+            raise ConfigError(f"{where}.target", f"must differ from source ({self.params['source']!r})")
+
+    def _download_dir(self) -> Path:
+        return downloads_dir() / self.SUBDIR
+
+    def _dirs(self) -> list[Path]:
+        given = self.params["data_dir"]
+        return [Path(given).expanduser(), self._download_dir()] if given else [self._download_dir()]
+
+
+class AmazonRecipe(AmazonCategoriesRecipe):
     """Two Amazon 2018 categories; reviewers shared by ID, disjoint catalogues."""
 
     name = "amazon"
@@ -406,21 +436,6 @@ class AmazonRecipe(DatasetRecipe):
     TEXT_FIELDS = {"title": "title", "genres": "category", "year": "year", "brand": "brand",
                    "description": "description"}
 
-    def __init__(self, params: dict | None = None, path: str | None = None):
-        where = path or f"{self.kind}:{self.name}"
-        params = dict(params or {})
-        for key in ("source", "target"):  # category names in any case, a typo gets a suggestion
-            if key in params:
-                params[key] = canonical_category(params[key], f"{where}.{key}")
-        super().__init__(params, path)
-        if self.params["source"] == self.params["target"]:
-            raise ConfigError(f"{where}.target", f"must differ from source ({self.params['source']!r})")
-
-    def _dirs(self) -> list[Path]:
-        home = downloads_dir() / "amazon"
-        given = self.params["data_dir"]
-        return [Path(given).expanduser(), home] if given else [home]
-
     def origin(self) -> str:
         five = self.params["five_core"]
         files = ", ".join(name for c in (self.params["source"], self.params["target"])
@@ -432,7 +447,7 @@ class AmazonRecipe(DatasetRecipe):
     def load(self, cache_dir: str) -> RawDomains:
         """Read both categories; ``cache_dir`` is not used (files live in data_dir/downloads)."""
         dirs = self._dirs()
-        download_to = downloads_dir() / "amazon" if self.params["download"] else None
+        download_to = self._download_dir() if self.params["download"] else None
         domains = []
         for category in (self.params["source"], self.params["target"]):
             reviews = locate(review_filename(category, self.params["five_core"]), dirs, download_to)

@@ -44,10 +44,10 @@ from typing import Iterable, Iterator
 
 import pandas as pd
 
-from xdplug.api import (Bool, Choice, ConfigError, DataError, DatasetRecipe, downloads_dir, RawDomain,
-                        RawDomains, Str)
+from xdplug.api import Bool, Choice, DataError, RawDomain, RawDomains, Str
 
 from .amazon import (
+    AmazonCategoriesRecipe,
     _GZIP_ERRORS,
     _YEAR,
     _clean,
@@ -56,7 +56,6 @@ from .amazon import (
     _open_text,
     _parse_line,
     _validate,
-    canonical_category,
     locate,
     read_reviews,
 )
@@ -239,7 +238,7 @@ def load_amazon2023_domain(reviews_path: str | Path, meta_path: str | Path | Non
     return RawDomain(name=name, inter=inter, items=items, origin=str(reviews_path))
 
 
-class Amazon2023Recipe(DatasetRecipe):
+class Amazon2023Recipe(AmazonCategoriesRecipe):
     """Two Amazon Reviews 2023 categories; users shared by ``user_id``, products by ``parent_asin``."""
 
     name = "amazon2023"
@@ -256,21 +255,9 @@ class Amazon2023Recipe(DatasetRecipe):
     }
 
     TEXT_FIELDS = TEXT_FIELDS
-
-    def __init__(self, params: dict | None = None, path: str | None = None):
-        where = path or f"{self.kind}:{self.name}"
-        params = dict(params or {})
-        for key in ("source", "target"):  # category names in any case, a typo gets a suggestion
-            if key in params:
-                params[key] = canonical_category(params[key], f"{where}.{key}", CATEGORIES, "Amazon 2023")
-        super().__init__(params, path)
-        if self.params["source"] == self.params["target"]:
-            raise ConfigError(f"{where}.target", f"must differ from source ({self.params['source']!r})")
-
-    def _dirs(self) -> list[Path]:
-        home = downloads_dir() / "amazon2023"
-        given = self.params["data_dir"]
-        return [Path(given).expanduser(), home] if given else [home]
+    CATEGORIES = CATEGORIES
+    RELEASE = "Amazon 2023"
+    SUBDIR = "amazon2023"
 
     def _files(self) -> list[str]:
         return [name for c in (self.params["source"], self.params["target"])
@@ -285,7 +272,7 @@ class Amazon2023Recipe(DatasetRecipe):
     def load(self, cache_dir: str) -> RawDomains:
         """Read both categories; ``cache_dir`` is not used (files live in data_dir/downloads)."""
         dirs = self._dirs()
-        download_to = downloads_dir() / "amazon2023" if self.params["download"] else None
+        download_to = self._download_dir() if self.params["download"] else None
         domains = []
         for category in (self.params["source"], self.params["target"]):
             found = [locate(name, dirs, download_to, file_urls(name, self.params["mirror"]), HOMEPAGE)
