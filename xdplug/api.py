@@ -39,6 +39,7 @@ from .evaluation import RankingResult, rank_split, rank_users
 from .hookspecs import hookimpl
 from .metrics import METRICS, hit_matrix, mean, metric_matrix, pad_columns, per_user_metrics, quick_metric
 from .model.session import TrainingSession
+from .model.text_table import TextTable
 from .options import Bool, Choice, Float, Int, List, Option, Str
 from .paths import downloads_dir
 from .recbole.compat import evaluates_as_code, literal_value
@@ -62,6 +63,7 @@ __all__ = [
     # data
     "RawDomain", "RawDomains", "read_atomic", "refuse_nonfinite", "validate_inter", "read_table", "sniff_separator",
     "normalise_key", "ItemCatalog", "CrossDomainData", "downloads_dir", "TextEmbeddingCache", "text_key",
+    "TextTable",
     # export
     "load_state",
     # identity (trackers: the config hash a run record carries)

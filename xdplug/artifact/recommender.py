@@ -16,29 +16,17 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 import torch
-from torch import nn
 
 from ..config import SCHEMA, _check, check_pooling, validate
 from ..context import FitContext
 from ..data.text import normalise_key
 from ..errors import ArtifactError, ConfigError, NotApplicableError, UnknownComponentError, XdplugError
 from ..model.strategy import build_model, build_strategy, fit_strategy
+from ..model.text_table import TextTable
 from ..plugins import get_plugins
 from ..recbole.compat import quiet_recbole_logging
 from ..weights import load_state, rng_kept, seeded
 from .format import _load_data, _read_json, _torch_load, verify_artifact
-
-
-class TextTable(nn.Module):
-    """Frozen item text vectors (the state of a frozen text encoder), restored without the encoder."""
-
-    def __init__(self, vectors: torch.Tensor):
-        super().__init__()
-        self.register_buffer("table", vectors)
-        self.out_dim = int(vectors.shape[1])
-
-    def forward(self, items: torch.Tensor) -> torch.Tensor:
-        return self.table[items]
 
 
 def build_strategy_model(entry: dict, registry, data, device, seed: int, *, text_module=None, rb=None,

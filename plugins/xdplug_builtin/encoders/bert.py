@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from xdplug.api import Bool, Choice, ConfigError, Encoder, Int, text_key, TextEmbeddingCache
+from xdplug.api import Bool, Choice, ConfigError, Encoder, Int, text_key, TextEmbeddingCache, TextTable
 
 logger = logging.getLogger(__name__)
 
@@ -178,18 +178,6 @@ def fit_whitening(x: np.ndarray, mode: str, dim: int = 0) -> tuple[np.ndarray, n
 
 
 # --------------------------------------------------------------------------- modules
-class FrozenTextTable(nn.Module):
-    """Catalog text vectors as a non-trainable buffer; ``forward`` indexes rows."""
-
-    def __init__(self, vectors: torch.Tensor):
-        super().__init__()
-        self.register_buffer("table", vectors)
-        self.out_dim = int(vectors.shape[1])
-
-    def forward(self, items: torch.Tensor) -> torch.Tensor:
-        return self.table[items]
-
-
 class FinetunedTextEncoder(nn.Module):
     """BERT whose last ``n`` layers train with the recommender.
 
@@ -554,7 +542,7 @@ class BertEncoder(Encoder):
             whitening = (mean, matrix)
         if self.params["normalize"]:
             x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-        module = FrozenTextTable(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device))
+        module = TextTable(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device))
         module.whitening = whitening  # (mean, matrix) to map new texts' embed() output the same way
         return module
 
