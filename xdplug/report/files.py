@@ -44,19 +44,26 @@ def results_frame(ctx: ReportContext) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+def _run_counts(ctx: ReportContext, s) -> dict[str, Any]:
+    """The columns every per-method row starts with (summary.csv and report.json): who and how many runs."""
+    return {
+        "method": s.method,
+        "kind": s.kind,
+        "is_reference": s.method == ctx.reference,
+        "n_runs": s.n_runs,
+        "n_done": s.n_done,
+        "n_failed": s.n_failed,
+        "n_not_applicable": s.n_not_applicable,
+    }
+
+
 def summary_frame(ctx: ReportContext) -> pd.DataFrame:
     """One row per method, ranked as in the report: run counts, improvement on the primary metric, mean and std per metric."""
     rows = []
     for s in ctx.summaries:
         pct, marker, comp = ctx.improvement(s.method, ctx.primary)
         row: dict[str, Any] = {
-            "method": s.method,
-            "kind": s.kind,
-            "is_reference": s.method == ctx.reference,
-            "n_runs": s.n_runs,
-            "n_done": s.n_done,
-            "n_failed": s.n_failed,
-            "n_not_applicable": s.n_not_applicable,
+            **_run_counts(ctx, s),
             "improvement_pct": pct,
             "p_ttest_holm": as_float(comp.get("p_ttest_holm")) if comp else None,
             "marker": marker,
@@ -108,13 +115,7 @@ def report_json(ctx: ReportContext, verdict: dict, generated_at: str) -> str:
             if pct is not None:
                 improvements[m] = {"pct": pct, "marker": marker, "tested": comp is not None}
         summary.append({
-            "method": s.method,
-            "kind": s.kind,
-            "is_reference": s.method == ctx.reference,
-            "n_runs": s.n_runs,
-            "n_done": s.n_done,
-            "n_failed": s.n_failed,
-            "n_not_applicable": s.n_not_applicable,
+            **_run_counts(ctx, s),
             "notes": s.notes,
             "did_not_learn": [{"seed": seed, "reason": reason} for seed, reason in s.learning_flags],
             "test": {m: _stat(st) for m, st in s.test.items()},
