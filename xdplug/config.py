@@ -25,7 +25,7 @@ import yaml
 
 from .errors import ConfigError
 from .frozen import FrozenDict, FrozenList, freeze, thaw
-from .metrics import METRICS, parse_metric  # noqa: F401 - parse_metric is part of the config API
+from .metrics import parse_metric  # noqa: F401 - parse_metric is part of the config API
 from .options import Float, Int, List, Option
 from .spaces import check_space
 
@@ -475,11 +475,7 @@ def check_output(config: dict, source: str | None = None) -> None:
     from pathlib import PurePath
 
     out = config["output"]
-    try:
-        folder = out["dir"].format(name=config["name"])
-    except (KeyError, IndexError, ValueError, AttributeError) as exc:
-        raise ConfigError("output.dir", f"{out['dir']!r}: the only placeholder allowed is {{name}} (write {{{{ "
-                          f"and }}}} for literal braces); got {type(exc).__name__}: {exc}", source) from None
+    folder = _output_folder(config, source)
     if not folder.strip():
         raise ConfigError("output.dir", "is empty; expected a folder such as runs/{name}", source)
     if not PurePath(folder).is_absolute() and ".." in PurePath(folder).parts:
@@ -491,12 +487,18 @@ def check_output(config: dict, source: str | None = None) -> None:
                           source)
 
 
-def output_dir(config: dict) -> Path:
+def _output_folder(config: dict, source: str | None = None) -> str:
+    """``output.dir`` with ``{name}`` filled in; any other placeholder is a ConfigError."""
     try:
-        return Path(config["output"]["dir"].format(name=config["name"]))
+        return config["output"]["dir"].format(name=config["name"])
     except (KeyError, IndexError, ValueError, AttributeError) as exc:
         raise ConfigError("output.dir", f"{config['output']['dir']!r}: the only placeholder allowed is "
-                          f"{{name}} (write {{{{ and }}}} for literal braces); got {type(exc).__name__}: {exc}") from None
+                          f"{{name}} (write {{{{ and }}}} for literal braces); got {type(exc).__name__}: {exc}",
+                          source) from None
+
+
+def output_dir(config: dict) -> Path:
+    return Path(_output_folder(config))
 
 
 #: what to do when the output folder cannot be written
@@ -545,7 +547,6 @@ def validate_components(config: dict, registry, source: str | None = None) -> No
         cls(entry.get("params"), f"baselines[{i}].params")
         check_pooling(entry, cls, f"baselines[{i}]", source)
     for i, entry in enumerate(config["strategies"]):
-        params = entry.get("params") or {}
         for kind in ("encoder", "fusion", "adaptation"):
             get(kind, entry[kind], f"strategies[{i}].{kind}")
         build_strategy(entry, registry, f"strategies[{i}]")
