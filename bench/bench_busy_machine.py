@@ -89,7 +89,7 @@ def main() -> None:
             p.kill()
     reference = results["spin"][0]["metrics"]
     same = all(x["metrics"] == reference for xs in results.values() for x in xs)
-    print(f"\nmedian wall (s): " + ", ".join(
+    print("\nmedian wall (s): " + ", ".join(
         f"{m} {sorted(x['wall'] for x in xs)[len(xs) // 2]:.1f}" for m, xs in results.items()))
     print(f"identical metrics in every mode and round: {same}")
 

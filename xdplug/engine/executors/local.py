@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import xdplug.engine.task as task
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers only
+    from ..plan import RunSpec
 
 
 class LocalExecutor:
