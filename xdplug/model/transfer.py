@@ -65,6 +65,10 @@ class ModelOptions:
         "filter_weight": Float(0.5, 0, 1e6),
         # ease family, joint: each user's source row divided by (its length / median length)^source_norm
         "source_norm": Float(0.0, 0, 2),
+        # ease family: dense item-item solution, or a sparse one (each item regressed on its `neighbors`
+        # strongest co-occurring items, xdplug/model/sparse_item_item.py); auto = dense up to linear.MAX_ITEMS
+        "solver": Choice("auto", ["auto", "dense", "sparse"]),
+        "neighbors": Int(200, 1, 1_000_000),
         "dim": Int(64, 1, 4096),
         "loss": Choice("softmax", ["softmax", "sampled_softmax", "bpr"]),
         "negatives": Int(256, 1, 1_000_000),  # sampled_softmax / bpr negatives per user
