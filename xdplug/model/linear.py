@@ -32,6 +32,12 @@ S_L / std(S_L)`` (std over the training users' target scores); ``joint`` with
 median length)^a before both. Every term is linear in the user's row, so a
 fitted strategy is still one matrix: scores = row x ``B``.
 
+Above ``MAX_ITEMS`` items (or with ``solver: sparse``) every form is solved by
+``model/sparse_item_item.py``: each item regressed on its ``neighbors`` strongest
+co-occurring items (EASE itself when ``neighbors`` >= items - 1), a sparse ``B`` with at most
+``neighbors`` entries per column; l2sp pulls each such regression towards the source's
+sparse solution, and the low-pass filter stays a rank-k factor pair (``O(items x rank)``).
+
 Other adaptations (fine-tuning, adversarial, MMD, CORAL, consistency) shape
 embeddings while they train; a closed form has neither, so they are rejected by
 name. The family needs shared items or shared users to use the source, and
@@ -45,6 +51,7 @@ import scipy.sparse as sp
 import torch
 
 from ..errors import ConfigError, NotApplicableError
+from .sparse_item_item import SparseItemItemScorer, scores_std, sparse_ease
 
 #: adaptation name -> what its closed form does
 CLOSED_FORMS = {"target-only": "target", "zero-shot": "source", "l2sp": "prior", "joint": "pooled"}
@@ -121,6 +128,12 @@ def low_pass(r: sp.csr_matrix, nt: int, k: int, seed: int) -> np.ndarray:
     seeded), operator ``D_i^-1/2 V_k V_k[:nt]^T D_i[:nt]^1/2`` (the first ``nt`` columns are
     the target's items).
     """
+    left, right = low_pass_factors(r, nt, k, seed)
+    return left @ right
+
+
+def low_pass_factors(r: sp.csr_matrix, nt: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``low_pass``'s operator as its two factors ``[r.shape[1], k]`` and ``[k, nt]``."""
     du = np.asarray(r.sum(1)).ravel()
     di = np.asarray(r.sum(0)).ravel()
     inv = lambda d: np.where(d > 0, 1 / np.sqrt(np.maximum(d, 1e-12)), 0.0)  # noqa: E731
@@ -134,7 +147,7 @@ def low_pass(r: sp.csr_matrix, nt: int, k: int, seed: int) -> np.ndarray:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             v = torch.svd_lowrank(a, q=min(k + 16, min(r.shape)), niter=6)[2][:, :k].numpy()
-    return (inv(di)[:, None] * v) @ (v[:nt].T * np.sqrt(di[:nt])[None, :])
+    return inv(di)[:, None] * v, v[:nt].T * np.sqrt(di[:nt])[None, :]
 
 
 def _combine(rows: sp.csr_matrix, b: np.ndarray, r: sp.csr_matrix, nt: int, options: dict, seed: int) -> np.ndarray:
@@ -156,12 +169,32 @@ def _row_scale(lengths: np.ndarray, a: float) -> np.ndarray:
     return np.where(lengths > 0, (np.maximum(lengths, 1) / med) ** -a, 0.0)
 
 
-def fit_item_item(ctx, adaptation, options: dict) -> ItemItemScorer:
+def use_sparse(options: dict, n_items: int) -> bool:
+    """``solver``: ``auto`` is dense up to ``MAX_ITEMS`` items, sparse above; ``dense`` refuses more."""
+    solver = options.get("solver", "auto")
+    if solver == "dense" and n_items > MAX_ITEMS:
+        raise ConfigError("params.model.solver", f"dense keeps a {n_items} x {n_items} item-item matrix; above "
+                          f"{MAX_ITEMS} items use solver: sparse (or auto)")
+    return solver == "sparse" or (solver == "auto" and n_items > MAX_ITEMS)
+
+
+def _sparse_scorer(ctx, rows, b, r, nt: int, options: dict, known) -> SparseItemItemScorer:
+    """``_combine`` with a sparse ``B``: the filter stays its factor pair, the stds are computed in row batches."""
+    if not options["filter_rank"]:
+        return SparseItemItemScorer(rows, b, known, ctx.device)
+    left, right = low_pass_factors(r, nt, options["filter_rank"], ctx.seed)
+    std_b = scores_std(rows, b=b) + 1e-12
+    std_f = scores_std(rows, low_rank=(left, right)) + 1e-12
+    return SparseItemItemScorer(rows, b, known, ctx.device, scale=1.0 / std_b,
+                                low_rank=(left, right, options["filter_weight"] / std_f))
+
+
+def fit_item_item(ctx, adaptation, options: dict):
+    """The fitted closed form: an ``ItemItemScorer`` (dense ``B``) or a ``SparseItemItemScorer``."""
     data = ctx.data
     n_items = data.n_target_items
-    if n_items > MAX_ITEMS:
-        raise ConfigError("params.model.family", f"ease keeps a dense {n_items} x {n_items} item-item matrix; "
-                          f"above {MAX_ITEMS} items use family: embedding")
+    sparse = use_sparse(options, n_items)
+    k = options.get("neighbors", 200)
     form = CLOSED_FORMS[adaptation.name]
     if options["filter_rank"] and form not in ("target", "pooled"):
         raise ConfigError("params.model.filter_rank", f"the low-pass filter is a term of target-only and joint; "
@@ -170,9 +203,14 @@ def fit_item_item(ctx, adaptation, options: dict) -> ItemItemScorer:
         raise ConfigError("params.model.source_norm", "weights the source rows of joint's pooled matrix; "
                           f"{adaptation.name!r} has none (set source_norm: 0)")
     target = data.matrix("target", "train").astype(np.float64).tocsr()
-    gram_t = (target.T @ target).toarray()
     known = np.asarray(target.sum(0)).ravel() > 0
+    if sparse:
+        ctx.log(f"closed-form {adaptation.name}: sparse solver, {k} neighbours per item, {n_items} items")
+    if form == "target" and sparse:
+        return _sparse_scorer(ctx, target, sparse_ease(target, options["reg_weight"], k), target, n_items,
+                              options, known)
     if form == "target":
+        gram_t = (target.T @ target).toarray()
         b = _combine(target, _ease(gram_t, options["reg_weight"]), target, n_items, options, ctx.seed)
         return ItemItemScorer(target, b, known, ctx.device)
     if len(data.shared_items) == 0 and form == "pooled" and len(data.shared_users):
@@ -187,9 +225,12 @@ def fit_item_item(ctx, adaptation, options: dict) -> ItemItemScorer:
     if options["source_norm"]:
         lengths = np.bincount(data.source_train[:, 0], minlength=data.n_source_users).astype(np.float64)
         source = (sp.diags(_row_scale(lengths, options["source_norm"])) @ source).tocsr()
-    gram_s = (source.T @ source).toarray()
     known = known | (np.asarray(source.sum(0)).ravel() > 0)
     ctx.log(f"closed-form {adaptation.name} over {n_items} items ({len(s)} source interactions on shared items)")
+    if sparse:
+        return _fit_sparse_shared_items(ctx, adaptation, options, form, target, source, known)
+    gram_t = (target.T @ target).toarray()
+    gram_s = (source.T @ source).toarray()
     if form == "source":
         b = _ease(gram_s, options["source_reg_weight"])
     elif form == "prior":
@@ -199,6 +240,20 @@ def fit_item_item(ctx, adaptation, options: dict) -> ItemItemScorer:
         b = _combine(target, _ease(gram_t + _source_weight(adaptation) * gram_s, options["reg_weight"]), sp.vstack([target, source]).tocsr(),
                      n_items, options, ctx.seed)
     return ItemItemScorer(target, b, known, ctx.device)
+
+
+def _fit_sparse_shared_items(ctx, adaptation, options, form, target, source, known) -> SparseItemItemScorer:
+    """zero-shot, l2sp and joint over shared items with the sparse solver (the dense forms' analogues)."""
+    k, nt = options.get("neighbors", 200), target.shape[1]
+    if form == "source":
+        return SparseItemItemScorer(target, sparse_ease(source, options["source_reg_weight"], k), known, ctx.device)
+    if form == "prior":
+        prior = sparse_ease(source, options["source_reg_weight"], k)
+        b = sparse_ease(target, options["reg_weight"], k, prior=prior, prior_weight=float(adaptation.params["weight"]))
+        return SparseItemItemScorer(target, b, known, ctx.device)
+    w = _source_weight(adaptation)  # pooled: a source row scaled by sqrt(w) counts w times in G_t + w G_s
+    b = sparse_ease(sp.vstack([target, np.sqrt(w) * source]).tocsr(), options["reg_weight"], k)
+    return _sparse_scorer(ctx, target, b, sp.vstack([target, source]).tocsr(), nt, options, known)
 
 
 def _fit_pooled_users(ctx, options: dict, w: float) -> ItemItemScorer:
@@ -213,9 +268,7 @@ def _fit_pooled_users(ctx, options: dict, w: float) -> ItemItemScorer:
     is_target = np.zeros(matrix.shape[1], dtype=bool)
     is_target[item_cols] = True
     source_cols = np.flatnonzero(~is_target & (np.asarray(matrix[user_rows].sum(0)).ravel() > 0))
-    if nt + len(source_cols) > MAX_ITEMS:
-        raise ConfigError("params.model.family", f"ease keeps a dense {nt + len(source_cols)}-column item-item "
-                          f"matrix; above {MAX_ITEMS} use family: embedding")
+    sparse = use_sparse(options, nt + len(source_cols))
     x = matrix[user_rows][:, np.concatenate([item_cols, source_cols])].tocsr()  # [X_t, X_s], canonical order
     if options["source_norm"]:
         xs = x[:, nt:]
@@ -224,6 +277,10 @@ def _fit_pooled_users(ctx, options: dict, w: float) -> ItemItemScorer:
     ctx.log(f"closed-form joint over {nt} target + {len(source_cols)} source items of shared users "
             f"({x[:, nt:].nnz} source interactions of target users)")
     reg = np.concatenate([np.full(nt, options["reg_weight"]), np.full(len(source_cols), options["reg_weight"] / w)])
-    b = _combine(x, _ease_columns((x.T @ x).toarray(), reg, nt), x, nt, options, ctx.seed)
     known = np.asarray(x[:, :nt].sum(0)).ravel() > 0
+    if sparse:
+        k = options.get("neighbors", 200)
+        ctx.log(f"closed-form joint: sparse solver, {k} neighbours per item, {x.shape[1]} columns")
+        return _sparse_scorer(ctx, x, sparse_ease(x, reg, k, columns=np.arange(nt)), x, nt, options, known)
+    b = _combine(x, _ease_columns((x.T @ x).toarray(), reg, nt), x, nt, options, ctx.seed)
     return ItemItemScorer(x, b, known, ctx.device)
