@@ -2,8 +2,8 @@
 
 New users and items are appended after the ones the artifact knows (a new item
 gets its text vector and a fresh ID row); training goes through the same
-trainer (:func:`~xdplug.recbole.trainer.fit_recbole`) and RecBole data
-(:func:`~xdplug.recbole.dataset.recbole_data`) as a run, and the held-out slice
+trainer (:func:`~xdplug.recbole.trainer.fit_recbole`) and RecBole config
+(:func:`~xdplug.recbole.dataset.training_config`) as a run, and the held-out slice
 is ranked and measured by the engine's own ranking and metrics.
 """
 
@@ -30,10 +30,10 @@ from ..errors import ArtifactError, DataError, XdplugError
 from ..evaluation import rank_users
 from ..metrics import topk_metrics
 from ..model.batches import UserBatches
-from ..model.strategy import build_strategy, model_class
+from ..model.strategy import TrainingConfig, build_strategy, model_class
 from ..plugins import get_plugins
 from ..recbole.compat import quiet_recbole_logging
-from ..recbole.dataset import recbole_data
+from ..recbole.dataset import training_config
 from ..recbole.trainer import fit_recbole
 from ..weights import load_state, rng_kept, seeded
 from .export import write_artifact
@@ -337,7 +337,7 @@ def update_artifact(path: str | Path, interactions: str | Path, items: str | Pat
     try:
         ctx = fit_context(work_data, meta["seed"], device, config, workdir, progress)
         with rng_kept():
-            rb = recbole_data(ctx, model_class(), {"train_neg_sample_args": None})
+            rb = TrainingConfig(training_config(ctx, model_class(), {"train_neg_sample_args": None}))
         model, encoder, options = build_strategy_model(meta["spec"], registry, work_data, device, meta["seed"] + 1,
                                                        text_module=text_module, rb=rb, user_rows=user_rows,
                                                        n_union_users=n_union_new)

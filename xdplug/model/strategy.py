@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import logging
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from ..context import FitContext
 from ..errors import ConfigError
-from ..recbole.dataset import recbole_data
+from ..recbole.dataset import training_config
 from .linear import fit_item_item
 from .session import TrainingSession
 from .spec import build_strategy
 
-__all__ = ["StrategyScorer", "build_model", "build_strategy", "check_memory", "fit_strategy", "model_class"]
+__all__ = ["StrategyScorer", "TrainingConfig", "build_model", "build_strategy", "check_memory", "fit_strategy",
+           "model_class"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +86,9 @@ def build_model(encoder, fusion, options: dict, registry, data, device: torch.de
                 text_module=None, user_rows=None, n_union_users=None, path: str = "strategy", adaptation=None):
     """Construct the transfer model of a resolved strategy: the one place it is built.
 
-    ``rb`` is the RecBole dataset training uses; without one (a model loaded to
-    serve) the model gets the counts it reads from a stub. ``text_module``
+    ``rb`` carries (``rb.config``) the RecBole ``Config`` training uses; without one (a
+    model loaded to serve) a stub config. RecBole's counts come from a stub dataset
+    either way: no RecBole ``Dataset`` is built for the transfer model. ``text_module``
     replaces the encoder's module (a frozen table restored from weights);
     ``user_rows``/``n_union_users`` the user-ID layout of an updated artifact;
     ``adaptation`` adds the model parts it declares (``Adaptation.model_parts``: a
@@ -108,18 +111,23 @@ def build_model(encoder, fusion, options: dict, registry, data, device: torch.de
         if id_encoder.params["dim"] != options["dim"]:
             raise ConfigError(f"{path}.params.encoder.dim", f"must equal params.model.dim ({options['dim']})")
         id_module = id_encoder.build(data.catalog, device)
-    config, dataset = (rb.config, rb.dataset) if rb is not None else (
-        _stub_config(device), _StubDataset(data.n_target_users, data.n_target_items))
-    model = TransferModel(config, dataset, data, text_module if "text" in fusion.uses else None, id_module,
-                          fusion_module, frozenset(fusion.uses), options, seed, int(n_union_users),
+    config = rb.config if rb is not None else _stub_config(device)
+    model = TransferModel(config, _StubDataset(data.n_target_users, data.n_target_items), data,
+                          text_module if "text" in fusion.uses else None, id_module, fusion_module,
+                          frozenset(fusion.uses), options, seed, int(n_union_users),
                           {k: np.asarray(v, dtype=np.int64) for k, v in user_rows.items()})
-    if rb is not None:
-        model.rb_to_user = np.zeros(rb.dataset.user_num, dtype=np.int64)
-        model.rb_to_user[rb.user_ids] = np.arange(data.n_target_users)
-        model.target_rb_items = rb.item_ids
+    # RecBole's IDs of the stub's counts (full_sort_predict): canonical index + 1, 0 is its [PAD]
+    model.rb_to_user = np.maximum(np.arange(data.n_target_users + 1) - 1, 0)
+    model.target_rb_items = np.arange(1, data.n_target_items + 1)
     for name, part in (adaptation.model_parts(model) if adaptation is not None else {}).items():
         model.add_module(name, part)
     return model.to(device)
+
+
+class TrainingConfig(NamedTuple):
+    """What :func:`build_model` reads of ``rb``: RecBole's ``Config`` (``recbole.dataset.training_config``)."""
+
+    config: object
 
 
 class _StubDataset:
@@ -147,7 +155,8 @@ def fit_strategy(entry: dict, registry, ctx: FitContext, path: str = "strategy")
         return fit_item_item(ctx, adaptation, options)
     init_seed(ctx.seed, True)
     check_memory(options, data, 384 if "text" in fusion.uses else 0, "id" in fusion.uses, ctx.device, path)
-    rb = recbole_data(ctx, model_class(), {"train_neg_sample_args": None})
+    rb = TrainingConfig(training_config(ctx, model_class(), {"train_neg_sample_args": None}))
+    init_seed(ctx.seed, True)  # where RecBole's Dataset was once loaded: the model's draws stay the same
     model = build_model(encoder, fusion, options, registry, data, ctx.device, ctx.seed, rb, path=path,
                         adaptation=adaptation)
     session = TrainingSession(ctx, model, rb.config, options, adaptation.uses_source, adaptation.uses_target)
