@@ -208,3 +208,43 @@ def test_solver_options_are_checked(registry, model, message):
     with pytest.raises(ConfigError) as info:
         validate_components(config, registry)
     assert message in str(info.value)
+
+
+# -- the NeighborEASE baseline ----------------------------------------------------------------------
+
+def _neighbor_ease(params=None):
+    from xdplug.plugins import get_plugins
+
+    return get_plugins().registry.get("baseline", "NeighborEASE")(params or {}, "baselines.NeighborEASE")
+
+
+@pytest.mark.parametrize("pooled", [False, True])
+def test_neighbor_ease_contract(plugin_manager, synthetic_data, pooled, tmp_path):
+    from xdplug.plugins import get_plugins
+    from xdplug.testing.contracts import check_baseline
+
+    cls = get_plugins().registry.get("baseline", "NeighborEASE")
+    check_baseline(cls, {"neighbors": 10}, data=synthetic_data, workdir=tmp_path, pooled=pooled)
+
+
+def test_neighbor_ease_search_space_fits_the_options(plugin_manager, tiny_config):
+    tiny_config(baselines=[{"baseline": "NeighborEASE", "tuning": {"trials": 2}},
+                           {"baseline": "NeighborEASE", "pooled": True, "params": {"source_weight": 0.5},
+                            "tuning": {"trials": 2}}])
+
+
+def test_neighbor_ease_with_all_neighbours_is_ease(plugin_manager, synthetic_data, fit_context):
+    data = synthetic_data
+    x = data.matrix("target", "train").astype(np.float64).toarray()
+    scorer = _neighbor_ease({"reg_weight": 30.0, "neighbors": data.n_target_items}).fit(fit_context)
+    got = scorer.score(torch.arange(data.n_target_users)).numpy().astype(np.float64)
+    np.testing.assert_allclose(got, x @ ease(x.T @ x, 30.0), rtol=1e-4, atol=1e-6)
+    # pooled, source rows weighted: the same solution as pooled EASE (its Gram is G_t + w G_s)
+    pooled = _neighbor_ease({"reg_weight": 30.0, "neighbors": 100_000, "source_weight": 0.3})
+    from xdplug.api import pooled_matrix
+
+    matrix, rows, cols = pooled_matrix(fit_context, 0.3)
+    xp = matrix.sqrt().toarray()
+    expected = xp[rows] @ ease(xp.T @ xp, 30.0)[:, cols]
+    got = pooled.fit(fit_context, pooled=True).score(torch.arange(data.n_target_users)).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)

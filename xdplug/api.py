@@ -39,6 +39,7 @@ from .evaluation import RankingResult, rank_split, rank_users
 from .hookspecs import hookimpl
 from .metrics import METRICS, hit_matrix, mean, metric_matrix, pad_columns, per_user_metrics, quick_metric
 from .model.session import TrainingSession
+from .model.sparse_item_item import sparse_ease
 from .model.text_table import TextTable
 from .options import Bool, Choice, Float, Int, List, Option, Str
 from .paths import downloads_dir
@@ -60,6 +61,8 @@ __all__ = [
     "FitContext", "TrainingSession", "RecboleData", "recbole_data", "pooled_matrix", "fit_recbole", "RankingResult", "rank_split",
     "rank_users", "METRICS", "hit_matrix", "pad_columns", "metric_matrix", "per_user_metrics", "mean",
     "quick_metric", "evaluates_as_code", "literal_value",
+    # the sparse EASE solver (item-item baselines beyond the dense limit)
+    "sparse_ease",
     # data
     "RawDomain", "RawDomains", "read_atomic", "refuse_nonfinite", "validate_inter", "read_table", "sniff_separator",
     "normalise_key", "ItemCatalog", "CrossDomainData", "downloads_dir", "TextEmbeddingCache", "text_key",

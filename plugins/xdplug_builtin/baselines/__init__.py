@@ -1,5 +1,5 @@
 """Built-in baselines: RecBole's general recommenders by name, the transfer controls, and the
-non-RecBole CF controls (RP3beta, iALS, GF-CF, SANSA)."""
+non-RecBole CF controls (RP3beta, iALS, GF-CF, SANSA, NeighborEASE)."""
 
 from xdplug.api import hookimpl
 
@@ -9,6 +9,7 @@ def register_baselines(register):
     from .controls import SourcePop, TextKNN
     from .gfcf import GFCF
     from .ials import IALS
+    from .neighbor_ease import NeighborEASE
     from .recbole_models import recbole_baselines
     from .rp3beta import RP3beta
     from .sansa import SANSA
@@ -20,5 +21,5 @@ def register_baselines(register):
     register(SourcePop)
     register(TextCF)
     register(TextGCN)
-    for cls in (RP3beta, IALS, GFCF, SANSA):
+    for cls in (RP3beta, IALS, GFCF, SANSA, NeighborEASE):
         register(cls)
