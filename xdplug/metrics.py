@@ -37,12 +37,31 @@ def parse_metric(name: str, path: str = "evaluation.valid_metric", source=None) 
     return metric, int(k)
 
 
-def hit_matrix(topk: np.ndarray, positives: list[np.ndarray]) -> np.ndarray:
-    """Boolean [U, K]: is ``topk[u, r]`` one of user u's positives? (-1 padding never is.)"""
+def hit_matrix(topk: np.ndarray, positives) -> np.ndarray:
+    """Boolean [U, K]: is ``topk[u, r]`` one of user u's positives? (-1 padding never is.)
+
+    ``positives``: one array per row (a list, or anything with CSR ``indptr``/``indices``).
+    One sorted search over (row, item) keys instead of a Python loop over the rows.
+    """
+    topk = np.asarray(topk)
+    if hasattr(positives, "indptr"):
+        indptr, items = np.asarray(positives.indptr, dtype=np.int64), np.asarray(positives.indices)
+    else:
+        lengths = np.fromiter((len(p) for p in positives), dtype=np.int64, count=len(positives))
+        indptr = np.concatenate([[0], np.cumsum(lengths)])
+        items = np.concatenate([np.asarray(p).ravel() for p in positives]) if len(positives) else np.zeros(0)
+    if len(indptr) - 1 != topk.shape[0]:
+        raise ValueError(f"{len(indptr) - 1} positive lists for {topk.shape[0]} ranked rows")
     out = np.zeros(topk.shape, dtype=bool)
-    for row, pos in enumerate(positives):
-        if len(pos):
-            out[row] = np.isin(topk[row], pos)
+    if not items.size or not topk.size:
+        return out
+    items = items.astype(np.int64)
+    stride = int(max(items.max(), topk.max())) + 1
+    pos_keys = np.unique(np.repeat(np.arange(topk.shape[0], dtype=np.int64), np.diff(indptr)) * stride + items)
+    valid = topk >= 0
+    keys = np.arange(topk.shape[0], dtype=np.int64)[:, None] * stride + np.where(valid, topk, 0)
+    found = np.searchsorted(pos_keys, keys)
+    out[:] = valid & (pos_keys[np.minimum(found, pos_keys.size - 1)] == keys)
     return out
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..context import FitContext
-from ..evaluation import RankingResult, rank_split, rank_users
+from ..evaluation import RankingResult, UserItems, rank_split, rank_users
 from ..metrics import quick_metric
 from ..recbole.trainer import fit_recbole
 from .batches import Histories, UserBatches
@@ -53,9 +53,11 @@ class TrainingSession:
         held = chosen_mask[pairs[:, 0]] & (rng.random(len(pairs)) < SOURCE_VALID_FRACTION)
         train_pairs, valid_pairs = pairs[~held], pairs[held]
         self.model.histories["source"] = Histories(train_pairs, data.n_source_users, data.catalog.source_rows)
-        users = np.unique(valid_pairs[:, 0])
+        users, per_user = np.unique(valid_pairs[:, 0], return_counts=True)
         hist = self.model.histories["source"]
-        positives = [valid_pairs[valid_pairs[:, 0] == u, 1] for u in users]
+        # grouped by one stable sort (each user's items in pair order), not a scan of all pairs per user
+        order = np.argsort(valid_pairs[:, 0], kind="stable")
+        positives = UserItems(np.concatenate([[0], np.cumsum(per_user)]), valid_pairs[order, 1])
         masked = [hist.local_items[hist.indptr[u]:hist.indptr[u + 1]] for u in users]
         return users, positives, masked
 

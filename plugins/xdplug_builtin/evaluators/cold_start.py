@@ -38,6 +38,7 @@ slice covers only some users, so it cannot fill arrays of length U.
 from __future__ import annotations
 
 import logging
+from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -66,6 +67,26 @@ def user_group_labels(bounds: list[int]) -> tuple[np.ndarray, list[str]]:
         labels.append(str(upper) if upper == lower + 1 else f"{lower + 1}-{upper}")
     labels.append(f"{edges[-1] + 1}+")
     return np.asarray(edges), labels
+
+
+def cold_positives(positives, is_cold_item: np.ndarray) -> tuple[SimpleNamespace, np.ndarray]:
+    """Each user's positives that are cold items, as CSR over the users with any; and the count per user.
+
+    One mask lookup over all positives: a per-user ``np.isin`` against the cold items costs
+    users x cold items.
+    """
+    if hasattr(positives, "indptr"):
+        indptr, items = np.asarray(positives.indptr, dtype=np.int64), np.asarray(positives.indices)
+    else:
+        lengths = np.fromiter((len(p) for p in positives), dtype=np.int64, count=len(positives))
+        indptr = np.concatenate([[0], np.cumsum(lengths)])
+        items = np.concatenate([np.asarray(p).ravel() for p in positives]) if len(positives) else np.zeros(0)
+    items = items.astype(np.int64)
+    keep = is_cold_item[items]
+    row_of = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+    counts = np.bincount(row_of[keep], minlength=len(indptr) - 1).astype(np.int64)
+    eligible = counts[counts > 0]
+    return SimpleNamespace(indptr=np.concatenate([[0], np.cumsum(eligible)]), indices=items[keep]), counts
 
 
 class ColdStartEvaluator(Evaluator):
@@ -125,20 +146,23 @@ class ColdStartEvaluator(Evaluator):
         out: dict[str, float] = {}
         metrics = tuple(self.params["metrics"])
 
-        cold_pos = [p[np.isin(p, cold)] for p in result.positives]
-        eligible = np.array([len(p) > 0 for p in cold_pos], dtype=bool)
+        size = max(int(result.n_items), int(cold.max(initial=-1)) + 1, int(topk.max(initial=-1)) + 1)
+        is_cold_item = np.zeros(size, dtype=bool)
+        is_cold_item[cold] = True
+        cold_pos, cold_counts = cold_positives(result.positives, is_cold_item)
+        eligible = cold_counts > 0
         n_eligible = int(eligible.sum())
         if n_eligible and result.topk_cold is None:
             logger.warning("cold items given without a cold-only ranking; cold-item metrics skipped")
         elif n_eligible:
             rows = np.flatnonzero(eligible)
-            pos_index = hit_matrix(np.asarray(result.topk_cold)[rows], [cold_pos[r] for r in rows])
-            pos_len = np.array([len(cold_pos[r]) for r in rows], dtype=np.int64)
+            pos_index = hit_matrix(np.asarray(result.topk_cold)[rows], cold_pos)
+            pos_len = cold_counts[rows]
             for key, per_user in per_user_metrics(pos_index, pos_len, result.ks, metrics).items():
                 out[f"{key}|cold items"] = mean(per_user)
         out["n_users|cold items"] = float(n_eligible)
 
-        is_cold = np.isin(topk, cold)
+        is_cold = (topk >= 0) & is_cold_item[np.maximum(topk, 0)]
         for k in result.ks:
             all_hits = int(hits[:, :k].sum())
             cold_hits = int((hits[:, :k] & is_cold[:, :k]).sum())
