@@ -65,17 +65,21 @@ def cache_key(recipe: str, dataset_cfg: dict, recipe_params: dict, seed: int) ->
 
 def kcore(df: pd.DataFrame, min_user: int, min_item: int, user: str = "user",
           item: str = "item") -> pd.DataFrame:
-    """Drop users and items with too few interactions until none is left to drop."""
+    """Drop users and items with too few interactions until none is left to drop.
+
+    Counted on integer codes (``pd.factorize``, ``np.bincount``): one pass over the
+    strings, then arithmetic, whatever the number of rounds.
+    """
+    users, items = pd.factorize(df[user])[0], pd.factorize(df[item])[0]
+    keep = np.ones(len(df), dtype=bool)
     while True:
-        before = len(df)
+        before = int(keep.sum())
         if min_user > 1:
-            counts = df[user].map(df[user].value_counts())
-            df = df[counts >= min_user]
+            keep &= np.bincount(users[keep], minlength=users.max(initial=-1) + 1)[users] >= min_user
         if min_item > 1:
-            counts = df[item].map(df[item].value_counts())
-            df = df[counts >= min_item]
-        if len(df) == before:
-            return df.reset_index(drop=True)
+            keep &= np.bincount(items[keep], minlength=items.max(initial=-1) + 1)[items] >= min_item
+        if int(keep.sum()) == before:
+            return df[keep].reset_index(drop=True)
 
 
 def clean_domain(domain: RawDomain, protocol: dict, role: str) -> tuple[pd.DataFrame, dict]:
@@ -115,63 +119,80 @@ def _item_keys(raw: RawDomains, domain: RawDomain, role: str, align_items: str |
     return {i: f"{role[0]}:{i}" for i in ids}
 
 
-def recbole_split(inter: pd.DataFrame, ratios: list[float], order: str, seed: int,
-                  workdir: Path) -> list[pd.DataFrame]:
-    """Split per user with RecBole's own ``Dataset.build`` (shuffle or time order, then RS ratios)."""
-    import random
-    import warnings
+def _split_counts(total: int, ratios: list[float]) -> list[int]:
+    """Rows of each part for a user with ``total`` rows: RecBole 1.2.1's ``Dataset._calcu_split_ids``
+    (every part but the first rounded down; a part whose share is under one row gets one, while
+    the first keeps more than one)."""
+    cnt = [int(ratios[i] * total) for i in range(len(ratios))]
+    cnt[0] = total - sum(cnt[1:])
+    for i in range(1, len(ratios)):
+        if cnt[0] <= 1:
+            break
+        if 0 < ratios[-i] * total < 1:
+            cnt[-i] += 1
+            cnt[0] -= 1
+    return cnt
 
-    from recbole.data.dataset import Dataset
-    from recbole.utils import init_seed
 
-    from ..recbole.compat import recbole_config
+def split_rows(users: np.ndarray, timestamps: np.ndarray, ratios: list[float], order: str,
+               seed: int) -> list[np.ndarray]:
+    """Per-user ratio split, RecBole 1.2.1's ``Dataset.build`` (``RS``, ``group_by: user``) on arrays.
+
+    Returns the row indices of each part, in RecBole's order. ``RO`` shuffles all rows
+    with ``torch.randperm`` under ``seed`` (a local generator: the caller's global state
+    is left alone), ``TO`` sorts them stably by timestamp as RecBole's float32 (missing
+    timestamps are 0); then each user's rows, users in order of first appearance, are cut
+    by :func:`_split_counts`. ``tests/test_scale_setup.py`` checks it against RecBole itself.
+    """
     import torch
 
-    users = {u: f"u{i}" for i, u in enumerate(pd.unique(inter["user"]))}
-    items = {it: f"i{i}" for i, it in enumerate(pd.unique(inter["item"]))}
-    back_u = {v: k for k, v in users.items()}
-    back_i = {v: k for k, v in items.items()}
-    table = pd.DataFrame({
-        "user_id:token": inter["user"].map(users),
-        "item_id:token": inter["item"].map(items),
-        "timestamp:float": inter["timestamp"].fillna(0.0),
-    })
-    folder = workdir / "split"
-    folder.mkdir(parents=True, exist_ok=True)
-    table.to_csv(folder / "split.inter", sep="\t", index=False)
-    config = recbole_config("Pop", "split", workdir, {
-        "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
-        "eval_args": {"split": {"RS": list(ratios)}, "order": order, "group_by": "user", "mode": "full"},
-        "seed": seed,
-    }, torch.device("cpu"))
-    # RecBole seeds the global generators (and cuDNN flags); preparing data must not
-    # reseed whatever the caller is in the middle of, so their state is put back
-    saved = (random.getstate(), np.random.get_state(), torch.get_rng_state(),
-             torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
-    try:
-        init_seed(seed, True)
-        with warnings.catch_warnings():
-            # RecBole 1.2.1 fills missing values with chained inplace pandas calls
-            warnings.simplefilter("ignore", FutureWarning)
-            dataset = Dataset(config)
-            parts = dataset.build()
-    finally:
-        random.setstate(saved[0])
-        np.random.set_state(saved[1])
-        torch.set_rng_state(saved[2])
-        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[3], saved[4]
-    out = []
-    for part in parts:
-        u = dataset.id2token("user_id", part.inter_feat["user_id"].numpy())
-        i = dataset.id2token("item_id", part.inter_feat["item_id"].numpy())
-        out.append(pd.DataFrame({"user": [back_u[x] for x in u], "item": [back_i[x] for x in i]}))
-    shutil.rmtree(folder, ignore_errors=True)
-    return out
+    n = len(users)
+    if order == "RO":
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
+    elif order == "TO":
+        perm = np.argsort(np.nan_to_num(np.asarray(timestamps, dtype=np.float64), nan=0.0).astype(np.float32),
+                          kind="stable")
+    else:
+        raise ValueError(f"order must be 'RO' or 'TO', got {order!r}")
+    total = sum(ratios)
+    ratios = [r / total for r in ratios]
+    group, _ = pd.factorize(users[perm])  # users numbered by first appearance in that order
+    rows = perm[np.argsort(group, kind="stable")]
+    sizes = np.bincount(group)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    position = np.arange(n) - np.repeat(starts, sizes)
+    sizes_sorted = np.repeat(sizes, sizes)
+    # the part boundaries of each distinct user size, computed once per size
+    distinct, inverse = np.unique(sizes_sorted, return_inverse=True)
+    bounds = np.array([np.cumsum(_split_counts(int(t), ratios))[:-1] for t in distinct],
+                      dtype=np.int64).reshape(len(distinct), len(ratios) - 1)
+    part = (position[:, None] >= bounds[inverse]).sum(axis=1)
+    return [rows[part == k] for k in range(len(ratios))]
+
+
+def recbole_split(inter: pd.DataFrame, ratios: list[float], order: str, seed: int) -> list[pd.DataFrame]:
+    """Split per user as RecBole's ``Dataset.build`` does (shuffle or time order, then RS ratios)."""
+    users = pd.factorize(inter["user"])[0]
+    return [inter.iloc[index][["user", "item"]].reset_index(drop=True)
+            for index in split_rows(users, inter["timestamp"].to_numpy(), ratios, order, seed)]
+
+
+def _sorted_codes(column: pd.Series) -> tuple[list[str], np.ndarray]:
+    """The distinct keys of a column, sorted, and each row's index among them (hashing, no per-row objects)."""
+    codes, uniques = pd.factorize(column)
+    keys = sorted(uniques)
+    return keys, pd.Index(keys).get_indexer(uniques)[codes].astype(np.int64)
+
+
+def _indices_in(column: pd.Series, keys: list[str]) -> np.ndarray:
+    """Each row's index in the sorted ``keys``, -1 where its key is not there."""
+    codes, uniques = pd.factorize(column)
+    return pd.Index(keys).get_indexer(uniques)[codes].astype(np.int64)
 
 
 def make_cold(train, valid, test, fraction: float, rng: np.random.Generator):
     """Move every training interaction of a seeded fraction of items to validation/test."""
-    items = np.array(sorted(set(train["item"]) | set(valid["item"]) | set(test["item"])))
+    items = np.unique(np.concatenate([part["item"].to_numpy() for part in (train, valid, test)]))
     n_cold = max(1, int(round(fraction * len(items))))
     cold = np.sort(rng.choice(items, size=n_cold, replace=False))
     moving = train["item"].isin(cold)
@@ -224,7 +245,11 @@ def _dedupe_item_tables(raw: RawDomains, warnings: list[str]) -> tuple[RawDomain
 
 
 def prepare_domains(raw: RawDomains, dataset_cfg: dict, seed: int, workdir: Path) -> dict:
-    """Run the whole preparation in memory; returns the arrays and tables to store."""
+    """Run the whole preparation in memory; returns the arrays and tables to store.
+
+    ``workdir`` is a scratch folder the caller owns (nothing is written there now: the split
+    runs on arrays). Past the entity keys everything is integer-coded.
+    """
     # item tables first: one row per ID, and a template whose fields exist, before any work
     warnings: list[str] = []
     raw, item_rows_dropped = _dedupe_item_tables(raw, warnings)
@@ -240,11 +265,17 @@ def prepare_domains(raw: RawDomains, dataset_cfg: dict, seed: int, workdir: Path
     source, source_stats = clean_domain(raw.source, protocol, "source")
     target, target_stats = clean_domain(raw.target, protocol, "target")
 
-    # entity keys: shared where the recipe says entities align, prefixed otherwise
+    # entity keys: shared where the recipe says entities align, prefixed otherwise; made once
+    # per distinct ID and taken by each row (no string is built per interaction)
     for df, domain, role in ((source, raw.source, "source"), (target, raw.target, "target")):
         keys = _item_keys(raw, domain, role, align_items)
-        df["item_key"] = df["item"].map(keys)
-        df["user_key"] = df["user"] if align_users == "id" else role[0] + ":" + df["user"]
+        codes, uniques = pd.factorize(df["item"])
+        df["item_key"] = np.array([keys[i] for i in uniques] + [None], dtype=object)[codes]
+        if align_users == "id":
+            df["user_key"] = df["user"]
+        else:
+            codes, uniques = pd.factorize(df["user"])
+            df["user_key"] = np.array([f"{role[0]}:{u}" for u in uniques] + [None], dtype=object)[codes]
     # key alignment can merge two items of one domain; keep one row per (user, key), and
     # since that can leave a user below the threshold, filter the merged keys again
     merged = []
@@ -259,19 +290,23 @@ def prepare_domains(raw: RawDomains, dataset_cfg: dict, seed: int, workdir: Path
         merged.append(deduped.reset_index(drop=True))
     source, target = merged
 
-    shared_items = set(source["item_key"]) & set(target["item_key"])
-    shared_users = set(source["user_key"]) & set(target["user_key"])
+    shared_items = set(pd.unique(source["item_key"])) & set(pd.unique(target["item_key"]))
+    shared_users = set(pd.unique(source["user_key"])) & set(pd.unique(target["user_key"]))
     if (align_items or align_users) and not shared_items and not shared_users:
         raise DataError(
             f"the domains share no {'items' if align_items else 'users'} after filtering, but the "
             f"recipe aligns them (items by {align_items!r}, users by {align_users!r}); check the IDs "
             "or set dataset.align: none", raw.target.origin or "target domain", "align")
 
-    split_in = pd.DataFrame({"user": target["user_key"], "item": target["item_key"],
-                             "timestamp": target["timestamp"]})
-    train, valid, test = recbole_split(split_in, protocol["split"], protocol["order"], seed, workdir)
+    # integer codes from here on. Canonical indices: sorted keys, so the same data always gives
+    # the same indices. The target's users and items are those of the filtered target, whatever
+    # the sparse regime drops from training: the ranked item set and the indices of valid/test stay
+    t_users, t_user = _sorted_codes(target["user_key"])
+    t_items, t_item = _sorted_codes(target["item_key"])
+    split_in = pd.DataFrame({"user": t_user, "item": t_item, "timestamp": target["timestamp"]})
+    train, valid, test = recbole_split(split_in, protocol["split"], protocol["order"], seed)
 
-    cold: set[str] = set()
+    cold: set[int] = set()  # target item indices
     cold_cfg = dataset_cfg.get("cold_items")
     if cold_cfg:
         rng = np.random.default_rng(cold_cfg.get("seed", seed))
@@ -281,36 +316,30 @@ def prepare_domains(raw: RawDomains, dataset_cfg: dict, seed: int, workdir: Path
         rng = np.random.default_rng(sparse_cfg.get("seed", seed) + 7919)
         train = make_sparse(train, sparse_cfg["keep"], rng)
 
-    # leakage guard: no target validation/test interaction in the source, ever
-    src = pd.DataFrame({"user": source["user_key"], "item": source["item_key"]})
+    # leakage guard: no target validation/test interaction in the source, ever. Compared as
+    # integer pair codes: each source row's target user and item index (-1 where the target has none)
+    as_t_user = _indices_in(source["user_key"], t_users)
+    as_t_item = _indices_in(source["item_key"], t_items)
     held_out = pd.concat([valid, test], ignore_index=True)
-    pair = src["user"] + "\x1f" + src["item"]
-    leak = pair.isin(set(held_out["user"] + "\x1f" + held_out["item"]))
+    n_t_items = len(t_items)
+    held = held_out["user"].to_numpy(np.int64) * n_t_items + held_out["item"].to_numpy(np.int64)
+    both = (as_t_user >= 0) & (as_t_item >= 0)
+    leak = np.zeros(len(source), dtype=bool)
+    leak[both] = np.isin(as_t_user[both] * n_t_items + as_t_item[both], held)
     if cold_cfg and cold_cfg.get("new_in_source"):
-        leak |= src["item"].isin(cold)
+        leak |= np.isin(as_t_item, np.fromiter(cold, dtype=np.int64, count=len(cold)))
     leaked = int(leak.sum())
-    src = src[~leak].reset_index(drop=True)
-    if src.empty:
+    if leaked == len(source):
         raise DataError("the source domain is empty after removing target held-out interactions",
                         raw.source.origin or "source domain")
-
-    # canonical indices: sorted keys, so the same data always gives the same indices. The
-    # target's users and items are those of the filtered target, whatever the sparse regime
-    # dropped from training: the ranked item set and the indices of valid/test stay the same
-    t_users = sorted(set(split_in["user"]))
-    t_items = sorted(set(split_in["item"]))
-    s_users = sorted(set(src["user"]))
-    s_items = sorted(set(src["item"]))
+    s_users, s_user = _sorted_codes(source["user_key"][~leak])
+    s_items, s_item = _sorted_codes(source["item_key"][~leak])
+    src = pd.DataFrame({"user": s_user, "item": s_item})
     catalog_keys = sorted(set(t_items) | set(s_items))
     row_of = {k: i for i, k in enumerate(catalog_keys)}
-    tu = {k: i for i, k in enumerate(t_users)}
-    ti = {k: i for i, k in enumerate(t_items)}
-    su = {k: i for i, k in enumerate(s_users)}
-    si = {k: i for i, k in enumerate(s_items)}
 
-    def encode(df, umap, imap):
-        return np.stack([df["user"].map(umap).to_numpy(np.int64),
-                         df["item"].map(imap).to_numpy(np.int64)], axis=1)
+    def encode(df):
+        return np.stack([df["user"].to_numpy(np.int64), df["item"].to_numpy(np.int64)], axis=1)
 
     # item texts: target's description first, the source's where the target has none
     text_fields = raw.text_fields
@@ -321,7 +350,8 @@ def prepare_domains(raw: RawDomains, dataset_cfg: dict, seed: int, workdir: Path
         if "item" not in items.columns:
             items = pd.DataFrame({"item": []})
         items["item"] = items["item"].astype(str)
-        key_of = dict(zip(df["item"], df["item_key"]))
+        firsts = df.drop_duplicates("item")  # an item has one key: one row per item is enough
+        key_of = dict(zip(firsts["item"], firsts["item_key"]))
         present = items[items["item"].isin(key_of)]
         missing = sorted(set(key_of) - set(present["item"]))
         if missing:
@@ -380,13 +410,13 @@ def prepare_domains(raw: RawDomains, dataset_cfg: dict, seed: int, workdir: Path
         logger.warning("%s", warning)
     return {
         "arrays": {
-            "target_train": encode(train, tu, ti),
-            "target_valid": encode(valid, tu, ti),
-            "target_test": encode(test, tu, ti),
-            "source_train": encode(src, su, si),
+            "target_train": encode(train),
+            "target_valid": encode(valid),
+            "target_test": encode(test),
+            "source_train": encode(src),
             "catalog_source_rows": np.array([row_of[k] for k in s_items], dtype=np.int64),
             "catalog_target_rows": np.array([row_of[k] for k in t_items], dtype=np.int64),
-            "cold_items": np.array(sorted(ti[k] for k in cold), dtype=np.int64),
+            "cold_items": np.array(sorted(cold), dtype=np.int64),
         },
         "keys": {"target_users": t_users, "target_items": t_items, "source_users": s_users,
                  "source_items": s_items, "catalog": catalog_keys, "texts": catalog_texts},
