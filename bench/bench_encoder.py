@@ -3,6 +3,8 @@
     python bench/bench_encoder.py                 # the 1,682 ML-100K movie texts
     python bench/bench_encoder.py --n 5000        # more texts (varied copies, no duplicates)
     python bench/bench_encoder.py --int8          # also try int8 dynamic quantisation (experiment)
+    python bench/bench_encoder.py --onnx          # also try ONNX Runtime on the same batches (experiment)
+    python bench/bench_encoder.py --n 20000 --engine-only   # only the encoder's items/s on many texts
 
 The naive loop is what a tutorial does: AutoTokenizer + AutoModel, a fixed
 batch of 32 in the given order, ``padding=True, truncation=True,
@@ -16,6 +18,7 @@ Then the cache is filled once and read back (a second run encodes 0 texts).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import statistics
 import sys
@@ -70,15 +73,151 @@ def timed(fn):
     return time.perf_counter() - start, time.process_time() - cpu, result
 
 
+def top_k_neighbours(x: np.ndarray, k: int = 10, chunk: int = 2048) -> np.ndarray:
+    """Each row's k nearest other rows by cosine, in row chunks so 10^4+ texts fit in memory."""
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    out = np.empty((len(x), k), dtype=np.int64)
+    for s in range(0, len(x), chunk):
+        sim = x[s:s + chunk] @ x.T
+        sim[np.arange(len(sim)), np.arange(s, s + len(sim))] = -np.inf
+        out[s:s + chunk] = np.argpartition(-sim, k, axis=1)[:, :k]
+    return out
+
+
 def neighbour_overlap(a: np.ndarray, b: np.ndarray, k: int = 10) -> float:
     """Mean share of each text's top-k cosine neighbours that both embeddings agree on."""
-    a = a / np.linalg.norm(a, axis=1, keepdims=True)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True)
-    sa, sb = a @ a.T, b @ b.T
-    np.fill_diagonal(sa, -np.inf)
-    np.fill_diagonal(sb, -np.inf)
-    ka, kb = np.argsort(-sa, 1)[:, :k], np.argsort(-sb, 1)[:, :k]
+    ka, kb = top_k_neighbours(a, k), top_k_neighbours(b, k)
     return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(ka, kb)]))
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+ONNX_MISSING = ("--onnx needs onnxruntime, which xdplug does not install (the ONNX path is an experiment, "
+                "not an encoder option): .venv/bin/pip install onnxruntime onnx")
+
+
+class PooledTransformer(torch.nn.Module):
+    """The encoder's transformer and its pooling as one graph, so ONNX Runtime returns pooled vectors."""
+
+    def __init__(self, bert: torch.nn.Module, pooling: str):
+        super().__init__()
+        self.bert, self.pooling = bert, pooling
+
+    def forward(self, input_ids, attention_mask):
+        from xdplug_builtin.encoders.bert import _pool
+
+        return _pool(self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state,
+                     attention_mask, self.pooling)
+
+
+def export_onnx(engine, fused: bool) -> Path:
+    """Export the engine's transformer (dynamic batch and sequence axes) once per model files.
+
+    ``fused``: exported with eager attention (the pattern ORT's fusion recognises), then
+    rewritten by ``onnxruntime.transformers.optimizer`` into fused Attention, SkipLayerNorm,
+    BiasGelu and EmbedLayerNorm nodes (what optimum's O2 level does). Otherwise the graph
+    is the one torch runs (SDPA attention), left to ORT's own graph optimisations.
+    """
+    import hashlib
+
+    from transformers import AutoModel
+    from xdplug.paths import home
+
+    engine._load()
+    key = hashlib.sha256(f"{engine.model_id}\0{engine.params['pooling']}".encode()).hexdigest()[:16]
+    folder = home() / "onnx" / key
+    path = folder / ("model-fused.onnx" if fused else "model.onnx")
+    if path.is_file():
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    bert = engine._model
+    if fused:
+        bert = AutoModel.from_pretrained(str(engine.model_dir), attn_implementation="eager").eval()
+        bert.pooler = None
+    ids = torch.full((2, 8), 1000, dtype=torch.long)
+    raw = folder / ("model-eager.onnx" if fused else "model.onnx")
+    axes = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}, "pooled": {0: "batch"}}
+    with torch.inference_mode():
+        torch.onnx.export(PooledTransformer(bert, engine.params["pooling"]).eval(), (ids, torch.ones_like(ids)), str(raw),
+                          input_names=["input_ids", "attention_mask"], output_names=["pooled"],
+                          dynamic_axes=axes, opset_version=17, dynamo=False)
+    if fused:
+        from onnxruntime.transformers import optimizer
+
+        cfg = engine._config
+        opt = optimizer.optimize_model(str(raw), model_type="bert", num_heads=cfg.num_attention_heads,
+                                       hidden_size=cfg.hidden_size)
+        print(f"onnx-fused graph: {dict((k, v) for k, v in opt.get_fused_operator_statistics().items() if v)}")
+        opt.save_model_to_file(str(path))
+    return path
+
+
+def onnx_encoder(engine, path: Path):
+    """``encode(texts)`` through ONNX Runtime on the engine's own batches: deduplicated texts,
+    tokenised once, length-sorted, the same token budget; graph optimisations on, torch's thread count."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    pad = engine._tokenizer.pad_token_id or 0
+
+    def encode(texts: list[str]) -> np.ndarray:
+        unique: dict[str, int] = {}
+        inverse = np.fromiter((unique.setdefault(t, len(unique)) for t in texts), dtype=np.int64, count=len(texts))
+        ids = engine._tokenize(list(unique))
+        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+        out = np.empty((len(ids), engine.dim), dtype=np.float32)
+        for idx in engine._batches(lengths, torch.device("cpu")):
+            width = int(lengths[idx].max())
+            batch = np.full((len(idx), width), pad, dtype=np.int64)
+            for row, i in enumerate(idx):
+                batch[row, : lengths[i]] = ids[i]
+            mask = (np.arange(width)[None, :] < lengths[idx][:, None]).astype(np.int64)
+            out[idx] = session.run(None, {"input_ids": batch, "attention_mask": mask})[0]
+        return out[inverse]
+
+    return encode
+
+
+def compare_onnx(engine, texts: list[str], repeat: int) -> None:
+    """Items/s of the torch engine and ONNX Runtime, alternating repeat by repeat, and how close the vectors are."""
+    import onnxruntime
+
+    sides = {"onnx": onnx_encoder(engine, export_onnx(engine, fused=False))}
+    try:
+        sides["onnx-fused"] = onnx_encoder(engine, export_onnx(engine, fused=True))
+    except ImportError as exc:  # the fusion optimizer needs the onnx package
+        print(f"onnx-fused skipped ({exc}); .venv/bin/pip install onnx")
+    for fn in sides.values():
+        fn(texts[:64])  # warm-up
+    load_before = os.getloadavg()[0]
+    wall = {"torch": [], **{k: [] for k in sides}}
+    cpu = {k: [] for k in wall}
+    vectors = {}
+    for _ in range(repeat):
+        for name, fn in (("torch", engine.encode), *sides.items()):
+            dt, ct, vectors[name] = timed(lambda: fn(texts))
+            wall[name].append(dt)
+            cpu[name].append(ct)
+    load_after = os.getloadavg()[0]
+    n, ref = len(texts), vectors["torch"]
+    for name in wall:
+        best, med, per_cpu = n / min(wall[name]), n / statistics.median(wall[name]), n / min(cpu[name])
+        line = f"{name:10s} {best:7.1f} items/s best, {med:7.1f} median, {per_cpu:7.1f} per CPU-second"
+        if name != "torch":
+            cos = cosine(vectors[name], ref)
+            line += (f"; vs torch {min(wall['torch']) / min(wall[name]):.2f}x best, "
+                     f"{statistics.median(wall['torch']) / statistics.median(wall[name]):.2f}x median; "
+                     f"cosine mean {cos.mean():.7f} min {cos.min():.7f}, "
+                     f"top-10 neighbours shared {neighbour_overlap(ref, vectors[name]):.1%}")
+        print(line)
+    print(f"(ONNX Runtime {onnxruntime.__version__}, {torch.get_num_threads()} intra-op threads; "
+          f"load average {load_before:.1f} -> {load_after:.1f})")
 
 
 def main(argv=None) -> int:
@@ -89,7 +228,15 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto")
     ap.add_argument("--model", default="", help="encoder 'model' option (default: bundled all-MiniLM-L6-v2)")
     ap.add_argument("--int8", action="store_true", help="also time int8 dynamic quantisation (experiment, not an encoder option)")
+    ap.add_argument("--onnx", action="store_true", help="also time ONNX Runtime on the encoder's batches (experiment, needs onnxruntime)")
+    ap.add_argument("--engine-only", action="store_true", help="skip the naive loop and the cache runs")
     args = ap.parse_args(argv)
+    if args.onnx and importlib.util.find_spec("onnxruntime") is None:
+        print(ONNX_MISSING, file=sys.stderr)
+        return 2
+    if args.onnx and args.device != "cpu":
+        print("--onnx compares on the CPU only (--device cpu)", file=sys.stderr)
+        return 2
 
     warnings.filterwarnings("ignore")
     if args.threads:
@@ -105,14 +252,25 @@ def main(argv=None) -> int:
     device = engine.resolve_device()
     engine.encode(texts[:64])  # loads the model; warm-up
     tokenizer = AutoTokenizer.from_pretrained(str(engine.model_dir))
-    naive_model = AutoModel.from_pretrained(str(engine.model_dir)).eval().to(device)
-    naive_encode(tokenizer, naive_model, texts[:64], device)
 
     n_tokens = [len(x) for x in tokenizer(texts, truncation=True, max_length=64)["input_ids"]]
     padded = sum(max(n_tokens[i:i + 32]) * len(n_tokens[i:i + 32]) for i in range(0, len(texts), 32))
     print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__} with {torch.get_num_threads()} threads, device {device}")
     print(f"texts: {len(texts)} ({len(set(texts))} unique), {np.mean(n_tokens):.1f} tokens on average; "
           f"the naive loop computes {padded / sum(n_tokens):.2f}x the real tokens (padding)")
+    if args.engine_only:
+        load_before = os.getloadavg()[0]
+        runs = [timed(lambda: engine.encode(texts)) for _ in range(args.repeat)]
+        walls = [r[0] for r in runs]
+        print(f"BertEncoder.encode (cache off): {len(texts) / min(walls):.1f} items/s best, "
+              f"{len(texts) / statistics.median(walls):.1f} median ({min(walls):.1f} s best for {len(texts)} texts), "
+              f"{len(texts) / min(r[1] for r in runs):.1f} per CPU-second; "
+              f"load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}")
+        if args.onnx:
+            compare_onnx(engine, texts, args.repeat)
+        return 0
+    naive_model = AutoModel.from_pretrained(str(engine.model_dir)).eval().to(device)
+    naive_encode(tokenizer, naive_model, texts[:64], device)
 
     load_before = os.getloadavg()[0]
     t_naive, t_engine, c_naive, c_engine = [], [], [], []
@@ -164,11 +322,13 @@ def main(argv=None) -> int:
             t_q, c_q, q = min(r[0] for r in runs), min(r[1] for r in runs), runs[-1][2]
         finally:
             engine._model = fp32_model
-        cos = (q * emb).sum(1) / np.linalg.norm(q, axis=1) / np.linalg.norm(emb, axis=1)
+        cos = cosine(q, emb)
         print(f"int8 dynamic quantisation (experiment): {n / t_q:.1f} items/s, {n / t_q / best_naive:.2f}x naive "
               f"({n / c_q / cpu_naive:.2f}x in CPU time); "
               f"cosine to fp32 mean {cos.mean():.4f} min {cos.min():.4f}; "
               f"top-10 neighbours shared with fp32: {neighbour_overlap(emb, q):.1%}")
+    if args.onnx:
+        compare_onnx(engine, texts, args.repeat)
     return 0
 
 
