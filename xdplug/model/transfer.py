@@ -11,6 +11,12 @@ user-ID term helps where users overlap.
 Item IDs that were never trained carry no signal: the fusion sees
 ``id_known = False`` for them and falls back to text, and ID dropout during
 training teaches it to do so well.
+
+A training step encodes only the catalog rows it reads (its users' items, the
+source histories a target user vector reads, the negatives; all of the trained
+domain's rows for a full softmax), so its cost grows with interactions, not with
+users x items; ``loss: auto`` switches to a sampled softmax above
+``sampling.SOFTMAX_MAX_ITEMS`` items (see :mod:`xdplug.model.sampling`).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from torch import nn
 
 from ..options import Bool, Choice, Float, Int, split_declarations
 from .batches import Histories, split_holdout
+from .sampling import Proposal, amp_dtype, autocast, hit_mask, resolve_loss, sampled_softmax
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +77,16 @@ class ModelOptions:
         "solver": Choice("auto", ["auto", "dense", "sparse"]),
         "neighbors": Int(200, 1, 1_000_000),
         "dim": Int(64, 1, 4096),
-        "loss": Choice("softmax", ["softmax", "sampled_softmax", "bpr"]),
-        "negatives": Int(256, 1, 1_000_000),  # sampled_softmax / bpr negatives per user
+        # auto: full softmax over the trained domain's items up to sampling.SOFTMAX_MAX_ITEMS (20,000)
+        # items, sampled_softmax above (shared negatives per batch, logQ-corrected, accidental hits masked)
+        "loss": Choice("auto", ["softmax", "sampled_softmax", "bpr", "auto"]),
+        "negatives": Int(256, 1, 1_000_000),  # sampled_softmax: negatives shared by a batch
+        # proposal of sampled_softmax / bpr negatives: uniform, or popularity = (training count + 1)^sampler_alpha
+        "negative_sampler": Choice("popularity", ["uniform", "popularity"]),
+        "sampler_alpha": Float(0.75, 0, 2),
+        "in_batch_negatives": Bool(False),  # sampled_softmax: one held-out positive per batch user joins the negatives
+        # mixed precision of training steps: auto = bf16 autocast on CUDA devices with bf16, off on CPU
+        "amp": Choice("auto", ["auto", "off", "bf16"]),
         "holdout": Float(0.25, 0, 1, high_open=True),  # fraction of a user's items held out as targets per step
         "pooling": Choice("mean", ["mean", "attention"]),
         "adaptor": Choice("linear", ["linear", "mlp"]),  # text vector -> model dimension
@@ -92,6 +107,19 @@ class ModelOptions:
     })
 
 
+def scored_columns(options: dict, n_domain_items: int) -> int:
+    """Score columns one training step computes per user row on a domain of ``n_domain_items`` items:
+    every item for the full softmax, the positive and the shared (plus in-batch) negatives for the
+    sampled softmax, a positive and a negative for BPR (what ``strategy.estimate_model_bytes`` needs)."""
+    get = lambda key: options.get(key, ModelOptions.defaults[key])  # noqa: E731
+    loss = resolve_loss({"loss": get("loss")}, n_domain_items)
+    if loss == "softmax":
+        return n_domain_items
+    if loss == "bpr":
+        return 2
+    return 1 + get("negatives") + (get("batch_users") if get("in_batch_negatives") else 0)
+
+
 def _check_options(options: dict) -> None:
     """Check already-resolved options again (a model built from a stored spec, not a config)."""
     for key, option in ModelOptions._options.items():
@@ -110,7 +138,7 @@ def _make_model_class():
                      seed: int, n_union_users: int, user_rows: dict[str, np.ndarray]):
             super().__init__(config, dataset)
             _check_options(options)
-            self.options = options
+            self.options = {**ModelOptions.defaults, **options}  # options stored before an option existed
             self.data = data
             d = options["dim"]
             n_items = len(data.catalog)
@@ -149,6 +177,11 @@ def _make_model_class():
                                 "source": torch.as_tensor(data.catalog.source_rows)}
             self.domain_weight = {"source": 1.0, "target": 1.0}
             self.rng = np.random.default_rng(seed)
+            self.negative_rng = np.random.default_rng([seed, 1])  # its own stream: softmax steps draw none
+            self._proposals: dict[str, tuple[Histories, Proposal]] = {}
+            #: during a training step: catalog row -> row of the step's vectors (None: the whole catalog)
+            self.step_lookup: torch.Tensor | None = None
+            self._plans: dict[str, dict] = {}  # during a training step: each domain's domain_step
             self.extra_losses: list[Callable] = []
             self.last_batch: dict = {}
             self.dropout = nn.Dropout(options["input_dropout"])
@@ -177,9 +210,14 @@ def _make_model_class():
             ids = self.item_id(rows) if self.uses_id else None
             known = self.id_known[rows]
             if train and self.uses_id and self.options["id_dropout"] > 0:
-                keep = torch.rand(len(rows), device=device) >= self.options["id_dropout"]
-                known = known & keep
+                # drawn over the whole catalog, then indexed: the same random stream whichever rows are encoded
+                keep = torch.rand(self.n_catalog, device=device) >= self.options["id_dropout"]
+                known = known & keep[rows]
             return self.fusion(text, ids, known)
+
+        def local(self, item_rows: torch.Tensor) -> torch.Tensor:
+            """Catalog rows -> rows of the vectors a training step encoded (the same rows outside a step)."""
+            return item_rows if self.step_lookup is None else self.step_lookup[item_rows]
 
         def pool(self, vectors: torch.Tensor, items: torch.Tensor, rows: torch.Tensor, n_rows: int) -> torch.Tensor:
             """Pool item vectors per batch row (mean or attention)."""
@@ -194,7 +232,7 @@ def _make_model_class():
                 logits = self.attention(item_vecs).squeeze(-1)
                 logits = logits - logits.max()
                 weights = torch.exp(logits)
-                denom = torch.zeros(n_rows, device=vectors.device).index_add_(0, rows, weights)
+                denom = torch.zeros(n_rows, device=vectors.device, dtype=weights.dtype).index_add_(0, rows, weights)
                 weights = weights / denom[rows].clamp_min(1e-12)
             else:
                 counts = torch.bincount(rows, minlength=n_rows).clamp_min(1).float()
@@ -204,12 +242,15 @@ def _make_model_class():
 
         def user_vectors(self, domain: str, users: torch.Tensor, vectors: torch.Tensor,
                          items: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-            pooled = self.pool(vectors, items, rows, len(users))
+            """User vectors of ``users`` from their ``items`` (catalog rows) at batch ``rows``."""
+            pooled = self.pool(vectors, self.local(items), rows, len(users))
             side = None
             if domain == "target" and self.reads_source_history:
                 side = self.source_side(users)
+                if self.step_lookup is not None:
+                    side = {**side, "items": self.local(side["items"])}
             if side is not None and self.cross_mode != "off":
-                pooled = self.cross_pool(pooled, vectors, items, rows, side)
+                pooled = self.cross_pool(pooled, vectors, self.local(items), rows, side)
             u = self.user_tower(self.dropout(pooled))
             if self.user_id is not None:
                 u = u + self.user_id(self.user_rows[domain].to(users.device)[users])
@@ -262,8 +303,9 @@ def _make_model_class():
             weights = torch.exp(logits - logits.max())
             denom = torch.zeros(n, device=pooled.device, dtype=weights.dtype).index_add_(0, all_rows, weights)
             weights = weights / denom[all_rows].clamp_min(1e-12)
-            out = torch.zeros_like(pooled)
-            return out.index_add_(0, all_rows, item_vecs * weights.unsqueeze(-1))
+            weighted = item_vecs * weights.unsqueeze(-1)
+            out = torch.zeros(pooled.shape, device=pooled.device, dtype=weighted.dtype)
+            return out.index_add_(0, all_rows, weighted)
 
         def source_user_vectors(self, side: dict, vectors: torch.Tensor) -> torch.Tensor:
             """The users' source-domain user vectors from their full source-train history (zeros: none)."""
@@ -298,7 +340,8 @@ def _make_model_class():
             return u
 
         def scores_against(self, users_vec: torch.Tensor, vectors: torch.Tensor, item_rows: torch.Tensor) -> torch.Tensor:
-            s = users_vec @ vectors[item_rows].T / self.options["temperature"]
+            """Scores of user vectors against catalog ``item_rows``."""
+            s = users_vec @ vectors[self.local(item_rows)].T / self.options["temperature"]
             if self.item_bias is not None:
                 s = s + self.item_bias[item_rows]
             return s
@@ -309,57 +352,107 @@ def _make_model_class():
             hist = self.histories[domain]
             self.id_known[torch.as_tensor(np.unique(hist.items), device=self.id_known.device)] = True
 
-        def domain_loss(self, domain: str, users: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
-            device = vectors.device
+        def proposal(self, domain: str) -> Proposal:
+            """The domain's negative proposal, from its current training histories."""
             hist = self.histories[domain]
+            cached = self._proposals.get(domain)
+            if cached is None or cached[0] is not hist:
+                counts = np.bincount(hist.local_items, minlength=len(self.domain_rows[domain]))
+                cached = (hist, Proposal(counts, self.options["negative_sampler"], self.options["sampler_alpha"],
+                                         self.id_known.device))
+                self._proposals[domain] = cached
+            return cached[1]
+
+        def domain_step(self, domain: str, users: torch.Tensor) -> dict:
+            """A domain's part of a step before any vector exists: the users' input/held-out split, the
+            loss, the negatives, and ``encode``, the catalog rows the step reads."""
+            device = self.id_known.device
             u_np = users.cpu().numpy()
-            local, rows = hist.gather(u_np, local=True)
+            local, rows = self.histories[domain].gather(u_np, local=True)
             target = split_holdout(rows, len(u_np), self.options["holdout"], self.rng)
             domain_rows = self.domain_rows[domain].to(device)
-            inp_items = domain_rows[torch.as_tensor(local[~target], device=device)]
+            step = {"local": local, "rows": rows, "target": target, "loss": resolve_loss(self.options, len(domain_rows))}
+            if step["loss"] == "softmax":
+                encode = [domain_rows]
+            else:
+                k = int(target.sum()) if step["loss"] == "bpr" else self.options["negatives"]
+                step["negatives"] = torch.as_tensor(self.proposal(domain).draw(k, self.negative_rng), device=device)
+                encode = [domain_rows[torch.as_tensor(local, device=device)], domain_rows[step["negatives"]]]
+            if domain == "target" and self.reads_source_history:
+                encode.append(self.source_side(users.to(device))["items"])
+            step["encode"] = torch.cat(encode)
+            return step
+
+        def domain_loss(self, domain: str, users: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+            """The ranking loss of ``users`` of ``domain`` (the step's plan; a new one outside a step)."""
+            step = self._plans.get(domain) or self.domain_step(domain, users)
+            local, rows, target = step["local"], step["rows"], step["target"]
+            device = vectors.device
+            domain_rows = self.domain_rows[domain].to(device)
+            inp_local = torch.as_tensor(local[~target], device=device)
             inp_rows = torch.as_tensor(rows[~target], device=device)
-            u = self.user_vectors(domain, users, vectors, inp_items, inp_rows)
+            u = self.user_vectors(domain, users, vectors, domain_rows[inp_local], inp_rows)
             self.last_batch[domain] = {"users": u, "rows": domain_rows, "ids": users}
             t_rows = torch.as_tensor(rows[target], device=device)
             t_items = torch.as_tensor(local[target], device=device)
             if len(t_rows) == 0:
                 return u.sum() * 0.0
-            loss_kind = self.options["loss"]
-            if loss_kind == "softmax":
+            n_t = torch.bincount(t_rows, minlength=len(users)).clamp_min(1).float()
+            if step["loss"] == "softmax":
                 logits = self.scores_against(u, vectors, domain_rows)
                 # known input items are not candidates, exactly as in the evaluation
-                logits = logits.index_put((inp_rows, torch.as_tensor(local[~target], device=device)),
-                                          torch.tensor(-1e9, device=device))
+                logits = logits.index_put((inp_rows, inp_local), torch.tensor(-1e9, device=device))
                 logp = F.log_softmax(logits, dim=1)
                 per = -logp[t_rows, t_items]
-                n_t = torch.bincount(t_rows, minlength=len(u_np)).clamp_min(1).float()
                 return (per / n_t[t_rows]).sum() / (n_t > 0).sum().clamp_min(1)
-            n_items = len(domain_rows)
-            pos = (u[t_rows] * vectors[domain_rows[t_items]]).sum(-1) / self.options["temperature"]
+            pos_rows = domain_rows[t_items]
+            pos = (u[t_rows] * vectors[self.local(pos_rows)]).sum(-1) / self.options["temperature"]
             if self.item_bias is not None:
-                pos = pos + self.item_bias[domain_rows[t_items]]
-            if loss_kind == "bpr":
-                neg_local = torch.randint(0, n_items, (len(t_rows),), device=device)
-                neg = (u[t_rows] * vectors[domain_rows[neg_local]]).sum(-1) / self.options["temperature"]
+                pos = pos + self.item_bias[pos_rows]
+            neg_local = step["negatives"]
+            if step["loss"] == "bpr":  # one negative per held-out item
+                neg_rows = domain_rows[neg_local]
+                neg = (u[t_rows] * vectors[self.local(neg_rows)]).sum(-1) / self.options["temperature"]
                 if self.item_bias is not None:
-                    neg = neg + self.item_bias[domain_rows[neg_local]]
+                    neg = neg + self.item_bias[neg_rows]
                 return -F.logsigmoid(pos - neg).mean()
-            # sampled softmax: shared uniform negatives per batch, with logQ correction (uniform: constant)
-            neg_local = torch.randint(0, n_items, (self.options["negatives"],), device=device)
-            neg = self.scores_against(u, vectors, domain_rows[neg_local])[t_rows]
-            logits = torch.cat([pos.unsqueeze(1), neg], dim=1)
-            return F.cross_entropy(logits, torch.zeros(len(t_rows), dtype=torch.long, device=device))
+            candidates, n_batch = neg_local, 0
+            if self.options["in_batch_negatives"]:  # the first held-out item of every user in the batch
+                first = torch.ones(len(t_rows), dtype=torch.bool, device=device)
+                first[1:] = t_rows[1:] != t_rows[:-1]
+                candidates, n_batch = torch.cat([neg_local, t_items[first]]), int(first.sum())
+            correction = self.proposal(domain).log_expected(candidates, len(neg_local), n_batch)
+            neg = self.scores_against(u, vectors, domain_rows[candidates])[t_rows] - correction
+            hits = hit_mask(candidates, t_items, t_rows, inp_local, inp_rows, len(users))
+            # weighted as the full softmax: each user the same, its held-out items share its weight
+            return sampled_softmax(pos, neg, hits, 1.0 / n_t[t_rows] / (n_t > 0).sum().clamp_min(1))
 
         def calculate_loss(self, interaction):
-            vectors = self.item_vectors(train=True)
-            self.last_batch = {"vectors": vectors}
-            total = 0.0
-            for domain in ("source", "target"):
-                if domain in interaction.interaction:
-                    users = interaction[domain]
-                    total = total + self.domain_weight[domain] * self.domain_loss(domain, users, vectors)
-            for extra in self.extra_losses:
-                total = total + extra(self, self.last_batch)
+            """One step's loss; only the catalog rows the step reads are encoded (every row when an
+            extra loss sets ``full_vectors``, e.g. one scoring every target item)."""
+            device = self.id_known.device
+            domains = [d for d in ("source", "target") if d in interaction.interaction]
+            try:
+                self._plans = {d: self.domain_step(d, interaction[d]) for d in domains}
+                rows = None
+                if not any(getattr(extra, "full_vectors", False) for extra in self.extra_losses):
+                    rows = torch.unique(torch.cat([plan["encode"] for plan in self._plans.values()]))
+                    rows = None if len(rows) == self.n_catalog else rows  # all of them: in catalog order
+                with autocast(amp_dtype(self.options["amp"], device), device):
+                    vectors = self.item_vectors(rows, train=True).float()
+                    if rows is not None:
+                        self.step_lookup = torch.full((self.n_catalog,), -1, dtype=torch.long, device=device)
+                        self.step_lookup[rows] = torch.arange(len(rows), device=device)
+                    self.last_batch = {"vectors": vectors, "item_rows": torch.arange(
+                        self.n_catalog, device=device) if rows is None else rows}
+                    total = 0.0
+                    for domain in domains:
+                        loss = self.domain_loss(domain, interaction[domain], vectors)
+                        total = total + self.domain_weight[domain] * loss
+                    for extra in self.extra_losses:
+                        total = total + extra(self, self.last_batch)
+            finally:
+                self.step_lookup, self._plans = None, {}
             return total
 
         # -- scoring ----------------------------------------------------------------------

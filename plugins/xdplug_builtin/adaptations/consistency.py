@@ -41,4 +41,5 @@ class Consistency(Adaptation):
                 teacher_scores = teacher.score_users("target", users)[:, shared]
             return weight * consistency_kl(student, teacher_scores, temperature)
 
+        kl_loss.full_vectors = True  # it scores every target item: the step encodes every catalog row
         session.train(["target"], phase="target", extra_losses=[kl_loss])
