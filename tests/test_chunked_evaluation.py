@@ -167,11 +167,8 @@ def test_rank_split_is_unchanged_on_synthetic_data(synthetic_data, split):
 def test_item_chunks_merge_to_the_top_k_by_score_then_item_index(seed, levels, chunks):
     scores, train, cold = problem(seed, n_users=9, levels=levels)
     keys = masked_keys(scores, train)
-    # 3 items per chunk; 20 or 50 items (one user's row, 157 x ROW_BYTES, does not fit);
-    # 6 whole rows: too few for the 9 users, so a scorer with score_items is chunked
-    for memory_mb in (3 * CHUNK_BYTES / MB, 20 * CHUNK_BYTES / MB, 50 * CHUNK_BYTES / MB, 6 * 157 * ROW_BYTES / MB):
-        if not chunks and memory_mb >= 157 * ROW_BYTES / MB:
-            continue
+    # 3, 20 or 50 items per chunk: one user's row (157 x ROW_BYTES) does not fit
+    for memory_mb in (3 * CHUNK_BYTES / MB, 20 * CHUNK_BYTES / MB, 50 * CHUNK_BYTES / MB):
         for k in (1, 12, 157):
             topk, topk_cold = rank(scores, train, cold, k, memory_mb, chunks)
             assert np.array_equal(topk, by_index(keys, k)), (memory_mb, k)
@@ -199,7 +196,7 @@ def test_chunked_ranking_agrees_with_full_rows():
 def test_order_keys_sort_like_scores_then_item_index():
     values = torch.tensor([[0.5, -0.0, 0.0, -np.inf, 1e-30, -1e-30, np.finfo(np.float32).max,
                             np.finfo(np.float32).min, 0.5, -2.0]], dtype=torch.float32)
-    keys = order_keys(values, first_item=100)
+    keys = order_keys(values, 100)
     order = torch.argsort(keys, dim=1, descending=True)[0].tolist()
     assert order == [6, 0, 8, 4, 1, 2, 5, 9, 7, 3]
     assert len(set(keys[0].tolist())) == values.shape[1]
@@ -234,6 +231,7 @@ def test_a_large_catalogue_is_batched_within_the_default_budget():
     assert plan_batches(10**6, 20_000, 1024, budget, True) == (1024, 20_000, False)
     users, width, chunked = plan_batches(10**6, 10**8, 1024, budget, True)
     assert chunked and width < 10**8 and users * width * CHUNK_BYTES <= budget
+    assert plan_batches(10**6, 10**8, 1024, budget, False)[:1] == (1,)
 
 
 def test_budget_from_the_environment(monkeypatch):

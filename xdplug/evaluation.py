@@ -12,10 +12,10 @@ working copy stay within a budget (:func:`memory_budget`: ``XDPLUG_EVAL_MEMORY_M
 default :data:`MEMORY_MB` MiB; a resource setting, so no part of a run's identity), at
 most ``batch_size`` users. Whenever one user's whole row fits (every catalogue up to
 tens of millions of items at the default), each row is ranked by ``torch.topk`` as it
-always was, so results do not depend on the budget. Past that, or for a scorer that
-offers ``score_items(users, start, stop)`` when full rows would shrink the batch, items
-are scored in chunks and merged into a running top-k; ties then go to the lower item
-index (``torch.topk`` over a whole row leaves equal scores in its own order). Training
+always was, so results do not depend on the budget. Past that, items are scored in
+chunks (by the scorer's optional ``score_items(users, start, stop)``, else sliced from one
+user's row) and merged into a running top-k; ties then go to the lower item index
+(``torch.topk`` over a whole row leaves equal scores in its own order). Training
 items are masked from CSR arrays (:class:`UserItems`), not per-user Python loops.
 """
 
@@ -168,16 +168,16 @@ class Plan(NamedTuple):
 
 
 def plan_batches(n_users: int, n_items: int, batch_size: int, budget: int, chunked_scorer: bool) -> Plan:
-    """Batch and chunk sizes: item chunks only when whole rows do not fit the budget.
+    """Batch and chunk sizes: item chunks only when not even one user's whole row fits the budget.
 
-    Whole rows (``torch.topk`` over each, as always) whenever one user's row fits, so every
-    catalogue that fits ranks exactly as before; a scorer with ``score_items`` is also
-    chunked when whole rows would shrink the batch below ``batch_size``.
+    Whole rows are ranked by ``torch.topk`` as they always were, so results never depend on
+    the budget or on ``score_items`` for any catalogue one row of which fits. In chunks, a
+    scorer with ``score_items`` is asked for many users at a time, any other for one user.
     """
     rows_fit = budget // max(1, n_items * ROW_BYTES)
-    if rows_fit >= 1 and not (chunked_scorer and rows_fit < min(batch_size, n_users)):
+    if rows_fit >= 1:
         return Plan(max(1, min(batch_size, rows_fit, n_users)), n_items, False)
-    if not chunked_scorer:  # the scorer hands out whole rows: one user at a time
+    if not chunked_scorer:  # the scorer hands out whole rows: one user at a time, walked in chunks
         return Plan(1, int(min(n_items, max(1, budget // CHUNK_BYTES))), True)
     users = max(1, min(batch_size, n_users, budget // (CHUNK_BYTES * min(n_items, MIN_CHUNK))))
     return Plan(users, int(min(n_items, max(1, budget // (CHUNK_BYTES * users)))), True)
@@ -286,26 +286,36 @@ def _rank_chunks(score_fn, chunked, batch, rows, cols, n_items, width, k, k_cold
     return top, None if best_cold is None else _items(best_cold)[:, :k_cold]
 
 
-def order_keys(scores: torch.Tensor, first_item: int) -> torch.Tensor:
+def order_keys(scores: torch.Tensor, items: torch.Tensor | int) -> torch.Tensor:
     """int64 keys, one per score, ordered as (score descending, item index ascending) and all distinct.
 
     The float's bits made monotone (negative floats flipped) in the high 32 bits, the item's
-    complement in the low 32, so ``torch.topk`` on the keys has no ties to break.
+    complement in the low 32, so ``torch.topk`` on the keys has no ties to break. ``items``:
+    each score's item index, or the first item's when the columns are consecutive items.
     """
     bits = (scores + 0.0).view(torch.int32)  # + 0.0: -0.0 ties with 0.0, as in the comparison
     bits = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits).to(torch.int64)
-    items = torch.arange(first_item, first_item + scores.shape[1], dtype=torch.int64, device=scores.device)
+    if isinstance(items, int):
+        items = torch.arange(items, items + scores.shape[1], dtype=torch.int64, device=scores.device)
     return bits.mul_(1 << 32).add_((1 << 32) - 1 - items)
 
 
 def _merge(best: torch.Tensor | None, scores: torch.Tensor, lo: int, k: int) -> torch.Tensor:
-    """The top ``k`` keys of the running best and this chunk."""
-    keys = order_keys(scores, lo)
-    keys = torch.topk(keys, min(k, keys.shape[1]), dim=1).values
+    """The top ``k`` keys of the running best and this chunk.
+
+    A float ``torch.topk`` finds the chunk's candidates; only rows where more items tie with
+    the k-th score than fit are keyed in full, to pick the lowest item indices among them.
+    """
+    width = min(k, scores.shape[1])
+    values, where = torch.topk(scores, width, dim=1)
+    keys = order_keys(values, where.add_(lo))
+    tied = (scores >= values[:, -1:]).sum(dim=1) > width
+    if tied.any():
+        rows = tied.nonzero().squeeze(1)
+        keys[rows] = torch.topk(order_keys(scores[rows], lo), width, dim=1).values
     if best is not None:
         keys = torch.cat([best, keys], dim=1)
-        keys = torch.topk(keys, min(k, keys.shape[1]), dim=1).values
-    return keys
+    return torch.topk(keys, min(k, keys.shape[1]), dim=1).values
 
 
 def _items(keys: torch.Tensor) -> np.ndarray:
