@@ -9,12 +9,14 @@ def register_datasets(register):
 
     from .files import FilesRecipe
     from .movielens import ML1MGenres, ML1MToML100K, ML100KGenres
+    from .synthetic import SyntheticScaleRecipe
 
     register(ML100KGenres)
     register(ML1MToML100K)
     register(ML1MGenres)
     register(SyntheticRecipe)
     register(FilesRecipe)
+    register(SyntheticScaleRecipe)
 
     from .amazon import AmazonRecipe
     from .amazon2023 import Amazon2023Recipe
