@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from xdplug.errors import ConfigError
 from xdplug.model import sampling, transfer
-from xdplug.model.sampling import Proposal, amp_dtype, hit_mask, resolve_loss, sampled_softmax
+from xdplug.model.sampling import Proposal, accidental_hits, amp_dtype, resolve_loss, sampled_softmax
 from xdplug.model.spec import build_strategy
 from xdplug.model.strategy import build_model
 from xdplug.model.transfer import scored_columns
@@ -52,8 +52,8 @@ def partition_gradient_cosines(seed: int, corrections=("logq", "none"), n_items=
             logits = users @ items[neg].T
             if name == "logq":
                 logits = logits - proposal.log_expected(neg, negatives)
-            hits = hit_mask(neg, pos, t_rows, EMPTY, EMPTY, rows)
-            total += grad(sampled_softmax(pos_logit(), logits, hits, weight))
+            user_hits, pos_hits = accidental_hits(neg, pos, t_rows, EMPTY, EMPTY, rows)
+            total += grad(sampled_softmax(pos_logit(), logits, t_rows, user_hits, pos_hits, weight))
         out[name] = F.cosine_similarity(total / draws - g_pos, full, dim=0).item()
     return out
 
@@ -74,24 +74,34 @@ def test_sampled_softmax_with_every_item_once_under_uniform_q_is_the_full_softma
     candidates = torch.arange(10)
     rows = torch.arange(4)
     neg = scores - proposal.log_expected(candidates, 10)  # log(10 * 1/10) = 0: no shift
-    hits = hit_mask(candidates, pos, rows, EMPTY, EMPTY, 4)
-    loss = sampled_softmax(scores[rows, pos], neg, hits, torch.full((4,), 0.25))
+    user_hits, pos_hits = accidental_hits(candidates, pos, rows, EMPTY, EMPTY, 4)
+    loss = sampled_softmax(scores[rows, pos], neg, rows, user_hits, pos_hits, torch.full((4,), 0.25))
     assert loss.item() == pytest.approx(F.cross_entropy(scores, pos).item(), rel=1e-6)
+
+
+def dense_hits(user_hits, pos_hits, t_rows):
+    hits = user_hits[t_rows].clone()
+    hits[pos_hits] = True
+    return hits
 
 
 def test_accidental_hits_are_masked():
     candidates = torch.tensor([3, 5, 3, 7, 9])
     t_items, t_rows = torch.tensor([5, 9, 7]), torch.tensor([0, 0, 1])  # user 0 holds out 5 and 9, user 1 holds 7
     inp_items, inp_rows = torch.tensor([3, 8, 9]), torch.tensor([0, 1, 1])  # inputs: user 0 has 3, user 1 8 and 9
-    hits = hit_mask(candidates, t_items, t_rows, inp_items, inp_rows, 2)
+    user_hits, pos_hits = accidental_hits(candidates, t_items, t_rows, inp_items, inp_rows, 2)
+    assert user_hits.tolist() == [[True, False, True, False, False], [False, False, False, False, True]]
+    hits = dense_hits(user_hits, pos_hits, t_rows)
     assert hits.tolist() == [[True, True, True, False, False],   # 5: its positive; both 3s: an input
                              [True, False, True, False, True],   # 9: its positive; both 3s: an input
                              [False, False, False, True, True]]  # 7: its positive; 9: an input
     # a masked candidate counts for nothing: the loss is that of the unmasked columns alone
-    pos, neg = torch.tensor([0.5, 0.1, -0.2]), torch.randn(3, 5)
-    weight = torch.ones(3)
-    expected = sum(torch.logsumexp(torch.cat([pos[i:i + 1], neg[i][~hits[i]]]), 0) - pos[i] for i in range(3))
-    assert sampled_softmax(pos, neg, hits, weight).item() == pytest.approx(expected.item(), rel=1e-6)
+    torch.manual_seed(0)
+    pos, neg, weight = torch.tensor([0.5, 0.1, -0.2]), 3 * torch.randn(2, 5), torch.tensor([1.0, 0.5, 2.0])
+    expected = sum(weight[i] * (torch.logsumexp(torch.cat([pos[i:i + 1], neg[t_rows[i]][~hits[i]]]), 0) - pos[i])
+                   for i in range(3))
+    loss = sampled_softmax(pos, neg, t_rows, user_hits, pos_hits, weight)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
 
 
 def test_popularity_proposal_and_its_correction():

@@ -81,30 +81,51 @@ class Proposal:
         return torch.log(expected.clamp_min(1e-30))
 
 
-def hit_mask(candidates: torch.Tensor, t_items: torch.Tensor, t_rows: torch.Tensor,
-             inp_items: torch.Tensor, inp_rows: torch.Tensor, n_users: int) -> torch.Tensor:
-    """``(targets, candidates)`` True where a candidate is the row's positive or one of its user's
-    input items (an accidental hit). Costs inputs x log(candidates), never users x items."""
-    hits = t_items.unsqueeze(1) == candidates.unsqueeze(0)
-    if len(inp_items) == 0 or len(candidates) == 0:
-        return hits
+def _matches(candidates: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every ``(i, c)`` with ``items[i] == candidates[c]`` (candidates may repeat), by binary search:
+    items x log(candidates), never a dense items x candidates comparison."""
+    empty = torch.zeros(0, dtype=torch.long, device=candidates.device)
+    if len(items) == 0 or len(candidates) == 0:
+        return empty, empty
     sorted_c, order = torch.sort(candidates)
-    lo = torch.searchsorted(sorted_c, inp_items)
-    n = torch.searchsorted(sorted_c, inp_items, right=True) - lo
-    found = n > 0
-    if not bool(found.any()):
-        return hits
-    n, lo, rows = n[found], lo[found], inp_rows[found]
+    lo = torch.searchsorted(sorted_c, items)
+    n = torch.searchsorted(sorted_c, items, right=True) - lo
+    found = torch.nonzero(n > 0).flatten()
+    if len(found) == 0:
+        return empty, empty
+    n, lo = n[found], lo[found]
     first = torch.repeat_interleave(lo - (torch.cumsum(n, 0) - n), n)  # each match's offset in its run
-    cols = order[first + torch.arange(int(n.sum()), device=n.device)]
+    return torch.repeat_interleave(found, n), order[first + torch.arange(int(n.sum()), device=n.device)]
+
+
+def accidental_hits(candidates: torch.Tensor, t_items: torch.Tensor, t_rows: torch.Tensor,
+                    inp_items: torch.Tensor, inp_rows: torch.Tensor, n_users: int) -> tuple[torch.Tensor, tuple]:
+    """Candidates to mask: ``(users, candidates)`` True where a candidate is one of the user's input
+    items, and the ``(target, candidate)`` pairs where it is the target row's own positive."""
     user = torch.zeros(n_users, len(candidates), dtype=torch.bool, device=candidates.device)
-    user[torch.repeat_interleave(rows, n), cols] = True
-    return hits | user[t_rows]
+    i, c = _matches(candidates, inp_items)
+    user[inp_rows[i], c] = True
+    t, c = _matches(candidates, t_items)
+    keep = ~user[t_rows[t], c]  # already masked for the whole user
+    return user, (t[keep], c[keep])
 
 
-def sampled_softmax(pos: torch.Tensor, neg: torch.Tensor, hits: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Weighted cross-entropy of each row's positive against its corrected candidate logits ``neg``
-    (``hits`` masked out), in float32 whatever the autocast dtype."""
-    logits = torch.cat([pos.float().unsqueeze(1), neg.float().masked_fill(hits, float("-inf"))], dim=1)
-    per = torch.logsumexp(logits, dim=1) - logits[:, 0]
-    return (per * weight).sum()
+def sampled_softmax(pos: torch.Tensor, neg: torch.Tensor, t_rows: torch.Tensor, user_hits: torch.Tensor,
+                    pos_hits: tuple, weight: torch.Tensor) -> torch.Tensor:
+    """Weighted cross-entropy of each target row's positive logit ``pos`` against its user's corrected
+    candidate logits ``neg`` (users x candidates, shared by the user's rows), hits masked, in float32.
+
+    The candidates' sum is taken once per user and each row's own positive, where drawn, is taken
+    out of it: users x candidates work, not targets x candidates."""
+    neg = neg.float().masked_fill(user_hits, float("-inf"))
+    top = neg.detach().max(dim=1).values
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    mass = torch.exp(neg - top.unsqueeze(1))  # masked: 0
+    row_mass = mass.sum(dim=1)[t_rows]
+    t, c = pos_hits
+    if len(t):
+        row_mass = row_mass - torch.zeros_like(row_mass).index_add(0, t, mass[t_rows[t], c])
+    pos = pos.float()
+    shift = torch.maximum(pos.detach(), top[t_rows])
+    lse = torch.log(torch.exp(pos - shift) + row_mass.clamp_min(0) * torch.exp(top[t_rows] - shift)) + shift
+    return ((lse - pos) * weight).sum()

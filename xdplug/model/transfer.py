@@ -31,7 +31,7 @@ from torch import nn
 
 from ..options import Bool, Choice, Float, Int, split_declarations
 from .batches import Histories, split_holdout
-from .sampling import Proposal, amp_dtype, autocast, hit_mask, resolve_loss, sampled_softmax
+from .sampling import Proposal, accidental_hits, amp_dtype, autocast, resolve_loss, sampled_softmax
 
 logger = logging.getLogger(__name__)
 
@@ -111,13 +111,13 @@ def scored_columns(options: dict, n_domain_items: int) -> int:
     """Score columns one training step computes per user row on a domain of ``n_domain_items`` items:
     every item for the full softmax, the positive and the shared (plus in-batch) negatives for the
     sampled softmax, a positive and a negative for BPR (what ``strategy.estimate_model_bytes`` needs)."""
-    get = lambda key: options.get(key, ModelOptions.defaults[key])  # noqa: E731
-    loss = resolve_loss({"loss": get("loss")}, n_domain_items)
+    options = {**ModelOptions.defaults, **options}
+    loss = resolve_loss(options, n_domain_items)
     if loss == "softmax":
         return n_domain_items
     if loss == "bpr":
         return 2
-    return 1 + get("negatives") + (get("batch_users") if get("in_batch_negatives") else 0)
+    return 1 + options["negatives"] + (options["batch_users"] if options["in_batch_negatives"] else 0)
 
 
 def _check_options(options: dict) -> None:
@@ -422,10 +422,11 @@ def _make_model_class():
                 first[1:] = t_rows[1:] != t_rows[:-1]
                 candidates, n_batch = torch.cat([neg_local, t_items[first]]), int(first.sum())
             correction = self.proposal(domain).log_expected(candidates, len(neg_local), n_batch)
-            neg = self.scores_against(u, vectors, domain_rows[candidates])[t_rows] - correction
-            hits = hit_mask(candidates, t_items, t_rows, inp_local, inp_rows, len(users))
+            neg = self.scores_against(u, vectors, domain_rows[candidates]) - correction
+            user_hits, pos_hits = accidental_hits(candidates, t_items, t_rows, inp_local, inp_rows, len(users))
             # weighted as the full softmax: each user the same, its held-out items share its weight
-            return sampled_softmax(pos, neg, hits, 1.0 / n_t[t_rows] / (n_t > 0).sum().clamp_min(1))
+            weight = 1.0 / n_t[t_rows] / (n_t > 0).sum().clamp_min(1)
+            return sampled_softmax(pos, neg, t_rows, user_hits, pos_hits, weight)
 
         def calculate_loss(self, interaction):
             """One step's loss; only the catalog rows the step reads are encoded (every row when an
