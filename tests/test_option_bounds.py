@@ -153,3 +153,19 @@ def test_a_model_too_large_for_the_machine_is_refused_before_allocating(syntheti
                                           r"\(dim 4096, batch_users 10000000, \d+ items\) but cpu has 1\.0 GiB free"):
         strategy.check_memory(options, synthetic_data, 384, True, torch.device("cpu"), "strategies[0]")
     strategy.check_memory(dict(ModelOptions.defaults), synthetic_data, 384, True, torch.device("cpu"), "s")
+
+
+def test_the_memory_estimate_counts_the_columns_a_step_scores():
+    """Above the full-softmax limit a step scores sampled candidates, not the whole catalogue."""
+    from xdplug.model import strategy
+    from xdplug.model.sampling import SOFTMAX_MAX_ITEMS as FULL_SOFTMAX_ITEMS
+
+    options = dict(ModelOptions.defaults)
+    small = strategy.estimate_model_bytes(options, 1000, 500, 0, True)
+    n = 10 * FULL_SOFTMAX_ITEMS
+    full = strategy.estimate_model_bytes(dict(options, loss="softmax"), n, 500, 0, True)
+    sampled = strategy.estimate_model_bytes(options, n, 500, 0, True)
+    weights = 4 * 4 * (n * (1 + options["dim"]) + 4 * options["dim"] ** 2)
+    assert small < sampled < full
+    assert full - weights == 4 * 3 * options["batch_users"] * n
+    assert sampled - weights == 4 * 3 * options["batch_users"] * (1 + options["negatives"])

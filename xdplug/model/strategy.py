@@ -49,19 +49,25 @@ def available_memory(device: torch.device) -> int | None:
     return None
 
 
-def estimate_model_bytes(options: dict, n_items: int, n_users: int, text_dim: int, uses_id: bool) -> int:
+def estimate_model_bytes(options: dict, n_items: int, n_users: int, text_dim: int, uses_id: bool,
+                         n_domain_items: int | None = None) -> int:
     """A lower bound on what training the embedding model holds: weights with Adam's two moments
-    and gradients (4 copies), plus the scores of one user batch over the catalog (3 copies)."""
+    and gradients (4 copies), plus the scores of one user batch (3 copies) over the columns a step
+    scores on the larger domain (``n_domain_items``, default the catalog): all of its items for the
+    full softmax, the sampled candidates otherwise (``transfer.scored_columns``)."""
+    from .transfer import scored_columns
+
     d = options["dim"]
     weights = n_items * (1 + d * uses_id) + text_dim * 2 * d + n_users * d * bool(options["user_id"]) + 4 * d * d
-    scores = min(options["batch_users"], max(n_users, 1)) * n_items
+    columns = scored_columns(options, n_items if n_domain_items is None else n_domain_items)
+    scores = min(options["batch_users"], max(n_users, 1)) * columns
     return 4 * (4 * weights + 3 * scores)
 
 
 def check_memory(options: dict, data, text_dim: int, uses_id: bool, device: torch.device, path: str) -> None:
     """Refuse, before allocating anything, a model that cannot fit (``dim: 1000000`` would try for GBs)."""
     need = estimate_model_bytes(options, len(data.catalog), data.n_target_users + data.n_source_users,
-                                text_dim, uses_id)
+                                text_dim, uses_id, max(data.n_target_items, data.n_source_items))
     free = available_memory(device)
     if free is not None and need > free:
         raise ConfigError(f"{path}.params.model", f"this model needs at least {need / 2**30:.1f} GiB "
