@@ -66,6 +66,7 @@ SCHEMA: dict[str, Any] = {
         "user_groups": List(None, int, 1, 10**9),
         "evaluators": ("list", str),
         "reference": str,
+        "max_users": Int(None, 0, 10**9),
     },
     "train": {
         "epochs": Int(None, 1, 100_000),
@@ -136,6 +137,8 @@ DEFAULTS: dict[str, Any] = {
         "valid_metric": "ndcg@10",
         "user_groups": [5, 10, 20, 50],
         "evaluators": ["ranking", "beyond-accuracy", "cold-start", "significance"],
+        # rank at most this many users per split (seeded sample, same for every method); 0 = all
+        "max_users": 0,
     },
     "train": {
         "epochs": 100,

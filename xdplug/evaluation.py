@@ -325,15 +325,25 @@ def _items(keys: torch.Tensor) -> np.ndarray:
 # -- the fixed target split -------------------------------------------------------------
 
 
+#: the seed of the evaluated-user sample (``evaluation.max_users``): fixed, so every method and
+#: every run of a split ranks the same users
+EVAL_SAMPLE_SEED = 20261201
+
+
 def split_users(data: CrossDomainData, split: str):
-    """Users with held-out positives in ``split``, their positives and their masked items (cached)."""
+    """Users with held-out positives in ``split``, their positives and their masked items (cached).
+
+    With ``data.max_eval_users`` > 0, a seeded sample of at most that many of those users (sorted),
+    identical for every method ranked on this split."""
+    limit = getattr(data, "max_eval_users", 0) or 0
     cache = data.split_cache
-    if split not in cache:
-        cache[split] = _split_users(data, split)
-    return cache[split]
+    key = split if not limit else (split, limit)
+    if key not in cache:
+        cache[key] = _split_users(data, split, limit)
+    return cache[key]
 
 
-def _split_users(data: CrossDomainData, split: str):
+def _split_users(data: CrossDomainData, split: str, limit: int = 0):
     train = data.matrix("target", "train")
     held = data.matrix("target", split)
     masked = train
@@ -341,6 +351,8 @@ def _split_users(data: CrossDomainData, split: str):
         masked = train + data.matrix("target", "valid")
         masked.sort_indices()
     users = np.flatnonzero(np.diff(held.indptr)).astype(np.int64)
+    if 0 < limit < len(users):
+        users = np.sort(np.random.default_rng(EVAL_SAMPLE_SEED).choice(users, size=limit, replace=False))
     counts = np.diff(train.indptr)[users].astype(np.int64)
     return users, UserItems.from_csr(held, users), UserItems.from_csr(masked, users), counts
 

@@ -33,6 +33,10 @@ class CrossDomainData:
     cold_items: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     #: the evaluated users of each split, their positives and masked items (:func:`xdplug.evaluation.split_users`)
     split_cache: dict = field(default_factory=dict, repr=False, compare=False)
+    #: rank at most this many users per split (a seeded sample, the same for every method); 0 = all.
+    #: Set from ``evaluation.max_users`` by the engine: ranking costs users x items, so a catalogue of
+    #: 10^5 items with 10^5+ users needs a sample to evaluate in minutes
+    max_eval_users: int = field(default=0, repr=False, compare=False)
 
     @classmethod
     def load(cls, folder: str | Path) -> "CrossDomainData":

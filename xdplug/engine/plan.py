@@ -42,6 +42,8 @@ def expand(config: dict, registry=None) -> list[RunSpec]:
     shared = {k: config[k] for k in ("dataset", "train", "evaluation")}
     # the report's reference is a reading of finished runs, not part of what a run computes
     shared["evaluation"] = {k: v for k, v in shared["evaluation"].items() if k != "reference"}
+    if not shared["evaluation"].get("max_users"):  # the default (all users) keeps the runs' identities of before
+        shared["evaluation"].pop("max_users", None)
     specs = []
     for seed in config["seeds"]:
         for kind, key in (("baseline", "baselines"), ("strategy", "strategies")):

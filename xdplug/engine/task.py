@@ -112,7 +112,9 @@ def prepare_data(config: dict, registry, seed: int):
     """The prepared split of ``seed`` (built once, then read from the cache)."""
     recipe_cls = registry.get("dataset", config["dataset"]["recipe"], "dataset.recipe")
     recipe = recipe_cls(config["dataset"]["params"], "dataset.params")
-    return prepare(recipe, config["dataset"], seed)
+    data = prepare(recipe, config["dataset"], seed)
+    data.max_eval_users = config["evaluation"].get("max_users", 0)
+    return data
 
 
 def execute_run(spec: RunSpec, config: dict, registry, data, device: torch.device, workdir: Path,

@@ -255,6 +255,15 @@ def _tuning(ctx: ReportContext, figures: Collection[str]) -> list[Block]:
     return blocks
 
 
+def _evaluated_users(data: dict) -> list[tuple[str, str]]:
+    """A row saying that only a sample of users was ranked (``evaluation.max_users``), when so."""
+    limit = (((data.get("config") or {}).get("evaluation") or {}).get("max_users")) or 0
+    if not limit:
+        return []
+    return [("evaluated users", f"a seeded sample of at most {limit:,} users per split, the same for every "
+                                "method (evaluation.max_users)")]
+
+
 def _protocol(ctx: ReportContext) -> list[Block]:
     data = ctx.data
     dataset = data.get("dataset") or {}
@@ -266,6 +275,7 @@ def _protocol(ctx: ReportContext) -> list[Block]:
             ("cold items", dataset.get("cold_items")),
             *((k.replace("_", " "), v) for k, v in dataset.items() if k not in KNOWN_DATASET_KEYS),
             ("primary metric", ctx.primary),
+            *_evaluated_users(data),
             ("reference", ctx.reference),
             ("seeds", ", ".join(str(s) for s in data.get("seeds") or [])),
             ("device", data.get("device")),
