@@ -29,7 +29,7 @@ a failed run's error is in its record.
 
 Workers import xdplug and load plugins from their own environment (entry
 points), so every plugin a config names must be installed on every node.
-``XDPLUG_LOAD_PLUGINS``/``XDPLUG_BLOCK_PLUGINS``/``XDPLUG_STRICT_PLUGINS`` are
+``XDPLUG_LOAD_PLUGINS``/``XDPLUG_BLOCK_PLUGINS``/``XDPLUG_STRICT_PLUGINS``/``XDPLUG_EVAL_MEMORY_MB`` are
 forwarded to the tasks; ``XDPLUG_HOME`` too when Ray runs on this machine
 (a cluster's nodes use their own, or a shared file system).
 """
@@ -47,7 +47,7 @@ from ...errors import RunError
 
 logger = logging.getLogger(__name__)
 
-FORWARDED_ENV = ("XDPLUG_LOAD_PLUGINS", "XDPLUG_BLOCK_PLUGINS", "XDPLUG_STRICT_PLUGINS")
+FORWARDED_ENV = ("XDPLUG_LOAD_PLUGINS", "XDPLUG_BLOCK_PLUGINS", "XDPLUG_STRICT_PLUGINS", "XDPLUG_EVAL_MEMORY_MB")
 LOCAL_ENV = ("XDPLUG_HOME",)
 
 # -- the worker side ----------------------------------------------------------------------
