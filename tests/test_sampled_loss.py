@@ -234,10 +234,14 @@ def test_amp_is_bf16_on_cuda_with_bf16_and_never_on_cpu(monkeypatch):
     assert amp_dtype("auto", torch.device("cuda")) is None
 
 
-def test_cpu_steps_never_autocast_and_an_autocast_step_trains(synthetic_data, plugin_manager, monkeypatch):
+@pytest.mark.parametrize("adaptation, model", [
+    ("target-only", {"pooling": "attention", "cross_domain_user": "attention", "loss": "sampled_softmax",
+                     "negatives": 8, "in_batch_negatives": True}),
+    ("ptupcdr", {"cross_domain_user": "gate", "user_tower": "mlp"})], ids=["attention-sampled", "bridge-softmax"])
+def test_cpu_steps_never_autocast_and_an_autocast_step_trains(adaptation, model, synthetic_data, plugin_manager,
+                                                              monkeypatch):
     data = synthetic_data
-    model = model_of(data, plugin_manager.registry, pooling="attention", cross_domain_user="attention",
-                     loss="sampled_softmax", negatives=8, in_batch_negatives=True)
+    model = model_of(data, plugin_manager.registry, adaptation, **model)
     model.mark_trained("source")
     users = torch.as_tensor(data.shared_users[:8, 0])
     states = []
