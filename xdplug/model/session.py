@@ -86,7 +86,8 @@ class TrainingSession:
         """Train on ``domains`` until validation stops improving; keep the best state.
 
         :param extra_losses: callables ``(model, batch) -> loss`` added to each step;
-            ``batch`` holds the step's item ``vectors`` and per-domain ``users`` vectors.
+            ``batch`` holds the step's item ``vectors`` (of the catalog rows ``item_rows`` the step
+            encoded; a loss with ``full_vectors = True`` gets every row) and per-domain ``users`` vectors.
         :param parameters: the parameters to optimise (default: every trainable one).
         :param validate_on: ``"target"`` (default when the target is trained) or ``"source"``.
         """
