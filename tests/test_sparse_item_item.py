@@ -85,6 +85,9 @@ def test_pruned_gram_keeps_at_most_k_per_column():
     gram = (x.T @ x).toarray()
     np.fill_diagonal(gram, 0)
     pruned = pruned_gram(x, 7, block_entries=500)  # several blocks
+    hubs = np.argsort(-np.asarray(x.sum(0)).ravel(), kind="stable")[:len(pruned.hubs)]
+    np.testing.assert_array_equal(pruned.hubs, np.sort(hubs))
+    np.testing.assert_allclose(pruned.hub_gram, gram[np.ix_(pruned.hubs, pruned.hubs)])
     m = pruned.matrix()
     assert np.diff(m.indptr).max() <= 7
     np.testing.assert_allclose(pruned.diagonal, np.asarray(x.sum(0)).ravel())
@@ -95,10 +98,14 @@ def test_pruned_gram_keeps_at_most_k_per_column():
     assert np.diff(sparse_ease(x, 5.0, 7).indptr).max() <= 7
 
 
-def test_pruned_solution_ranks_like_dense_ease():
+@pytest.mark.parametrize("hubs", [300, 100])
+def test_pruned_solution_ranks_like_dense_ease(hubs):
+    """40 neighbours of 300 items; G[N_j, N_j] exact (300 hubs) or among the 100 most frequent only."""
+    from xdplug.model.sparse_item_item import solve_neighborhoods
+
     x = clustered()
     dense = x @ ease((x.T @ x).toarray(), 10.0)
-    sparse = (x @ sparse_ease(x, 10.0, 40)).toarray()
+    sparse = (x @ solve_neighborhoods(pruned_gram(x, 40, hub_entries=hubs * hubs), 10.0)).toarray()
     seen = x.toarray() > 0
     dense[seen], sparse[seen] = -np.inf, -np.inf
     top_d, top_s = np.argsort(-dense, 1)[:, :10], np.argsort(-sparse, 1)[:, :10]
