@@ -20,7 +20,8 @@ Phases (``--phases``), each in a fresh subprocess of its own (so each has its ow
   split, texts, write the cache);
 * ``encode``: the ``bert`` encoder (the bundled all-MiniLM-L6-v2, cache off) over the
   catalogue's texts, after loading the model and a warm-up; ``--encode-texts N`` encodes
-  the first N texts only and extrapolates the whole catalogue from the texts/s;
+  the first N texts only and extrapolates the whole catalogue from the median texts/s of
+  five timed parts (a part slowed by another job on a shared machine does not count);
 * ``fit``: every method of the config, or ``fit:NAME`` for one, fitted as ``xdplug run``
   fits it (``engine.task.fit_method``); an embedding strategy also gives its seconds per
   epoch (training only, from the run's curves) and the seconds its validation took;
@@ -72,6 +73,8 @@ QUICK_SIZES = ("2e3x100", "4e3x100", "4e3x200")
 #: what --quick changes besides the sizes: one epoch, validated
 QUICK_SET = ("train.epochs=1", "train.eval_step=1")
 QUICK_ENCODE_TEXTS = 64
+#: the encode phase times its texts in this many parts
+ENCODE_PARTS = 5
 PHASES = ("generate", "prepare", "encode", "fit", "evaluate")
 DEVICES = ("cpu", "cuda", "auto")
 
@@ -305,12 +308,23 @@ def _encode(registry, data, device: str, limit: int, sync) -> dict:
     start = time.perf_counter()
     encoder.embed(chosen[:8])  # loads the model and warms up; not timed
     load_s = time.perf_counter() - start
+    # in ENCODE_PARTS parts, each timed: on a shared machine one part slowed by another job shows, and
+    # the extrapolation uses the median part's rate
+    step = max(1, math.ceil(len(chosen) / ENCODE_PARTS))
+    rates = []
     with Phase(sync) as timer:
-        vectors = encoder.embed(chosen)
+        for first in range(0, len(chosen), step):
+            part = chosen[first:first + step]
+            began = time.perf_counter()
+            vectors = encoder.embed(part)
+            sync()
+            rates.append(len(part) / max(time.perf_counter() - began, 1e-9))
     per_s = len(chosen) / timer.seconds if timer.seconds > 0 else None
-    whole = timer.seconds if len(chosen) == len(texts) else (len(texts) / per_s if per_s else None)
+    median = statistics.median(rates)
+    whole = timer.seconds if len(chosen) == len(texts) else len(texts) / median
     return {"seconds": whole, "measured_s": timer.seconds, "phase_rss_mb": timer.peak_mb,
             "texts": len(chosen), "catalog_texts": len(texts), "texts_per_s": per_s,
+            "median_part_texts_per_s": median, "part_texts_per_s": rates,
             "extrapolated": len(chosen) < len(texts), "model_load_s": load_s, "dim": int(vectors.shape[1])}
 
 
@@ -327,10 +341,15 @@ def epoch_times(curves: list[dict]) -> dict:
 
 
 # ----------------------------------------------------------------------------------- growth
+#: the smallest spread (largest / smallest) of an axis worth a slope: filtering moves a "fixed"
+#: catalogue by a few items, and a slope over 2,999 -> 3,000 items is noise
+MIN_SPREAD = 1.5
+
+
 def slope(xs: list[float], ys: list[float]) -> float | None:
-    """Least-squares slope of log(y) on log(x); None with fewer than two distinct x."""
+    """Least-squares slope of log(y) on log(x); None unless x spans a factor of ``MIN_SPREAD``."""
     pts = [(math.log(x), math.log(y)) for x, y in zip(xs, ys) if x and y and x > 0 and y > 0]
-    if len({x for x, _ in pts}) < 2:
+    if len(pts) < 2 or max(x for x, _ in pts) - min(x for x, _ in pts) < math.log(MIN_SPREAD):
         return None
     mx = statistics.mean(x for x, _ in pts)
     my = statistics.mean(y for _, y in pts)
@@ -345,7 +364,12 @@ def joint_fit(rows: list[tuple[float, float, float]]) -> tuple[float, float] | N
     if len(pts) < 3:
         return None
     a = np.array([[x, y, 1.0] for x, y, _ in pts])
-    if np.linalg.matrix_rank(a) < 3:
+    spread = np.ptp(a[:, :2], axis=0)
+    if (spread < math.log(MIN_SPREAD)).any() or np.linalg.matrix_rank(a) < 3:
+        return None
+    # both axes must vary on their own, not only together (users grow with interactions, not with items)
+    residual = a[:, 1] - np.polyval(np.polyfit(a[:, 0], a[:, 1], 1), a[:, 0])
+    if np.ptp(residual) < math.log(MIN_SPREAD):
         return None
     coef, *_ = np.linalg.lstsq(a, np.array([t for *_, t in pts]), rcond=None)
     return float(coef[0]), float(coef[1])

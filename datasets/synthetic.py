@@ -74,7 +74,7 @@ OVERSAMPLE = 1.3
 #: rounds of drawing for users still short of their activity; the last ones ignore tastes (a user
 #: whose topics hold too few items fills up with popular items, as a real shopper would)
 ROUNDS, TASTE_ROUNDS = 6, 3
-#: draws handled at once when drawing topics (bounds the memory of the users x topics lookup)
+#: draws handled at once (bounds the temporary arrays of one round)
 CHUNK = 1 << 18
 #: fewest interactions / items a domain may be generated with
 MIN_INTERACTIONS, MIN_ITEMS = 100, 10

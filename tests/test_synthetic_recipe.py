@@ -241,6 +241,7 @@ def test_bench_arguments(bench, capsys):
 def test_bench_growth_exponents(bench):
     assert bench.slope([1e5, 1e6, 1e7], [2.0, 20.0, 200.0]) == pytest.approx(1.0)
     assert bench.slope([1e5, 1e5], [1.0, 2.0]) is None
+    assert bench.slope([2999, 3000], [1.0, 2.0]) is None  # filtering moved a fixed catalogue: no axis
     # t = n^1.0 * m^0.5: the interactions axis, the items axis and the joint fit recover both
     rows = []
     for n, m in ((1e5, 1e5), (1e6, 1e5), (1e7, 1e5), (1e6, 1e4), (1e6, 3e4)):
@@ -248,6 +249,10 @@ def test_bench_growth_exponents(bench):
                      "seconds": 1e-6 * n * math.sqrt(m), "s_per_epoch": 1e-7 * n})
     rows.append({"phase": "fit:x", "size": [1, 1], "error": "worker exited with status 1"})
     table = bench.growth(rows)["fit:x"]
+    # only the interactions axis, its catalogue a few items apart after filtering: no items slope, no joint fit
+    same = bench.growth([dict(r, target_items=r["target_items"] - i) for i, r in enumerate(rows[:3])])["fit:x"]
+    assert same["items"] == {} and "joint" not in same and same["interactions"][1e5]["slope"] == pytest.approx(
+        1.0, abs=1e-3)
     assert table["interactions"][1e5]["slope"] == pytest.approx(1.0)
     assert table["items"][1e6]["slope"] == pytest.approx(0.5)
     assert table["joint"]["interactions"] == pytest.approx(1.0) and table["joint"]["items"] == pytest.approx(0.5)
@@ -266,7 +271,7 @@ def test_bench_epoch_times(bench):
 def test_bench_phases_run_in_process(bench, plugin_manager, monkeypatch):
     """Every phase's worker at a tiny size (what --quick runs, one subprocess per phase, here in-process)."""
     overrides = bench.size_overrides(2000, 100, "cpu", list(bench.QUICK_SET))
-    base = {"config": SCALE, "overrides": overrides, "device": "cpu", "encode_texts": 8, "threads": 0}
+    base = {"config": SCALE, "overrides": overrides, "device": "cpu", "encode_texts": 10, "threads": 0}
     out = {}
     for phase in ("generate", "prepare", "encode", "fit:id-target-only", "fit:sparse-ease", "evaluate"):
         out[phase] = bench.worker({**base, "phase": phase})
@@ -276,8 +281,9 @@ def test_bench_phases_run_in_process(bench, plugin_manager, monkeypatch):
     assert prepared["target_users"] == 100 and 0 < prepared["target_items"] <= 100
     assert prepared["interactions"] == prepared["target_interactions"] + prepared["source_interactions"]
     encoded = out["encode"]
-    assert encoded["texts"] == 8 and encoded["extrapolated"] and encoded["dim"] == 384
-    assert encoded["seconds"] == pytest.approx(encoded["catalog_texts"] / encoded["texts_per_s"])
+    assert encoded["texts"] == 10 and encoded["extrapolated"] and encoded["dim"] == 384
+    assert len(encoded["part_texts_per_s"]) == bench.ENCODE_PARTS
+    assert encoded["seconds"] == pytest.approx(encoded["catalog_texts"] / encoded["median_part_texts_per_s"])
     fit = out["fit:id-target-only"]
     assert fit["epochs"] == 1 and fit["s_per_epoch"] > 0 and fit["test_users"] > 0
     assert "s_per_epoch" not in out["fit:sparse-ease"]  # a closed form has no epochs
