@@ -71,7 +71,7 @@ DEFAULT_CONFIG = ROOT / "configs" / "scale.yaml"
 DEFAULT_SIZES = ("1e5x1e5", "1e6x1e5", "1e7x1e5", "1e6x1e4", "1e6x3e4")
 QUICK_SIZES = ("2e3x100", "4e3x100", "4e3x200")
 #: what --quick changes besides the sizes: one epoch, validated
-QUICK_SET = ("train.epochs=1", "train.eval_step=1")
+QUICK_SET = ("train.epochs=1", "train.eval_step=1", "strategies.0.params.model.epochs=1")
 QUICK_ENCODE_TEXTS = 64
 #: the encode phase times its texts in this many parts
 ENCODE_PARTS = 5

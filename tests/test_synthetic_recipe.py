@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SCALE = str(ROOT / "configs" / "scale.yaml")
 SMALL = {"interactions": 20_000, "items": 1_000}
 #: configs/scale.yaml at 10^4 target interactions over 100 items
-TINY = ["dataset.params.scale=0.001", "train.epochs=1", "train.eval_step=1", "device=cpu"]
+TINY = ["dataset.params.scale=0.001", "train.epochs=1", "train.eval_step=1", "strategies.0.params.model.epochs=1",
+        "device=cpu"]
 
 
 def load(**params):
@@ -216,7 +217,7 @@ def test_bench_sizes_and_devices(bench):
 def test_bench_arguments(bench, capsys):
     args = bench.parse_args(["--quick"])
     assert args.sizes == [bench.parse_size(s) for s in bench.QUICK_SIZES]
-    assert args.overrides[:2] == list(bench.QUICK_SET) and args.encode_texts == bench.QUICK_ENCODE_TEXTS
+    assert args.overrides[:len(bench.QUICK_SET)] == list(bench.QUICK_SET) and args.encode_texts == bench.QUICK_ENCODE_TEXTS
     args = bench.parse_args(["--sizes", "1e5x1e4", "--device", "auto", "--set", "seeds=[1]"])
     assert args.sizes == [(100_000, 10_000)] and args.device in ("cpu", "cuda") and args.overrides == ["seeds=[1]"]
     assert bench.size_overrides(10, 20, "cuda", ["seeds=[1]"]) == [
