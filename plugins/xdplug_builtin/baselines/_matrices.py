@@ -56,6 +56,16 @@ def training_matrix(ctx, pooled: bool = False, source_weight: float | None = Non
     return Interactions(*pooled_matrix(ctx, source_weight))
 
 
+def gram_rows(ctx, pooled: bool = False, source_weight: float | None = None) -> Interactions:
+    """:func:`training_matrix` for a Gram-based model: with ``source_weight`` w each source row is
+    scaled by sqrt(w), so it counts w times in every co-occurrence (as in pooled EASE) and scores are
+    these rows times B."""
+    inter = training_matrix(ctx, pooled, source_weight)
+    if source_weight is None:
+        return inter
+    return Interactions(inter.matrix.sqrt(), inter.rows, inter.cols)
+
+
 class SparseRowScorer:
     """Scores = the user's training row times a (sparse or low-rank) item-item operator.
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from xdplug.api import Baseline, Float, Int, sparse_ease
 
-from ._matrices import POOLED_SEARCH_SPACE, SOURCE_WEIGHT, Interactions, SparseRowScorer, training_matrix
+from ._matrices import POOLED_SEARCH_SPACE, SOURCE_WEIGHT, SparseRowScorer, gram_rows
 
 
 class NeighborEASE(Baseline):
@@ -40,11 +40,8 @@ class NeighborEASE(Baseline):
 
     def fit(self, ctx, pooled: bool = False):
         p = self.params
-        inter = training_matrix(ctx, pooled, p["source_weight"])
+        inter = gram_rows(ctx, pooled, p["source_weight"])
         x = inter.matrix
-        if p["source_weight"] is not None:  # a row scaled by sqrt(w) counts w times in every co-occurrence
-            x = x.sqrt()  # and, as in pooled EASE, scores are these rows times B
-            inter = Interactions(x, inter.rows, inter.cols)
         ctx.log(f"NeighborEASE{' (pooled)' if pooled else ''}: {p['neighbors']} neighbours per item, "
                 f"{x.shape[1]} items")
         b = sparse_ease(x, p["reg_weight"], p["neighbors"], columns=np.asarray(inter.cols)).tocsr()

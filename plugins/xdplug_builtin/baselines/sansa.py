@@ -35,7 +35,7 @@ import scipy.sparse as sp
 
 from xdplug.api import Baseline, Float, Int
 
-from ._matrices import POOLED_SEARCH_SPACE, SOURCE_WEIGHT, Interactions, SparseRowScorer, training_matrix
+from ._matrices import POOLED_SEARCH_SPACE, SOURCE_WEIGHT, SparseRowScorer, gram_rows
 
 #: entries of one dense block of P (columns per block = this // n_items)
 BLOCK_ENTRIES = 20_000_000
@@ -122,11 +122,8 @@ class SANSA(Baseline):
 
     def fit(self, ctx, pooled: bool = False):
         p = self.params
-        inter = training_matrix(ctx, pooled, p["source_weight"])
+        inter = gram_rows(ctx, pooled, p["source_weight"])
         x = inter.matrix
-        if p["source_weight"] is not None:  # a row scaled by sqrt(w) counts w times in every co-occurrence
-            x = x.sqrt()  # and, as in pooled EASE, scores are these rows times B
-            inter = Interactions(x, inter.rows, inter.cols)
         ctx.log(f"SANSA{' (pooled)' if pooled else ''} over {x.shape[1]} items")
         b = sparse_ease(x, p["reg_weight"], p["gram_neighbors"], p["inverse_neighbors"])
         b_target = b[:, inter.cols].tocsr()
