@@ -37,7 +37,7 @@ from .errors import (ArtifactError, ComponentDefinitionError, ConfigError, DataE
                      XdplugError)
 from .evaluation import RankingResult, rank_split, rank_users
 from .hookspecs import hookimpl
-from .metrics import METRICS, hit_matrix, mean, metric_matrix, pad_columns, per_user_metrics, quick_metric
+from .metrics import METRICS, csr_lists, hit_matrix, mean, metric_matrix, pad_columns, per_user_metrics, quick_metric
 from .model.session import TrainingSession
 from .model.sparse_item_item import sparse_ease
 from .model.text_table import TextTable
@@ -59,7 +59,7 @@ __all__ = [
     "XdplugError", "ConfigError", "DataError", "NotApplicableError", "ArtifactError", "ComponentDefinitionError",
     # training and evaluation
     "FitContext", "TrainingSession", "RecboleData", "recbole_data", "pooled_matrix", "fit_recbole", "RankingResult", "rank_split",
-    "rank_users", "METRICS", "hit_matrix", "pad_columns", "metric_matrix", "per_user_metrics", "mean",
+    "rank_users", "METRICS", "csr_lists", "hit_matrix", "pad_columns", "metric_matrix", "per_user_metrics", "mean",
     "quick_metric", "evaluates_as_code", "literal_value",
     # the sparse EASE solver (item-item baselines beyond the dense limit)
     "sparse_ease",

@@ -37,6 +37,16 @@ def parse_metric(name: str, path: str = "evaluation.valid_metric", source=None) 
     return metric, int(k)
 
 
+def csr_lists(lists) -> tuple[np.ndarray, np.ndarray]:
+    """``(indptr, items)`` of one array per row: a list of arrays, or anything with CSR ``indptr``/``indices``."""
+    if hasattr(lists, "indptr"):
+        return np.asarray(lists.indptr, dtype=np.int64), np.asarray(lists.indices)
+    lengths = np.fromiter((len(p) for p in lists), dtype=np.int64, count=len(lists))
+    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    items = np.concatenate([np.asarray(p).ravel() for p in lists]) if len(lists) else np.zeros(0)
+    return indptr, items
+
+
 def hit_matrix(topk: np.ndarray, positives) -> np.ndarray:
     """Boolean [U, K]: is ``topk[u, r]`` one of user u's positives? (-1 padding never is.)
 
@@ -44,12 +54,7 @@ def hit_matrix(topk: np.ndarray, positives) -> np.ndarray:
     One sorted search over (row, item) keys instead of a Python loop over the rows.
     """
     topk = np.asarray(topk)
-    if hasattr(positives, "indptr"):
-        indptr, items = np.asarray(positives.indptr, dtype=np.int64), np.asarray(positives.indices)
-    else:
-        lengths = np.fromiter((len(p) for p in positives), dtype=np.int64, count=len(positives))
-        indptr = np.concatenate([[0], np.cumsum(lengths)])
-        items = np.concatenate([np.asarray(p).ravel() for p in positives]) if len(positives) else np.zeros(0)
+    indptr, items = csr_lists(positives)
     if len(indptr) - 1 != topk.shape[0]:
         raise ValueError(f"{len(indptr) - 1} positive lists for {topk.shape[0]} ranked rows")
     out = np.zeros(topk.shape, dtype=bool)

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from xdplug.api import Evaluator, List
+from xdplug.api import Evaluator, List, csr_lists
 
 from .ranking import check_metric_names, hit_matrix, mean, per_user_metrics
 
@@ -75,12 +75,7 @@ def cold_positives(positives, is_cold_item: np.ndarray) -> tuple[SimpleNamespace
     One mask lookup over all positives: a per-user ``np.isin`` against the cold items costs
     users x cold items.
     """
-    if hasattr(positives, "indptr"):
-        indptr, items = np.asarray(positives.indptr, dtype=np.int64), np.asarray(positives.indices)
-    else:
-        lengths = np.fromiter((len(p) for p in positives), dtype=np.int64, count=len(positives))
-        indptr = np.concatenate([[0], np.cumsum(lengths)])
-        items = np.concatenate([np.asarray(p).ravel() for p in positives]) if len(positives) else np.zeros(0)
+    indptr, items = csr_lists(positives)
     items = items.astype(np.int64)
     keep = is_cold_item[items]
     row_of = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
