@@ -48,10 +48,9 @@ class TextKNN(Baseline):
     export = "refit"
 
     def fit(self, ctx, pooled: bool = False):
-        from xdplug_builtin.encoders.bert import BertEncoder
+        from ._text import encode_texts
 
-        encoder = BertEncoder(self.params["encoder"], "baselines.text-knn.params.encoder")
-        vectors = encoder.encode(ctx.data.target_item_texts())
+        vectors = encode_texts(ctx.data.target_item_texts(), self.params["encoder"], "baselines.text-knn.params.encoder")
         emb = torch.as_tensor(vectors, dtype=torch.float32, device=ctx.device)
         emb = torch.nn.functional.normalize(emb, dim=1)
         sim = emb @ emb.T

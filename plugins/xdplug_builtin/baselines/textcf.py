@@ -99,9 +99,9 @@ def _standardise(s: np.ndarray, cols: np.ndarray) -> np.ndarray:
 
 
 def _normalised_text(texts: list[str], encoder_params: dict, option: str) -> np.ndarray:
-    from xdplug_builtin.encoders.bert import BertEncoder
+    from ._text import encode_texts
 
-    vectors = BertEncoder(encoder_params, option).encode(list(texts)).astype(np.float64)
+    vectors = encode_texts(texts, encoder_params, option).astype(np.float64)
     return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
