@@ -1,4 +1,5 @@
-"""Built-in encoders: ``bert`` (BERT-family text) and ``id`` (learned item IDs)."""
+"""Built-in encoders: ``bert`` (BERT-family text), ``wordllama`` (static token-embedding text)
+and ``id`` (learned item IDs)."""
 
 from xdplug.api import hookimpl
 
@@ -7,6 +8,8 @@ from xdplug.api import hookimpl
 def register_encoders(register):
     from .bert import BertEncoder
     from .id import IdEncoder
+    from .wordllama import WordLlamaEncoder
 
     register(BertEncoder)
+    register(WordLlamaEncoder)
     register(IdEncoder)
