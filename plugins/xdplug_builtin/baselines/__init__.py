@@ -1,11 +1,13 @@
 """Built-in baselines: RecBole's general recommenders by name, the transfer controls, and the
-non-RecBole CF controls (RP3beta, iALS, GF-CF, SANSA, NeighborEASE)."""
+non-RecBole CF controls (RP3beta, iALS, GF-CF, SANSA, NeighborEASE), AlphaRec and its
+LightGCN-InfoNCE control."""
 
 from xdplug.api import hookimpl
 
 
 @hookimpl
 def register_baselines(register):
+    from .alpharec import AlphaRec, LightGCNInfoNCE
     from .controls import SourcePop, TextKNN
     from .gfcf import GFCF
     from .ials import IALS
@@ -21,5 +23,7 @@ def register_baselines(register):
     register(SourcePop)
     register(TextCF)
     register(TextGCN)
+    register(AlphaRec)
+    register(LightGCNInfoNCE)
     for cls in (RP3beta, IALS, GFCF, SANSA, NeighborEASE):
         register(cls)
