@@ -207,3 +207,61 @@ def test_artifact_refits_and_recommends_like_the_fitted_strategy(registry, data,
     train = data.target_train[data.target_train[:, 0] == 1, 1]
     by_history, _ = rec.score_history([rec.items[i] for i in train])
     assert np.allclose(by_history[0].numpy(), scorer.b.numpy()[train].sum(0), atol=1e-4)
+
+
+def dan_pooled(xt, xs, reg, w, item_norm, user_norm):
+    """Pooled EASE with DAN's normalisation, written out in numpy (the source block's L2 is reg / w)."""
+    x = np.hstack([xt, xs])
+    nt = xt.shape[1]
+    lengths = np.maximum(x.sum(1), 1)
+    weights = (lengths / np.median(lengths)) ** -user_norm
+    reg_cols = np.concatenate([np.full(nt, reg), np.full(xs.shape[1], reg / w)])
+    p = np.linalg.inv(x.T @ (weights[:, None] * x) + np.diag(reg_cols))
+    b = p / -np.diag(p)
+    np.fill_diagonal(b, 0.0)
+    d = np.maximum(x.sum(0), 1) ** item_norm
+    return (x @ (b * d[:, None] / d[None, :]))[:, :nt]
+
+
+@pytest.mark.parametrize("item_norm,user_norm", [(0.3, 0.0), (0.0, 0.5), (0.25, 0.4)])
+def test_dan_terms_equal_numpy(registry, data, tmp_path, item_norm, user_norm):
+    """item_norm / user_norm: DAN's D_I^a B D_I^-a and (length / median)^-b row weights, against numpy."""
+    got = all_scores(fit_strategy(joint(0.5, item_norm=item_norm, user_norm=user_norm), registry,
+                                  make_ctx(data, tmp_path)), data)
+    xt, xs = blocks(data)
+    expected = dan_pooled(xt, xs, 20.0, 0.5, item_norm, user_norm)
+    assert np.abs(got - expected).max() < 1e-4 * np.abs(expected).max()
+    plain = pooled_ease(xt, xs, 20.0, 0.5)
+    assert np.abs(got - plain).max() > 1e-3 * np.abs(plain).max()  # the terms do change the scores
+
+
+def test_dan_terms_with_the_filter_and_on_target_only(registry, data, tmp_path):
+    got = all_scores(fit_strategy(joint(0.5, item_norm=0.2, user_norm=0.3, filter_rank=6, filter_weight=0.4),
+                                  registry, make_ctx(data, tmp_path / "j")), data)
+    xt, xs = blocks(data)
+    s_e = dan_pooled(xt, xs, 20.0, 0.5, 0.2, 0.3)
+    s_l = low_pass(np.hstack([xt, xs]), xt.shape[1], 6)
+    expected = s_e / s_e.std() + 0.4 * s_l / s_l.std()
+    assert np.abs(got - expected).max() < 1e-4 * np.abs(expected).max()
+    entry = joint(item_norm=0.2, user_norm=0.3)
+    entry["adaptation"], entry["params"]["adaptation"] = "target-only", {}
+    got = all_scores(fit_strategy(entry, registry, make_ctx(data, tmp_path / "t")), data)
+    expected = dan_pooled(xt, xt[:, :0], 20.0, 1.0, 0.2, 0.3)
+    assert np.abs(got - expected).max() < 1e-4 * np.abs(expected).max()
+
+
+def test_dan_terms_off_are_bit_identical(registry, data, tmp_path):
+    default = fit_strategy(joint(0.5, filter_rank=6), registry, make_ctx(data, tmp_path / "a"))
+    off = fit_strategy(joint(0.5, filter_rank=6, item_norm=0.0, user_norm=0.0), registry, make_ctx(data, tmp_path / "b"))
+    assert torch.equal(default.b, off.b)
+
+
+def test_dan_terms_are_refused_where_they_have_no_closed_form(registry, data, tmp_path):
+    from xdplug.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="item_norm.*dense target-only"):
+        fit_strategy(joint(0.5, item_norm=0.2, solver="sparse"), registry, make_ctx(data, tmp_path))
+    with pytest.raises(ConfigError, match=r"user_norm.*\(set user_norm: 0\)"):
+        entry = joint(user_norm=0.2)
+        entry["adaptation"], entry["params"]["adaptation"] = "zero-shot", {}
+        fit_strategy(entry, registry, make_ctx(data, tmp_path))

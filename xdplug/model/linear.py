@@ -29,8 +29,13 @@ right singular vectors (randomised SVD, seeded), ``S_L = R D_i^-1/2 V_k
 V_k[t]^T D_i[t]^1/2``, and the scores become ``S_E / std(S_E) + filter_weight *
 S_L / std(S_L)`` (std over the training users' target scores); ``joint`` with
 ``source_norm`` a > 0 divides each user's source row by (its length / the
-median length)^a before both. Every term is linear in the user's row, so a
-fitted strategy is still one matrix: scores = row x ``B``.
+median length)^a before both. ``item_norm`` / ``user_norm`` (dense target-only and
+joint over shared users) are DAN's normalisation (Park et al., SIGIR 2025, "Why is
+normalization necessary for linear recommenders?", alpha = 1 - item_norm, beta = user_norm):
+the Gram matrix weights each user's row by (its length / the median length)^-user_norm, and the
+fitted ``B`` becomes ``D_I^item_norm B D_I[t]^-item_norm`` (item degrees of the unscaled rows;
+``diag(B)`` stays 0), which divides each target item's scores by its degree^item_norm. Every
+term is linear in the user's row, so a fitted strategy is still one matrix: scores = row x ``B``.
 
 Above ``MAX_ITEMS`` items (or with ``solver: sparse``) every form is solved by
 ``model/sparse_item_item.py``: each item regressed on its ``neighbors`` strongest
@@ -150,6 +155,22 @@ def low_pass_factors(r: sp.csr_matrix, nt: int, k: int, seed: int) -> tuple[np.n
     return inv(di)[:, None] * v, v[:nt].T * np.sqrt(di[:nt])[None, :]
 
 
+def _dan_gram(x: sp.csr_matrix, raw: sp.csr_matrix, user_norm: float) -> np.ndarray:
+    """``x^T x``, each row weighted by (its length in ``raw`` / median)^-user_norm when user_norm > 0."""
+    if not user_norm:
+        return (x.T @ x).toarray()
+    lengths = np.maximum(np.asarray(raw.sum(1)).ravel(), 1.0)
+    return (x.T @ sp.diags((lengths / np.median(lengths)) ** -user_norm) @ x).toarray()
+
+
+def _dan_items(b: np.ndarray, raw: sp.csr_matrix, item_norm: float) -> np.ndarray:
+    """``D_I^item_norm B D_I[:nt]^-item_norm`` (D_I: the column sums of ``raw``, at least 1)."""
+    if not item_norm:
+        return b
+    d = np.maximum(np.asarray(raw.sum(0)).ravel(), 1.0) ** item_norm
+    return b * d[:, None] / d[None, :b.shape[1]]
+
+
 def _combine(rows: sp.csr_matrix, b: np.ndarray, r: sp.csr_matrix, nt: int, options: dict, seed: int) -> np.ndarray:
     """``B / std(rows B) + filter_weight * F / std(rows F)``, F the low-pass filter of ``r`` (or ``B``)."""
     if not options["filter_rank"]:
@@ -202,6 +223,11 @@ def fit_item_item(ctx, adaptation, options: dict):
     if options["source_norm"] and form != "pooled":
         raise ConfigError("params.model.source_norm", "weights the source rows of joint's pooled matrix; "
                           f"{adaptation.name!r} has none (set source_norm: 0)")
+    dan = options.get("item_norm", 0.0) or options.get("user_norm", 0.0)
+    if dan and (sparse or (form != "target" and not (form == "pooled" and len(data.shared_items) == 0))):
+        key = "item_norm" if options.get("item_norm", 0.0) else "user_norm"
+        raise ConfigError(f"params.model.{key}", "DAN's normalisation is a term of the dense target-only and of "
+                          f"joint where only users are shared; {adaptation.name!r} here has none (set {key}: 0)")
     target = data.matrix("target", "train").astype(np.float64).tocsr()
     known = np.asarray(target.sum(0)).ravel() > 0
     if sparse:
@@ -210,8 +236,9 @@ def fit_item_item(ctx, adaptation, options: dict):
         return _sparse_scorer(ctx, target, sparse_ease(target, options["reg_weight"], k), target, n_items,
                               options, known)
     if form == "target":
-        gram_t = (target.T @ target).toarray()
-        b = _combine(target, _ease(gram_t, options["reg_weight"]), target, n_items, options, ctx.seed)
+        gram_t = _dan_gram(target, target, options.get("user_norm", 0.0))
+        b = _dan_items(_ease(gram_t, options["reg_weight"]), target, options.get("item_norm", 0.0))
+        b = _combine(target, b, target, n_items, options, ctx.seed)
         return ItemItemScorer(target, b, known, ctx.device)
     if len(data.shared_items) == 0 and form == "pooled" and len(data.shared_users):
         return _fit_pooled_users(ctx, options, _source_weight(adaptation))
@@ -270,6 +297,7 @@ def _fit_pooled_users(ctx, options: dict, w: float) -> ItemItemScorer:
     source_cols = np.flatnonzero(~is_target & (np.asarray(matrix[user_rows].sum(0)).ravel() > 0))
     sparse = use_sparse(options, nt + len(source_cols))
     x = matrix[user_rows][:, np.concatenate([item_cols, source_cols])].tocsr()  # [X_t, X_s], canonical order
+    raw = x
     if options["source_norm"]:
         xs = x[:, nt:]
         scale = _row_scale(np.asarray(xs.sum(1)).ravel(), options["source_norm"])
@@ -282,5 +310,6 @@ def _fit_pooled_users(ctx, options: dict, w: float) -> ItemItemScorer:
         k = options.get("neighbors", 200)
         ctx.log(f"closed-form joint: sparse solver, {k} neighbours per item, {x.shape[1]} columns")
         return _sparse_scorer(ctx, x, sparse_ease(x, reg, k, columns=np.arange(nt)), x, nt, options, known)
-    b = _combine(x, _ease_columns((x.T @ x).toarray(), reg, nt), x, nt, options, ctx.seed)
+    b = _ease_columns(_dan_gram(x, raw, options.get("user_norm", 0.0)), reg, nt)
+    b = _combine(x, _dan_items(b, raw, options.get("item_norm", 0.0)), x, nt, options, ctx.seed)
     return ItemItemScorer(x, b, known, ctx.device)

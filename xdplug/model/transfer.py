@@ -72,6 +72,11 @@ class ModelOptions:
         "filter_weight": Float(0.5, 0, 1e6),
         # ease family, joint: each user's source row divided by (its length / median length)^source_norm
         "source_norm": Float(0.0, 0, 2),
+        # ease family, target-only / joint (dense): DAN's normalisation (Park et al., SIGIR 2025): the Gram
+        # matrix weights each user's row by (its length / median)^-user_norm, and B becomes
+        # D_I^item_norm B D_I^-item_norm (D_I: item degrees; DAN's alpha = 1 - item_norm); 0 = off
+        "item_norm": Float(0.0, 0, 1),
+        "user_norm": Float(0.0, 0, 2),
         # ease family: dense item-item solution, or a sparse one (each item regressed on its `neighbors`
         # strongest co-occurring items, xdplug/model/sparse_item_item.py); auto = dense up to linear.MAX_ITEMS
         "solver": Choice("auto", ["auto", "dense", "sparse"]),
