@@ -25,13 +25,14 @@ through the MLP of its text (layer 0 only), so every item is scored (``item_know
 ``LightGCN-InfoNCE`` is the same propagation, loss and training loop with free ID embeddings as
 layer 0 (N(0, 0.1), LightGCN's initialisation) instead of the text MLP: the control for how much
 of AlphaRec's gain is the InfoNCE objective rather than the text (the AlphaRec re-implementation
-study's point). An item without interactions has no trained embedding: it scores 0 and is
-``item_known`` False.
+study's point). An item without interactions has no edge and no gradient: its embedding is 0 from
+the start, so it scores 0 (cosines lie in [-1, 1]) and is ``item_known`` False.
 
 Training: Adam, mini-batches of shuffled training pairs, a full-graph sparse propagation per batch
 (``torch.sparse``); after every epoch the validation metric (``evaluation.valid_metric``) is
 computed on the valid split and the best epoch's vectors are kept; training stops after
-``patience`` epochs without improvement (0: run all ``epochs``). Seeded by ``ctx.seed``.
+``patience`` epochs without improvement (0: run all ``epochs``). Seeded by ``ctx.seed``; trains on
+``ctx.device``. Not poolable (``pooled: true`` is refused): the target's graph only.
 """
 
 from __future__ import annotations
@@ -89,11 +90,15 @@ class _TextTower(nn.Module):
 
 
 class _IdTower(nn.Module):
-    """The control's layer 0: one free embedding per user and item (LightGCN's N(0, 0.1) start)."""
+    """The control's layer 0: one free embedding per user and item (LightGCN's N(0, 0.1) start).
 
-    def __init__(self, n_nodes: int, dim: int):
+    A node without edges gets no gradient: it starts at 0 and stays there (no representation).
+    """
+
+    def __init__(self, n_nodes: int, dim: int, connected: np.ndarray):
         super().__init__()
-        self.embedding = nn.Parameter(torch.randn(n_nodes, dim) * 0.1)
+        start = torch.randn(n_nodes, dim) * 0.1
+        self.embedding = nn.Parameter(start * torch.as_tensor(connected, dtype=start.dtype)[:, None])
 
     def forward(self) -> torch.Tensor:
         return self.embedding
@@ -115,7 +120,9 @@ def train_graph_model(ctx, tower: nn.Module, matrix: sp.csr_matrix, p: dict, lab
     One loop for AlphaRec and its ID control, so the two differ only in their layer 0.
     """
     n_users, n_items = matrix.shape
-    adj = normalized_adjacency(matrix)
+    device = ctx.device
+    adj = normalized_adjacency(matrix).to(device)
+    tower.to(device)
     coo = sp.coo_matrix(matrix)
     pairs = np.vstack([coo.row, coo.col]).T[coo.data != 0]
     warm = np.unique(pairs[:, 1])
@@ -133,8 +140,8 @@ def train_graph_model(ctx, tower: nn.Module, matrix: sp.csr_matrix, p: dict, lab
         tower.train()
         for batch in np.array_split(rng.permutation(len(pairs)), max(1, -(-len(pairs) // p["batch_size"]))):
             users, items = final()
-            u, i = torch.as_tensor(pairs[batch, 0]), torch.as_tensor(pairs[batch, 1])
-            negatives = torch.as_tensor(rng.choice(warm, p["negatives"]))
+            u, i = torch.as_tensor(pairs[batch, 0], device=device), torch.as_tensor(pairs[batch, 1], device=device)
+            negatives = torch.as_tensor(rng.choice(warm, p["negatives"]), device=device)
             loss = info_nce(users[u], items[i], items[negatives], p["tau"])
             optimizer.zero_grad()
             loss.backward()
@@ -143,8 +150,8 @@ def train_graph_model(ctx, tower: nn.Module, matrix: sp.csr_matrix, p: dict, lab
         tower.eval()
         with torch.no_grad():
             users, items = final()
-        scorer = _CosineScorer(users, items, np.ones(n_items, dtype=bool), ctx.device)
-        score = quick_metric(rank_split(scorer.score, ctx.data, "valid", [k], ctx.device,
+        scorer = _CosineScorer(users, items, np.ones(n_items, dtype=bool), device)
+        score = quick_metric(rank_split(scorer.score, ctx.data, "valid", [k], device,
                                         ctx.evaluation["user_groups"]), metric, k)
         point = {"phase": "train", "epoch": epoch, "loss": float(np.mean(losses)) if losses else None,
                  "valid": score, "seconds": time.perf_counter() - start}
@@ -216,9 +223,8 @@ class LightGCNInfoNCE(Baseline):
     def fit(self, ctx, pooled: bool = False):
         p, data = self.params, ctx.data
         matrix = (data.matrix("target", "train").tocsr() != 0).astype(np.float64)
-        torch.manual_seed(ctx.seed)
-        tower = _IdTower(sum(matrix.shape), p["dim"])
-        users, items = train_graph_model(ctx, tower, matrix, p, self.name)
         known = np.asarray(matrix.sum(0)).ravel() > 0
-        items = items * torch.as_tensor(known, dtype=items.dtype)[:, None]  # untrained: no representation
+        torch.manual_seed(ctx.seed)
+        tower = _IdTower(sum(matrix.shape), p["dim"], np.concatenate([np.asarray(matrix.sum(1)).ravel() > 0, known]))
+        users, items = train_graph_model(ctx, tower, matrix, p, self.name)
         return _CosineScorer(users, items, known, ctx.device)
