@@ -70,7 +70,8 @@ def propagate(adj: torch.Tensor, h0: torch.Tensor, layers: int) -> torch.Tensor:
 
 
 def info_nce(users: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor, tau: float) -> torch.Tensor:
-    """Mean InfoNCE of ``[B, d]`` users against their ``[B, d]`` positives and ``[K, d]`` shared negatives (cosine / tau)."""
+    """Mean InfoNCE of ``[B, d]`` users against their ``[B, d]`` positives and ``[K, d]`` shared negatives
+    (cosine / tau)."""
     u = F.normalize(users, dim=-1)
     pos = (u * F.normalize(positives, dim=-1)).sum(-1) / tau
     neg = u @ F.normalize(negatives, dim=-1).T / tau
@@ -114,7 +115,8 @@ class _CosineScorer:
         return self.users[users.to(self.users.device)] @ self.items.T
 
 
-def train_graph_model(ctx, tower: nn.Module, matrix: sp.csr_matrix, p: dict, label: str) -> tuple[torch.Tensor, torch.Tensor]:
+def train_graph_model(ctx, tower: nn.Module, matrix: sp.csr_matrix, p: dict,
+                      label: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Train ``tower`` (layer 0 of users then items) through LightGCN with InfoNCE; the best epoch's final vectors.
 
     One loop for AlphaRec and its ID control, so the two differ only in their layer 0.
