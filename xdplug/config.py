@@ -66,6 +66,7 @@ SCHEMA: dict[str, Any] = {
         "user_groups": List(None, int, 1, 10**9),
         "evaluators": ("list", str),
         "reference": str,
+        "cold_reference": str,
         "max_users": Int(None, 0, 10**9),
     },
     "train": {
@@ -415,10 +416,11 @@ def validate(config: dict, registry=None, source: str | None = None) -> None:
     if not (device in ("auto", "cpu", "cuda") or device.startswith("cuda:") and device[5:].isdigit()):
         raise ConfigError("device", f"expected auto, cpu, cuda or cuda:N, got {device!r}", source)
     names = method_names(config)
-    reference = config["evaluation"].get("reference")
-    if reference is not None and reference not in names:
-        raise ConfigError("evaluation.reference", f"{reference!r} is not a method of this config; methods: "
-                          + ", ".join(names), source)
+    for key in ("reference", "cold_reference"):
+        reference = config["evaluation"].get(key)
+        if reference is not None and reference not in names:
+            raise ConfigError(f"evaluation.{key}", f"{reference!r} is not a method of this config; methods: "
+                              + ", ".join(names), source)
     seen = set()
     for name in names:
         if name in seen:

@@ -40,8 +40,8 @@ def expand(config: dict, registry=None) -> list[RunSpec]:
     depend on their search); without one, the process-wide plugin manager's.
     """
     shared = {k: config[k] for k in ("dataset", "train", "evaluation")}
-    # the report's reference is a reading of finished runs, not part of what a run computes
-    shared["evaluation"] = {k: v for k, v in shared["evaluation"].items() if k != "reference"}
+    # the report's references are a reading of finished runs, not part of what a run computes
+    shared["evaluation"] = {k: v for k, v in shared["evaluation"].items() if k not in ("reference", "cold_reference")}
     if not shared["evaluation"].get("max_users"):  # the default (all users) keeps the runs' identities of before
         shared["evaluation"].pop("max_users", None)
     specs = []

@@ -303,9 +303,9 @@ class ReportContext:
         was tested); without one the improvement comes from the means and has
         no marker, since nothing was tested.
         """
-        if not self.reference or method == self.reference:
+        comp = self.comparison(method, metric)  # a slice may be tested against a reference of its own
+        if comp is None and (not self.reference or method == self.reference):
             return None, "", None
-        comp = self.comparison(method, metric)
         if comp is not None:
             pct = as_float(comp.get("improvement_pct"))
             if pct is None:

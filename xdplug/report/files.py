@@ -113,7 +113,8 @@ def report_json(ctx: ReportContext, verdict: dict, generated_at: str) -> str:
         for m in ctx.groups.all:
             pct, marker, comp = ctx.improvement(s.method, m)
             if pct is not None:
-                improvements[m] = {"pct": pct, "marker": marker, "tested": comp is not None}
+                improvements[m] = {"pct": pct, "marker": marker, "tested": comp is not None,
+                                   "reference": comp.get("reference") if comp else ctx.reference}
         summary.append({
             **_run_counts(ctx, s),
             "notes": s.notes,
@@ -171,8 +172,9 @@ def per_user_frame(runs: list[dict]) -> pd.DataFrame:
             values = np.asarray(arrays[metric], dtype=np.float64)
             if values.shape != users.shape:
                 continue
-            frames.append(pd.DataFrame({"method": run["method"], "seed": run["seed"], "user": users,
-                                        "metric": metric, "value": values}))
+            measured = ~np.isnan(values)  # a slice's arrays (cold items) hold NaN for users outside it
+            frames.append(pd.DataFrame({"method": run["method"], "seed": run["seed"], "user": users[measured],
+                                        "metric": metric, "value": values[measured]}))
     if not frames:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in
                              zip(PER_USER_COLUMNS, ("object", "int64", "int64", "object", "float64"))})

@@ -229,7 +229,8 @@ def improvement_table(ctx: ReportContext, metrics: list[str] | None = None) -> T
         pct, marker, _ = ctx.improvement(str(c.get("method")), str(c.get("metric")))
         rows.append([
             Cell(str(c.get("method"))),
-            Cell(str(c.get("metric"))),
+            Cell(str(c.get("metric")) + ("" if c.get("reference") in (None, ctx.reference)
+                                         else f" (vs {c.get('reference')})")),
             Cell(fmt_num(c.get("mean"))),
             Cell(fmt_num(c.get("reference_mean"))),
             Cell(fmt_pct(pct)),

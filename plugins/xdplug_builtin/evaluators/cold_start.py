@@ -30,9 +30,10 @@ says which items it could learn about (``result.item_known``),
 reports 0 there, and its cold-item numbers are what it actually produced
 (typically random order), not left out.
 
-``per_user`` returns nothing: the group values are the ``ranking`` evaluator's
-per-user values sliced by group (nothing new to test), and the cold-item
-slice covers only some users, so it cannot fill arrays of length U.
+``per_user`` returns the cold-item slice's values per user (``ndcg@10|cold items``, ...), NaN
+for a user without a cold test positive, so the report can test the slice's differences per
+user (the significance evaluator pairs only users with a value in both runs). The group values
+are the ``ranking`` evaluator's per-user values sliced by group: nothing new to test.
 """
 
 from __future__ import annotations
@@ -98,8 +99,30 @@ class ColdStartEvaluator(Evaluator):
         check_metric_names(type(self), self.params["metrics"], path)
 
     def per_user(self, result: RankingResult) -> dict[str, np.ndarray]:
-        """Nothing: see the module docstring."""
-        return {}
+        """The cold-item slice's metrics per user, NaN where a user has no cold test positive."""
+        if result.cold_items is None or result.topk_cold is None:
+            return {}
+        rows, values = self._cold_values(result)
+        out = {}
+        for key, per_user in values.items():
+            full = np.full(len(result.users), np.nan)
+            full[rows] = per_user
+            out[f"{key}|cold items"] = full
+        return out
+
+    def _cold_values(self, result: RankingResult) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The rows of users with a cold test positive, and their metrics on the cold-only ranking."""
+        cold = np.asarray(result.cold_items)
+        topk = np.asarray(result.topk)
+        size = max(int(result.n_items), int(cold.max(initial=-1)) + 1, int(topk.max(initial=-1)) + 1)
+        is_cold_item = np.zeros(size, dtype=bool)
+        is_cold_item[cold] = True
+        cold_pos, cold_counts = cold_positives(result.positives, is_cold_item)
+        rows = np.flatnonzero(cold_counts > 0)
+        if not rows.size:
+            return rows, {}
+        pos_index = hit_matrix(np.asarray(result.topk_cold)[rows], cold_pos)
+        return rows, per_user_metrics(pos_index, cold_counts[rows], result.ks, tuple(self.params["metrics"]))
 
     def evaluate(self, result: RankingResult) -> dict[str, float]:
         hits = result.hits()
@@ -139,21 +162,14 @@ class ColdStartEvaluator(Evaluator):
         cold = np.asarray(result.cold_items)
         topk = np.asarray(result.topk)
         out: dict[str, float] = {}
-        metrics = tuple(self.params["metrics"])
-
         size = max(int(result.n_items), int(cold.max(initial=-1)) + 1, int(topk.max(initial=-1)) + 1)
         is_cold_item = np.zeros(size, dtype=bool)
         is_cold_item[cold] = True
-        cold_pos, cold_counts = cold_positives(result.positives, is_cold_item)
-        eligible = cold_counts > 0
-        n_eligible = int(eligible.sum())
+        n_eligible = int((cold_positives(result.positives, is_cold_item)[1] > 0).sum())
         if n_eligible and result.topk_cold is None:
             logger.warning("cold items given without a cold-only ranking; cold-item metrics skipped")
         elif n_eligible:
-            rows = np.flatnonzero(eligible)
-            pos_index = hit_matrix(np.asarray(result.topk_cold)[rows], cold_pos)
-            pos_len = cold_counts[rows]
-            for key, per_user in per_user_metrics(pos_index, pos_len, result.ks, metrics).items():
+            for key, per_user in self._cold_values(result)[1].items():
                 out[f"{key}|cold items"] = mean(per_user)
         out["n_users|cold items"] = float(n_eligible)
 

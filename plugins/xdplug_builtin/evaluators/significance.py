@@ -81,6 +81,8 @@ def paired_tests(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
 def paired_users(method_runs: dict, reference_runs: dict, metric: str):
     """Per-user values of both methods, each averaged over the seeds they share.
 
+    A user whose value is NaN in either run of a seed (outside a slice) is not paired in that seed.
+
     ``*_runs`` map seed -> run dict. Returns ``(user ids, method values,
     reference values, seeds used)``.
     """
@@ -93,9 +95,12 @@ def paired_users(method_runs: dict, reference_runs: dict, metric: str):
         a, b = method_runs[seed], reference_runs[seed]
         a_users, b_users = np.asarray(a["users"]), np.asarray(b["users"])
         common, ia, ib = np.intersect1d(a_users, b_users, return_indices=True)
-        users.append(common)
-        a_parts.append(np.asarray(a["per_user"][metric], dtype=np.float64)[ia])
-        b_parts.append(np.asarray(b["per_user"][metric], dtype=np.float64)[ib])
+        a_values = np.asarray(a["per_user"][metric], dtype=np.float64)[ia]
+        b_values = np.asarray(b["per_user"][metric], dtype=np.float64)[ib]
+        measured = np.isfinite(a_values) & np.isfinite(b_values)  # a slice (cold items) leaves NaN elsewhere
+        users.append(common[measured])
+        a_parts.append(a_values[measured])
+        b_parts.append(b_values[measured])
     if not seeds:
         return np.array([], dtype=np.int64), np.array([]), np.array([]), seeds
     all_users = np.concatenate(users)
