@@ -81,6 +81,9 @@ def test_report_tests_the_cold_slice_against_its_own_reference(tiny_config, plug
     assert all(c["metric"] != "ndcg@10|cold items" or c["reference"] == "text-knn" for c in data["comparisons"])
     md = (out / "report.md").read_text()
     assert "cold items (vs text-knn)" in md  # the improvement table names the slice's own reference
+    cold_section = md.split("### Slice: cold items")[1].split("###")[0]
+    assert "are against text-knn" in cold_section
+    assert "_text-knn_" in cold_section or "| text-knn |" in cold_section
     # the per-user file holds the slice's users only; their mean is the reported cold metric
     frame = pd.read_csv(out / "per_user.csv")
     cold = frame[(frame.method == "text-knn") & (frame.metric == "ndcg@10|cold items")]

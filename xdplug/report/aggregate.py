@@ -23,6 +23,9 @@ COUNT_FAMILIES = frozenset({"n_users"})
 #: Holm-corrected p-value thresholds and their markers, strictest first
 MARKERS = ((0.01, "**"), (0.05, "*"))
 ALPHA = 0.05
+#: the cold-start evaluator's label of the cold-item slice (``ndcg@10|cold items``), tested against a
+#: reference of its own (the report data's ``cold_reference``)
+COLD_SLICE = "cold items"
 DONE, FAILED, NOT_APPLICABLE = "done", "failed", "not_applicable"
 
 

@@ -11,12 +11,10 @@ from ..config import config_hash, output_dir
 from ..engine.plan import expand, library_versions
 from ..errors import RunError, storage_error
 from . import write_report
+from .aggregate import COLD_SLICE
 from .files import write_per_user
 
 logger = logging.getLogger(__name__)
-
-#: the cold-start evaluator's label of the cold-item slice (``ndcg@10|cold items``)
-COLD_SLICE = "cold items"
 
 
 def regime_name(dataset_cfg: dict) -> str:

@@ -10,7 +10,7 @@ import json
 from collections.abc import Collection
 
 import xdplug.report.tables as t
-from .aggregate import LEARNING_FLAG, LEARNING_MARKER, MARKERS, ReportContext, evaluator_tables
+from .aggregate import COLD_SLICE, LEARNING_FLAG, LEARNING_MARKER, MARKERS, ReportContext, evaluator_tables
 from .blocks import Block, Bullets, Code, Details, FigureRef, Heading, Paragraph
 from .figures import curve_methods, primary_caption
 from .verdict import Verdict
@@ -185,7 +185,7 @@ def _cold_start(ctx: ReportContext, figures: Collection[str]) -> list[Block]:
         if groups.sliced[label]:
             blocks += [
                 Paragraph(f"Test metrics measured on {label} only{users}; notes say what a method cannot score. "
-                          + SLICE_LEGEND),
+                          + SLICE_LEGEND + _slice_reference(ctx, label)),
                 t.slice_table(ctx, label),
             ]
         else:
@@ -197,6 +197,16 @@ def _cold_start(ctx: ReportContext, figures: Collection[str]) -> list[Block]:
             t.metric_table(ctx, groups.cold, notes=True),
         ]
     return blocks
+
+
+def _slice_reference(ctx: ReportContext, label: str) -> str:
+    """Where a slice is tested against a reference of its own (the cold items), the sentence that says so."""
+    reference = ctx.data.get("cold_reference") if label == COLD_SLICE else None
+    if not reference:
+        return ""
+    return (f" On this slice the highlighted row and the paired tests (Improvement over the reference, other metrics) "
+            f"are against {reference}, the best baseline on it or the one the config names "
+            f"(evaluation.cold_reference): an ID-only model cannot score these items.")
 
 
 def _beyond(ctx: ReportContext) -> list[Block]:

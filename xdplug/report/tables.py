@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from .aggregate import (
+    COLD_SLICE,
     DONE,
     LEARNING_FLAG,
     LEARNING_MARKER,
@@ -157,9 +158,10 @@ def main_table(ctx: ReportContext) -> Table:
 
 
 def metric_table(ctx: ReportContext, metrics: list[str], only_with_values: bool = True, notes: bool = False,
-                 highlight: bool = False) -> Table:
+                 highlight: bool = False, reference: str | None = None) -> Table:
     """Mean ± std of ``metrics`` per method, best value per column bold; ``highlight`` also marks the
-    reference's row and each column's best strategy (the two a reader compares in a slice)."""
+    reference's row (``reference``, else the report's) and each column's best strategy (the two a
+    reader compares in a slice)."""
     best = ctx.best_values(metrics)
     best_strategy = best_strategy_values(ctx, metrics) if highlight else {}
     columns = ["Method", "Kind", *metrics] + (["Note"] if notes else [])
@@ -167,7 +169,7 @@ def metric_table(ctx: ReportContext, metrics: list[str], only_with_values: bool 
     for s in ctx.summaries:
         if only_with_values and not any(m in s.test for m in metrics):
             continue
-        if highlight and s.method == ctx.reference:
+        if highlight and s.method == (reference or ctx.reference):
             highlighted.append(len(rows))
         row = [Cell(s.method), Cell(kind_cell(ctx, s))]
         row += [Cell(fmt_stat(s.test.get(m)), _is_best(s.mean(m), best.get(m)),
@@ -206,7 +208,8 @@ def slice_header(ctx: ReportContext, label: str) -> str:
 def slice_table(ctx: ReportContext, label: str) -> Table:
     """Every metric measured on one slice (e.g. cold items), with each method's notes."""
     bases = ctx.groups.sliced[label]
-    table = metric_table(ctx, [f"{b}|{label}" for b in bases], notes=True, highlight=True)
+    reference = ctx.data.get("cold_reference") if label == COLD_SLICE else None
+    table = metric_table(ctx, [f"{b}|{label}" for b in bases], notes=True, highlight=True, reference=reference)
     table.columns = ["Method", "Kind", *bases, "Note"]
     return table
 
