@@ -122,3 +122,68 @@ def test_text_baselines_pass_the_baseline_contract(plugin_manager, synthetic_dat
         scorer = check_baseline(plugin_manager.registry.get("baseline", name), data=synthetic_data,
                                 workdir=tmp_path / name)
         assert scorer.score(torch.arange(3)).shape == (3, synthetic_data.n_target_items)
+
+
+def test_contrastive_projection_brings_cold_neighbours_closer_to_collaborative_ones():
+    """The trained projection (no cold item in any training row) reorders a cold item's nearest warm
+    items towards its collaborative cluster, where raw text mostly disagrees."""
+    from xdplug_builtin.baselines.textcf import fit_contrastive
+
+    text, inter, collab = _disagreeing_fixture()
+    cold = np.arange(0, len(text), 4)
+    warm = np.setdiff1d(np.arange(len(text)), cold)
+    seen = inter.tolil()
+    seen[:, cold] = 0
+    f, bias = fit_contrastive(text, [(seen.tocsr(), 1.0)], tau=0.1, epochs=30, lr=0.01, anchor=0.0, batch=128, seed=0)
+    assert f.shape == text.shape and bias.shape == (1, text.shape[1])
+    np.testing.assert_allclose(np.linalg.norm(f, axis=1), 1.0, rtol=1e-6)
+
+    def agreement(sim: np.ndarray, k: int = 10) -> float:
+        top = np.argsort(-sim, axis=1)[:, :k]
+        return float((collab[warm][top] == collab[cold][:, None]).mean())
+
+    raw = agreement(text[cold] @ text[warm].T)
+    learned = agreement(f[cold] @ f[warm].T)
+    assert raw < 0.5
+    assert learned > raw + 0.3, (raw, learned)
+
+
+def test_half_split_keeps_both_halves_non_empty_and_normalised():
+    from xdplug_builtin.baselines.textcf import half_split
+
+    m = sp.csr_matrix(np.array([[1, 1, 0, 0], [1, 1, 1, 1], [0, 1, 0, 1]], dtype=float))
+    for seed in range(20):
+        inp, tgt = half_split(m, np.random.default_rng(seed))
+        np.testing.assert_allclose(inp.sum(1), 1.0, rtol=1e-6)
+        np.testing.assert_allclose(tgt.sum(1), 1.0, rtol=1e-6)
+        assert not ((inp > 0) & (tgt > 0)).any()
+        np.testing.assert_array_equal((inp > 0) | (tgt > 0), m.toarray() > 0)
+
+
+def test_contrastive_text_cf_scores_absent_items_and_is_seeded(plugin_manager, synthetic_data, tmp_path):
+    from xdplug.testing.contracts import make_fit_context
+
+    data = synthetic_data
+    absent = np.arange(0, data.n_target_items, 5)
+    cold = _without_items(data, absent)
+    params = {"projection": "contrastive", "epochs": 3, "batch": 16}
+
+    def fit(seed: int, name: str) -> np.ndarray:
+        scorer = _baseline("text-cf", params).fit(make_fit_context(cold, tmp_path / name, seed=seed))
+        return scorer.score(torch.arange(cold.n_target_users)).cpu().numpy()
+
+    first, again, other = fit(1, "a"), fit(1, "b"), fit(2, "c")
+    assert np.isfinite(first).all()
+    active = [u for u, items in enumerate(cold.user_items("target", "train")) if len(items)]
+    assert all(np.ptp(first[u, absent]) > 0 for u in active)
+    np.testing.assert_array_equal(first, again)  # same seed, same scores
+    assert not np.array_equal(first[:, absent], other[:, absent])  # the seed drives the training
+
+
+def test_text_cf_rejects_an_unknown_projection(plugin_manager):
+    import pytest
+
+    from xdplug.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="projection"):
+        _baseline("text-cf", {"projection": "svd"})

@@ -35,7 +35,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from xdplug.api import Baseline, Float, Int
+from xdplug.api import Baseline, Choice, Float, Int
 
 #: fit the projection on at most this many warm items (the busiest ones): the EASE inverse and
 #: the ``X_w^T B X_w`` product grow with it
@@ -74,6 +74,75 @@ def keep_neighbors(sim: np.ndarray, k: int) -> np.ndarray:
 
 def with_bias(x: np.ndarray) -> np.ndarray:
     return np.hstack([np.asarray(x, dtype=np.float64), np.ones((len(x), 1))])
+
+
+def half_split(m: sp.csr_matrix, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's items split at random into an input and a target half (both non-empty), each
+    row-normalised, dense ``float32``: the input half stands for the user, the other half is what
+    it must rank first."""
+    coin = rng.random(m.nnz) < 0.5
+    row = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+    n = np.diff(m.indptr)
+    n_in = np.bincount(row, weights=coin, minlength=m.shape[0])
+    coin[m.indptr[:-1][(n_in == 0) | (n_in == n)]] ^= True  # a one-sided row gives up its first item
+    n_in = np.bincount(row, weights=coin, minlength=m.shape[0])
+    inp = sp.csr_matrix((coin / n_in[row], m.indices, m.indptr), shape=m.shape).toarray()
+    tgt = sp.csr_matrix((~coin / (n - n_in)[row], m.indices, m.indptr), shape=m.shape).toarray()
+    return inp.astype(np.float32), tgt.astype(np.float32)
+
+
+def fit_contrastive(text: np.ndarray, domains: list[tuple[sp.csr_matrix, float]], tau: float, epochs: int,
+                    lr: float, anchor: float, batch: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A text projection trained on co-interaction (SEMCo-style sampled softmax, here a full one).
+
+    ``f(x) = normalise(x W)``, ``W`` starting at the identity (raw text similarity) and pulled back
+    to it with ``anchor``; each domain ``d`` has a text bias ``x . v_d`` (its popularity as text
+    predicts it). A user is the mean ``f`` of a random half of their items; the loss is the
+    softmax cross-entropy of the other half over the domain's warm items, logits
+    ``user . f(x_i) / tau + x_i . v_d`` (the input half masked). ``domains``: (binary users x
+    catalog rows, loss weight) per domain. Returns ``f`` of every catalog row and ``v`` [domains, d].
+    """
+    gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    x = torch.as_tensor(text, dtype=torch.float32)
+    d = x.shape[1]
+    w = torch.nn.Parameter(torch.eye(d))
+    v = torch.nn.Parameter(torch.zeros(len(domains), d))
+    rows, dom, weight = [], [], []
+    for k, (m, wt) in enumerate(domains):
+        m = sp.csr_matrix(m)
+        m = m[np.diff(m.indptr) >= 2]  # a user with one item has nothing to predict it from
+        rows.append(m)
+        dom.append(np.full(m.shape[0], k))
+        weight.append(np.full(m.shape[0], wt))
+    allowed = torch.as_tensor(np.stack([np.asarray((m != 0).sum(0)).ravel() > 0 for m in rows]))
+    m, dom, weight = sp.vstack(rows).tocsr(), np.concatenate(dom), np.concatenate(weight)
+    m.sort_indices()
+    opt = torch.optim.Adam([w, v], lr=lr)
+    eye = torch.eye(d)
+    for _ in range(epochs):
+        order = torch.randperm(m.shape[0], generator=gen).numpy()
+        for start in range(0, len(order), batch):
+            idx = order[start:start + batch]
+            inp, tgt = (torch.as_tensor(a) for a in half_split(m[idx], rng))
+            f = torch.nn.functional.normalize(x @ w, dim=1)
+            dd = torch.as_tensor(dom[idx])
+            logits = (inp @ f) @ f.T / tau + (x @ v.T).T[dd]
+            logits = logits.masked_fill(~allowed[dd] | (inp > 0), -1e9)
+            wt = torch.as_tensor(weight[idx], dtype=torch.float32)
+            loss = (-(tgt * torch.log_softmax(logits, 1)).sum(1) * wt).sum() / wt.sum()
+            loss = loss + anchor * ((w - eye) ** 2).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    with torch.no_grad():
+        return (torch.nn.functional.normalize(x @ w, dim=1).double().numpy(), v.detach().double().numpy())
+
+
+def contrastive_scores(hist: sp.csr_matrix, f: np.ndarray, bias: np.ndarray, tau: float) -> np.ndarray:
+    """Users x items: the mean learned similarity to the user's items over ``tau``, plus the item's text bias."""
+    counts = np.maximum(np.asarray(hist.sum(1)), 1.0)
+    return np.asarray(hist @ f) / counts @ f.T / tau + bias[None, :]
 
 
 def text_gcn_factors(text: np.ndarray, matrix: sp.spmatrix, layers: int) -> tuple[np.ndarray, np.ndarray]:
@@ -138,6 +207,14 @@ class TextCF(Baseline):
         "raw_neighbors": Int(100, 0, 1_000_000, help="raw text-knn neighbours kept per item (0: all)"),
         "raw_weight": Float(0.5, 0, 100, help="weight of raw text-knn in the cold-item score"),
         "cold_shift": Float(2.0, -100, 100, help="cold items' place on the user's EASE scale (in stds)"),
+        "projection": Choice("closed-form", ["closed-form", "contrastive"],
+                             help="cold items' learned similarity: closed-form from EASE, or trained on "
+                                  "co-interaction (then reg/mu/neighbors leave the cold path)"),
+        "tau": Float(0.05, 0, 10, low_open=True, help="contrastive: softmax temperature"),
+        "epochs": Int(20, 1, 10_000, help="contrastive: passes over the pooled users"),
+        "lr": Float(3e-3, 0, 1, low_open=True, help="contrastive: Adam step size"),
+        "anchor": Float(1e-2, 0, 1e6, help="contrastive: pull of the projection back to raw text"),
+        "batch": Int(512, 1, 1_000_000, help="contrastive: users per step"),
         "encoder": {},
     }
     search_space = {
@@ -170,8 +247,10 @@ class TextCF(Baseline):
         text = _normalised_text(cat.texts, p["encoder"], "baselines.text-cf.params.encoder")
         x = with_bias(text)
         teacher = ease_matrix(matrix[:, warm], p["reg"])
-        w = fit_projection(x[warm], teacher, p["mu"])
-        ctx.log(f"text-cf: EASE teacher over {len(warm)} warm items of {n_cols}, projection {w.shape[0]}-d")
+        contrastive = p["projection"] == "contrastive"
+        if not contrastive:
+            w = fit_projection(x[warm], teacher, p["mu"])
+        ctx.log(f"text-cf: EASE teacher over {len(warm)} warm items of {n_cols}, {p['projection']} projection")
 
         t_rows = cat.target_rows
         # warm target items: EASE scores (pooled teacher, target users' rows)
@@ -183,11 +262,19 @@ class TextCF(Baseline):
         scores = np.asarray(user_rows @ full_b)
         cold = np.flatnonzero(~t_warm)
         if len(cold):
-            xt = x[t_rows]
-            learned = keep_neighbors(xt @ w @ xt.T, p["neighbors"])
             raw = keep_neighbors(text[t_rows] @ text[t_rows].T, p["raw_neighbors"])
             hist = data.matrix("target", "train").astype(np.float64).tocsr()
-            z = _standardise(np.asarray(hist @ learned), cold)
+            if contrastive:
+                domains = [(user_rows, 1.0)]
+                if p["source_value"] > 0 and len(src):
+                    domains.append((binary(src, data.n_source_users, cat.source_rows), p["source_value"]))
+                f, v = fit_contrastive(text, domains, p["tau"], p["epochs"], p["lr"], p["anchor"], p["batch"],
+                                       ctx.seed)
+                z = _standardise(contrastive_scores(hist, f[t_rows], text[t_rows] @ v[0], p["tau"]), cold)
+            else:
+                xt = x[t_rows]
+                learned = keep_neighbors(xt @ w @ xt.T, p["neighbors"])
+                z = _standardise(np.asarray(hist @ learned), cold)
             if p["raw_weight"] > 0:
                 z = z + p["raw_weight"] * _standardise(np.asarray(hist @ raw), cold)
                 z = (z - z.mean(1, keepdims=True)) / (z.std(1, keepdims=True) + 1e-12)

@@ -1,0 +1,284 @@
+"""Cold items new in both domains (issue 16): which text path ranks them best?
+
+    nice -n 10 .venv/bin/python bench/cold_items_study.py [--seed 2022] [--methods ...] [--encoders ...]
+
+Data through xdplug's ``prepare()`` on ``configs/cold-items-new-in-source.yaml`` (ML-1M -> ML-100K,
+20 % of target items lose every training interaction in both domains); the cold slice is scored
+exactly as the ``cold-start`` evaluator does (``rank_split`` then ``ColdStartEvaluator``: the
+ranking among cold items only, over users with a cold positive). Every method picks its settings
+on the validation cold slice (small grids, listed per method) and reports the test cold slice;
+``text-knn`` with the configuration's tuned 100 neighbours is the reference. Results of a run are
+in the report of issue 16 (H4); the figures of the run that chose ``text-cf``'s contrastive
+projection are in the table at the end of ``main``'s docstring.
+
+Methods (X: a catalog item's L2-normalised frozen text vector; H: a user's training items):
+* text-knn: score = sum_{j in H} x_j . x_i, each item's ``k`` nearest kept (as the baseline).
+* text-cf: the shipped closed-form projection (``textcf.TextCF``, the config's tuned values).
+* contrastive (SEMCo-style, Meehan & Pauwels, SIGIR 2026): a projection f(x) = norm(x W) trained
+  so that the mean f over half of a user's history scores the other half highest in a full
+  softmax over the domain's warm items (temperature tau), plus a text bias x . v per domain; the
+  target and source users' histories both teach it. Cold item score: mean_{j in H} f(x_j) . f(x_i)
+  / tau + x_i . v_target.
+* aldi (ALDI-style, Huang et al., SIGIR 2023): teacher = pooled low-rank CF factors (SVD of the
+  normalised pooled matrix); a text -> item-factor MLP trained on warm items with the teacher's
+  rating-distribution (|s_t - s_s|) and ranking (BCE on score differences) alignment losses plus
+  BPR; cold item score = teacher user factor . mapped text.
+* blends: z-scores over the user's cold items of a method and text-knn (weight picked on valid).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "plugins"))
+
+from xdplug.config import load_config  # noqa: E402
+from xdplug.data.prepare import prepare  # noqa: E402
+from xdplug.evaluation import rank_split  # noqa: E402
+from xdplug.plugins import get_plugins  # noqa: E402
+
+CONFIG = ROOT / "configs" / "cold-items-new-in-source.yaml"
+
+
+def load(seed: int):
+    cfg = load_config(str(CONFIG))["dataset"]
+    recipe = get_plugins().registry.get("dataset", cfg["recipe"])(cfg.get("params") or {})
+    return prepare(recipe, cfg, seed)
+
+
+def cold_ndcg(data, scores: np.ndarray, split: str) -> float:
+    """NDCG@10 on the cold slice, as the ``cold-start`` evaluator computes it."""
+    from xdplug_builtin.evaluators.cold_start import ColdStartEvaluator
+
+    s = torch.as_tensor(scores, dtype=torch.float32)
+    result = rank_split(lambda users: s[users], data, split, [10], "cpu", [])
+    return ColdStartEvaluator({"metrics": ["ndcg"]}, "study").evaluate(result)["ndcg@10|cold items"]
+
+
+def text_vectors(data, encoder: str) -> np.ndarray:
+    """Catalog text vectors (L2-normalised); ``minilm+wordllama``: the two concatenated (each normalised)."""
+    parts = []
+    for name in encoder.split("+"):
+        if name == "minilm":
+            from xdplug_builtin.baselines._text import encode_texts
+
+            v = encode_texts(data.catalog.texts, {}, "study.encoder").astype(np.float64)
+        else:
+            from xdplug_builtin.encoders.wordllama import WordLlamaEncoder
+
+            v = WordLlamaEncoder({}, "study.encoder").embed(list(data.catalog.texts)).astype(np.float64)
+        parts.append(v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12))
+    x = np.hstack(parts)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def keep_top(sim: np.ndarray, k: int) -> np.ndarray:
+    from xdplug_builtin.baselines.textcf import keep_neighbors
+
+    return keep_neighbors(sim, k)
+
+
+def zcold(data, s: np.ndarray) -> np.ndarray:
+    """Scores standardised over each user's cold items (the rest left as they are)."""
+    out = s.copy()
+    c = data.cold_items
+    part = s[:, c]
+    out[:, c] = (part - part.mean(1, keepdims=True)) / (part.std(1, keepdims=True) + 1e-12)
+    return out
+
+
+def hist(data) -> sp.csr_matrix:
+    return data.matrix("target", "train").astype(np.float64).tocsr()
+
+
+# -- methods --------------------------------------------------------------------------------
+def text_knn(data, x, k: int = 100) -> np.ndarray:
+    xt = x[data.catalog.target_rows]
+    return np.asarray(hist(data) @ keep_top(xt @ xt.T, k))
+
+
+def text_cf(data, x_unused, params: dict | None = None) -> np.ndarray:
+    from xdplug.testing.contracts import make_fit_context
+    from xdplug_builtin.baselines.textcf import TextCF
+
+    p = {"reg": 102.33, "source_value": 0.158, "neighbors": 20, "raw_weight": 1.232, "cold_shift": 1.02}
+    p.update(params or {})
+    scorer = TextCF(p, "study").fit(make_fit_context(data, Path("/tmp/cold_items_study_fit")))
+    return scorer.scores.numpy().astype(np.float64)
+
+
+def pooled_matrix(data, source_weight: float):
+    """Binary pooled rows over catalog columns (target users, then source users when
+    ``source_weight`` > 0), their domain (0 target / 1 source) and loss weight; rows with < 2 items dropped."""
+    cat = data.catalog
+    blocks, doms = [], []
+    for d, pairs, n, colmap in ((0, data.target_train, data.n_target_users, cat.target_rows),
+                                (1, data.source_train, data.n_source_users, cat.source_rows)):
+        if d == 1 and source_weight <= 0:
+            continue
+        m = sp.csr_matrix((np.ones(len(pairs)), (pairs[:, 0], colmap[pairs[:, 1]])), shape=(n, len(cat)))
+        m.data[:] = 1.0
+        blocks.append(m)
+        doms.append(np.full(n, d))
+    m, dom = sp.vstack(blocks).tocsr(), np.concatenate(doms)
+    keep = np.diff(m.indptr) >= 2
+    m, dom = m[keep], dom[keep]
+    m.sort_indices()
+    return m, dom, np.where(dom == 0, 1.0, source_weight)
+
+
+def half_split(m: sp.csr_matrix, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's items split at random into an input half and a target half (both non-empty),
+    each row-normalised, as dense arrays."""
+    coin = rng.random(m.nnz) < 0.5
+    row = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+    n_in = np.bincount(row, weights=coin, minlength=m.shape[0])
+    n = np.diff(m.indptr)
+    bad = (n_in == 0) | (n_in == n)
+    coin[m.indptr[:-1][bad]] ^= True  # flip each bad row's first item
+    n_in = np.bincount(row, weights=coin, minlength=m.shape[0])
+    inp = sp.csr_matrix((coin / n_in[row], m.indices, m.indptr), shape=m.shape).toarray()
+    tgt = sp.csr_matrix((~coin / (n - n_in)[row], m.indices, m.indptr), shape=m.shape).toarray()
+    return inp.astype(np.float32), tgt.astype(np.float32)
+
+
+def contrastive(data, x, dim: int = 0, tau: float = 0.05, epochs: int = 30, lr: float = 3e-3,
+                source_weight: float = 0.3, anchor: float = 1e-2, batch: int = 512, seed: int = 0,
+                bias: int = 1) -> np.ndarray:
+    """SEMCo-style training of a text projection on co-interaction (see the module docstring)."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    cat = data.catalog
+    n_cols, d = x.shape
+    k = dim or d
+    xt = torch.as_tensor(x, dtype=torch.float32)
+    w0 = torch.eye(d, k) if k == d else torch.linalg.qr(torch.randn(d, k))[0]
+    w = torch.nn.Parameter(w0.clone())
+    v = torch.nn.Parameter(torch.zeros(2, d))
+    m, dom, wt = pooled_matrix(data, source_weight)
+    warm = np.zeros((2, n_cols), dtype=bool)
+    for dd in (0, 1):
+        warm[dd, np.unique(m[dom == dd].indices)] = True
+    allowed = torch.as_tensor(warm)
+    opt = torch.optim.Adam([w, v] if bias else [w], lr=lr)
+    n = m.shape[0]
+    for _ in range(int(epochs)):
+        order = rng.permutation(n)
+        for start in range(0, n, batch):
+            idx = order[start:start + batch]
+            inp, tgt = half_split(m[idx], rng)
+            inp_t, tgt_t = torch.as_tensor(inp), torch.as_tensor(tgt)
+            f = torch.nn.functional.normalize(xt @ w, dim=1)
+            dd = torch.as_tensor(dom[idx])
+            logits = (inp_t @ f) @ f.T / tau + (xt @ v.T).T[dd] * bias
+            logits = logits.masked_fill(~allowed[dd] | (inp_t > 0), -1e9)
+            loss_u = -(tgt_t * torch.log_softmax(logits, 1)).sum(1)
+            weights = torch.as_tensor(wt[idx], dtype=torch.float32)
+            loss = (loss_u * weights).sum() / weights.sum() + anchor * ((w - w0) ** 2).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    with torch.no_grad():
+        f = torch.nn.functional.normalize(xt @ w, dim=1).numpy().astype(np.float64)
+        b = (xt @ v[0]).numpy().astype(np.float64) * bias
+    ft = f[cat.target_rows]
+    h = hist(data)
+    cnt = np.maximum(np.asarray(h.sum(1)), 1)
+    return np.asarray(h @ ft) / cnt @ ft.T / tau + b[cat.target_rows][None, :]
+
+
+def aldi(data, x, rank: int = 64, source_weight: float = 0.3, epochs: int = 40, lr: float = 3e-3,
+         gamma: float = 0.1, alpha: float = 1.0, seed: int = 0) -> np.ndarray:
+    """ALDI-style text -> CF-factor mapper (see the module docstring)."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    cat = data.catalog
+    n_cols = len(cat)
+    t = data.target_train
+    s = data.source_train
+    r = sp.vstack([sp.csr_matrix((np.ones(len(t)), (t[:, 0], cat.target_rows[t[:, 1]])), shape=(data.n_target_users, n_cols)),
+                   source_weight * sp.csr_matrix((np.ones(len(s)), (s[:, 0], cat.source_rows[s[:, 1]])),
+                                                 shape=(data.n_source_users, n_cols))]).tocsr()
+    r.data[:] = np.where(np.arange(r.nnz) < 0, 0, r.data)  # keep values
+    du = np.asarray(r.sum(1)).ravel()
+    di = np.asarray(r.sum(0)).ravel()
+    inv = lambda dv: np.divide(1.0, np.sqrt(dv), out=np.zeros_like(dv), where=dv > 0)  # noqa: E731
+    rn = sp.diags(inv(du)) @ r @ sp.diags(inv(di))
+    from scipy.sparse.linalg import svds
+
+    u, sv, vt = svds(rn, k=rank, random_state=seed)
+    users = torch.as_tensor(u * np.sqrt(sv), dtype=torch.float32)
+    items = torch.as_tensor(vt.T * np.sqrt(sv), dtype=torch.float32)
+    xt = torch.as_tensor(x, dtype=torch.float32)
+    mapper = torch.nn.Sequential(torch.nn.Linear(x.shape[1], 2 * rank), torch.nn.Tanh(),
+                                 torch.nn.Linear(2 * rank, rank))
+    opt = torch.optim.Adam(mapper.parameters(), lr=lr)
+    coo = r.tocoo()
+    pu, pi = coo.row, coo.col
+    warm_cols = np.flatnonzero(di > 0)
+    scale = float((users[pu[:5000]] * items[pi[:5000]]).sum(1).std())
+    for _ in range(epochs):
+        order = rng.permutation(len(pu))[:200_000]
+        for start in range(0, len(order), 4096):
+            b = order[start:start + 4096]
+            uu = users[pu[b]]
+            pos, neg = pi[b], rng.choice(warm_cols, len(b))
+            g_pos, g_neg = mapper(xt[pos]), mapper(xt[neg])
+            t_pos, t_neg = (uu * items[pos]).sum(1) / scale, (uu * items[neg]).sum(1) / scale
+            s_pos, s_neg = (uu * g_pos).sum(1) / scale, (uu * g_neg).sum(1) / scale
+            loss = (-torch.nn.functional.logsigmoid(s_pos - s_neg).mean()
+                    + gamma * ((t_pos - s_pos).abs() + (t_neg - s_neg).abs()).mean()
+                    + alpha * torch.nn.functional.binary_cross_entropy_with_logits(s_pos - s_neg,
+                                                                                    torch.sigmoid(t_pos - t_neg)))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    with torch.no_grad():
+        g = mapper(xt[cat.target_rows]).numpy()
+    return users[: data.n_target_users].numpy() @ g.T
+
+
+def blend(data, a: np.ndarray, b: np.ndarray, weight: float) -> np.ndarray:
+    return zcold(data, a) + weight * zcold(data, b)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seed", type=int, default=2022)
+    ap.add_argument("--encoders", nargs="+", default=["minilm"])
+    ap.add_argument("--methods", nargs="+", default=["text-knn", "text-cf", "contrastive", "aldi"])
+    ap.add_argument("--grid", default="", help="method-specific override, e.g. tau=0.05,epochs=30")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    data = load(args.seed)
+    overrides = dict(kv.split("=") for kv in args.grid.split(",") if kv)
+    overrides = {k: float(v) if "." in v or "e" in v else int(v) for k, v in overrides.items()}
+    for enc in args.encoders:
+        x = text_vectors(data, enc)
+        ref = text_knn(data, x)
+        print(f"[{enc}] text-knn(100): valid {cold_ndcg(data, ref, 'valid'):.4f} test {cold_ndcg(data, ref, 'test'):.4f}",
+              flush=True)
+        for m in args.methods:
+            if m == "text-knn":
+                continue
+            t0 = time.time()
+            fn = {"text-cf": text_cf, "contrastive": contrastive, "aldi": aldi}[m]
+            s = fn(data, x, **overrides) if m != "text-cf" else fn(data, x)
+            line = f"[{enc}] {m} {overrides}: valid {cold_ndcg(data, s, 'valid'):.4f} test {cold_ndcg(data, s, 'test'):.4f}"
+            best = max((cold_ndcg(data, blend(data, s, ref, wgt), "valid"), wgt) for wgt in (0.25, 0.5, 1.0, 2.0))
+            line += (f" | +text-knn x{best[1]}: valid {best[0]:.4f} "
+                     f"test {cold_ndcg(data, blend(data, s, ref, best[1]), 'test'):.4f} ({time.time() - t0:.0f} s)")
+            print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()
