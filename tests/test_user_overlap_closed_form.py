@@ -265,3 +265,43 @@ def test_dan_terms_are_refused_where_they_have_no_closed_form(registry, data, tm
         entry = joint(user_norm=0.2)
         entry["adaptation"], entry["params"]["adaptation"] = "zero-shot", {}
         fit_strategy(entry, registry, make_ctx(data, tmp_path))
+
+
+def test_factor_term_equals_implicit_on_the_pooled_rows(registry, data, tmp_path):
+    """factor_rank: S_E / std(S_E) + factor_weight * U V[t]^T / std, iALS fitted by implicit directly."""
+    from implicit.cpu.als import AlternatingLeastSquares
+    from threadpoolctl import threadpool_limits
+
+    opts = dict(factor_rank=8, factor_weight=0.6, factor_reg=0.5, factor_alpha=3.0, item_norm=0.2, user_norm=0.3)
+    scorer = fit_strategy(joint(0.5, **opts), registry, make_ctx(data, tmp_path))
+    got = all_scores(scorer, data)
+    xt, xs = blocks(data)
+    # iALS's random start depends on the column order: the scorer's rows are [X_t, X_s] with the source
+    # columns in the pooled matrix's order (a permutation of blocks()' order)
+    rows = scorer.rows.toarray()
+    assert np.array_equal(rows[:, :xt.shape[1]], xt)
+    assert sorted(map(tuple, rows[:, xt.shape[1]:].T)) == sorted(map(tuple, xs.T))
+    with threadpool_limits(1, "blas"):
+        model = AlternatingLeastSquares(factors=8, regularization=0.5, alpha=3.0, iterations=15, random_state=3,
+                                        calculate_training_loss=False)
+        model.fit(sp.csr_matrix(rows.astype(np.float32)), show_progress=False)
+    s_f = model.user_factors @ model.item_factors[:xt.shape[1]].T
+    s_e = dan_pooled(xt, xs, 20.0, 0.5, 0.2, 0.3)
+    expected = s_e / s_e.std() + 0.6 * s_f / s_f.std()
+    assert np.abs(got - expected).max() < 1e-3 * np.abs(expected).max()
+    # a new user's factor is solved from their items: the term is not additive over items
+    one, two, both = (scorer.score_history(h).numpy()[0] for h in ([1], [3], [1, 3]))
+    assert not np.allclose(both, one + two, atol=1e-4)
+    b_part = scorer.b.numpy()[[1, 3]].sum(0)
+    assert np.allclose(both - b_part, model.recalculate_user(0, sp.csr_matrix(
+        (np.ones(2, dtype=np.float32), ([0, 0], [1, 3])), shape=(1, xt.shape[1] + xs.shape[1])))
+        @ scorer.factors.items.numpy(), atol=1e-4)
+
+
+def test_factor_term_off_and_refused(registry, data, tmp_path):
+    default = fit_strategy(joint(0.5), registry, make_ctx(data, tmp_path / "a"))
+    assert default.factors is None
+    from xdplug.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="factor_rank"):
+        fit_strategy(joint(0.5, factor_rank=4, solver="sparse"), registry, make_ctx(data, tmp_path / "b"))

@@ -35,7 +35,12 @@ normalization necessary for linear recommenders?", alpha = 1 - item_norm, beta =
 the Gram matrix weights each user's row by (its length / the median length)^-user_norm, and the
 fitted ``B`` becomes ``D_I^item_norm B D_I[t]^-item_norm`` (item degrees of the unscaled rows;
 ``diag(B)`` stays 0), which divides each target item's scores by its degree^item_norm. Every
-term is linear in the user's row, so a fitted strategy is still one matrix: scores = row x ``B``.
+term so far is linear in the user's row, so it is one matrix: scores = row x ``B``.
+``factor_rank`` r > 0 adds one that is not: iALS (Hu et al. 2008, the ``implicit`` package's CPU
+solver, ``ALS_ITERATIONS`` sweeps, seeded) over the same binary (pooled) rows, ``factor_reg`` its
+L2 and ``factor_alpha`` the confidence of an observed pair; each user's factor solves a least
+squares weighted by their own items, and ``S_F = U V[t]^T`` joins the sum as
+``factor_weight * S_F / std(S_F)`` (the EASE part standardised as with the filter).
 
 Above ``MAX_ITEMS`` items (or with ``solver: sparse``) every form is solved by
 ``model/sparse_item_item.py``: each item regressed on its ``neighbors`` strongest
@@ -64,6 +69,8 @@ CLOSED_FORMS = {"target-only": "target", "zero-shot": "source", "l2sp": "prior",
 MAX_ITEMS = 20_000
 #: the low-pass filter's SVD is exact (dense) up to this many matrix entries, randomised above
 DENSE_SVD_ENTRIES = 2_000_000
+#: sweeps of the iALS factor term (``factor_rank``)
+ALS_ITERATIONS = 15
 
 
 def check_family(adaptation_name: str, encoder_role: str, fusion_uses, path: str) -> None:
@@ -93,23 +100,53 @@ def _ease_with_prior(gram: np.ndarray, reg: float, weight: float, prior: np.ndar
 
 
 class ItemItemScorer:
-    """Scores = the user's target training row times ``B`` (EASE's scoring)."""
+    """Scores = the user's target training row times ``B`` (EASE's scoring), plus the optional iALS term."""
 
-    def __init__(self, rows: sp.csr_matrix, b: np.ndarray, item_known: np.ndarray, device):
+    def __init__(self, rows: sp.csr_matrix, b: np.ndarray, item_known: np.ndarray, device, factors=None):
         self.rows = rows
         self.b = torch.as_tensor(b, dtype=torch.float32, device=device)
         self.item_known = item_known
         self.device = device
+        self.factors = factors  # FactorTerm or None
 
     def score(self, users: torch.Tensor) -> torch.Tensor:
         dense = torch.as_tensor(self.rows[users.cpu().numpy()].toarray(), dtype=torch.float32, device=self.device)
-        return dense @ self.b
+        if self.factors is None:
+            return dense @ self.b
+        return dense @ self.b + self.factors.users[users.to(self.device)] @ self.factors.items
 
     def score_history(self, items: list[int]) -> torch.Tensor:
-        """A new user's scores from their target items: ``x B``."""
+        """A new user's scores from their target items: ``x B`` (+ their iALS factor, solved from them)."""
         x = torch.zeros(1, self.b.shape[0], device=self.b.device)
         x[0, items] = 1.0
-        return x @ self.b
+        if self.factors is None:
+            return x @ self.b
+        return x @ self.b + self.factors.history(items) @ self.factors.items
+
+
+class FactorTerm:
+    """iALS over the training rows: users' factors and ``weight * V[t]^T / std(S_F)`` as torch tensors."""
+
+    def __init__(self, raw: sp.csr_matrix, nt: int, options: dict, seed: int, device):
+        from implicit.cpu.als import AlternatingLeastSquares
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1, "blas"):  # implicit parallelises over users itself
+            self.model = AlternatingLeastSquares(
+                factors=options["factor_rank"], regularization=options["factor_reg"], alpha=options["factor_alpha"],
+                iterations=ALS_ITERATIONS, random_state=seed, calculate_training_loss=False)
+            self.model.fit(raw.astype(np.float32).tocsr(), show_progress=False)
+        u, v = np.asarray(self.model.user_factors), np.asarray(self.model.item_factors)[:nt]
+        scale = options["factor_weight"] / (float((u @ v.T).std()) + 1e-12)
+        self.n_cols = raw.shape[1]
+        self.users = torch.as_tensor(u, dtype=torch.float32, device=device)
+        self.items = torch.as_tensor(v.T * scale, dtype=torch.float32, device=device)
+
+    def history(self, items: list[int]) -> torch.Tensor:
+        row = sp.csr_matrix((np.ones(len(items), dtype=np.float32), (np.zeros(len(items), dtype=int), items)),
+                            shape=(1, self.n_cols))
+        return torch.as_tensor(self.model.recalculate_user(0, row)[None, :], dtype=torch.float32,
+                               device=self.items.device)
 
 
 def _ease_columns(gram: np.ndarray, reg: np.ndarray, nt: int) -> np.ndarray:
@@ -180,6 +217,16 @@ def _combine(rows: sp.csr_matrix, b: np.ndarray, r: sp.csr_matrix, nt: int, opti
     return b / std(b) + options["filter_weight"] * f / std(f)
 
 
+def _with_factors(x: sp.csr_matrix, b: np.ndarray, raw: sp.csr_matrix, nt: int, options: dict, ctx, known):
+    """The dense scorer; with ``factor_rank`` > 0 the EASE part standardised and the iALS term added."""
+    if not options.get("factor_rank", 0):
+        return ItemItemScorer(x, b, known, ctx.device)
+    if not options["filter_rank"]:  # _combine standardised B only with the filter on
+        b = b / (float(np.asarray(x @ b).std()) + 1e-12)
+    ctx.log(f"closed-form: iALS term, {options['factor_rank']} factors, {ALS_ITERATIONS} sweeps")
+    return ItemItemScorer(x, b, known, ctx.device, factors=FactorTerm(raw, nt, options, ctx.seed, ctx.device))
+
+
 def _source_weight(adaptation) -> float:
     return float(adaptation.params["source_weight"]) / float(adaptation.params["target_weight"])
 
@@ -223,11 +270,12 @@ def fit_item_item(ctx, adaptation, options: dict):
     if options["source_norm"] and form != "pooled":
         raise ConfigError("params.model.source_norm", "weights the source rows of joint's pooled matrix; "
                           f"{adaptation.name!r} has none (set source_norm: 0)")
-    dan = options.get("item_norm", 0.0) or options.get("user_norm", 0.0)
-    if dan and (sparse or (form != "target" and not (form == "pooled" and len(data.shared_items) == 0))):
-        key = "item_norm" if options.get("item_norm", 0.0) else "user_norm"
-        raise ConfigError(f"params.model.{key}", "DAN's normalisation is a term of the dense target-only and of "
-                          f"joint where only users are shared; {adaptation.name!r} here has none (set {key}: 0)")
+    dense_terms = [key for key in ("item_norm", "user_norm", "factor_rank") if options.get(key, 0)]
+    if dense_terms and (sparse or (form != "target" and not (form == "pooled" and len(data.shared_items) == 0))):
+        key = dense_terms[0]
+        raise ConfigError(f"params.model.{key}", "DAN's normalisation and the iALS term are terms of the dense "
+                          f"target-only and of joint where only users are shared; {adaptation.name!r} here has "
+                          f"none (set {key}: 0)")
     target = data.matrix("target", "train").astype(np.float64).tocsr()
     known = np.asarray(target.sum(0)).ravel() > 0
     if sparse:
@@ -239,7 +287,7 @@ def fit_item_item(ctx, adaptation, options: dict):
         gram_t = _dan_gram(target, target, options.get("user_norm", 0.0))
         b = _dan_items(_ease(gram_t, options["reg_weight"]), target, options.get("item_norm", 0.0))
         b = _combine(target, b, target, n_items, options, ctx.seed)
-        return ItemItemScorer(target, b, known, ctx.device)
+        return _with_factors(target, b, target, n_items, options, ctx, known)
     if len(data.shared_items) == 0 and form == "pooled" and len(data.shared_users):
         return _fit_pooled_users(ctx, options, _source_weight(adaptation))
     if len(data.shared_items) == 0:
@@ -312,4 +360,4 @@ def _fit_pooled_users(ctx, options: dict, w: float) -> ItemItemScorer:
         return _sparse_scorer(ctx, x, sparse_ease(x, reg, k, columns=np.arange(nt)), x, nt, options, known)
     b = _ease_columns(_dan_gram(x, raw, options.get("user_norm", 0.0)), reg, nt)
     b = _combine(x, _dan_items(b, raw, options.get("item_norm", 0.0)), x, nt, options, ctx.seed)
-    return ItemItemScorer(x, b, known, ctx.device)
+    return _with_factors(x, b, raw, nt, options, ctx, known)

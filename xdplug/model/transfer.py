@@ -77,6 +77,13 @@ class ModelOptions:
         # D_I^item_norm B D_I^-item_norm (D_I: item degrees; DAN's alpha = 1 - item_norm); 0 = off
         "item_norm": Float(0.0, 0, 1),
         "user_norm": Float(0.0, 0, 2),
+        # ease family, target-only / joint (dense): rank of an iALS factor model (the implicit package) over
+        # the (pooled) training matrix, its standardised scores added with factor_weight; 0 = off.
+        # factor_reg: its L2 (implicit's parametrisation), factor_alpha: the confidence of an observed pair
+        "factor_rank": Int(0, 0, 4096),
+        "factor_weight": Float(0.25, 0, 1e6),
+        "factor_reg": Float(1.0, 0, 1e6),
+        "factor_alpha": Float(4.0, 0, 1e6, low_open=True),
         # ease family: dense item-item solution, or a sparse one (each item regressed on its `neighbors`
         # strongest co-occurring items, xdplug/model/sparse_item_item.py); auto = dense up to linear.MAX_ITEMS
         "solver": Choice("auto", ["auto", "dense", "sparse"]),
