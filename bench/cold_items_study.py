@@ -256,12 +256,14 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=2022)
     ap.add_argument("--encoders", nargs="+", default=["minilm"])
     ap.add_argument("--methods", nargs="+", default=["text-knn", "text-cf", "contrastive", "aldi"])
-    ap.add_argument("--grid", default="", help="method-specific override, e.g. tau=0.05,epochs=30")
+    ap.add_argument("--grid", default="", help="method-specific override, e.g. tau=0.05,epochs=30 "
+                    "(text-cf: its options, e.g. projection=contrastive)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     data = load(args.seed)
     overrides = dict(kv.split("=") for kv in args.grid.split(",") if kv)
-    overrides = {k: float(v) if "." in v or "e" in v else int(v) for k, v in overrides.items()}
+    overrides = {k: v if v.isalpha() or "-" in v else float(v) if "." in v or "e" in v else int(v)
+                 for k, v in overrides.items()}
     for enc in args.encoders:
         x = text_vectors(data, enc)
         ref = text_knn(data, x)
@@ -272,7 +274,7 @@ def main() -> None:
                 continue
             t0 = time.time()
             fn = {"text-cf": text_cf, "contrastive": contrastive, "aldi": aldi}[m]
-            s = fn(data, x, **overrides) if m != "text-cf" else fn(data, x)
+            s = fn(data, x, **overrides) if m != "text-cf" else fn(data, x, overrides)
             line = f"[{enc}] {m} {overrides}: valid {cold_ndcg(data, s, 'valid'):.4f} test {cold_ndcg(data, s, 'test'):.4f}"
             best = max((cold_ndcg(data, blend(data, s, ref, wgt), "valid"), wgt) for wgt in (0.25, 0.5, 1.0, 2.0))
             line += (f" | +text-knn x{best[1]}: valid {best[0]:.4f} "
