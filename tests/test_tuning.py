@@ -218,3 +218,33 @@ def test_example_config_with_tuning_loads(plugin_manager):
     # the global budget applies to every method without its own; the config's per-method 40 wins
     assert budgets["l2sp"] == budgets["finetune"] == 20
     assert budgets["EASE"] == budgets["EASE (pooled, tuned)"] == budgets["ease-l2sp"] == 40
+
+
+def test_start_config_evaluates_the_written_values_first(tiny_config):
+    """``tuning.start: config``: the first trial is the entry's written point, then TPE goes on."""
+    ease = {"baseline": "EASE", "params": {"reg_weight": 123.0},
+            "tuning": {"trials": 3, "start": "config",
+                       "space": {"params.reg_weight": {"type": "loguniform", "low": 1.0, "high": 1000.0}}}}
+    config = tiny_config(baselines=[ease])
+    run_benchmark(config, progress=False)
+    meta, _ = tuning_meta(config)
+    trials = meta["EASE"]["trials"]
+    assert len(trials) == 3 and trials[0]["params"] == {"params.reg_weight": 123.0}
+    assert len({t["params"]["params.reg_weight"] for t in trials}) == 3
+    # the default start keeps the run IDs and the identity of before; `config` is part of them
+    default = method_tuning(tiny_config(baselines=[{**ease, "tuning": {k: v for k, v in ease["tuning"].items()
+                                                                       if k != "start"}}]),
+                            "baseline", {**ease, "tuning": {k: v for k, v in ease["tuning"].items() if k != "start"}})
+    assert "start" not in default.identity()
+    assert method_tuning(config, "baseline", ease).identity()["start"] == "config"
+
+
+def test_start_config_outside_the_space_is_refused_before_work(tiny_config):
+    ease = {"baseline": "EASE", "params": {"reg_weight": 5000.0},
+            "tuning": {"trials": 3, "start": "config",
+                       "space": {"params.reg_weight": {"type": "loguniform", "low": 1.0, "high": 1000.0}}}}
+    with pytest.raises(ConfigError, match=r"baselines\[0\]\.tuning\.start: starts the search from the written "
+                                          r"params\.reg_weight = 5000\.0, which lies outside its search space"):
+        expand(tiny_config(baselines=[ease]))
+    with pytest.raises(ConfigError, match="tuning.start"):
+        tiny_config(baselines=[{**ease, "tuning": {**ease["tuning"], "start": "nowhere"}}])

@@ -43,7 +43,8 @@ PROTOCOL = {
     "order": ("choice", ["RO", "TO"]),
 }
 
-_TUNING = {"trials": Int(None, 0, 100_000), "metric": str, "sampler_seed": _SEED, "space": ("map", None)}
+_TUNING = {"trials": Int(None, 0, 100_000), "metric": str, "sampler_seed": _SEED, "space": ("map", None),
+           "start": ("choice", ["sampler", "config"])}
 
 SCHEMA: dict[str, Any] = {
     "name": str,

@@ -52,7 +52,7 @@ def expand(config: dict, registry=None) -> list[RunSpec]:
                                              else default_strategy_name(entry))
                 body = {"shared": shared, "seed": seed, "kind": kind, "entry":
                         {k: v for k, v in entry.items() if k not in ("name", "tuning")}}
-                tuned = tuning_identity(config, kind, entry, registry)
+                tuned = tuning_identity(config, kind, entry, registry, f"{key}[{i}]")
                 if tuned is not None:  # a tuned method's runs depend on its search
                     body["tuning"] = tuned
                 identity = canonical_json(body)
@@ -61,14 +61,14 @@ def expand(config: dict, registry=None) -> list[RunSpec]:
     return specs
 
 
-def tuning_identity(config: dict, kind: str, entry: dict, registry=None) -> dict | None:
+def tuning_identity(config: dict, kind: str, entry: dict, registry=None, path: str = "") -> dict | None:
     if not config.get("tuning") and not entry.get("tuning"):
         return None
     if registry is None:
         from ..plugins import get_plugins
 
         registry = get_plugins().registry
-    mt = method_tuning(config, kind, entry, registry=registry)
+    mt = method_tuning(config, kind, entry, path, registry=registry)
     return mt.identity() if mt is not None and mt.active else None
 
 

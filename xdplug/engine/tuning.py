@@ -39,6 +39,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..config import canonical_json, default_baseline_name, default_strategy_name, output_dir
+from ..errors import ConfigError
 from ..spaces import component_space, configured, param_problem
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,9 @@ class MethodTuning:
     metric: str
     sampler_seed: int
     space: dict
+    #: ``config``: the first trial evaluates the values the method's entry writes (a search that starts
+    #: from a known point, e.g. a study's optimum); ``sampler``: TPE's own start
+    start: str = "sampler"
 
     @property
     def active(self) -> bool:
@@ -69,8 +73,26 @@ class MethodTuning:
 
     def identity(self) -> dict:
         """What changes the tuned runs' results (part of their run IDs)."""
-        return {"trials": self.trials, "metric": self.metric, "sampler_seed": self.sampler_seed,
-                "space": self.space}
+        out = {"trials": self.trials, "metric": self.metric, "sampler_seed": self.sampler_seed,
+               "space": self.space}
+        if self.start != "sampler":  # the default keeps the run IDs of before
+            out["start"] = self.start
+        return out
+
+    def start_params(self) -> dict:
+        """The first trial's values under ``start: config``: what the entry writes for the searched params."""
+        if self.start != "config":
+            return {}
+        out = {}
+        for param, dist in self.space.items():
+            if not _is_set(self.entry, param):
+                continue
+            value = _get(self.entry, param)
+            if not _inside(value, dist):
+                raise ConfigError(f"{self.path or self.method}.tuning.start", f"starts the search from the written "
+                                  f"{param} = {value!r}, which lies outside its search space {dist}")
+            out[param] = value
+        return out
 
 
 def method_tuning(config: dict, kind: str, entry: dict, path: str = "", registry=None) -> MethodTuning | None:
@@ -83,6 +105,7 @@ def method_tuning(config: dict, kind: str, entry: dict, path: str = "", registry
     name = entry.get("name") or (default_baseline_name(entry) if kind == "baseline" else default_strategy_name(entry))
     metric = own.get("metric", glob.get("metric", config["evaluation"]["valid_metric"])).lower()
     seed = own.get("sampler_seed", glob.get("sampler_seed", 0))
+    start = own.get("start", glob.get("start", "sampler"))
     if "space" in own:
         space = copy.deepcopy(own["space"])
     else:
@@ -96,7 +119,27 @@ def method_tuning(config: dict, kind: str, entry: dict, path: str = "", registry
                 space[param] = copy.deepcopy(dist)
         # what the entry sets explicitly is fixed, not searched (its own tuning.space can still search it)
         space = {p: d for p, d in space.items() if not _is_set(entry, p)}
-    return MethodTuning(name, kind, entry, path, trials, metric, seed, space)
+    tuning = MethodTuning(name, kind, entry, path, trials, metric, seed, space, start)
+    tuning.start_params()  # a written start outside the space is refused before any work
+    return tuning
+
+
+def _get(entry: dict, path: str):
+    node = entry
+    for part in path.split("."):
+        node = node[part]
+    return node
+
+
+def _inside(value, dist: dict) -> bool:
+    """Whether ``value`` is a point of the distribution ``dist`` (its choices, or within its bounds)."""
+    if dist["type"] == "categorical":
+        return value in dist["choices"]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if dist["type"] == "int" and not float(value).is_integer():
+        return False
+    return float(dist["low"]) <= float(value) <= float(dist["high"])
 
 
 def _is_set(entry: dict, path: str) -> bool:
@@ -115,6 +158,7 @@ def study_name(config: dict, mt: MethodTuning) -> str:
         "seed": config["seeds"][0], "kind": mt.kind,
         "entry": {k: v for k, v in mt.entry.items() if k not in ("name", "tuning")},
         "space": mt.space, "metric": mt.metric, "sampler_seed": mt.sampler_seed,
+        **({"start": mt.start} if mt.start != "sampler" else {}),
     })
     return f"{mt.method}-{hashlib.sha256(identity.encode()).hexdigest()[:12]}"
 
@@ -167,8 +211,12 @@ def _open_study(config: dict, mt: MethodTuning, url: str):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.TPESampler(seed=mt.sampler_seed, n_startup_trials=max(1, min(10, mt.trials // 2)),
                                          constant_liar=True)
-    return optuna.create_study(study_name=study_name(config, mt), storage=url, sampler=sampler,
-                               direction="maximize", load_if_exists=True)
+    study = optuna.create_study(study_name=study_name(config, mt), storage=url, sampler=sampler,
+                                direction="maximize", load_if_exists=True)
+    start = mt.start_params()
+    if start and not study.get_trials(deepcopy=False):  # a new study: its first trial is the written point
+        study.enqueue_trial(start)
+    return study
 
 
 def _counted(study) -> list:
