@@ -22,6 +22,7 @@ times are not comparable; test cold-slice NDCG@10, x = ratio to text-knn's 0.209
 | contrastive tau 0.2, 20 epochs | 0.2082 | 0.2475 | 1.18 |
 | contrastive tau 0.1, source weight 0 / 1.0 (default 0.3) | 0.2169 / 0.2179 | 0.2549 / 0.2601 | 1.22 / 1.24 |
 | text-cf projection=contrastive, raw_weight 0.25 (the baseline itself) | 0.2117 | 0.2547 | 1.22 |
+| aldi (rank-64 pooled SVD teacher, 40 epochs; alone / + text-knn x2) | 0.1374 / 0.1774 | 0.1524 / 0.2110 | 0.73 / 1.01 |
 | wordllama: text-knn / contrastive | 0.1221 / 0.1272 | 0.1444 / 0.1513 | 0.69 / 0.72 |
 | minilm+wordllama: text-knn / contrastive | 0.1653 / 0.2103 | 0.1997 / 0.2558 | 0.95 / 1.22 |
 
