@@ -225,7 +225,6 @@ def aldi(data, x, rank: int = 64, source_weight: float = 0.3, epochs: int = 40, 
     r = sp.vstack([sp.csr_matrix((np.ones(len(t)), (t[:, 0], cat.target_rows[t[:, 1]])), shape=(data.n_target_users, n_cols)),
                    source_weight * sp.csr_matrix((np.ones(len(s)), (s[:, 0], cat.source_rows[s[:, 1]])),
                                                  shape=(data.n_source_users, n_cols))]).tocsr()
-    r.data[:] = np.where(np.arange(r.nnz) < 0, 0, r.data)  # keep values
     du = np.asarray(r.sum(1)).ravel()
     di = np.asarray(r.sum(0)).ravel()
     inv = lambda dv: np.divide(1.0, np.sqrt(dv), out=np.zeros_like(dv), where=dv > 0)  # noqa: E731
