@@ -149,3 +149,13 @@ def test_the_other_encoders_options_are_refused_naming_the_path(plugin_manager, 
     with pytest.raises(ConfigError, match="unknown option for encoder 'wordllama'") as err:
         _baseline(plugin_manager, "text-cf", {"encoder": {"name": "wordllama", "pooling": "cls"}}).fit(fit_context)
     assert err.value.path == "baselines.text-cf.params.encoder.pooling"
+
+
+@pytest.mark.parametrize("baseline", ["text-knn", "text-cf", "text-gcn", "AlphaRec"])
+def test_text_baselines_refuse_a_bad_encoder_when_the_config_is_read(tiny_config, baseline):
+    """The encoder's name and options are checked with the config, before any run starts."""
+    with pytest.raises(ConfigError, match=rf"baselines\.{baseline}\.params\.encoder\.name: 'nope' is not a text "
+                                          r"encoder a baseline can use; expected one of bert, wordllama"):
+        tiny_config(baselines=[{"baseline": baseline, "params": {"encoder": {"name": "nope"}}}])
+    with pytest.raises(ConfigError, match=rf"baselines\.{baseline}\.params\.encoder\.dim"):
+        tiny_config(baselines=[{"baseline": baseline, "params": {"encoder": {"name": "wordllama", "dim": 100}}}])

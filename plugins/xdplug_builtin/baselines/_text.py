@@ -12,7 +12,7 @@ import importlib
 
 import numpy as np
 
-from xdplug.api import ConfigError
+from xdplug.api import Baseline, ConfigError
 
 #: the frozen text encoders a baseline can read. A fixed table rather than the registry: a
 #: baseline's ``fit`` gets no registry, and built-in plugins import only ``xdplug.api``
@@ -41,3 +41,12 @@ def encode_texts(texts: list[str], encoder_params: dict, option: str) -> np.ndar
     ``option`` is the config path of ``encoder_params``, named in errors.
     """
     return text_encoder(encoder_params, option).encode(list(texts))
+
+
+class TextBaseline(Baseline):
+    """A baseline that reads item texts through ``params.encoder``: the encoder's name and options are
+    checked when the config is read (building an encoder loads nothing), not when the run starts."""
+
+    def __init__(self, params: dict | None = None, path: str | None = None):
+        super().__init__(params, path)
+        text_encoder(self.params["encoder"], f"baselines.{self.name}.params.encoder")

@@ -47,6 +47,8 @@ from torch import nn
 
 from xdplug.api import Baseline, Float, Int, quick_metric, rank_split
 
+from ._text import TextBaseline, encode_texts
+
 
 # --------------------------------------------------------------------------- shared parts
 def normalized_adjacency(matrix: sp.spmatrix) -> torch.Tensor:
@@ -188,14 +190,12 @@ SEARCH_SPACE = {
 
 
 def _text_vectors(texts: list[str], encoder_params: dict, option: str) -> np.ndarray:
-    from ._text import encode_texts
-
     vectors = encode_texts(texts, encoder_params, option).astype(np.float64)
     return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
 # --------------------------------------------------------------------------- baselines
-class AlphaRec(Baseline):
+class AlphaRec(TextBaseline):
     name = "AlphaRec"
     description = "AlphaRec: MLP of frozen text vectors + LightGCN + InfoNCE; cold items through their text"
     defaults = {**COMMON_OPTIONS,

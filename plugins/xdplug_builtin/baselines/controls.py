@@ -14,6 +14,8 @@ import torch
 
 from xdplug.api import Baseline, Int, NotApplicableError
 
+from ._text import TextBaseline, encode_texts
+
 
 class _MatrixScorer:
     def __init__(self, user_matrix, item_scores: torch.Tensor | None = None, sim: torch.Tensor | None = None,
@@ -39,7 +41,7 @@ class _MatrixScorer:
         return self.item_scores[None].clone()
 
 
-class TextKNN(Baseline):
+class TextKNN(TextBaseline):
     name = "text-knn"
     description = "Mean cosine similarity of an item's text vector to the user's training items"
     defaults = {"neighbors": Int(0, 0, 1_000_000, help="0: every item"), "encoder": {}}
@@ -48,8 +50,6 @@ class TextKNN(Baseline):
     export = "refit"
 
     def fit(self, ctx, pooled: bool = False):
-        from ._text import encode_texts
-
         vectors = encode_texts(ctx.data.target_item_texts(), self.params["encoder"], "baselines.text-knn.params.encoder")
         emb = torch.as_tensor(vectors, dtype=torch.float32, device=ctx.device)
         emb = torch.nn.functional.normalize(emb, dim=1)

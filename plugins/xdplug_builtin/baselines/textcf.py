@@ -46,7 +46,9 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from xdplug.api import Baseline, Choice, Float, Int
+from xdplug.api import Choice, Float, Int
+
+from ._text import TextBaseline, encode_texts
 
 #: fit the projection on at most this many warm items (the busiest ones): the EASE inverse and
 #: the ``X_w^T B X_w`` product grow with it
@@ -179,8 +181,6 @@ def _standardise(s: np.ndarray, cols: np.ndarray) -> np.ndarray:
 
 
 def _normalised_text(texts: list[str], encoder_params: dict, option: str) -> np.ndarray:
-    from ._text import encode_texts
-
     vectors = encode_texts(texts, encoder_params, option).astype(np.float64)
     return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
@@ -206,7 +206,7 @@ class _FactorScorer:
 
 
 # --------------------------------------------------------------------------- baselines
-class TextCF(Baseline):
+class TextCF(TextBaseline):
     name = "text-cf"
     description = ("Text similarity distilled from pooled EASE (closed-form projection of frozen text "
                    "vectors) for items without interactions, EASE for the rest")
@@ -299,7 +299,7 @@ class TextCF(Baseline):
         return _DenseScorer(scores, ctx.device, np.ones(data.n_target_items, dtype=bool))
 
 
-class TextGCN(Baseline):
+class TextGCN(TextBaseline):
     name = "text-gcn"
     description = "Training-free text CF: users = mean text of their items, LightGCN propagation (TextGCN-style)"
     defaults = {"layers": Int(2, 0, 8, help="propagation steps over the normalised interaction graph"),
