@@ -13,6 +13,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from xdplug.errors import ConfigError
 from xdplug.config import load_config
 from xdplug.context import FitContext
 from xdplug.data.prepare import prepare
@@ -117,6 +118,20 @@ def test_randomised_filter_is_close_to_the_exact_one(registry, data, tmp_path, m
     assert np.abs(randomised - exact).max() < 0.02 * np.abs(exact).max()
     again = all_scores(fit_strategy(joint(0.5, filter_rank=6), registry, make_ctx(data, tmp_path / "r2")), data)
     assert np.array_equal(randomised, again)  # seeded
+
+
+def test_exact_filter_solver_equals_the_dense_svd_above_its_size(registry, data, tmp_path, monkeypatch):
+    """filter_solver: exact takes the Gram's eigenvectors where the size would pick the randomised SVD."""
+    from xdplug.model import linear
+
+    dense = all_scores(fit_strategy(joint(0.5, filter_rank=6), registry, make_ctx(data, tmp_path / "d")), data)
+    monkeypatch.setattr(linear, "DENSE_SVD_ENTRIES", 0)
+    exact = all_scores(fit_strategy(joint(0.5, filter_rank=6, filter_solver="exact"), registry,
+                                    make_ctx(data, tmp_path / "x")), data)
+    assert np.abs(exact - dense).max() < 1e-6 * np.abs(dense).max()
+    with pytest.raises(ConfigError, match="params.model.filter_solver: exact eigendecomposes"):
+        fit_strategy(joint(0.5, filter_rank=6, filter_solver="exact", solver="sparse"), registry,
+                     make_ctx(data, tmp_path / "s"))
 
 
 def test_target_only_filter(registry, data, tmp_path):

@@ -70,6 +70,9 @@ class ModelOptions:
         # matrix, added to the EASE scores with filter_weight (both standardised); 0 = off
         "filter_rank": Int(0, 0, 4096),
         "filter_weight": Float(0.5, 0, 1e6),
+        # the filter's singular vectors: auto = exact SVD up to 2e6 matrix entries, randomised (seeded)
+        # above; exact = eigenvectors of the item Gram (dense solver only: items x items)
+        "filter_solver": Choice("auto", ["auto", "exact"]),
         # ease family, joint: each user's source row divided by (its length / median length)^source_norm
         "source_norm": Float(0.0, 0, 2),
         # ease family, target-only / joint (dense): DAN's normalisation (Park et al., SIGIR 2025): the Gram
