@@ -207,7 +207,7 @@ def test_ials_equals_implicit(plugin_manager, synthetic_data, fit_context):
 def test_ials_item_step_is_the_weighted_least_squares_solution(plugin_manager, synthetic_data, fit_context):
     """With the exact solver the last half-step (items) solves Hu et al.'s weighted least squares:
     y_i = (X^T X + sum_u (c_ui - 1) x_u x_u^T + reg I)^-1 sum_u c_ui x_u, c_ui = alpha on interactions."""
-    from xdplug_builtin.baselines.ials import fit_als
+    from xdplug.api import fit_als
 
     x = _target(synthetic_data)
     model = fit_als(sp.csr_matrix(x), 8, 0.5, 4.0, 5, seed=0, use_cg=False)

@@ -38,6 +38,7 @@ from .errors import (ArtifactError, ComponentDefinitionError, ConfigError, DataE
 from .evaluation import RankingResult, rank_split, rank_users
 from .hookspecs import hookimpl
 from .metrics import METRICS, csr_lists, hit_matrix, mean, metric_matrix, pad_columns, per_user_metrics, quick_metric
+from .model.als import fit_als
 from .model.session import TrainingSession
 from .model.sparse_item_item import sparse_ease
 from .model.text_table import TextTable
@@ -61,8 +62,8 @@ __all__ = [
     "FitContext", "TrainingSession", "RecboleData", "recbole_data", "pooled_matrix", "fit_recbole", "RankingResult", "rank_split",
     "rank_users", "METRICS", "csr_lists", "hit_matrix", "pad_columns", "metric_matrix", "per_user_metrics", "mean",
     "quick_metric", "evaluates_as_code", "literal_value",
-    # the sparse EASE solver (item-item baselines beyond the dense limit)
-    "sparse_ease",
+    # the sparse EASE solver (item-item baselines beyond the dense limit) and iALS's fit
+    "sparse_ease", "fit_als",
     # data
     "RawDomain", "RawDomains", "read_atomic", "refuse_nonfinite", "validate_inter", "read_table", "sniff_separator",
     "normalise_key", "ItemCatalog", "CrossDomainData", "downloads_dir", "TextEmbeddingCache", "text_key",

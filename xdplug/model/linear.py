@@ -61,6 +61,7 @@ import scipy.sparse as sp
 import torch
 
 from ..errors import ConfigError, NotApplicableError
+from .als import fit_als
 from .sparse_item_item import SparseItemItemScorer, scores_std, sparse_ease
 
 #: adaptation name -> what its closed form does
@@ -128,14 +129,8 @@ class FactorTerm:
     """iALS over the training rows: users' factors and ``weight * V[t]^T / std(S_F)`` as torch tensors."""
 
     def __init__(self, raw: sp.csr_matrix, nt: int, options: dict, seed: int, device):
-        from implicit.cpu.als import AlternatingLeastSquares
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(1, "blas"):  # implicit parallelises over users itself
-            self.model = AlternatingLeastSquares(
-                factors=options["factor_rank"], regularization=options["factor_reg"], alpha=options["factor_alpha"],
-                iterations=ALS_ITERATIONS, random_state=seed, calculate_training_loss=False)
-            self.model.fit(raw.astype(np.float32).tocsr(), show_progress=False)
+        self.model = fit_als(raw, options["factor_rank"], options["factor_reg"], options["factor_alpha"],
+                             ALS_ITERATIONS, seed)
         u, v = np.asarray(self.model.user_factors), np.asarray(self.model.item_factors)[:nt]
         scale = options["factor_weight"] / (float((u @ v.T).std()) + 1e-12)
         self.n_cols = raw.shape[1]

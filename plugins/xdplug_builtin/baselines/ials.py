@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from xdplug.api import Baseline, Bool, Float, Int
+from xdplug.api import Baseline, Bool, Float, Int, fit_als
 
 from ._matrices import POOLED_SEARCH_SPACE, SOURCE_WEIGHT, training_matrix
 
@@ -36,20 +36,6 @@ class _FactorScorer:
     def score(self, users: torch.Tensor) -> torch.Tensor:
         u = self.users[users.to(self.users.device)]
         return u @ self.items.T
-
-
-def fit_als(matrix, factors: int, regularization: float, alpha: float, iterations: int, seed: int,
-            use_cg: bool = True):
-    """An ``implicit`` ALS model fitted on the users x items ``matrix`` (one BLAS thread, as implicit asks)."""
-    from implicit.cpu.als import AlternatingLeastSquares
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1, "blas"):
-        model = AlternatingLeastSquares(factors=factors, regularization=regularization, alpha=alpha,
-                                        iterations=iterations, use_cg=use_cg, random_state=seed,
-                                        calculate_training_loss=False)
-        model.fit(matrix.astype(np.float32).tocsr(), show_progress=False)
-    return model
 
 
 class IALS(Baseline):
