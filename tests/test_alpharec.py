@@ -20,7 +20,7 @@ def _hashed_text(monkeypatch):
     def encode(texts, encoder_params, option):
         return np.stack([np.random.default_rng(zlib.crc32(t.encode())).standard_normal(24) for t in texts])
 
-    monkeypatch.setattr("xdplug_builtin.baselines.alpharec.encode_texts", encode)
+    monkeypatch.setattr("xdplug_builtin.baselines._text.encode_texts", encode)
 
 
 def _baseline(name, params=None):

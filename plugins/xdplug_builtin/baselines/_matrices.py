@@ -66,6 +66,18 @@ def gram_rows(ctx, pooled: bool = False, source_weight: float | None = None) -> 
     return Interactions(inter.matrix.sqrt(), inter.rows, inter.cols)
 
 
+class FactorScorer:
+    """Scores = the user's vector dotted with every item's vector (factor and embedding baselines)."""
+
+    def __init__(self, users, items, item_known: np.ndarray, device):
+        self.users = torch.as_tensor(users, dtype=torch.float32, device=device)
+        self.items = torch.as_tensor(items, dtype=torch.float32, device=device)
+        self.item_known = item_known
+
+    def score(self, users: torch.Tensor) -> torch.Tensor:
+        return self.users[users.to(self.users.device)] @ self.items.T
+
+
 class SparseRowScorer:
     """Scores = the user's training row times a (sparse or low-rank) item-item operator.
 

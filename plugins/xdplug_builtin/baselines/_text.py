@@ -49,4 +49,14 @@ class TextBaseline(Baseline):
 
     def __init__(self, params: dict | None = None, path: str | None = None):
         super().__init__(params, path)
-        text_encoder(self.params["encoder"], f"baselines.{self.name}.params.encoder")
+        text_encoder(self.params["encoder"], self.encoder_option)
+
+    @property
+    def encoder_option(self) -> str:
+        """The config path of this baseline's encoder options, named in errors."""
+        return f"baselines.{self.name}.params.encoder"
+
+    def unit_text_vectors(self, texts: list[str]) -> np.ndarray:
+        """The texts' vectors, ``float64`` and L2-normalised (a zero vector stays zero)."""
+        vectors = encode_texts(texts, self.params["encoder"], self.encoder_option).astype(np.float64)
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)

@@ -47,7 +47,8 @@ from torch import nn
 
 from xdplug.api import Baseline, Float, Int, quick_metric, rank_split
 
-from ._text import TextBaseline, encode_texts
+from ._matrices import FactorScorer
+from ._text import TextBaseline
 
 
 # --------------------------------------------------------------------------- shared parts
@@ -107,14 +108,9 @@ class _IdTower(nn.Module):
         return self.embedding
 
 
-class _CosineScorer:
-    def __init__(self, users: torch.Tensor, items: torch.Tensor, item_known: np.ndarray, device):
-        self.users = F.normalize(users, dim=-1).to(device)
-        self.items = F.normalize(items, dim=-1).to(device)
-        self.item_known = item_known
-
-    def score(self, users: torch.Tensor) -> torch.Tensor:
-        return self.users[users.to(self.users.device)] @ self.items.T
+def _cosine_scorer(users: torch.Tensor, items: torch.Tensor, item_known: np.ndarray, device) -> FactorScorer:
+    """Scores = cosine of the final user and item vectors (AlphaRec scores by cosine)."""
+    return FactorScorer(F.normalize(users, dim=-1), F.normalize(items, dim=-1), item_known, device)
 
 
 def train_graph_model(ctx, tower: nn.Module, matrix: sp.csr_matrix, p: dict,
@@ -154,7 +150,7 @@ def train_graph_model(ctx, tower: nn.Module, matrix: sp.csr_matrix, p: dict,
         tower.eval()
         with torch.no_grad():
             users, items = final()
-        scorer = _CosineScorer(users, items, np.ones(n_items, dtype=bool), device)
+        scorer = _cosine_scorer(users, items, np.ones(n_items, dtype=bool), device)
         score = quick_metric(rank_split(scorer.score, ctx.data, "valid", [k], device,
                                         ctx.evaluation["user_groups"]), metric, k)
         point = {"phase": "train", "epoch": epoch, "loss": float(np.mean(losses)) if losses else None,
@@ -189,11 +185,6 @@ SEARCH_SPACE = {
 }
 
 
-def _text_vectors(texts: list[str], encoder_params: dict, option: str) -> np.ndarray:
-    vectors = encode_texts(texts, encoder_params, option).astype(np.float64)
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-
-
 # --------------------------------------------------------------------------- baselines
 class AlphaRec(TextBaseline):
     name = "AlphaRec"
@@ -206,14 +197,14 @@ class AlphaRec(TextBaseline):
     def fit(self, ctx, pooled: bool = False):
         p, data = self.params, ctx.data
         matrix = (data.matrix("target", "train").tocsr() != 0).astype(np.float64)
-        text = _text_vectors(data.target_item_texts(), p["encoder"], f"baselines.{self.name}.params.encoder")
+        text = self.unit_text_vectors(data.target_item_texts())
         counts = np.asarray(matrix.sum(1))
         user_text = np.divide(np.asarray(matrix @ text), counts, out=np.zeros((matrix.shape[0], text.shape[1])),
                               where=counts > 0)
         torch.manual_seed(ctx.seed)
         tower = _TextTower(user_text, text, p["hidden"], p["dim"])
         users, items = train_graph_model(ctx, tower, matrix, p, self.name)
-        return _CosineScorer(users, items, np.ones(data.n_target_items, dtype=bool), ctx.device)
+        return _cosine_scorer(users, items, np.ones(data.n_target_items, dtype=bool), ctx.device)
 
 
 class LightGCNInfoNCE(Baseline):
@@ -229,4 +220,4 @@ class LightGCNInfoNCE(Baseline):
         torch.manual_seed(ctx.seed)
         tower = _IdTower(sum(matrix.shape), p["dim"], np.concatenate([np.asarray(matrix.sum(1)).ravel() > 0, known]))
         users, items = train_graph_model(ctx, tower, matrix, p, self.name)
-        return _CosineScorer(users, items, known, ctx.device)
+        return _cosine_scorer(users, items, known, ctx.device)

@@ -19,23 +19,9 @@ conjugate-gradient solver (its default) or the exact Cholesky one.
 
 from __future__ import annotations
 
-import numpy as np
-import torch
-
 from xdplug.api import Baseline, Bool, Float, Int, fit_als
 
-from ._matrices import POOLED_SEARCH_SPACE, SOURCE_WEIGHT, training_matrix
-
-
-class _FactorScorer:
-    def __init__(self, user_factors: np.ndarray, item_factors: np.ndarray, item_known: np.ndarray, device):
-        self.users = torch.as_tensor(np.asarray(user_factors, dtype=np.float32), device=device)
-        self.items = torch.as_tensor(np.asarray(item_factors, dtype=np.float32), device=device)
-        self.item_known = item_known
-
-    def score(self, users: torch.Tensor) -> torch.Tensor:
-        u = self.users[users.to(self.users.device)]
-        return u @ self.items.T
+from ._matrices import POOLED_SEARCH_SPACE, SOURCE_WEIGHT, FactorScorer, training_matrix
 
 
 class IALS(Baseline):
@@ -63,5 +49,5 @@ class IALS(Baseline):
         ctx.log(f"iALS{' (pooled)' if pooled else ''}: {p['factors']} factors, {p['iterations']} iterations")
         model = fit_als(inter.matrix, p["factors"], p["regularization"], p["alpha"], p["iterations"],
                         ctx.seed, p["use_cg"])
-        return _FactorScorer(model.user_factors[inter.rows], model.item_factors[inter.cols],
-                             inter.item_known, ctx.device)
+        return FactorScorer(model.user_factors[inter.rows], model.item_factors[inter.cols],
+                            inter.item_known, ctx.device)

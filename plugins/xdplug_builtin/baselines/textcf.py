@@ -48,7 +48,8 @@ import torch
 
 from xdplug.api import Choice, Float, Int
 
-from ._text import TextBaseline, encode_texts
+from ._matrices import FactorScorer
+from ._text import TextBaseline
 
 #: fit the projection on at most this many warm items (the busiest ones): the EASE inverse and
 #: the ``X_w^T B X_w`` product grow with it
@@ -180,11 +181,6 @@ def _standardise(s: np.ndarray, cols: np.ndarray) -> np.ndarray:
     return (part - part.mean(1, keepdims=True)) / (part.std(1, keepdims=True) + 1e-12)
 
 
-def _normalised_text(texts: list[str], encoder_params: dict, option: str) -> np.ndarray:
-    vectors = encode_texts(texts, encoder_params, option).astype(np.float64)
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-
-
 class _DenseScorer:
     def __init__(self, scores: np.ndarray, device, item_known: np.ndarray):
         self.scores = torch.as_tensor(scores, dtype=torch.float32)
@@ -193,16 +189,6 @@ class _DenseScorer:
 
     def score(self, users: torch.Tensor) -> torch.Tensor:
         return self.scores[users.cpu()].to(self.device)
-
-
-class _FactorScorer:
-    def __init__(self, users: np.ndarray, items: np.ndarray, device, item_known: np.ndarray):
-        self.users = torch.as_tensor(users, dtype=torch.float32, device=device)
-        self.items = torch.as_tensor(items, dtype=torch.float32, device=device)
-        self.item_known = item_known
-
-    def score(self, users: torch.Tensor) -> torch.Tensor:
-        return self.users[users.to(self.users.device)] @ self.items.T
 
 
 # --------------------------------------------------------------------------- baselines
@@ -255,7 +241,7 @@ class TextCF(TextBaseline):
         warm = np.flatnonzero(degree > 0)
         if len(warm) > MAX_TEACHER_ITEMS:
             warm = warm[np.argsort(-degree[warm], kind="stable")[:MAX_TEACHER_ITEMS]]
-        text = _normalised_text(cat.texts, p["encoder"], "baselines.text-cf.params.encoder")
+        text = self.unit_text_vectors(cat.texts)
         x = with_bias(text)
         teacher = ease_matrix(matrix[:, warm], p["reg"])
         contrastive = p["projection"] == "contrastive"
@@ -309,7 +295,7 @@ class TextGCN(TextBaseline):
 
     def fit(self, ctx, pooled: bool = False):
         data = ctx.data
-        text = _normalised_text(data.target_item_texts(), self.params["encoder"], "baselines.text-gcn.params.encoder")
+        text = self.unit_text_vectors(data.target_item_texts())
         users, items = text_gcn_factors(text, data.matrix("target", "train"),
                                         self.params["layers"])
-        return _FactorScorer(users, items, ctx.device, np.ones(data.n_target_items, dtype=bool))
+        return FactorScorer(users, items, np.ones(data.n_target_items, dtype=bool), ctx.device)
