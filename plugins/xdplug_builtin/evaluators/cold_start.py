@@ -70,6 +70,15 @@ def user_group_labels(bounds: list[int]) -> tuple[np.ndarray, list[str]]:
     return np.asarray(edges), labels
 
 
+def cold_item_mask(result: RankingResult) -> np.ndarray:
+    """``mask[item]`` is True for the cold items, sized to cover every item a ranking names."""
+    cold = np.asarray(result.cold_items)
+    size = max(int(result.n_items), int(cold.max(initial=-1)) + 1, int(np.asarray(result.topk).max(initial=-1)) + 1)
+    mask = np.zeros(size, dtype=bool)
+    mask[cold] = True
+    return mask
+
+
 def cold_positives(positives, is_cold_item: np.ndarray) -> tuple[SimpleNamespace, np.ndarray]:
     """Each user's positives that are cold items, as CSR over the users with any; and the count per user.
 
@@ -102,7 +111,7 @@ class ColdStartEvaluator(Evaluator):
         """The cold-item slice's metrics per user, NaN where a user has no cold test positive."""
         if result.cold_items is None or result.topk_cold is None:
             return {}
-        rows, values = self._cold_values(result)
+        rows, values = self._cold_slice(result, cold_item_mask(result))
         out = {}
         for key, per_user in values.items():
             full = np.full(len(result.users), np.nan)
@@ -110,16 +119,13 @@ class ColdStartEvaluator(Evaluator):
             out[f"{key}|cold items"] = full
         return out
 
-    def _cold_values(self, result: RankingResult) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """The rows of users with a cold test positive, and their metrics on the cold-only ranking."""
-        cold = np.asarray(result.cold_items)
-        topk = np.asarray(result.topk)
-        size = max(int(result.n_items), int(cold.max(initial=-1)) + 1, int(topk.max(initial=-1)) + 1)
-        is_cold_item = np.zeros(size, dtype=bool)
-        is_cold_item[cold] = True
+    def _cold_slice(self, result: RankingResult,
+                    is_cold_item: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The rows of users with a cold test positive, and their metrics on the cold-only ranking
+        (none without one)."""
         cold_pos, cold_counts = cold_positives(result.positives, is_cold_item)
         rows = np.flatnonzero(cold_counts > 0)
-        if not rows.size:
+        if not rows.size or result.topk_cold is None:
             return rows, {}
         pos_index = hit_matrix(np.asarray(result.topk_cold)[rows], cold_pos)
         return rows, per_user_metrics(pos_index, cold_counts[rows], result.ks, tuple(self.params["metrics"]))
@@ -162,15 +168,13 @@ class ColdStartEvaluator(Evaluator):
         cold = np.asarray(result.cold_items)
         topk = np.asarray(result.topk)
         out: dict[str, float] = {}
-        size = max(int(result.n_items), int(cold.max(initial=-1)) + 1, int(topk.max(initial=-1)) + 1)
-        is_cold_item = np.zeros(size, dtype=bool)
-        is_cold_item[cold] = True
-        n_eligible = int((cold_positives(result.positives, is_cold_item)[1] > 0).sum())
+        is_cold_item = cold_item_mask(result)
+        rows, values = self._cold_slice(result, is_cold_item)
+        n_eligible = int(rows.size)
         if n_eligible and result.topk_cold is None:
             logger.warning("cold items given without a cold-only ranking; cold-item metrics skipped")
-        elif n_eligible:
-            for key, per_user in self._cold_values(result)[1].items():
-                out[f"{key}|cold items"] = mean(per_user)
+        for key, per_user in values.items():
+            out[f"{key}|cold items"] = mean(per_user)
         out["n_users|cold items"] = float(n_eligible)
 
         is_cold = (topk >= 0) & is_cold_item[np.maximum(topk, 0)]
