@@ -85,9 +85,9 @@ class MethodTuning:
             return {}
         out = {}
         for param, dist in self.space.items():
-            if not _is_set(self.entry, param):
-                continue
             value = _get(self.entry, param)
+            if value is _MISSING:
+                continue
             if not _inside(value, dist):
                 raise ConfigError(f"{self.path or self.method}.tuning.start", f"starts the search from the written "
                                   f"{param} = {value!r}, which lies outside its search space {dist}")
@@ -124,9 +124,16 @@ def method_tuning(config: dict, kind: str, entry: dict, path: str = "", registry
     return tuning
 
 
-def _get(entry: dict, path: str):
+#: what ``_get`` answers for a path the entry does not set
+_MISSING = object()
+
+
+def _get(entry: dict, path: str, default=_MISSING):
+    """The value at the dotted ``path`` of ``entry``, or ``default`` where it is not set."""
     node = entry
     for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
         node = node[part]
     return node
 
@@ -143,12 +150,7 @@ def _inside(value, dist: dict) -> bool:
 
 
 def _is_set(entry: dict, path: str) -> bool:
-    node = entry
-    for part in path.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return False
-        node = node[part]
-    return True
+    return _get(entry, path) is not _MISSING
 
 
 def study_name(config: dict, mt: MethodTuning) -> str:

@@ -217,8 +217,12 @@ def _combine(rows: sp.csr_matrix, b: np.ndarray, r: sp.csr_matrix, nt: int, opti
     if not options["filter_rank"]:
         return b
     f = low_pass(r, nt, options["filter_rank"], seed, options.get("filter_solver") == "exact")
-    std = lambda m: float(np.asarray(rows @ m).std()) + 1e-12  # noqa: E731
-    return b / std(b) + options["filter_weight"] * f / std(f)
+    return b / _scores_std(rows, b) + options["filter_weight"] * f / _scores_std(rows, f)
+
+
+def _scores_std(rows: sp.csr_matrix, m: np.ndarray) -> float:
+    """The spread of the training users' scores ``rows m`` (each term is divided by it before summing)."""
+    return float(np.asarray(rows @ m).std()) + 1e-12
 
 
 def _with_factors(x: sp.csr_matrix, b: np.ndarray, raw: sp.csr_matrix, nt: int, options: dict, ctx, known):
@@ -226,7 +230,7 @@ def _with_factors(x: sp.csr_matrix, b: np.ndarray, raw: sp.csr_matrix, nt: int, 
     if not options.get("factor_rank", 0):
         return ItemItemScorer(x, b, known, ctx.device)
     if not options["filter_rank"]:  # _combine standardised B only with the filter on
-        b = b / (float(np.asarray(x @ b).std()) + 1e-12)
+        b = b / _scores_std(x, b)
     ctx.log(f"closed-form: iALS term, {options['factor_rank']} factors, {ALS_ITERATIONS} sweeps")
     return ItemItemScorer(x, b, known, ctx.device, factors=FactorTerm(raw, nt, options, ctx.seed, ctx.device))
 
