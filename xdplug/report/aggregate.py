@@ -287,6 +287,10 @@ class ReportContext:
         values = [st.mean for s in self.summaries if (st := s.test.get(key)) is not None]
         return sum(values) / len(values) if values else None
 
+    def slice_reference(self, label: str) -> str | None:
+        """The method a slice is tested against where it has its own reference (the cold items)."""
+        return self.data.get("cold_reference") if label == COLD_SLICE else None
+
     def comparison(self, method: str, metric: str) -> dict | None:
         return self.comparisons.get((method, metric))
 

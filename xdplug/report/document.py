@@ -10,7 +10,7 @@ import json
 from collections.abc import Collection
 
 import xdplug.report.tables as t
-from .aggregate import COLD_SLICE, LEARNING_FLAG, LEARNING_MARKER, MARKERS, ReportContext, evaluator_tables
+from .aggregate import LEARNING_FLAG, LEARNING_MARKER, MARKERS, ReportContext, evaluator_tables
 from .blocks import Block, Bullets, Code, Details, FigureRef, Heading, Paragraph
 from .figures import curve_methods, primary_caption
 from .verdict import Verdict
@@ -201,7 +201,7 @@ def _cold_start(ctx: ReportContext, figures: Collection[str]) -> list[Block]:
 
 def _slice_reference(ctx: ReportContext, label: str) -> str:
     """Where a slice is tested against a reference of its own (the cold items), the sentence that says so."""
-    reference = ctx.data.get("cold_reference") if label == COLD_SLICE else None
+    reference = ctx.slice_reference(label)
     if not reference:
         return ""
     return (f" On this slice the highlighted row and the paired tests (Improvement over the reference, other metrics) "

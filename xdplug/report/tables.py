@@ -10,7 +10,6 @@ import json
 from typing import Any
 
 from .aggregate import (
-    COLD_SLICE,
     DONE,
     LEARNING_FLAG,
     LEARNING_MARKER,
@@ -208,8 +207,8 @@ def slice_header(ctx: ReportContext, label: str) -> str:
 def slice_table(ctx: ReportContext, label: str) -> Table:
     """Every metric measured on one slice (e.g. cold items), with each method's notes."""
     bases = ctx.groups.sliced[label]
-    reference = ctx.data.get("cold_reference") if label == COLD_SLICE else None
-    table = metric_table(ctx, [f"{b}|{label}" for b in bases], notes=True, highlight=True, reference=reference)
+    table = metric_table(ctx, [f"{b}|{label}" for b in bases], notes=True, highlight=True,
+                         reference=ctx.slice_reference(label))
     table.columns = ["Method", "Kind", *bases, "Note"]
     return table
 
