@@ -248,3 +248,35 @@ def test_start_config_outside_the_space_is_refused_before_work(tiny_config):
         expand(tiny_config(baselines=[ease]))
     with pytest.raises(ConfigError, match="tuning.start"):
         tiny_config(baselines=[{**ease, "tuning": {**ease["tuning"], "start": "nowhere"}}])
+
+
+def test_a_search_can_maximise_a_validation_slice(tiny_config):
+    """``tuning.metric: ndcg@10|cold items``: the trials' values are the cold slice's, and the chosen
+    point's grid run (same first seed) records that value on validation."""
+    ease = {"baseline": "EASE", "tuning": {"trials": 3, "metric": "NDCG@10 | Cold  Items",
+                                           "space": {"params.reg_weight": {"type": "loguniform",
+                                                                           "low": 1.0, "high": 1000.0}}}}
+    config = tiny_config(baselines=[ease], dataset={"cold_items": {"fraction": 0.3, "seed": 0}})
+    run_benchmark(config, progress=False)
+    meta, runs = tuning_meta(config)
+    assert meta["EASE"]["metric"] == "ndcg@10|cold items"
+    valid = runs["EASE"]["metrics"]["valid"]
+    assert valid["ndcg@10|cold items"] == pytest.approx(meta["EASE"]["best_value"], rel=1e-9)
+    assert valid["ndcg@10|cold items"] != pytest.approx(valid["ndcg@10"])  # a different objective
+
+
+def test_a_slice_no_run_records_stops_the_search_with_what_it_records(tiny_config):
+    ease = {"baseline": "EASE", "tuning": {"trials": 3, "metric": "ndcg@10|cold items"}}
+    config = tiny_config(baselines=[ease])  # no cold items: no such slice
+    with pytest.raises(ConfigError) as info:
+        run_benchmark(config, progress=False)
+    assert info.value.path == "baselines[0].tuning.metric"
+    assert "'ndcg@10|cold items' is not among the validation metrics this run records" in str(info.value)
+    assert "ndcg@10|users 1-5" in str(info.value)
+
+
+def test_a_slice_metric_is_checked_when_the_config_is_read(tiny_config):
+    with pytest.raises(ConfigError, match=r"tuning.metric: expected METRIC@K or METRIC@K\|SLICE"):
+        tiny_config(tuning={"metric": "ndcg@10|"})
+    with pytest.raises(ConfigError, match="K=20 must be one of evaluation.ks"):
+        tiny_config(tuning={"metric": "ndcg@20|cold items"})

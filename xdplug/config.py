@@ -25,7 +25,7 @@ import yaml
 
 from .errors import ConfigError
 from .frozen import FrozenDict, FrozenList, freeze, thaw
-from .metrics import parse_metric  # noqa: F401 - parse_metric is part of the config API
+from .metrics import parse_metric, parse_tuning_metric  # noqa: F401 - parse_metric is part of the config API
 from .options import Float, Int, List, Option
 from .spaces import check_space
 
@@ -456,7 +456,7 @@ def check_block(block: dict | None, path: str, config: dict, source: str | None 
     if block.get("trials", 0) < 0:
         raise ConfigError(f"{path}.trials", f"expected 0 (no tuning) or more trials, got {block['trials']!r}", source)
     if "metric" in block:
-        _, k = parse_metric(block["metric"], f"{path}.metric", source)
+        _, k, _ = parse_tuning_metric(block["metric"], f"{path}.metric", source)
         if k not in config["evaluation"]["ks"]:
             raise ConfigError(f"{path}.metric", f"K={k} must be one of evaluation.ks {config['evaluation']['ks']}",
                               source)

@@ -37,6 +37,21 @@ def parse_metric(name: str, path: str = "evaluation.valid_metric", source=None) 
     return metric, int(k)
 
 
+def parse_tuning_metric(name: str, path: str, source=None) -> tuple[str, int, str]:
+    """``'ndcg@10'`` -> ``('ndcg', 10, '')``; ``'ndcg@10|cold items'`` -> ``('ndcg', 10, 'cold items')``.
+
+    A search may maximise a slice an evaluator records on validation (the text after ``|``, as in
+    the run's metric keys), e.g. the cold-item slice where a method exists for new items.
+    """
+    head, bar, slice_ = str(name).partition("|")
+    metric, k = parse_metric(head.strip(), path, source)
+    slice_ = slice_.strip()
+    if bar and not slice_:
+        raise ConfigError(path, f"expected METRIC@K or METRIC@K|SLICE (a slice a validation run records, "
+                          f"e.g. 'ndcg@10|cold items'), got {name!r}", source)
+    return metric, k, " ".join(slice_.lower().split())
+
+
 def csr_lists(lists) -> tuple[np.ndarray, np.ndarray]:
     """``(indptr, items)`` of one array per row: a list of arrays, or anything with CSR ``indptr``/``indices``."""
     if hasattr(lists, "indptr"):

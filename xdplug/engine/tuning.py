@@ -40,6 +40,7 @@ from pathlib import Path
 
 from ..config import canonical_json, default_baseline_name, default_strategy_name, output_dir
 from ..errors import ConfigError
+from ..metrics import parse_tuning_metric
 from ..spaces import component_space, configured, param_problem
 
 logger = logging.getLogger(__name__)
@@ -103,7 +104,8 @@ def method_tuning(config: dict, kind: str, entry: dict, path: str = "", registry
         return None
     trials = own.get("trials", glob.get("trials", 0))
     name = entry.get("name") or (default_baseline_name(entry) if kind == "baseline" else default_strategy_name(entry))
-    metric = own.get("metric", glob.get("metric", config["evaluation"]["valid_metric"])).lower()
+    metric = _tuning_metric(own.get("metric", glob.get("metric", config["evaluation"]["valid_metric"])),
+                            f"{path or name}.tuning.metric")
     seed = own.get("sampler_seed", glob.get("sampler_seed", 0))
     start = own.get("start", glob.get("start", "sampler"))
     if "space" in own:
@@ -122,6 +124,22 @@ def method_tuning(config: dict, kind: str, entry: dict, path: str = "", registry
     tuning = MethodTuning(name, kind, entry, path, trials, metric, seed, space, start)
     tuning.start_params()  # a written start outside the space is refused before any work
     return tuning
+
+
+def _tuning_metric(name: str, path: str) -> str:
+    """The validation metric key a search maximises, spelled as the runs record it."""
+    metric, k, slice_ = parse_tuning_metric(name, path)
+    return f"{metric}@{k}" + (f"|{slice_}" if slice_ else "")
+
+
+def missing_metric(mt: MethodTuning, valid: dict) -> ConfigError:
+    """A search's metric that its first finished trial did not record: stop with what it did record
+    (slices exist only where an evaluator and the data make them, e.g. cold items)."""
+    head = mt.metric.partition("|")[0]
+    near = sorted(k for k in valid if k == head or k.startswith(head + "|"))
+    return ConfigError(f"{mt.path or mt.method}.tuning.metric",
+                       f"{mt.metric!r} is not among the validation metrics this run records; "
+                       f"{head}'s are: {', '.join(near) or 'none'}")
 
 
 #: what ``_get`` answers for a path the entry does not set
@@ -336,8 +354,11 @@ def tune_methods(config: dict, store, executor, specs: list, todo: list, registr
                 study, mt = studies[name], methods[name]
                 trial.set_user_attr("time_s", record.get("time_s"))
                 status = record.get("status")
-                value = (record.get("metrics") or {}).get("valid", {}).get(mt.metric)
-                if status == "done" and value is not None:
+                valid = (record.get("metrics") or {}).get("valid", {})
+                value = valid.get(mt.metric)
+                if status == "done" and value is None:
+                    raise missing_metric(mt, valid)
+                if status == "done" and math.isfinite(value):
                     study.tell(trial, float(value))
                 else:
                     failures += 1
@@ -346,7 +367,7 @@ def tune_methods(config: dict, store, executor, specs: list, todo: list, registr
                         reason = f"not applicable: {reason}"
                         remaining[name] = 0
                     elif status == "done":
-                        reason = f"validation metric {mt.metric!r} missing from the run's metrics"
+                        reason = f"validation metric {mt.metric!r} is {value} (no user to average over)"
                     trial.set_user_attr("error", str(reason).splitlines()[0][:500])
                     study.tell(trial, state=TrialState.FAIL)
                 asked.pop(spec.run_id)
