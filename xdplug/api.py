@@ -20,6 +20,8 @@ Groups:
   embedding cache, the place for downloads;
 * export: :func:`load_state` for ``Baseline.restore`` (``export = "state"``).
 * identity: :func:`config_hash`, the hash each run record carries (``record["config_hash"]``).
+* the registry: :func:`registered` and :func:`registered_names`, for a component that reads
+  another one by name (a text baseline's ``params.encoder.name``).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from .model.sparse_item_item import sparse_ease
 from .model.text_table import TextTable
 from .options import Bool, Choice, Float, Int, List, Option, Str
 from .paths import downloads_dir
+from .plugins import get_plugins as _get_plugins
 from .recbole.compat import evaluates_as_code, literal_value
 from .recbole.dataset import RecboleData, pooled_matrix, recbole_data
 from .recbole.trainer import fit_recbole
@@ -72,4 +75,22 @@ __all__ = [
     "load_state",
     # identity (trackers: the config hash a run record carries)
     "config_hash",
+    # the registry (a component that reads another by name)
+    "registered", "registered_names",
 ]
+
+
+def registered(kind: str, name: str, path: str | None = None) -> type:
+    """The class registered as ``name`` of ``kind`` by any loaded plugin.
+
+    A component that names another one in its params (a text baseline's encoder) resolves it
+    here, so a third-party component serves it like a built-in one, without importing either
+    plugin. An unknown name raises :class:`~xdplug.errors.UnknownComponentError` listing the
+    registered names, with ``path`` (the config key) in front.
+    """
+    return _get_plugins().registry.get(kind, name, path)
+
+
+def registered_names(kind: str) -> list[str]:
+    """The names registered for ``kind``, sorted (what an error lists as the choices)."""
+    return _get_plugins().registry.names(kind)

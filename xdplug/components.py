@@ -93,6 +93,12 @@ class Encoder(Component):
     ``role`` says which part of the item vector the encoder feeds: ``"text"``
     (content that transfers across domains and reaches items no one has
     interacted with) or ``"id"`` (a learned vector per item ID).
+
+    Optional: ``encode(texts: list[str]) -> np.ndarray`` of shape ``[len(texts), d]``, frozen
+    vectors for a list of texts. Text encoders that can give such vectors implement it; the text
+    baselines (``text-knn``, ``text-cf``, ``text-gcn``, ``AlphaRec``) read it for the encoder
+    their ``params.encoder.name`` names, and refuse at config time one without it. There is
+    no default here: a missing ``encode`` is the signal.
     """
 
     kind = "encoder"

@@ -3,35 +3,49 @@
 One place that turns a baseline's ``params.encoder`` into vectors, so every text baseline reads
 the same encoder (and its text cache) the strategies use, and a second encoder reaches all of
 them at once. ``params.encoder.name`` picks the encoder (default ``bert``, so a config without
-it is unchanged); the other keys are that encoder's options.
+it is unchanged) among the registered ones, built-in or third-party, that have role ``text``
+and an ``encode(texts)``; the other keys are that encoder's options.
 """
 
 from __future__ import annotations
 
-import importlib
-
 import numpy as np
 
-from xdplug.api import Baseline, ConfigError
+from xdplug.api import Baseline, ConfigError, registered, registered_names
 
-#: the frozen text encoders a baseline can read. A fixed table rather than the registry: a
-#: baseline's ``fit`` gets no registry, and built-in plugins import only ``xdplug.api``
-TEXT_ENCODERS = {
-    "bert": ("xdplug_builtin.encoders.bert", "BertEncoder"),
-    "wordllama": ("xdplug_builtin.encoders.wordllama", "WordLlamaEncoder"),
-}
+#: the encoder a baseline reads when ``params.encoder`` names none
 DEFAULT_ENCODER = "bert"
 
 
+def _serves_text(cls) -> bool:
+    """An encoder a text baseline can read: role ``text`` and a frozen-vector ``encode``."""
+    return cls.role == "text" and callable(getattr(cls, "encode", None))
+
+
+def text_encoders() -> list[str]:
+    """The registered encoders a text baseline can read (any plugin's), sorted."""
+    return [name for name in registered_names("encoder") if _serves_text(registered("encoder", name))]
+
+
 def text_encoder(encoder_params: dict, option: str):
-    """The encoder ``encoder_params`` names (``name``, default ``bert``), built with its other keys."""
+    """The encoder ``encoder_params`` names (``name``, default ``bert``), built with its other keys.
+
+    Resolved through the plugin registry, so a third-party encoder with role ``text`` and an
+    ``encode(texts)`` serves every text baseline like ``bert`` and ``wordllama`` do.
+    """
     params = dict(encoder_params or {})
     name = params.pop("name", DEFAULT_ENCODER)
-    if not isinstance(name, str) or name not in TEXT_ENCODERS:
-        raise ConfigError(f"{option}.name", f"{name!r} is not a text encoder a baseline can use; "
-                          f"expected one of {', '.join(TEXT_ENCODERS)}")
-    module, cls = TEXT_ENCODERS[name]
-    return getattr(importlib.import_module(module), cls)(params, option)
+    if isinstance(name, str) and name in registered_names("encoder"):
+        cls = registered("encoder", name, f"{option}.name")
+        if _serves_text(cls):
+            return cls(params, option)
+        found = (f"encoder {name!r} has role {cls.role!r}" if cls.role != "text"
+                 else f"encoder {name!r} has no encode(texts) method giving frozen vectors")
+    else:
+        found = f"no plugin registers an encoder {name!r}"
+    raise ConfigError(f"{option}.name", f"{name!r} is not a text encoder a baseline can use; expected one of "
+                      f"{', '.join(text_encoders()) or '(none registered)'} ({found}; a text baseline needs "
+                      "role 'text' and encode(texts))")
 
 
 def encode_texts(texts: list[str], encoder_params: dict, option: str) -> np.ndarray:
