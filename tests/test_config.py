@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import yaml
@@ -330,6 +331,15 @@ def test_quickstart_config_is_valid(registry):
     config = load_config("configs/quickstart.yaml", registry=registry)
     assert config["name"] == "quickstart"
     assert config["dataset"]["recipe"] == "ml100k-genres"
+
+
+@pytest.mark.parametrize("path", sorted(str(p) for p in (Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")
+                                         if p.name != "search_spaces.yaml"))
+def test_every_shipped_config_validates(registry, path):
+    """A config the README points to must load against the built-in registry (names, options,
+    tuning blocks, slice metrics) before anyone runs it."""
+    config = load_config(path, registry=registry)
+    assert config["baselines"] or config["strategies"]
 
 
 # -- YAML that would silently mean something else --------------------------------------------
