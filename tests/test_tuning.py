@@ -265,14 +265,18 @@ def test_a_search_can_maximise_a_validation_slice(tiny_config):
     assert valid["ndcg@10|cold items"] != pytest.approx(valid["ndcg@10"])  # a different objective
 
 
-def test_a_slice_no_run_records_stops_the_search_with_what_it_records(tiny_config):
+def test_a_slice_no_run_records_stops_the_search_with_what_it_records(tiny_config, tmp_path):
     ease = {"baseline": "EASE", "tuning": {"trials": 3, "metric": "ndcg@10|cold items"}}
     config = tiny_config(baselines=[ease])  # no cold items: no such slice
     with pytest.raises(ConfigError) as info:
         run_benchmark(config, progress=False)
     assert info.value.path == "baselines[0].tuning.metric"
-    assert "'ndcg@10|cold items' is not among the validation metrics this run records" in str(info.value)
+    assert "EASE: 'ndcg@10|cold items' is not among the validation metrics this run records" in str(info.value)
     assert "ndcg@10|users 1-5" in str(info.value)
+    with pytest.raises(ConfigError) as info:  # set globally: the global key is named
+        run_benchmark(tiny_config(baselines=[{"baseline": "EASE"}], output={"dir": str(tmp_path / "global")},
+                                  tuning={"trials": 2, "metric": "ndcg@10|cold items"}), progress=False)
+    assert info.value.path == "tuning.metric"
 
 
 def test_a_slice_metric_is_checked_when_the_config_is_read(tiny_config):

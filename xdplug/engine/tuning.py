@@ -67,6 +67,8 @@ class MethodTuning:
     #: ``config``: the first trial evaluates the values the method's entry writes (a search that starts
     #: from a known point, e.g. a study's optimum); ``sampler``: TPE's own start
     start: str = "sampler"
+    #: the config key that set ``metric`` (named when no run records it)
+    metric_path: str = "evaluation.valid_metric"
 
     @property
     def active(self) -> bool:
@@ -104,8 +106,9 @@ def method_tuning(config: dict, kind: str, entry: dict, path: str = "", registry
         return None
     trials = own.get("trials", glob.get("trials", 0))
     name = entry.get("name") or (default_baseline_name(entry) if kind == "baseline" else default_strategy_name(entry))
-    metric = _tuning_metric(own.get("metric", glob.get("metric", config["evaluation"]["valid_metric"])),
-                            f"{path or name}.tuning.metric")
+    metric_path = (f"{path or name}.tuning.metric" if "metric" in own
+                   else "tuning.metric" if "metric" in glob else "evaluation.valid_metric")
+    metric = _tuning_metric(own.get("metric", glob.get("metric", config["evaluation"]["valid_metric"])), metric_path)
     seed = own.get("sampler_seed", glob.get("sampler_seed", 0))
     start = own.get("start", glob.get("start", "sampler"))
     if "space" in own:
@@ -121,7 +124,7 @@ def method_tuning(config: dict, kind: str, entry: dict, path: str = "", registry
                 space[param] = copy.deepcopy(dist)
         # what the entry sets explicitly is fixed, not searched (its own tuning.space can still search it)
         space = {p: d for p, d in space.items() if not _is_set(entry, p)}
-    tuning = MethodTuning(name, kind, entry, path, trials, metric, seed, space, start)
+    tuning = MethodTuning(name, kind, entry, path, trials, metric, seed, space, start, metric_path)
     tuning.start_params()  # a written start outside the space is refused before any work
     return tuning
 
@@ -137,8 +140,7 @@ def missing_metric(mt: MethodTuning, valid: dict) -> ConfigError:
     (slices exist only where an evaluator and the data make them, e.g. cold items)."""
     head = mt.metric.partition("|")[0]
     near = sorted(k for k in valid if k == head or k.startswith(head + "|"))
-    return ConfigError(f"{mt.path or mt.method}.tuning.metric",
-                       f"{mt.metric!r} is not among the validation metrics this run records; "
+    return ConfigError(mt.metric_path, f"{mt.method}: {mt.metric!r} is not among the validation metrics this run records; "
                        f"{head}'s are: {', '.join(near) or 'none'}")
 
 
