@@ -90,3 +90,38 @@ def test_report_tests_the_cold_slice_against_its_own_reference(tiny_config, plug
     run = next(r for r in data["runs"] if r["method"] == "text-knn")
     assert len(cold) == run["metrics"]["test"]["n_users|cold items"]
     assert cold.value.mean() == pytest.approx(run["metrics"]["test"]["ndcg@10|cold items"])
+
+
+def test_the_verdict_names_the_cold_items_leader_against_the_slice_reference(tiny_config, plugin_manager):
+    """Only text reaches cold items, so the verdict says who ranks them best, with the slice's test."""
+    from xdplug.config import output_dir
+    from xdplug.engine.runner import run_benchmark
+
+    config = tiny_config(
+        dataset={"cold_items": {"fraction": 0.25, "seed": 0, "new_in_source": True}},
+        baselines=[{"baseline": "EASE"}, {"baseline": "text-knn"}, {"baseline": "text-cf"}],
+        evaluation={"cold_reference": "EASE"},  # an ID-only reference, so the leader is another method
+    )
+    run_benchmark(config, plugins=plugin_manager, progress=False)
+    report = json.loads((output_dir(config) / "report.json").read_text())
+    verdict, runs = report["verdict"], report["data"]["runs"]
+    means = {m: np.mean([r["metrics"]["test"]["ndcg@10|cold items"] for r in runs if r["method"] == m])
+             for m in ("EASE", "text-knn", "text-cf")}
+    leader = max(means, key=means.get)
+    assert leader != "EASE" and verdict["cold_best_method"] == leader and verdict["cold_reference"] == "EASE"
+    row = next(c for c in report["data"]["comparisons"]
+               if c["method"] == leader and c["metric"] == "ndcg@10|cold items")
+    assert verdict["cold_improvement_pct"] == pytest.approx(row["improvement_pct"])
+    assert (f"On the cold items (ranked among themselves), {leader} leads (ndcg@10|cold items = "
+            f"{means[leader]:.4f}") in verdict["text"]
+    assert "against EASE, paired t-test p_holm" in verdict["text"]
+
+
+def test_without_cold_items_the_verdict_says_nothing_of_them(tiny_config, plugin_manager):
+    from xdplug.config import output_dir
+    from xdplug.engine.runner import run_benchmark
+
+    config = tiny_config(baselines=[{"baseline": "Pop"}, {"baseline": "EASE"}])
+    run_benchmark(config, plugins=plugin_manager, progress=False)
+    verdict = json.loads((output_dir(config) / "report.json").read_text())["verdict"]
+    assert "cold items" not in verdict["text"] and verdict["cold_best_method"] is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from .aggregate import MethodSummary, ReportContext, as_float, best_of_kind, holm_p, is_significant
+from .aggregate import COLD_SLICE, MethodSummary, ReportContext, as_float, best_of_kind, holm_p, is_significant
 from .tables import fmt_pct, fmt_stat, p_summary
 
 
@@ -23,6 +23,11 @@ class Verdict:
     significant: bool | None = None
     #: True when the best strategy's mean beats the best baseline's
     strategy_wins: bool | None = None
+    #: where the data has cold items: the best method on them (ranked among themselves), the
+    #: slice's reference and the tested improvement over it
+    cold_best_method: str | None = None
+    cold_reference: str | None = None
+    cold_improvement_pct: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -32,6 +37,29 @@ def _value(ctx: ReportContext, s: MethodSummary) -> str:
     stat = s.test[ctx.primary]
     seeds = "1 seed" if stat.n == 1 else f"{stat.n} seeds"
     return f"{ctx.primary} = {fmt_stat(stat)}, {seeds}"
+
+
+def _cold_items(ctx: ReportContext, verdict: Verdict) -> str:
+    """The cold items' own sentence (only text reaches them, so their leader can differ from the
+    all-items one), tested against the slice's reference; empty where no run measured them."""
+    metric = f"{ctx.primary}|{COLD_SLICE}"
+    ranked = sorted((s for s in ctx.summaries if s.mean(metric) is not None), key=lambda s: -s.mean(metric))
+    reference = ctx.slice_reference(COLD_SLICE)
+    if not ranked or reference is None:
+        return ""
+    best = ranked[0]
+    stat = fmt_stat(best.test[metric])
+    verdict.cold_best_method, verdict.cold_reference = best.method, reference
+    if best.method == reference:
+        return f"On the cold items (ranked among themselves), {reference} leads ({metric} = {stat})."
+    comp = ctx.comparison(best.method, metric)
+    if comp is not None and comp.get("reference") not in (None, reference):
+        comp = None
+    pct = as_float(comp.get("improvement_pct")) if comp else None
+    verdict.cold_improvement_pct = pct
+    against = f"{fmt_pct(pct)} against {reference}, " if pct is not None else f"against {reference}: "
+    return (f"On the cold items (ranked among themselves), {best.method} leads ({metric} = {stat}; "
+            f"{against}{p_summary(comp)}).")
 
 
 def make_verdict(ctx: ReportContext) -> Verdict:
@@ -108,6 +136,7 @@ def make_verdict(ctx: ReportContext) -> Verdict:
                 + (f"; the difference is {sig_word}." if tested else ".")
             )
             sentences.append(f"Transfer does not pay off here: stay with {baseline.method}.")
-    verdict.text = " ".join(sentences) + tail
+    cold = _cold_items(ctx, verdict)
+    verdict.text = " ".join(sentences + ([cold] if cold else [])) + tail
     return verdict
 
