@@ -137,3 +137,23 @@ def test_source_pop_equals_direct_counts(plugin_manager, items_only_data, items_
     for t, s in data.shared_items:
         expected[t] = counts.get(s, 0)
     assert (scores == expected[None, :]).all()
+
+
+def test_text_knn_on_a_large_catalogue_keeps_the_same_neighbours_sparse(plugin_manager, fit_context, monkeypatch):
+    """Above the dense limit the k nearest items are found block by block and kept sparse: the
+    scores equal the dense path's; without a number of neighbours it refuses, naming the option."""
+    from xdplug_builtin.baselines import controls
+
+    n_users = fit_context.data.n_target_users
+    dense = _scores(_baseline("text-knn", {"neighbors": 10}).fit(fit_context), n_users)
+    monkeypatch.setattr(controls, "DENSE_MAX_ITEMS", 5)
+    monkeypatch.setattr(controls, "BLOCK_ENTRIES", 7 * fit_context.data.n_target_items)  # 7 columns a block
+    scorer = _baseline("text-knn", {"neighbors": 10}).fit(fit_context)
+    assert sp.issparse(scorer.sim) and scorer.sim.nnz == 10 * fit_context.data.n_target_items
+    np.testing.assert_allclose(_scores(scorer, n_users), dense, rtol=1e-5, atol=1e-6)
+    history = [0, 3, 4]
+    np.testing.assert_allclose(scorer.score_history(history).numpy().ravel(),
+                               np.asarray(scorer.sim[history].mean(0)).ravel(), rtol=1e-6)
+    with pytest.raises(ConfigError, match=r"baselines\.text-knn\.params\.neighbors: 0 keeps every item's "
+                                          r"similarity to every other: \d+ target items need"):
+        _baseline("text-knn").fit(fit_context)

@@ -187,3 +187,23 @@ def test_text_cf_rejects_an_unknown_projection(plugin_manager):
 
     with pytest.raises(ConfigError, match="projection"):
         _baseline("text-cf", {"projection": "svd"})
+
+
+def test_text_cf_refuses_a_catalogue_its_dense_matrices_cannot_hold(plugin_manager, fit_context, monkeypatch):
+    """Not applicable, with the sizes and the memory they need, instead of an allocation error
+    (or the OOM killer) halfway through."""
+    import pytest
+
+    from xdplug.errors import NotApplicableError
+    from xdplug_builtin.baselines import textcf
+
+    data = fit_context.data
+    need = textcf.dense_bytes(data.n_target_users, data.n_target_items, len(data.catalog))
+    assert need >= 8 * data.n_target_users * data.n_target_items  # at least the scores themselves
+    monkeypatch.setattr(textcf, "machine_bytes", lambda: need)  # 60 % of it is too little
+    with pytest.raises(NotApplicableError, match=rf"{data.n_target_users} users, {data.n_target_items} target "
+                                                 rf"items and {len(data.catalog)} catalog items need about \d+ GiB, "
+                                                 r"more than 60% of this machine's \d+ GiB"):
+        _baseline("text-cf").fit(fit_context)
+    monkeypatch.setattr(textcf, "machine_bytes", lambda: 2 * need)
+    assert _baseline("text-cf").fit(fit_context).scores.shape == (data.n_target_users, data.n_target_items)

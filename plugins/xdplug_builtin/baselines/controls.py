@@ -10,11 +10,34 @@ shared between the domains.
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
-from xdplug.api import Baseline, Int, NotApplicableError
+from xdplug.api import Baseline, ConfigError, Int, NotApplicableError
 
 from ._text import TextBaseline, encode_texts
+
+#: above this many target items text-knn keeps its similarity sparse (each item's ``neighbors``
+#: nearest, found block by block): the dense matrix needs items² x 4 bytes (20,000: 1.6 GB, 10^5: 40 GB)
+DENSE_MAX_ITEMS = 20_000
+#: similarity entries computed at once on the sparse path (x 4 bytes: 256 MB)
+BLOCK_ENTRIES = 64_000_000
+
+
+def nearest_columns(unit: torch.Tensor, k: int, block_entries: int = BLOCK_ENTRIES) -> sp.csr_matrix:
+    """``sim`` with each column's ``k`` largest cosine similarities kept (item j's ``k`` nearest
+    items, itself included), as sparse float32, computed a block of columns at a time so memory
+    stays ``items x block`` instead of ``items²``. ``unit``: L2-normalised rows."""
+    n = unit.shape[0]
+    step = max(1, block_entries // max(n, 1))
+    rows, cols, vals = [], [], []
+    for start in range(0, n, step):
+        top = torch.topk(unit @ unit[start:start + step].T, k, dim=0)
+        rows.append(top.indices.T.reshape(-1).cpu().numpy())
+        cols.append(np.repeat(np.arange(start, start + top.values.shape[1]), k))
+        vals.append(top.values.T.reshape(-1).cpu().numpy())
+    return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                         shape=(n, n), dtype=np.float32)
 
 
 class _MatrixScorer:
@@ -27,6 +50,8 @@ class _MatrixScorer:
 
     def score(self, users: torch.Tensor) -> torch.Tensor:
         idx = users.cpu().numpy()
+        if sp.issparse(self.sim):  # the neighbours of a large catalogue
+            return torch.as_tensor((self.user_matrix[idx] @ self.sim).toarray(), dtype=torch.float32)
         if self.sim is not None:
             rows = torch.as_tensor(self.user_matrix[idx].toarray(), dtype=torch.float32, device=self.sim.device)
             return rows @ self.sim
@@ -34,6 +59,10 @@ class _MatrixScorer:
 
     def score_history(self, items: list[int]) -> torch.Tensor:
         """A new user's scores from their target items: mean text similarity, or the popularity."""
+        if sp.issparse(self.sim):
+            x = np.zeros((1, self.sim.shape[0]), dtype=np.float32)
+            x[0, items] = 1.0 / len(items)
+            return torch.as_tensor(np.asarray(x @ self.sim), dtype=torch.float32)
         if self.sim is not None:
             x = torch.zeros(1, self.sim.shape[0], device=self.sim.device)
             x[0, items] = 1.0 / len(items)
@@ -53,11 +82,19 @@ class TextKNN(TextBaseline):
         vectors = encode_texts(ctx.data.target_item_texts(), self.params["encoder"], self.encoder_option)
         emb = torch.as_tensor(vectors, dtype=torch.float32, device=ctx.device)
         emb = torch.nn.functional.normalize(emb, dim=1)
-        sim = emb @ emb.T
-        k = self.params["neighbors"]
-        if k and k < sim.shape[1]:
-            top = torch.topk(sim, k, dim=0)
-            sim = torch.zeros_like(sim).scatter_(0, top.indices, top.values)
+        k, n = self.params["neighbors"], emb.shape[0]
+        if n <= DENSE_MAX_ITEMS:
+            sim = emb @ emb.T
+            if k and k < n:
+                top = torch.topk(sim, k, dim=0)
+                sim = torch.zeros_like(sim).scatter_(0, top.indices, top.values)
+        elif k and k < n:
+            sim = nearest_columns(emb, k)
+        else:
+            raise ConfigError(f"baselines.{self.name}.params.neighbors",
+                              f"{k} keeps every item's similarity to every other: {n:,} target items need "
+                              f"{n * n * 4 / 2**30:.0f} GiB; above {DENSE_MAX_ITEMS:,} items set a number "
+                              f"of neighbours (e.g. 100), kept sparse")
         matrix = ctx.data.matrix("target", "train")
         counts = np.asarray(matrix.sum(1)).ravel()
         counts[counts == 0] = 1

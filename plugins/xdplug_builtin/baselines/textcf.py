@@ -46,7 +46,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from xdplug.api import Choice, Float, Int
+from xdplug.api import Choice, Float, Int, NotApplicableError
 
 from ._matrices import FactorScorer
 from ._text import TextBaseline
@@ -54,6 +54,26 @@ from ._text import TextBaseline
 #: fit the projection on at most this many warm items (the busiest ones): the EASE inverse and
 #: the ``X_w^T B X_w`` product grow with it
 MAX_TEACHER_ITEMS = 20_000
+#: the most memory text-cf's dense matrices may take, as a share of the machine's RAM
+DENSE_MEMORY_SHARE = 0.6
+
+
+def dense_bytes(n_users: int, n_items: int, n_cols: int) -> int:
+    """What text-cf holds at once, in bytes (float64): the users x items scores twice (scores and the
+    cold part's standardised copy), the warm teacher spread over catalog rows x target items, the
+    raw text similarity of the target items, and the teacher's EASE inverse."""
+    teacher = min(n_cols, MAX_TEACHER_ITEMS)
+    return 8 * (2 * n_users * n_items + n_cols * n_items + n_items * n_items + 2 * teacher * teacher)
+
+
+def machine_bytes() -> int | None:
+    """Physical memory of this machine, where the OS says (Linux, macOS); None elsewhere."""
+    try:
+        import os
+
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 # --------------------------------------------------------------------------- pure numpy parts
@@ -227,6 +247,13 @@ class TextCF(TextBaseline):
         cat = data.catalog
         n_cols, n_t = len(cat), data.n_target_users
         tr, src = data.target_train, data.source_train
+        need, have = dense_bytes(n_t, data.n_target_items, n_cols), machine_bytes()
+        if have and need > DENSE_MEMORY_SHARE * have:
+            raise NotApplicableError(
+                f"text-cf keeps dense users x items and items x items matrices: {n_t:,} users, "
+                f"{data.n_target_items:,} target items and {n_cols:,} catalog items need about "
+                f"{need / 2**30:.0f} GiB, more than {DENSE_MEMORY_SHARE:.0%} of this machine's "
+                f"{have / 2**30:.0f} GiB; text-knn with neighbors and text-gcn scale further")
 
         def binary(pairs, n_rows, rows_of_items):
             m = sp.csr_matrix((np.ones(len(pairs)), (pairs[:, 0], rows_of_items[pairs[:, 1]])), shape=(n_rows, n_cols))
