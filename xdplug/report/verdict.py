@@ -39,22 +39,27 @@ def _value(ctx: ReportContext, s: MethodSummary) -> str:
     return f"{ctx.primary} = {fmt_stat(stat)}, {seeds}"
 
 
+def _tested_against(ctx: ReportContext, method: str, metric: str, reference: str) -> dict | None:
+    """``method``'s comparison row on ``metric`` when it was tested against ``reference`` (a row
+    against another method is no evidence for this pair)."""
+    comp = ctx.comparison(method, metric)
+    return comp if comp is not None and comp.get("reference") in (None, reference) else None
+
+
 def _cold_items(ctx: ReportContext, verdict: Verdict) -> str:
     """The cold items' own sentence (only text reaches them, so their leader can differ from the
     all-items one), tested against the slice's reference; empty where no run measured them."""
     metric = f"{ctx.primary}|{COLD_SLICE}"
-    ranked = sorted((s for s in ctx.summaries if s.mean(metric) is not None), key=lambda s: -s.mean(metric))
+    measured = [s for s in ctx.summaries if s.mean(metric) is not None]
     reference = ctx.slice_reference(COLD_SLICE)
-    if not ranked or reference is None:
+    if not measured or reference is None:
         return ""
-    best = ranked[0]
+    best = max(measured, key=lambda s: s.mean(metric))
     stat = fmt_stat(best.test[metric])
     verdict.cold_best_method, verdict.cold_reference = best.method, reference
     if best.method == reference:
         return f"On the cold items (ranked among themselves), {reference} leads ({metric} = {stat})."
-    comp = ctx.comparison(best.method, metric)
-    if comp is not None and comp.get("reference") not in (None, reference):
-        comp = None
+    comp = _tested_against(ctx, best.method, metric, reference)
     pct = as_float(comp.get("improvement_pct")) if comp else None
     verdict.cold_improvement_pct = pct
     against = f"{fmt_pct(pct)} against {reference}, " if pct is not None else f"against {reference}: "
@@ -99,9 +104,7 @@ def make_verdict(ctx: ReportContext) -> Verdict:
             sentences.append(f"{label}: {baseline.method} ({_value(ctx, baseline)}).")
         else:
             sentences.append(f"{label}: {baseline.method}.")
-        comp = ctx.comparison(strategy.method, pm)
-        if comp is not None and comp.get("reference") not in (None, baseline.method):
-            comp = None  # tested against another method: not evidence for this pair
+        comp = _tested_against(ctx, strategy.method, pm, baseline.method)
         pct = as_float(comp.get("improvement_pct")) if comp else None
         if pct is None and baseline.mean(pm):
             pct = (strategy.mean(pm) / baseline.mean(pm) - 1.0) * 100.0
