@@ -42,6 +42,8 @@ through text alone.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -69,8 +71,6 @@ def dense_bytes(n_users: int, n_items: int, n_cols: int) -> int:
 def machine_bytes() -> int | None:
     """Physical memory of this machine, where the OS says (Linux, macOS); None elsewhere."""
     try:
-        import os
-
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return None
@@ -286,7 +286,6 @@ class TextCF(TextBaseline):
         scores = np.asarray(user_rows @ full_b)
         cold = np.flatnonzero(~t_warm)
         if len(cold):
-            raw = keep_neighbors(text[t_rows] @ text[t_rows].T, p["raw_neighbors"])
             hist = data.matrix("target", "train").astype(np.float64).tocsr()
             if contrastive:
                 domains = [(user_rows, 1.0)]
@@ -300,6 +299,7 @@ class TextCF(TextBaseline):
                 learned = keep_neighbors(xt @ w @ xt.T, p["neighbors"])
                 z = _standardise(np.asarray(hist @ learned), cold)
             if p["raw_weight"] > 0:
+                raw = keep_neighbors(text[t_rows] @ text[t_rows].T, p["raw_neighbors"])
                 z = z + p["raw_weight"] * _standardise(np.asarray(hist @ raw), cold)
                 z = (z - z.mean(1, keepdims=True)) / (z.std(1, keepdims=True) + 1e-12)
             warm_t = np.flatnonzero(t_warm)
