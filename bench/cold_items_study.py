@@ -77,6 +77,7 @@ from xdplug.config import load_config  # noqa: E402
 from xdplug.data.prepare import prepare  # noqa: E402
 from xdplug.evaluation import rank_split  # noqa: E402
 from xdplug.plugins import get_plugins  # noqa: E402
+from xdplug_builtin.baselines.textcf import half_split, keep_neighbors  # noqa: E402
 
 CONFIG = ROOT / "configs" / "cold-items-new-in-source.yaml"
 
@@ -113,12 +114,6 @@ def text_vectors(data, encoder: str) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def keep_top(sim: np.ndarray, k: int) -> np.ndarray:
-    from xdplug_builtin.baselines.textcf import keep_neighbors
-
-    return keep_neighbors(sim, k)
-
-
 def zcold(data, s: np.ndarray) -> np.ndarray:
     """Scores standardised over each user's cold items (the rest left as they are)."""
     out = s.copy()
@@ -135,7 +130,7 @@ def hist(data) -> sp.csr_matrix:
 # -- methods --------------------------------------------------------------------------------
 def text_knn(data, x, k: int = 100) -> np.ndarray:
     xt = x[data.catalog.target_rows]
-    return np.asarray(hist(data) @ keep_top(xt @ xt.T, k))
+    return np.asarray(hist(data) @ keep_neighbors(xt @ xt.T, k))
 
 
 def text_cf(data, x_unused, params: dict | None = None) -> np.ndarray:
@@ -166,21 +161,6 @@ def pooled_matrix(data, source_weight: float):
     m, dom = m[keep], dom[keep]
     m.sort_indices()
     return m, dom, np.where(dom == 0, 1.0, source_weight)
-
-
-def half_split(m: sp.csr_matrix, rng) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's items split at random into an input half and a target half (both non-empty),
-    each row-normalised, as dense arrays."""
-    coin = rng.random(m.nnz) < 0.5
-    row = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
-    n_in = np.bincount(row, weights=coin, minlength=m.shape[0])
-    n = np.diff(m.indptr)
-    bad = (n_in == 0) | (n_in == n)
-    coin[m.indptr[:-1][bad]] ^= True  # flip each bad row's first item
-    n_in = np.bincount(row, weights=coin, minlength=m.shape[0])
-    inp = sp.csr_matrix((coin / n_in[row], m.indices, m.indptr), shape=m.shape).toarray()
-    tgt = sp.csr_matrix((~coin / (n - n_in)[row], m.indices, m.indptr), shape=m.shape).toarray()
-    return inp.astype(np.float32), tgt.astype(np.float32)
 
 
 def contrastive(data, x, dim: int = 0, tau: float = 0.05, epochs: int = 30, lr: float = 3e-3,
