@@ -397,3 +397,51 @@ def test_export_from_the_store_reproduces_the_run(tmp_path, capsys, plugin_manag
     assert "already exists" in capsys.readouterr().err
     with pytest.raises(RunError, match=r"no method 'ItemKNN' in the config; its methods are EASE, Pop"):
         export_run(config, "ItemKNN")
+    # --force replaces an artifact and nothing else: the working directory, a user's folder, a folder
+    # holding a file the artifact did not write and a link are refused before training, and keep every file
+    (tmp_path / "notes.txt").write_text("mine")
+    user_folder = tmp_path / "photos"
+    user_folder.mkdir()
+    (user_folder / "cat.jpg").write_text("meow")
+    (tmp_path / "link").symlink_to(folder)
+    cases = {".": "is the working directory", str(tmp_path): "is the working directory",
+             str(user_folder): "is not an xdplug artifact", str(tmp_path / "notes.txt"): "not an artifact directory",
+             str(tmp_path / "link"): "is a symbolic link"}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path)
+        for out, message in cases.items():
+            capsys.readouterr()
+            assert main(["export", str(config_path), "--method", "EASE", "-o", out, "--force", "--quiet"]) == 2, out
+            err = capsys.readouterr().err
+            assert message in err and "--force replaces only an artifact" in err, (out, err)
+    assert (tmp_path / "notes.txt").read_text() == "mine" and (user_folder / "cat.jpg").read_text() == "meow"
+    assert (tmp_path / "cfg.yaml").is_file() and (tmp_path / "out" / "runs.sqlite").is_file()
+    (folder / "data" / "extra.csv").write_text("x")
+    assert main(["export", str(config_path), "--method", "EASE", "--force", "--quiet"]) == 2
+    assert "holds files that are not part of the artifact (data/extra.csv)" in capsys.readouterr().err
+    (folder / "data" / "extra.csv").unlink()
+    before = (folder / "meta.json").read_text()
+    assert main(["export", str(config_path), "--method", "EASE", "--force", "--quiet"]) == 0
+    assert (folder / "meta.json").read_text() != before  # replaced (a new created time), and loads
+    assert xdplug.load(folder).meta["method"] == "EASE"
+    assert not [p.name for p in folder.parent.iterdir() if ".old-" in p.name or ".tmp-" in p.name]
+
+
+def test_run_store_lock_that_is_a_link_is_refused(tmp_path):
+    """A pid is never written through a link into someone else's file."""
+    from xdplug.store import lock_path, store_lock
+
+    victim = tmp_path / "somefile"
+    victim.write_text("precious")
+    store = tmp_path / "runs" / "runs.sqlite"
+    store.parent.mkdir()
+    lock_path(store).symlink_to(victim)
+    with pytest.raises(RunError, match=r"runs\.sqlite\.lock: the run store's lock file is a symbolic link"):
+        with store_lock(store):
+            pass
+    assert victim.read_text() == "precious"
+    lock_path(store).unlink()
+    lock_path(store).mkdir()
+    with pytest.raises(XdplugError, match=r"runs\.sqlite\.lock"):
+        with store_lock(store):
+            pass

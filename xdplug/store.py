@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import sqlite3
+import stat
 import time
 from pathlib import Path
 
@@ -109,11 +110,17 @@ def store_lock(path: str | Path, wait: bool = False, on_wait=None):
     except ImportError:  # pragma: no cover - not POSIX: no lock
         yield lock
         return
+    if lock.is_symlink():  # never write a pid through a link into someone else's file
+        raise RunError(f"{lock}: the run store's lock file is a symbolic link; remove it (xdplug writes "
+                       "its own lock file there) and run again")
     try:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
     except OSError as exc:
         raise storage_error(exc, lock, "the run store's lock file",
                             "make the output folder writable or set output.dir to a writable folder") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise RunError(f"{lock}: the run store's lock file is not a regular file; remove it and run again")
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

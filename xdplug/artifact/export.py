@@ -36,7 +36,7 @@ from ..plugins import get_plugins
 from ..recbole.compat import quiet_recbole_logging, resolve_device
 from ..store import RunStore
 from ..textcache import TextEmbeddingCache
-from .format import FORMAT, _slug, _write_data, _write_manifest
+from .format import FORMAT, _slug, _write_data, _write_manifest, check_replaceable
 from .recommender import _closed_form, export_kind, load_artifact
 
 logger = logging.getLogger(__name__)
@@ -142,9 +142,7 @@ def write_artifact(folder: str | Path, *, kind: str, method: str, entry: dict, s
                    updates: list | None = None, version: int = 1, user_rows=None, n_union_users=None,
                    extra_meta: dict | None = None, overwrite: bool = False) -> Path:
     """Write an artifact directory (aside, then renamed into place) for a fitted method."""
-    folder = Path(folder).expanduser()
-    if folder.exists() and not overwrite:
-        raise ArtifactError(f"{folder}: already exists; remove it or choose another directory")
+    folder = check_replaceable(folder, overwrite)
     if kind == "strategy" and _closed_form(entry):
         # the closed form is deterministic: loading refits it from the stored data (source kept)
         state, extra_arrays, extras, keep_source, rebuild = {}, {}, {}, True, "refit"
@@ -196,8 +194,13 @@ def write_artifact(folder: str | Path, *, kind: str, method: str, entry: dict, s
         for directory in (tmp, tmp / "data"):  # mkdtemp makes them private; an artifact is shared
             os.chmod(directory, 0o777 & ~mask)
         if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
+            # the old artifact moves aside first: a failure below leaves one of the two in place
+            aside = Path(tempfile.mkdtemp(prefix=folder.name + ".old-", dir=folder.parent))
+            os.replace(folder, aside / "artifact")
+            os.replace(tmp, folder)
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            os.replace(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -250,8 +253,7 @@ def export_run(config: dict, method: str, seed: int | None = None, out: str | Pa
         # the store holds what was trained (a tuned method: its chosen parameters)
         spec = dataclasses.replace(spec, entry=stored)
     out = Path(out) if out else output_dir(config) / "artifacts" / f"{_slug(spec.method)}-{spec.seed}"
-    if out.exists() and not overwrite:
-        raise ArtifactError(f"{out}: already exists; remove it, pass --force, or choose -o DIR")
+    out = check_replaceable(out, overwrite)  # before training: --force replaces an artifact, nothing else
     device = resolve_device(config["device"])
     data = prepare_data(config, registry, spec.seed)
     started = time.perf_counter()

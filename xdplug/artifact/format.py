@@ -52,6 +52,49 @@ def _write_manifest(folder: Path, meta: dict) -> dict:
     return manifest
 
 
+def check_replaceable(folder: str | Path, overwrite: bool) -> Path:
+    """Where an artifact may be written: a new path, or with ``overwrite`` an existing artifact.
+
+    ``--force`` replaces an artifact and nothing else: a folder that is not an
+    artifact (one whose manifest does not list exactly its files), the working
+    directory or a folder above it, and a symbolic link are refused before any
+    work starts, so no user file is ever deleted. Returns the absolute path.
+    """
+    folder = Path(folder).expanduser().absolute()
+    if not folder.exists() and not folder.is_symlink():
+        return folder
+    if not overwrite:
+        raise ArtifactError(f"{folder}: already exists; remove it, pass --force to replace an artifact, "
+                            "or choose another directory with -o")
+    if folder.is_symlink():
+        raise ArtifactError(f"{folder}: is a symbolic link; --force replaces only an artifact directory "
+                            "itself: choose another directory with -o")
+    cwd = Path.cwd().resolve()
+    real = folder.resolve()
+    if real == cwd or real in cwd.parents or real == Path(real.anchor) or real == Path.home().resolve():
+        raise ArtifactError(f"{folder}: is the working directory, a folder above it or the home folder; "
+                            "--force replaces only an artifact directory: choose another directory with -o")
+    if not folder.is_dir():
+        raise ArtifactError(f"{folder}: exists and is not an artifact directory (a file); --force replaces "
+                            "only an artifact: choose another directory with -o")
+    manifest_path = folder / MANIFEST
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        listed = set(manifest["files"]) if manifest.get("format") == FORMAT else None
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        listed = None
+    if listed is None:
+        raise ArtifactError(f"{folder}: exists and is not an xdplug artifact (no {MANIFEST} written by "
+                            "`xdplug export`); --force replaces only an artifact, never another folder: "
+                            "choose another directory with -o")
+    foreign = [name for name in _listing(folder) if name != MANIFEST and name not in listed]
+    if foreign or any(p.is_symlink() for p in folder.rglob("*")):
+        shown = ", ".join(foreign[:3]) or "a symbolic link"
+        raise ArtifactError(f"{folder}: holds files that are not part of the artifact ({shown}); --force "
+                            "deletes nothing it did not write: move them away or choose another directory with -o")
+    return folder
+
+
 def verify_artifact(path: str | Path) -> dict:
     """Check that ``path`` is an intact artifact; returns its manifest or raises ArtifactError."""
     folder = Path(path).expanduser()

@@ -37,7 +37,7 @@ from ..recbole.dataset import training_config
 from ..recbole.trainer import fit_recbole
 from ..weights import load_state, rng_kept, seeded
 from .export import write_artifact
-from .format import MANIFEST, copy_data, next_version_path
+from .format import MANIFEST, check_replaceable, copy_data, next_version_path
 from .recommender import TextTable, _closed_form, build_strategy_model, fit_context, load_artifact
 
 logger = logging.getLogger(__name__)
@@ -197,6 +197,8 @@ def update_artifact(path: str | Path, interactions: str | Path, items: str | Pat
         raise XdplugError(f"holdout must be a fraction in [0, 1), got {holdout!r}")
     if epochs < 1:
         raise XdplugError(f"epochs must be at least 1, got {epochs!r}")
+    if out:  # before any training: an existing -o is never overwritten
+        check_replaceable(out, overwrite=False)
     config = meta["config"]
     registry = get_plugins().registry
     new, below = read_new_interactions(interactions, config["dataset"]["protocol"]["min_rating"])
