@@ -358,6 +358,31 @@ def test_resuming_on_edited_files_is_refused(tmp_path, good, capsys):
     assert main(["run", str(config), "--quiet", "--force"]) == 0
 
 
+@pytest.mark.parametrize("edit", ["drop rows", "rating 'five'"])
+def test_a_finished_grid_on_edited_files_is_not_reported_as_current(tmp_path, good, capsys, edit):
+    """Nothing left to run is no excuse: the old split's metrics are stale once a file changed."""
+    config = tmp_path / "cfg.yaml"
+    data = {"name": "finished", "dataset": {"recipe": "files", "params": good}, "device": "cpu",
+            "evaluation": {"ks": [10], "valid_metric": "ndcg@10", "evaluators": ["ranking"]},
+            "baselines": [{"baseline": "Pop"}], "output": {"dir": str(tmp_path / "out")}}
+    config.write_text(yaml.safe_dump(data))
+    assert main(["run", str(config), "--quiet"]) == 0
+    results = (tmp_path / "out" / "results.csv").read_text()
+    path = good["target"]["interactions"]
+    df = pd.read_csv(path)
+    if edit == "drop rows":
+        df = df.iloc[: len(df) - 30]
+    else:
+        df["stars"] = df["stars"].astype(object)
+        df.loc[0, "stars"] = "five"
+    df.to_csv(path, index=False)
+    capsys.readouterr()
+    assert main(["run", str(config), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "the dataset changed since the finished runs" in err and "metrics are stale" in err
+    assert (tmp_path / "out" / "results.csv").read_text() == results  # nothing rewritten
+
+
 # -- item keys from any field or several; a field normalised for the text --------------------
 
 def _key_domains(tmp_path, raw, year_column="year"):

@@ -15,6 +15,7 @@ from ..config import config_hash, validate
 from ..errors import RunError
 from ..paths import ensure_dir
 from ..plugins import Plugins, get_plugins
+from ..progress import progress_bar
 from ..recbole.compat import quiet_recbole_logging, resolve_device
 from ..report.collect import build_report
 from ..store import RunStore, store_lock
@@ -27,29 +28,39 @@ from .tuning import tune_methods
 logger = logging.getLogger(__name__)
 
 
-def preflight_data(config: dict, registry, seed: int, executor=None, store: RunStore | None = None):
+def check_dataset_unchanged(config: dict, registry, store: RunStore, seeds) -> None:
+    """Refuse to report finished runs made on other data than the config's files hold now.
+
+    A recipe whose params record its files' sizes and times (like ``files``)
+    changes them when a file is edited; finished runs made before the edit, and
+    their split, are then stale. Checked on every run without ``--force``, a
+    finished grid included, from the recipe's params alone (nothing is prepared).
+    """
+    import json
+
+    recipe_cls = registry.get("dataset", config["dataset"]["recipe"], "dataset.recipe")
+    now = json.loads(json.dumps(recipe_cls(config["dataset"]["params"], "dataset.params").params, default=str))
+    done_seeds = {r["seed"] for r in store.runs() if r["status"] == "done"}
+    for seed in sorted(set(seeds) & done_seeds):
+        stored = store.get_meta(f"dataset_summary_{seed}")
+        if not isinstance(stored, dict) or "recipe_params" not in stored or stored["recipe_params"] == now:
+            continue
+        changed = sorted(k for k in set(now) | set(stored["recipe_params"])
+                         if now.get(k) != stored["recipe_params"].get(k))
+        raise RunError(f"the dataset changed since the finished runs in {store.path} were made "
+                       f"(dataset.params {', '.join(changed)}: an edited file?); their metrics are stale: "
+                       "rerun every run with --force, or write to another output.dir")
+
+
+def preflight_data(config: dict, registry, seed: int, executor=None):
     """Build the recipe and prepare one seed's data (or read it from the cache) before any run.
 
     Data that cannot be used (a missing file or column, a wrong type, a domain
     empty after filtering, no overlap where the recipe aligns entities) is then
-    one named error, not a failed run per grid cell. With ``store``, finished runs
-    made on other data (a recipe whose params record its files' sizes and times,
-    like ``files``, after an edit) are an error too: resuming would mix datasets in
-    one report. The prepared data is handed to an executor that keeps a
-    ``data_cache``, so it is not loaded twice.
+    one named error, not a failed run per grid cell. The prepared data is handed
+    to an executor that keeps a ``data_cache``, so it is not loaded twice.
     """
-    import json
-
     data = prepare_data(config, registry, seed)
-    stored = store.get_meta(f"dataset_summary_{seed}") if store is not None else None
-    if stored and "recipe_params" in stored and "recipe_params" in data.summary:
-        now = json.loads(json.dumps(data.summary["recipe_params"], default=str))
-        if stored["recipe_params"] != now and any(r["status"] == "done" for r in store.runs()):
-            changed = sorted(k for k in set(now) | set(stored["recipe_params"])
-                             if now.get(k) != stored["recipe_params"].get(k))
-            raise RunError(f"the dataset changed since the finished runs in {store.path} were made "
-                           f"(dataset.params {', '.join(changed)}: an edited file?); rerun every run "
-                           "with --force, or write to another output.dir")
     cache = getattr(executor, "data_cache", None)
     if isinstance(cache, dict):
         cache.setdefault(seed, data)
@@ -65,8 +76,6 @@ def run_benchmark(config: dict, plugins: Plugins | None = None, force: bool = Fa
     folders of killed runs are removed first. Failed runs do not raise: see
     :func:`failed_runs`.
     """
-    from tqdm import tqdm
-
     quiet_recbole_logging()
     plugins = plugins or get_plugins()
     registry = plugins.registry
@@ -97,13 +106,14 @@ def run_benchmark(config: dict, plugins: Plugins | None = None, force: bool = Fa
         store.set_meta("config", config)
         store.set_meta("config_hash", chash)
         versions = library_versions()
+        if not force:  # a finished grid too: its metrics must come from the data the files hold now
+            check_dataset_unchanged(config, registry, store, config["seeds"])
         todo = [s for s in specs if force or store.status(s.run_id) not in ("done", "not_applicable")]
         if todo:
-            preflight_data(config, registry, todo[0].seed, executor, store=None if force else store)
+            preflight_data(config, registry, todo[0].seed, executor)
         # trials (validation only) before the grid; the grid's runs carry the chosen parameters
         todo = tune_methods(config, store, executor, specs, todo, registry, progress=progress)
-        bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc="runs", unit="run",
-                   disable=not progress, dynamic_ncols=True)
+        bar = progress_bar(len(specs), "runs", unit="run", initial=len(specs) - len(todo), disable=not progress)
         counts = {"failed": 0, "running": 0}
 
         def on_start(spec):
