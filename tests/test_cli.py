@@ -189,6 +189,37 @@ def test_subprocess_version():
     assert done.stdout.strip() == f"xdplug {xdplug.__version__}"
 
 
+def test_version_and_help_do_not_import_torch():
+    """`xdplug --version` answers at once: the engine (and torch) loads only for a command that needs it."""
+    code = ("import sys, contextlib, io\nfrom xdplug.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    try: main(['--version'])\n    except SystemExit: pass\n"
+            "print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "False", done.stderr
+
+
+def test_line_progress_when_not_a_terminal():
+    """Redirected to a file, progress is plain lines: no carriage-return frames."""
+    import io
+
+    from xdplug.progress import LineProgress, progress_bar
+
+    assert isinstance(progress_bar(3, "runs"), LineProgress)  # pytest captures stderr: not a terminal
+    stream = io.StringIO()
+    bar = LineProgress(3, desc="runs", unit="run", initial=1, stream=stream, interval=3600)
+    bar.set_postfix_str("EASE seed=0")  # a status alone waits for the interval
+    bar.update(1)
+    bar.set_postfix_str("Pop seed=0")
+    bar.update(1)
+    bar.close()
+    assert stream.getvalue() == "runs: 2/3 runs (EASE seed=0)\nruns: 3/3 runs (Pop seed=0)\n"
+    assert "\r" not in stream.getvalue()
+    quiet = io.StringIO()
+    LineProgress(2, desc="x", disable=True, stream=quiet).update(1)
+    assert quiet.getvalue() == ""
+
+
 def test_subprocess_config_error_exits_2_without_traceback(tmp_path, xdplug_home):
     path = tmp_path / "bad.yaml"
     path.write_text("baselines: [{baseline: Pop}]\ntrain: {epoch: 3}\n")

@@ -310,6 +310,8 @@ def test_only_limits_the_run_to_one_method(plugins, tmp_path, count_tasks, capsy
     path = write_config(tmp_path, seeds=[0, 1])
     assert main(["run", path, "--only", "EASE", "--quiet"]) == 0
     assert sorted(count_tasks) == [("EASE", 0), ("EASE", 1)]
+    out = capsys.readouterr().out  # the answer first, then the paths
+    assert out.startswith("verdict: Best method: EASE") and out.index("verdict:") < out.index("report written:")
     config = make_config(tmp_path, seeds=[0, 1])
     assert set(by_cell(stored_runs(config))) == {("EASE", 0), ("EASE", 1)}
 

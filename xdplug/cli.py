@@ -74,16 +74,15 @@ def cmd_datasets(args) -> int:
 
 
 def cmd_datasets_prepare(args) -> int:
-    from tqdm import tqdm
-
     from .config import load_config
     from .data.prepare import prepare
+    from .progress import progress_bar
 
     registry = _plugins().registry
     config = load_config(data={"dataset": {"recipe": args.name}, "baselines": [{"baseline": "Pop"}]},
                          overrides=args.set or [])
     recipe = registry.get("dataset", args.name, "recipe")(config["dataset"]["params"], "dataset.params")
-    with tqdm(total=3, desc=f"prepare {args.name}", disable=args.quiet) as bar:
+    with progress_bar(3, f"prepare {args.name}", unit="step", disable=args.quiet) as bar:
         def step(message):
             bar.set_postfix_str(message)
             bar.update(1)
@@ -107,11 +106,22 @@ def executor_overrides(args) -> list[str]:
     return out
 
 
+def _verdict_text(paths: dict) -> str | None:
+    """The verdict sentence of the report just written (report.json), if it has one."""
+    try:
+        return json.loads(paths["json"].read_text())["verdict"]["text"] or None
+    except (KeyError, OSError, ValueError, TypeError):
+        return None
+
+
 def cmd_run(args) -> int:
     from .engine.runner import failed_runs, run_benchmark
 
     config = _load(args, executor_overrides(args))
     paths = run_benchmark(config, force=args.force, progress=not args.quiet, only=args.only, wait=args.wait)
+    verdict = _verdict_text(paths)
+    if verdict:  # the answer first, then where the details are
+        print(f"verdict: {verdict}\n")
     print("report written:")
     for kind, path in paths.items():
         print(f"  {kind}: {path}")

@@ -1,15 +1,19 @@
-"""What every ``xdplug`` command shares: the plugin manager, loading a config, printing a table."""
+"""What every ``xdplug`` command shares: the plugin manager, loading a config, printing a table.
+
+Imports of the engine (config, plugins, and through them torch) happen inside the
+functions, so ``xdplug --version`` and ``--help`` answer without loading torch.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .config import load_config
 from .errors import ConfigError
-from .plugins import get_plugins
 
 
 def _plugins():
+    from .plugins import get_plugins
+
     return get_plugins()
 
 
@@ -29,5 +33,7 @@ def _check_config_path(path: str) -> None:
 
 
 def _load(args, extra: list[str] = ()):
+    from .config import load_config
+
     _check_config_path(args.config)
     return load_config(args.config, overrides=[*(args.set or []), *extra], registry=_plugins().registry)

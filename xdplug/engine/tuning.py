@@ -41,6 +41,7 @@ from pathlib import Path
 from ..config import canonical_json, default_baseline_name, default_strategy_name, output_dir
 from ..errors import ConfigError
 from ..metrics import parse_tuning_metric
+from ..progress import progress_bar
 from ..spaces import component_space, configured, param_problem
 
 logger = logging.getLogger(__name__)
@@ -294,8 +295,6 @@ def tune_methods(config: dict, store, executor, specs: list, todo: list, registr
         if store.get_meta("tuning"):
             store.set_meta("tuning", {})
         return todo
-    from tqdm import tqdm
-
     seed = config["seeds"][0]
     url = storage_url(config)
     if url.startswith("sqlite:///"):
@@ -323,7 +322,7 @@ def tune_methods(config: dict, store, executor, specs: list, todo: list, registr
             studies.pop(name)  # finished runs used an earlier state of the search: keep its record
     total = sum(remaining.values())
     slots = max(1, int(getattr(executor, "slots", 1) or 1))
-    bar = tqdm(total=total, desc="tuning", unit="trial", disable=not progress or total == 0, dynamic_ncols=True)
+    bar = progress_bar(total, "tuning", unit="trial", disable=not progress or total == 0)
     asked: dict[str, tuple] = {}  # run_id -> (method, trial, params)
     failures = 0
     try:
