@@ -144,6 +144,7 @@ def cmd_update(args) -> int:
         print("no validation: no user has two or more new interactions (nothing could be held out)")
     print(f"result: {report['result']}; {report['trained_users']} users trained for up to {report['epochs']} "
           f"epochs in {report['seconds']:.1f}s")
+    print(f"  {report['served']}")
     return 0
 
 
