@@ -47,7 +47,8 @@ def test_an_intact_row_reads_back(tmp_path):
     ("per_user", _pack({"users": np.arange(100)})[:60], r"column per_user: its per-user results are not a readable"),
     ("per_user", "text, not bytes", r"column per_user: its per-user results are not a readable \.npz archive "
                                     r"\(expected an \.npz archive \(bytes\), got str\)"),
-])
+], ids=["metrics-not-json", "metrics-list", "curves-object", "spec-not-json", "versions-int", "per_user-garbage",
+        "per_user-truncated", "per_user-text"])
 def test_a_damaged_row_names_the_store_the_run_and_the_recovery(tmp_path, column, value, what):
     path = tmp_path / "runs.sqlite"
     one_run_store(path).close()
