@@ -269,3 +269,20 @@ def test_export_onto_a_folder_the_user_cannot_write(finished, tmp_path, capsys, 
     err = capsys.readouterr().err
     assert err.startswith(f"error: cannot write the artifact at {readonly / 'art'}: {readonly} is not writable")
     assert trained == [] and list(readonly.iterdir()) == []
+
+
+def test_a_missing_wordllama_package_is_refused_when_the_config_is_read(tmp_path, plugin_manager, monkeypatch):
+    import xdplug_builtin.encoders.wordllama as wordllama
+
+    def absent():
+        raise FileNotFoundError(wordllama.PACKAGE)
+
+    monkeypatch.setattr(wordllama, "package_dir", absent)
+    data = {"name": "w", "dataset": {"recipe": "synthetic"}, "seeds": [0],
+            "strategies": [{"name": "w", "encoder": "wordllama", "fusion": "text", "adaptation": "target-only"}]}
+    with pytest.raises(ConfigError, match=r"strategies\[0\]\.params\.encoder: the wordllama encoder needs the "
+                                          r"package"):
+        load_config(data=data, registry=plugin_manager.registry)
+    monkeypatch.setattr(wordllama, "package_dir", lambda: tmp_path)
+    with pytest.raises(ConfigError, match=rf"{tmp_path}/\S+ is missing; reinstall"):
+        load_config(data=data, registry=plugin_manager.registry)
