@@ -145,3 +145,16 @@ def test_run_with_a_directory_where_the_store_should_be(tmp_path, plugin_manager
     assert "Traceback" not in err and not any((tmp_path / "out" / "runs.sqlite").iterdir())
     assert main(["report", str(path)]) == 2
     assert "is a directory where the run store" in capsys.readouterr().err
+
+
+def test_the_recovery_command_quotes_a_method_name_with_spaces(tmp_path):
+    path = tmp_path / "runs.sqlite"
+    store = RunStore(path)
+    store.start("r2", "h", "EASE (pooled)", "baseline", 0, {"baseline": "EASE", "pooled": True})
+    store.finish("r2", "done", metrics={"test": {}})
+    store.db.execute("UPDATE runs SET curves = 'x' WHERE run_id = 'r2'")
+    store.db.commit()
+    with pytest.raises(RunError, match=r"run EASE \(pooled\) seed 0 .*`xdplug run CONFIG --only 'EASE \(pooled\)' "
+                                       r"--force`"):
+        store.runs()
+    store.close()

@@ -20,6 +20,7 @@ import io
 import json
 import logging
 import os
+import shlex
 import sqlite3
 import time
 from pathlib import Path
@@ -274,5 +275,5 @@ class RunStore:
         method, seed = record.get("method"), record.get("seed")
         return RunError(f"the run store {self.path} is damaged: run {method} seed {seed} (run_id "
                         f"{record.get('run_id')}), column {column}: {what}; run it again with "
-                        f"`xdplug run CONFIG --only {method} --force` (it reruns {method}'s runs), or move the "
-                        "store away to start a fresh one")
+                        f"`xdplug run CONFIG --only {shlex.quote(str(method))} --force` (it reruns {method}'s runs), "
+                        "or move the store away to start a fresh one")
