@@ -351,6 +351,21 @@ class FilesRecipe(DatasetRecipe):
         # the prepared-data cache follows the files' contents, not only their names
         self.params["files"] = {role: d.fingerprint() for role, d in self.domains.items()}
 
+    @classmethod
+    def update_columns(cls, params: dict) -> dict[str, dict[str, str]]:
+        """The target's ``columns`` and ``item_fields`` (``item_id_column`` for the item table's IDs)."""
+        target = (params or {}).get("target") if isinstance(params, dict) else None
+        if not isinstance(target, dict):
+            return {"interactions": {}, "items": {}}
+        given, fields = target.get("columns"), target.get("item_fields")
+        columns = {k: v for k, v in given.items() if isinstance(v, str)} if isinstance(given, dict) else {}
+        items = {field: value.get("column") if isinstance(value, dict) else value
+                 for field, value in fields.items()} if isinstance(fields, dict) else {}
+        item_id = target.get("item_id_column") or columns.get("item")
+        if item_id:
+            items["item"] = item_id
+        return {"interactions": columns, "items": {k: v for k, v in items.items() if isinstance(v, str)}}
+
     def origin(self) -> str:
         if not self.domains:
             return "your files: dataset.params.source and .target (see docs/own_data.md)"

@@ -182,20 +182,20 @@ def test_model_identity_follows_files_not_path(tmp_path):
 
 
 def test_interrupted_write_leaves_no_partial_file(home, monkeypatch):
-    real_savez = np.savez
+    real_savez = textcache.write_npz
 
-    def dying_savez(fh, **arrays):
-        real_savez(fh, **arrays)  # bytes are on disk...
+    def dying_savez(fh, arrays):
+        real_savez(fh, arrays)  # bytes are on disk...
         raise KeyboardInterrupt("killed mid-write")  # ...but the write never completes
 
-    monkeypatch.setattr(textcache.np, "savez", dying_savez)
+    monkeypatch.setattr(textcache, "write_npz", dying_savez)
     with pytest.raises(KeyboardInterrupt):
         enc().encode(MOVIES[:3])
     ns = list((home / "text-embeddings").iterdir())
     assert shards(home) == []
     assert not [p for d in ns for p in d.iterdir() if p.name.startswith(".tmp-")]
 
-    monkeypatch.setattr(textcache.np, "savez", real_savez)
+    monkeypatch.setattr(textcache, "write_npz", real_savez)
     e = enc()
     x = e.encode(MOVIES[:3])
     assert e.last_stats["encoded"] == 3 and np.isfinite(x).all()

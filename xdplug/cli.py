@@ -142,7 +142,7 @@ def cmd_report(args) -> int:
 
     config = _load(args)
     path = store_path(config)
-    if not path.is_file():
+    if not path.exists():  # a directory in its place is RunStore's named error
         raise XdplugError(f"no run store at {path}; run `xdplug run {args.config}` first")
     store = RunStore(path)
     plugins = _plugins()

@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 from .cli_common import _load, _table
-from .errors import XdplugError
+from .errors import STORAGE_ERRNOS, XdplugError, storage_error
+from .paths import check_writable
 
 
 def _shorten(text: str, width: int = 80) -> str:
@@ -30,8 +31,16 @@ def cmd_export(args) -> int:
         if not args.quiet:
             print(message, file=sys.stderr)
 
-    path, report = export_run(config, args.method, seed=args.seed, out=args.out, overwrite=args.force,
-                              progress=progress)
+    fix = "choose a writable folder with -o DIR"
+    if args.out:  # before the method is trained again: a read-only -o folder is known now
+        check_writable(Path(args.out).expanduser(), "the artifact", fix)
+    try:
+        path, report = export_run(config, args.method, seed=args.seed, out=args.out, overwrite=args.force,
+                                  progress=progress)
+    except OSError as exc:
+        if exc.errno not in STORAGE_ERRNOS:
+            raise
+        raise storage_error(exc, exc.filename or args.out or "the artifact folder", "the artifact", fix) from None
     rep = report["reproduction"]
     if args.json:
         print(json.dumps({"path": str(path), **report}, indent=2, default=str))
@@ -135,6 +144,7 @@ def cmd_update(args) -> int:
         print("no validation: no user has two or more new interactions (nothing could be held out)")
     print(f"result: {report['result']}; {report['trained_users']} users trained for up to {report['epochs']} "
           f"epochs in {report['seconds']:.1f}s")
+    print(f"  {report['served']}")
     return 0
 
 

@@ -86,6 +86,15 @@ class Component:
     def __init__(self, params: dict | None = None, path: str | None = None):
         self.params = resolve_params(type(self), params, path or f"{self.kind}:{self.name}")
 
+    def check_files(self) -> None:
+        """Check, before a run starts, the files this component will read from this machine (a model
+        directory, say): a missing one is a :class:`~xdplug.errors.ConfigError` naming the option.
+
+        Called when a config is validated, not when an instance is built: an exported
+        artifact is rebuilt from its spec where those files may be absent (a frozen text
+        table serves without its model). Default: nothing to check.
+        """
+
 
 class Encoder(Component):
     """Turns items into vectors.
@@ -248,3 +257,16 @@ class DatasetRecipe(Component):
     def load(self, cache_dir: str) -> RawDomains:
         """Return the raw domains (interactions and item tables) and how they align."""
         raise NotImplementedError
+
+    @classmethod
+    def update_columns(cls, params: dict) -> dict[str, dict[str, str]]:
+        """The target's own column names under ``params``, for ``xdplug update``'s files.
+
+        ``{"interactions": {role: column}, "items": {field: column}}`` with roles
+        ``user``, ``item``, ``rating``, ``timestamp`` and, for the item table,
+        ``item`` (its ID column) and the text template's fields. New interactions
+        and item tables are then accepted in the names the user's files have.
+        Read from ``params`` alone (the files need not exist where an artifact is
+        updated). Default: none, the standard names.
+        """
+        return {"interactions": {}, "items": {}}

@@ -550,12 +550,13 @@ def validate_components(config: dict, registry, source: str | None = None) -> No
         get("evaluator", name, "evaluation.evaluators")({}, f"evaluator:{name}")
     for i, entry in enumerate(config["baselines"]):
         cls = get("baseline", entry["baseline"], f"baselines[{i}].baseline")
-        cls(entry.get("params"), f"baselines[{i}].params")
+        cls(entry.get("params"), f"baselines[{i}].params").check_files()
         check_pooling(entry, cls, f"baselines[{i}]", source)
     for i, entry in enumerate(config["strategies"]):
         for kind in ("encoder", "fusion", "adaptation"):
             get(kind, entry[kind], f"strategies[{i}].{kind}")
-        build_strategy(entry, registry, f"strategies[{i}]")
+        encoder, _, _, _ = build_strategy(entry, registry, f"strategies[{i}]")
+        encoder.check_files()  # a missing model directory is found now, not when the run reaches it
     validate_space_paths(config, registry, source)
 
 

@@ -100,6 +100,10 @@ _STORAGE_REASONS = {
 }
 
 
+#: the errnos of a folder or file that cannot be written (read-only, full, blocked by a file)
+STORAGE_ERRNOS = frozenset((*_STORAGE_REASONS, errno.ENOTDIR, errno.EEXIST))
+
+
 def storage_error(exc: OSError, path, what: str, fix: str) -> StorageError:
     """One readable :class:`StorageError` for an ``OSError`` met while writing ``what`` at ``path``.
 

@@ -48,3 +48,17 @@ def ensure_dir(path: Path, what: str, fix: str) -> Path:
         raise StorageError(f"cannot write {what} at {path}: the folder is not writable (permission denied or "
                            f"a read-only file system); {fix}")
     return path
+
+
+def check_writable(path: Path, what: str, fix: str) -> None:
+    """Could ``path`` be created? Its nearest existing folder must be a writable folder; nothing is created
+    (a command checks this before its work, and leaves no empty folder behind when it then fails)."""
+    from .errors import StorageError
+
+    path = Path(path)
+    existing = next((p for p in path.parents if p.exists()), Path("/"))
+    if not existing.is_dir():
+        raise StorageError(f"cannot write {what} at {path}: {existing} is a file, not a folder; {fix}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise StorageError(f"cannot write {what} at {path}: {existing} is not writable (permission denied or a "
+                           f"read-only file system); {fix}")

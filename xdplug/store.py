@@ -20,6 +20,7 @@ import io
 import json
 import logging
 import os
+import shlex
 import sqlite3
 import stat
 import time
@@ -71,10 +72,24 @@ def _pack(per_user: dict[str, np.ndarray] | None) -> bytes | None:
 
 
 def _unpack(blob: bytes | None) -> dict[str, np.ndarray]:
+    """The per-user arrays of a run; a blob that is not an ``.npz`` archive of arrays raises ValueError."""
     if not blob:
         return {}
-    with np.load(io.BytesIO(blob)) as archive:
-        return {k: archive[k] for k in archive.files}
+    if not isinstance(blob, (bytes, bytearray, memoryview)):
+        raise ValueError(f"expected an .npz archive (bytes), got {type(blob).__name__}")
+    try:
+        with np.load(io.BytesIO(bytes(blob)), allow_pickle=False) as archive:
+            if not hasattr(archive, "files"):
+                raise ValueError("expected an .npz archive of arrays, got a single array")
+            return {k: archive[k] for k in archive.files}
+    except ValueError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - zipfile, zlib, EOF and format errors of a damaged archive
+        raise ValueError(f"{type(exc).__name__}: {exc}") from None
+
+
+#: the JSON columns of a run row and the type each holds once decoded
+JSON_COLUMNS = {"spec": dict, "metrics": dict, "curves": list, "versions": dict}
 
 
 def lock_path(path: str | Path) -> Path:
@@ -144,8 +159,20 @@ def store_lock(path: str | Path, wait: bool = False, on_wait=None):
 class RunStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(self.path), timeout=30)
+        if self.path.is_dir():  # sqlite3 says only "unable to open database file"
+            raise RunError(f"{self.path} is a directory where the run store (an SQLite file) should be; move it "
+                           "away, or set output.dir (--set output.dir=DIR) to another folder")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise storage_error(exc, self.path.parent, "the run store's folder",
+                                "make it writable or set output.dir (--set output.dir=DIR) to a writable "
+                                "folder") from None
+        try:
+            self.db = sqlite3.connect(str(self.path), timeout=30)
+        except sqlite3.Error as exc:
+            raise RunError(f"cannot open the run store {self.path}: {exc}; move the file away to start a "
+                           "fresh store, or set output.dir to another folder") from None
         try:
             # look before writing anything: someone else's database is left as it was
             tables = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -184,7 +211,14 @@ class RunStore:
 
     def get_meta(self, key: str, default=None):
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row else default
+        if not row:
+            return default
+        try:
+            return json.loads(row[0])
+        except (TypeError, ValueError) as exc:
+            raise RunError(f"the run store {self.path} is damaged: its meta entry {key!r} is not valid JSON "
+                           f"({exc}); rerun the config with --force to write it again, or move the store "
+                           "away to start a fresh one") from None
 
     # -- runs ---------------------------------------------------------------------------
     def status(self, run_id: str) -> str | None:
@@ -225,9 +259,28 @@ class RunStore:
         out = []
         for row in rows:
             record = dict(zip(names, row))
-            for key in ("spec", "metrics", "curves", "versions"):
-                record[key] = json.loads(record[key]) if record[key] else ({} if key != "curves" else [])
+            for key, kind in JSON_COLUMNS.items():
+                try:
+                    value = json.loads(record[key]) if record[key] else kind()
+                except (TypeError, ValueError) as exc:
+                    raise self._damaged(record, key, f"not valid JSON ({exc})") from None
+                if not isinstance(value, kind):
+                    raise self._damaged(record, key, f"expected a JSON {'object' if kind is dict else 'array'}, "
+                                                     f"got {type(value).__name__}")
+                record[key] = value
             if with_per_user:
-                record["per_user"] = _unpack(record["per_user"])
+                try:
+                    record["per_user"] = _unpack(record["per_user"])
+                except ValueError as exc:
+                    raise self._damaged(record, "per_user", f"its per-user results are not a readable .npz "
+                                                            f"archive ({exc})") from None
             out.append(record)
         return out
+
+    def _damaged(self, record: dict, column: str, what: str) -> RunError:
+        """A damaged row: which run, which column, and how to recover (run it again)."""
+        method, seed = record.get("method"), record.get("seed")
+        return RunError(f"the run store {self.path} is damaged: run {method} seed {seed} (run_id "
+                        f"{record.get('run_id')}), column {column}: {what}; run it again with "
+                        f"`xdplug run CONFIG --only {shlex.quote(str(method))} --force` (it reruns {method}'s runs), "
+                        "or move the store away to start a fresh one")

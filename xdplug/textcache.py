@@ -48,7 +48,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .paths import text_cache_dir
+from .npzfile import write_npz
+from .errors import storage_error
+from .paths import home_fix, text_cache_dir
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +73,7 @@ def _write_npz_atomic(directory: Path, prefix: str, keys: np.ndarray, vectors: n
     tmp = directory / f".tmp-{final.name}"
     try:
         with open(tmp, "wb") as fh:
-            np.savez(fh, keys=keys, vectors=vectors)
+            write_npz(fh, {"keys": keys, "vectors": vectors})
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, final)
@@ -152,24 +154,35 @@ class CacheSpace:
 
     # -- writing ---------------------------------------------------------------
     def put(self, texts: list[str], vectors: np.ndarray, keys: list[bytes] | None = None) -> Path | None:
-        """Add vectors as one new shard (atomically); returns its path."""
+        """Add vectors as one new shard (atomically); returns its path, or None when it cannot be written
+        (a warning names the folder and the reason: a full disk or a read-only cache)."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if len(texts) == 0:
             return None
         if vectors.ndim != 2 or len(vectors) != len(texts):
             raise ValueError(f"expected {len(texts)} vectors, got array of shape {vectors.shape}")
         keys = keys if keys is not None else [text_key(t) for t in texts]
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._write_meta(int(vectors.shape[1]))
-        self._clean_stale_tmp()
-        shard = _write_npz_atomic(self.directory, "shard", np.array(keys, dtype="S32"), vectors)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._write_meta(int(vectors.shape[1]))
+            self._clean_stale_tmp()
+            shard = _write_npz_atomic(self.directory, "shard", np.array(keys, dtype="S32"), vectors)
+        except OSError as exc:
+            # the cache only saves time: a full or read-only XDPLUG_HOME costs encoding again next time,
+            # not this run (the vectors are computed); nothing half-written is left
+            reason = storage_error(exc, self.directory, "the text-embedding cache", home_fix())
+            logger.warning("%s; %d vectors are used without being cached", reason, len(texts))
+            return None
         self._loaded.add(shard.name)
         block = len(self._blocks)
         self._blocks.append(vectors)
         for row, key in enumerate(keys):
             self._index[key] = (block, row)
         if len(self._shards()) > COMPACT_AFTER:
-            self.compact()
+            try:
+                self.compact()
+            except OSError as exc:  # the shards stay as they were: compacting only tidies
+                logger.warning("%s", storage_error(exc, self.directory, "a compacted text-cache shard", home_fix()))
         return shard
 
     def compact(self) -> None:

@@ -26,7 +26,10 @@ from ..model.text_table import TextTable
 from ..plugins import get_plugins
 from ..recbole.compat import quiet_recbole_logging
 from ..weights import load_state, rng_kept, seeded
-from .format import _load_data, _read_json, _torch_load, verify_artifact
+from .format import _load_data, _read_json, _torch_load, check_ids, verify_artifact
+
+#: the seeds a config accepts (``seeds``); the model is rebuilt under the stored one
+MAX_SEED = 2**32 - 1
 
 
 def build_strategy_model(entry: dict, registry, data, device, seed: int, *, text_module=None, rb=None,
@@ -246,6 +249,14 @@ def check_meta(meta: dict, registry, file: Path) -> None:
         for key, types in (("method", str), ("seed", int)):
             if not isinstance(meta.get(key), types) or isinstance(meta.get(key), bool):
                 raise ConfigError(key, f"expected {types.__name__}, got {meta.get(key)!r}")
+        if not 0 <= meta["seed"] <= MAX_SEED:
+            raise ConfigError("seed", f"expected an integer in [0, {MAX_SEED}] (a config's seeds), got {meta['seed']}")
+        version = meta.get("version", 1)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise ConfigError("version", f"expected a positive integer, got {version!r}")
+        if not isinstance(meta.get("model", {}), dict) or not isinstance(meta.get("updates", []), list):
+            raise ConfigError("model" if not isinstance(meta.get("model", {}), dict) else "updates",
+                              "expected an object (model) and a list (updates)")
         if kind == "strategy":
             _check(spec, SCHEMA["strategies"][1], "spec", None)
             for key in ("encoder", "fusion", "adaptation"):
@@ -293,12 +304,12 @@ def load_artifact(path: str | Path, device: str | torch.device = "cpu", registry
     check_meta(meta, registry, folder / "meta.json")
     ids = _read_json(folder / "ids.json")
     data, arrays = _load_data(folder / "data")
-    if len(ids.get("users", [])) != data.n_target_users or len(ids.get("items", [])) != data.n_target_items:
-        raise ArtifactError(f"{folder / 'ids.json'}: its IDs do not match the artifact's data "
-                            f"({len(ids.get('users', []))} users, {len(ids.get('items', []))} items listed; "
-                            f"the data has {data.n_target_users} and {data.n_target_items})")
+    check_ids(folder / "ids.json", ids, data, len(data.catalog))
     device = torch.device(device)
     state = _torch_load(folder / "weights.pt", device)
+    check_weights(folder / "weights.pt", state)
+    if meta["kind"] == "strategy" and not _closed_form(meta["spec"]):
+        check_user_rows(folder, meta, data, arrays, state)
     extras = _torch_load(folder / "extras.pt", device) if (folder / "extras.pt").is_file() else {}
     try:
         if meta["kind"] == "strategy" and _closed_form(meta["spec"]):
@@ -314,6 +325,49 @@ def load_artifact(path: str | Path, device: str | torch.device = "cpu", registry
     except XdplugError as exc:
         raise ArtifactError(f"{folder}: cannot rebuild {meta['kind']} {meta.get('method')!r} from its spec: {exc} "
                             "(is the plugin that provides it installed?)") from None
+
+
+def check_weights(file: Path, state: dict) -> None:
+    """Weights holding NaN would score NaN, and a NaN score is never recommended: an artifact of all-NaN
+    weights served an empty list with exit 0. Refused at load, naming the tensor."""
+    for name, tensor in state.items():
+        if not tensor.is_floating_point() or not tensor.numel():
+            continue
+        nan = int(torch.isnan(tensor).sum())
+        if nan == tensor.numel() or not bool(torch.isfinite(tensor).any()):
+            raise ArtifactError(f"{file}: {name}: every value is NaN or infinite; expected trained weights "
+                                "(a run whose training diverged? export it again after a run that learned)")
+        if nan:
+            raise ArtifactError(f"{file}: {name}: {nan} of {tensor.numel()} values are NaN; expected finite "
+                                "weights (a run whose training diverged? export it again after a run that learned)")
+
+
+def check_user_rows(folder: Path, meta: dict, data, arrays: dict, state: dict) -> None:
+    """The model's user-ID rows fit the data before the model allocates them.
+
+    ``meta.model.n_union_users`` sizes an embedding (rows x dim floats): a tampered
+    count would allocate gigabytes before the weights are found not to fit. It is
+    at most the target plus the source users, covers every stored row, and equals
+    the stored ``user_id.weight``'s rows.
+    """
+    file = folder / "meta.json"
+    n_union = (meta.get("model") or {}).get("n_union_users")
+    if n_union is None:
+        return
+    high = data.n_target_users + data.n_source_users
+    if not 1 <= n_union <= high:
+        raise ArtifactError(f"{file}: model.n_union_users: {n_union}; expected 1 to {high} (the target plus the "
+                            "source users of data/keys.json)")
+    for domain in ("target", "source"):
+        rows = arrays.get(f"model_user_rows_{domain}")
+        if rows is not None and rows.size and (rows.min() < 0 or rows.max() >= n_union):
+            raise ArtifactError(f"{folder / 'data' / 'arrays.npz'}: model_user_rows_{domain}: row "
+                                f"{int(rows.max() if rows.max() >= n_union else rows.min())} out of range; expected "
+                                f"rows in [0, {n_union}) (meta.json model.n_union_users)")
+    weight = state.get("user_id.weight")
+    if weight is not None and weight.shape[0] != n_union:
+        raise ArtifactError(f"{file}: model.n_union_users: {n_union}; the weights' user_id.weight has "
+                            f"{weight.shape[0]} rows (weights.pt)")
 
 
 def _strategy_from_state(meta, registry, data, arrays, state, device, file):

@@ -26,10 +26,11 @@ from ..data.catalog import ItemCatalog
 from ..data.raw import refuse_nonfinite
 from ..data.tables import read_table
 from ..data.text import normalise_key, render_texts, template_fields
-from ..errors import ArtifactError, DataError, XdplugError
+from ..errors import STORAGE_ERRNOS, ArtifactError, DataError, XdplugError, storage_error
 from ..evaluation import rank_users
 from ..metrics import topk_metrics
 from ..model.batches import UserBatches
+from ..paths import check_writable
 from ..model.strategy import TrainingConfig, build_strategy, model_class
 from ..plugins import get_plugins
 from ..recbole.compat import quiet_recbole_logging
@@ -43,30 +44,71 @@ from .recommender import TextTable, _closed_form, build_strategy_model, fit_cont
 logger = logging.getLogger(__name__)
 
 
-def read_new_interactions(file: str | Path, min_rating: float):
-    """``user,item[,rating][,timestamp]`` rows; rated rows below ``min_rating`` are not positives."""
+def mapped_columns(df: pd.DataFrame, mapping: dict[str, str], roles: tuple[str, ...], required: tuple[str, ...],
+                   file: Path, what: str) -> pd.DataFrame:
+    """``df`` with its columns renamed to ``roles``: each role read from the column the config maps it to
+    (the ``files`` recipe's ``columns:``), else from a column named after the role."""
+    picked = {}
+    for role in roles:
+        names = [n for n in dict.fromkeys([mapping.get(role), role]) if n]
+        column = next((n for n in names if n in df.columns), None)
+        if column is not None:
+            picked[role] = column
+        elif role in required:
+            shown = " or ".join(repr(n) for n in names)
+            mapped = f" (the artifact's config maps {role} to {mapping[role]!r})" if role in mapping else ""
+            raise DataError(f"missing column {shown}{mapped}; expected {what}, found {list(df.columns)}",
+                            str(file), role)
+    out = pd.DataFrame({role: df[column] for role, column in picked.items()})
+    rest = [c for c in df.columns if c not in picked.values() and c not in out.columns]
+    out.attrs["columns"] = picked  # role -> the file's column, named in later errors
+    return pd.concat([out, df[rest]], axis=1) if rest else out
+
+
+def read_new_interactions(file: str | Path, min_rating: float, columns: dict[str, str] | None = None):
+    """``user,item[,rating][,timestamp]`` rows; rated rows below ``min_rating`` are not positives.
+
+    ``columns`` maps roles to the names of the user's files (the recipe's
+    :meth:`~xdplug.components.DatasetRecipe.update_columns`); the standard names work too.
+    """
     file = Path(file).expanduser()
-    df = read_table(file, "the new interactions", strip_columns=True).astype(str)
+    df = read_table(file, "the new interactions", strip_columns=True)
+    df = mapped_columns(df, columns or {}, ("user", "item", "rating", "timestamp"), ("user", "item"), file,
+                        "a header user,item[,rating][,timestamp]")
+    named = dict(df.attrs.get("columns") or {})
     for column in ("user", "item"):
-        if column not in df.columns:
-            raise DataError(f"missing column {column!r}; expected a header user,item[,rating][,timestamp], "
-                            f"found {list(df.columns)}", str(file), column)
+        # before any conversion to text: an empty cell is NaN, which str() would make a user named 'nan'
         empty = df[column].isna() | (df[column].astype(str).str.strip() == "")
         if empty.any():
-            raise DataError(f"empty value in row {int(np.flatnonzero(empty.to_numpy())[0]) + 1}", str(file), column)
+            row = int(np.flatnonzero(empty.to_numpy())[0])
+            raise DataError(f"empty {column} in row {row + 1} (line {row + 2} of the file); every row needs a "
+                            f"{column} ID", str(file), named.get(column, column))
         df[column] = df[column].astype(str).str.strip()
     if df.empty:
         raise DataError("no interactions (a header and no rows)", str(file))
     keep = np.ones(len(df), dtype=bool)
     if "rating" in df.columns:
-        ratings = pd.to_numeric(df["rating"], errors="coerce")
-        refuse_nonfinite(df["rating"], ratings, str(file), "rating")  # inf would count as a positive
-        bad = ratings.isna() & df["rating"].notna()
+        raw = df["rating"].astype(str).where(df["rating"].notna())
+        ratings = pd.to_numeric(raw, errors="coerce")
+        rating = named.get("rating", "rating")
+        refuse_nonfinite(raw, ratings, str(file), rating)  # inf would count as a positive
+        bad = ratings.isna() & raw.notna()
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataError(f"expected numbers, got {df['rating'].iloc[row]!r} (row {row + 1})", str(file), "rating")
+            raise DataError(f"expected numbers, got {raw.iloc[row]!r} (row {row + 1})", str(file), rating)
         keep = (ratings.isna() | (ratings >= min_rating)).to_numpy()
     return df.loc[keep, ["user", "item"]].drop_duplicates().reset_index(drop=True), int((~keep).sum())
+
+
+def update_columns(config: dict, registry) -> dict[str, dict[str, str]]:
+    """The artifact's recipe's column mapping (:meth:`~xdplug.components.DatasetRecipe.update_columns`);
+    none when the recipe's plugin is not installed where the artifact is updated."""
+    try:
+        cls = registry.get("dataset", config["dataset"]["recipe"], "dataset.recipe")
+    except XdplugError:
+        return {"interactions": {}, "items": {}}
+    mapping = cls.update_columns(config["dataset"].get("params") or {})
+    return {"interactions": dict(mapping.get("interactions") or {}), "items": dict(mapping.get("items") or {})}
 
 
 def origin_of_new(joined: list[str], dropped: dict | None) -> dict | None:
@@ -123,6 +165,24 @@ def prepared_item_key(item: str, align: dict, row: dict) -> str:
         value = " ".join(parts) if all(parts) else ""
     value = normalise_key(value) if value else ""
     return f"k:{value}" if value else f"t:{item}"
+
+
+def kept_weights(kept: str, version: int, previous: int, best_epoch: int, epochs: int, before: dict,
+                 after: dict, problem: str | None) -> str:
+    """Which weights the new version serves, in words: after "did not learn ... never beaten" a bare
+    "updated" does not say whether the fine-tuning was kept or thrown away."""
+    if kept != "updated":
+        return (f"version {version} serves the weights of version {previous} (no fine-tuning epoch beat them on "
+                "the held-out slice), with the new interactions added to the users' histories")
+    if not before:
+        return (f"version {version} serves the weights after up to {epochs} fine-tuning epochs (nothing was held out "
+                "to choose an epoch by)")
+    change = f"ndcg@10 {before.get('ndcg@10', 0.0):.4f} -> {after.get('ndcg@10', 0.0):.4f}"
+    tie = ", no better than before" if after.get("ndcg@10") == before.get("ndcg@10") else ""
+    later = ("; no epoch after the first scored better on it (the 'did not learn' line)"
+             if problem and "never beaten" in problem else "")
+    return (f"version {version} serves the fine-tuned weights (epoch {best_epoch} of {epochs}, the best on the "
+            f"held-out slice: {change}{tie}){later}")
 
 
 def _holdout(pairs: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
@@ -199,20 +259,31 @@ def update_artifact(path: str | Path, interactions: str | Path, items: str | Pat
         raise XdplugError(f"epochs must be at least 1, got {epochs!r}")
     if out:  # before any training: an existing -o is never overwritten
         check_replaceable(out, overwrite=False)
+    # where the new version goes must be writable: known now, not after the fine-tuning
+    check_writable(Path(out).expanduser() if out else next_version_path(src), "the new version",
+                   "choose a writable folder with -o DIR")
     config = meta["config"]
     registry = get_plugins().registry
-    new, below = read_new_interactions(interactions, config["dataset"]["protocol"]["min_rating"])
+    columns = update_columns(config, registry)  # the user's own column names (the files recipe's mapping)
+    new, below = read_new_interactions(interactions, config["dataset"]["protocol"]["min_rating"],
+                                       columns["interactions"])
     update_warnings: list[str] = []
     item_table = None
     if items is not None:
-        item_table = read_table(Path(items).expanduser(), "the item table", strip_columns=True).astype(str)
-        if "item" not in item_table.columns:
-            raise DataError(f"missing column 'item'; expected item plus the template's fields "
-                            f"({meta.get('text_template')}), found {list(item_table.columns)}", str(items), "item")
-        # the new items' text is rendered from these columns: without any template field every
-        # new item would get the fallback text "item <id>" and a text strategy would learn nothing
         template = config["dataset"]["text_template"]
         wanted = template_fields(template)
+        item_table = read_table(Path(items).expanduser(), "the item table", strip_columns=True)
+        item_table = mapped_columns(item_table, columns["items"], ("item", *wanted), ("item",),
+                                    Path(items).expanduser(), f"item plus the template's fields "
+                                    f"({meta.get('text_template')})")
+        empty = item_table["item"].isna() | (item_table["item"].astype(str).str.strip() == "")
+        if empty.any():
+            row = int(np.flatnonzero(empty.to_numpy())[0])
+            raise DataError(f"empty item ID in row {row + 1} (line {row + 2} of the file)", str(items),
+                            item_table.attrs["columns"]["item"])
+        item_table = item_table.astype(str)
+        # the new items' text is rendered from these columns: without any template field every
+        # new item would get the fallback text "item <id>" and a text strategy would learn nothing
         lacking = [name for name in wanted if name not in item_table.columns]
         if lacking and rec.model.uses_text:
             found = [c for c in item_table.columns if c != "item"]
@@ -391,11 +462,15 @@ def update_artifact(path: str | Path, interactions: str | Path, items: str | Pat
         model.eval()
         after = _slice_metrics(score, v_users, positives, masked, n_items, device)
         kept = "updated"
+        version = int(meta.get("version", 1)) + 1
+        best_epoch = int(getattr(trainer, "best_epoch", -1))
+        problem = getattr(trainer, "learning_problem", None)
         if before and after and after["ndcg@10"] < before["ndcg@10"]:
             model.load_state_dict(snapshot)
             after = dict(before)
             kept = "previous weights (no epoch beat them on the held-out slice)"
         seconds = time.perf_counter() - started
+        served = kept_weights(kept, version, meta.get("version", 1), best_epoch, epochs, before, after, problem)
 
         # -- the new version: every new interaction joins the users' histories -------------------
         final = copy_data(work_data, target_train=np.concatenate([work_data.target_train, valid_new]).astype(np.int64))
@@ -405,8 +480,8 @@ def update_artifact(path: str | Path, interactions: str | Path, items: str | Pat
             "from": str(src), "new_interactions": int(len(pairs)), "ignored_known": already,
             "ignored_below_min_rating": below, "new_users": len(new_users), "new_items": len(new_items),
             "held_out": int(len(valid_new)), "validation_users": int(len(v_users)),
-            "before": before, "after": after, "result": kept, "epochs": epochs,
-            "best_epoch": int(getattr(trainer, "best_epoch", -1)), "trained_users": int(len(train_users)),
+            "before": before, "after": after, "result": kept, "served": served, "learning_problem": problem,
+            "epochs": epochs, "best_epoch": best_epoch, "trained_users": int(len(train_users)),
             "seconds": seconds, "warnings": update_warnings,
         }
         protocol = config["dataset"]["protocol"]
@@ -422,16 +497,21 @@ def update_artifact(path: str | Path, interactions: str | Path, items: str | Pat
                                   for kind, reasons in ids["dropped"].items()}
         target = Path(out).expanduser() if out else next_version_path(src)
         model._artifact_extras = rec.extras
-        version = int(meta.get("version", 1)) + 1
         manifest = json.loads((src / MANIFEST).read_text())
         parent = {"path": str(src), "version": meta.get("version", 1),
                   "weights_sha256": manifest["files"]["weights.pt"]["sha256"]}
-        written = write_artifact(target, kind="strategy", method=meta["method"], entry=meta["spec"],
-                                 seed=meta["seed"], config=config, data=final, registry=registry, model=model,
-                                 run_id=meta.get("run_id"), metrics=meta.get("metrics"), ids=new_ids,
-                                 parent=parent, updates=list(meta.get("updates", [])) + [report],
-                                 version=version, user_rows=user_rows, n_union_users=n_union_new,
-                                 extra_meta={k: meta[k] for k in ("reproduction",) if k in meta})
+        try:
+            written = write_artifact(target, kind="strategy", method=meta["method"], entry=meta["spec"],
+                                     seed=meta["seed"], config=config, data=final, registry=registry, model=model,
+                                     run_id=meta.get("run_id"), metrics=meta.get("metrics"), ids=new_ids,
+                                     parent=parent, updates=list(meta.get("updates", [])) + [report],
+                                     version=version, user_rows=user_rows, n_union_users=n_union_new,
+                                     extra_meta={k: meta[k] for k in ("reproduction",) if k in meta})
+        except OSError as exc:  # a full disk: nothing half-written is left (write_artifact writes aside)
+            if exc.errno not in STORAGE_ERRNOS:
+                raise
+            raise storage_error(exc, target, "the new version", "choose another folder "
+                                "with -o DIR") from None
         report["path"] = str(written)
         report["version"] = version
         return report

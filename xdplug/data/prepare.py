@@ -30,6 +30,7 @@ import pandas as pd
 
 from ..config import DEFAULTS, canonical_json
 from ..errors import DataError, storage_error
+from ..npzfile import write_npz
 from ..paths import ensure_dir, home_fix, prepared_dir
 from ..tempdirs import MAX_AGE_S
 from ..tempdirs import make as scratch_dir
@@ -455,7 +456,7 @@ def write_prepared(result: dict, folder: Path) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=folder.name + PARTIAL, dir=folder.parent))
     try:
-        np.savez(tmp / "arrays.npz", **result["arrays"])
+        write_npz(tmp / "arrays.npz", result["arrays"])
         (tmp / "keys.json").write_text(json.dumps(result["keys"]))
         (tmp / "summary.json").write_text(json.dumps(result["summary"], indent=2, default=str))
         if folder.exists():

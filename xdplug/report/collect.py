@@ -11,7 +11,7 @@ from ..config import config_hash, output_dir
 from ..engine.plan import expand, library_versions
 from ..errors import RunError, storage_error
 from . import write_report
-from .aggregate import COLD_SLICE
+from .aggregate import COLD_SLICE, is_learning_flag, note_parts
 from .files import write_per_user
 
 logger = logging.getLogger(__name__)
@@ -31,15 +31,22 @@ def regime_name(dataset_cfg: dict) -> str:
     return "; ".join(parts) or "full target"
 
 
+def learning_flagged(run: dict) -> bool:
+    """Was the run flagged "did not learn" by the runner (its notes)?"""
+    return any(is_learning_flag(note) for note in note_parts(run))
+
+
 def pick_reference(runs: list[dict], metric: str) -> str | None:
     """The best baseline: highest mean test ``metric`` over its finished runs.
 
     Chosen on test, which favours the baselines: a strategy must beat the
-    strongest one it could have been compared with.
+    strongest one it could have been compared with. A baseline with a run that
+    did not learn is no bar (the verdict leaves it out too).
     """
     scores: dict[str, list[float]] = {}
+    untrained = {run["method"] for run in runs if run["status"] == "done" and learning_flagged(run)}
     for run in runs:
-        if run["kind"] == "baseline" and run["status"] == "done":
+        if run["kind"] == "baseline" and run["status"] == "done" and run["method"] not in untrained:
             value = run["metrics"].get("test", {}).get(metric)
             if value is not None:
                 scores.setdefault(run["method"], []).append(value)

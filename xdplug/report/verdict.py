@@ -50,7 +50,7 @@ def _cold_items(ctx: ReportContext, verdict: Verdict) -> str:
     """The cold items' own sentence (only text reaches them, so their leader can differ from the
     all-items one), tested against the slice's reference; empty where no run measured them."""
     metric = f"{ctx.primary}|{COLD_SLICE}"
-    measured = [s for s in ctx.summaries if s.mean(metric) is not None]
+    measured = [s for s in ctx.summaries if s.mean(metric) is not None and not s.n_not_learned]
     reference = ctx.slice_reference(COLD_SLICE)
     if not measured or reference is None:
         return ""
@@ -70,21 +70,27 @@ def _cold_items(ctx: ReportContext, verdict: Verdict) -> str:
 def make_verdict(ctx: ReportContext) -> Verdict:
     """State the best method, the best baseline, and whether transfer beat it significantly — or that it did not."""
     pm = ctx.primary
-    ranked = [s for s in ctx.summaries if s.mean(pm) is not None]
+    measured = [s for s in ctx.summaries if s.mean(pm) is not None]
+    # a method with a run that did not learn scores as a (nearly) untrained model: it neither wins
+    # nor sets the bar, so it is left out of the decision (and the verdict says so)
+    ranked = [s for s in measured if not s.n_not_learned]
     failed = sum(s.n_failed + s.n_not_applicable for s in ctx.summaries)
     tail = f" {failed} run(s) failed or were not applicable; see below." if failed else ""
     not_learned = [s.method for s in ctx.summaries if s.n_not_learned]
     if not_learned:
-        tail += (f" {sum(s.n_not_learned for s in ctx.summaries)} finished run(s) did not learn "
-                 f"({', '.join(not_learned)}); their scores are those of a (nearly) untrained model; see below.")
+        tail += (f" Left out of this decision: {', '.join(not_learned)}, whose "
+                 f"{sum(s.n_not_learned for s in ctx.summaries)} finished run(s) did not learn (their scores are "
+                 "those of a (nearly) untrained model; see below).")
     if not ranked:
-        return Verdict(f"No run produced a test {pm or 'metric'}, so there is nothing to compare.{tail}", metric=pm)
+        what = (f"No method with a test {pm or 'metric'} learned in all its runs, so there is nothing to compare."
+                if measured else f"No run produced a test {pm or 'metric'}, so there is nothing to compare.")
+        return Verdict(f"{what}{tail}", metric=pm)
 
     best = ranked[0]
     by_method = ctx.by_method
     best_baseline = best_of_kind(ranked, "baseline", pm)
     baseline = by_method.get(ctx.reference) if ctx.reference else None
-    if baseline is None or baseline.mean(pm) is None:
+    if baseline is None or baseline.mean(pm) is None or baseline.n_not_learned:
         baseline = best_baseline
     strategy = best_of_kind(ranked, "strategy", pm)
     label = "Best baseline" if baseline is best_baseline else "Reference baseline (evaluation.reference)"

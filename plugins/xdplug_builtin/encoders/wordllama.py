@@ -71,6 +71,17 @@ class WordLlamaEncoder(Encoder):
     def dim(self) -> int:
         return int(self.params["dim"])
 
+    def check_files(self) -> None:
+        """The WordLlama package and its weight and tokenizer files are there before a run starts."""
+        try:
+            root = package_dir()
+        except (FileNotFoundError, ImportError, ValueError):
+            raise ConfigError(self._path, f"the wordllama encoder needs the package {PACKAGE} "
+                              f"(pip install '{REQUIREMENT}')") from None
+        for file in (root / WEIGHTS, root / TOKENIZER):
+            if not file.is_file():
+                raise ConfigError(self._path, f"{file} is missing; reinstall {REQUIREMENT}")
+
     def _load(self) -> tuple:
         """The tokenizer and the full 256-d token table, loaded once per process."""
         try:
