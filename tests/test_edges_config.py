@@ -406,6 +406,8 @@ def test_the_recipe_hint_in_a_config_error():
                           "reference, cold_reference, max_users (did you mean 'ks'?)"),
     ("seeds=2022,2023", "seeds: expected a list of integers in [0, 4294967295], got '2022,2023'; write a list in "
                         "brackets: [2022, 2023] (with --set: seeds=[2022,2023])"),
+    ("seeds=2022", "seeds: expected a list of integers in [0, 4294967295], got 2022; write a list in brackets: "
+                   "[2022] (with --set: seeds=[2022])"),
     ("evaluation.ks=10,20", "evaluation.ks: expected a list of integers in [1, 100000], got '10,20'; write a list in "
                             "brackets: [10, 20] (with --set: evaluation.ks=[10,20])"),
     ("evaluation.evaluators=ranking,significance",

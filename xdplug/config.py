@@ -196,7 +196,9 @@ def _describe(node: Any) -> str:
 
 
 def _list_hint(value: Any, path: str) -> str:
-    """How to write a list, for a string where a list belongs (``--set seeds=2022,2023``)."""
+    """How to write a list, for a string or a number where a list belongs (``--set seeds=2022,2023``)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
     if not isinstance(value, str):
         return ""
     items = [part.strip() for part in value.split(",")] if value.strip() else ["..."]
@@ -207,7 +209,8 @@ def _check(value: Any, node: Any, path: str, source: str | None) -> None:
     if isinstance(node, Option):
         if value is None:  # None is never a valid config value (null in YAML): say what is expected
             raise ConfigError(path, f"expected {node.describe().replace(' (or null)', '')}, got null", source)
-        if node.is_list and str not in node.types() and isinstance(value, str):
+        if node.is_list and str not in node.types() and isinstance(value, (str, int, float)) \
+                and not isinstance(value, bool):
             raise ConfigError(path, f"expected {node.describe().replace(' (or null)', '')}, got {value!r}"
                               + _list_hint(value, path), source)
         dataclasses.replace(node, nullable=False).check(value, path, source)
