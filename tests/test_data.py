@@ -180,7 +180,7 @@ def test_key_alignment_merging_items_refilters_users():
     source = [(f"y{u}", i, 5.0) for u in range(8) for i in ("t1", "t2", "t3", "t4", "t5")]
     items = {"item": list(titles), "title": list(titles.values())}
     raw = tiny_domains(source, target, items, items, align_users=None, align_items="key")
-    result = run_domains(raw)
+    result = run_domains(raw, dataset_cfg(text_template="{title}"))
     assert "t:short" not in result["keys"]["target_users"]
     assert len(result["keys"]["target_users"]) == 8
     assert "k:heat 1995" in result["keys"]["target_items"]

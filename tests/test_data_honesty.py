@@ -91,18 +91,28 @@ def test_unknown_template_field_stops_the_files_recipe_and_the_run(tmp_path, syn
     assert not (tmp_path / "out" / "report.md").exists()
 
 
-def test_the_default_template_needs_one_of_its_fields():
+def test_the_default_template_is_checked_like_any_other():
     raw = synthetic_domains()
     for domain in (raw.source, raw.target):  # the item tables call the title "name": unmapped
         domain.items = domain.items[["item", "title"]].rename(columns={"title": "name"})
     raw.text_fields = {}
     with pytest.raises(ConfigError, match=r"dataset\.text_template: unknown item fields \{title\}, \{year\}, "
-                                          r"\{genres\} in .*fields that exist: name"):
+                                          r"\{genres\} in .*fields that exist: name; it is the default "
+                                          r"dataset\.text_template: set your own$"):
         run_domains(raw)
-    # the default template over tables with a title only: the title is the text, no error
+    # tables with a title only: refused as well (the texts would read "Title 0."), with the template to write
     for domain in (raw.source, raw.target):
         domain.items = domain.items.rename(columns={"name": "title"})
-    assert run_domains(raw)["summary"]["warnings"] == []
+    with pytest.raises(ConfigError) as info:
+        run_domains(raw)
+    assert str(info.value).endswith("unknown item fields {year}, {genres} in '{title} ({year}). Genres: {genres}.': "
+                                    "no domain's item table has them (every item would get the fallback text "
+                                    "'item <id>' or render without it); fields that exist: title; it is the "
+                                    "default dataset.text_template: set your own, e.g. '{title}.'")
+    # the same text written by the user: the same error; the template that fits: no error
+    with pytest.raises(ConfigError, match=r"unknown item fields \{year\}, \{genres\}"):
+        run_domains(raw, dataset_cfg(text_template="{title} ({year}). Genres: {genres}."))
+    assert run_domains(raw, dataset_cfg(text_template="{title}."))["summary"]["warnings"] == []
 
 
 def test_a_field_of_one_domain_only_is_fine():

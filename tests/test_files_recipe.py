@@ -420,8 +420,10 @@ def test_item_key_combines_fields(tmp_path, raw):
         "k:romantic comedy story 1 1987"
     # the combined column is a key, not a text field
     assert "title+Release Year" not in raw_domains.text_fields and "title" in raw_domains.text_fields
-    by_title_overlap = prepared({**params, "item_key": "title"}).summary["overlap"]["items"]
-    assert 0 < prepared({**params, "item_key": ["title", "Release Year"]}).summary["overlap"]["items"] < by_title_overlap
+    template = "{title}. Genres: {genres}."  # the tables' year column is "Release Year": the default's {year} is none
+    by_title_overlap = prepared({**params, "item_key": "title"}, text_template=template).summary["overlap"]["items"]
+    by_both = prepared({**params, "item_key": ["title", "Release Year"]}, text_template=template)
+    assert 0 < by_both.summary["overlap"]["items"] < by_title_overlap
     check_dataset(FilesRecipe, {**params, "item_key": ["title", "Release Year"]})
 
 

@@ -44,7 +44,7 @@ from .model.als import fit_als
 from .model.session import TrainingSession
 from .model.sparse_item_item import sparse_ease
 from .model.text_table import TextTable
-from .options import Bool, Choice, Float, Int, List, Option, Str
+from .options import Bool, Choice, Float, Int, List, Mapping, Option, Str
 from .paths import downloads_dir
 from .plugins import get_plugins as _get_plugins
 from .recbole.compat import evaluates_as_code, literal_value
@@ -58,7 +58,7 @@ __all__ = [
     "hookimpl", "Component", "Encoder", "Fusion", "Adaptation", "Evaluator", "Baseline", "DatasetRecipe",
     "declared_options", "resolve_params",
     # options
-    "Option", "Int", "Float", "Bool", "Str", "Choice", "List",
+    "Option", "Int", "Float", "Bool", "Str", "Choice", "List", "Mapping",
     # errors
     "XdplugError", "ConfigError", "DataError", "NotApplicableError", "ArtifactError", "ComponentDefinitionError",
     # training and evaluation

@@ -45,12 +45,13 @@ def quiet_library_warnings():
         yield
 
 
-def run(config: str | Path | dict, overrides: list[str] | tuple = (), *, progress: bool = False,
+def run(config: str | Path | dict, overrides: list[str] | tuple | dict = (), *, progress: bool = False,
         force: bool = False, only: list[str] | None = None, wait: bool = False) -> BenchmarkResult:
     """Run a benchmark config and return its verdict, summary and report paths.
 
     :param config: a YAML file's path, or the config as a mapping (the same keys as the file).
-    :param overrides: ``KEY.PATH=VALUE`` strings, applied before validation (as ``--set``).
+    :param overrides: ``KEY.PATH=VALUE`` strings (as ``--set``) or a mapping ``{KEY.PATH: value}``,
+        applied before validation.
     :param progress: show progress bars.
     :param force: rerun runs that already finished (otherwise they are skipped, so a rerun resumes).
     :param only: run only these methods.
@@ -66,9 +67,9 @@ def run(config: str | Path | dict, overrides: list[str] | tuple = (), *, progres
     registry = get_plugins().registry
     with quiet_library_warnings():
         if isinstance(config, (str, Path)):
-            loaded = load_config(config, overrides=list(overrides), registry=registry)
+            loaded = load_config(config, overrides=overrides, registry=registry)
         else:
-            loaded = load_config(data=dict(config), overrides=list(overrides), registry=registry)
+            loaded = load_config(data=dict(config), overrides=overrides, registry=registry)
         paths = run_benchmark(loaded, force=force, progress=progress, only=only, wait=wait)
         failed = [{"method": r["method"], "seed": r["seed"], "error": r["error"]}
                   for r in failed_runs(loaded, only=only, registry=registry)]

@@ -16,7 +16,8 @@ import sys
 import warnings
 
 from .version import __version__
-from .cli_common import _load, _plugins, _table
+from .cli_common import _load, _plugins, _table, option_arg
+from .options import Int
 from .errors import XdplugError
 
 EXIT_CODES = """exit status:
@@ -183,7 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = p.add_subparsers(dest="datasets_command")
     q = dsub.add_parser("prepare", help="prepare a recipe (filter, align, split) and print its summary")
     q.add_argument("name")
-    q.add_argument("--seed", type=int, default=2022)
+    q.add_argument("--seed", type=option_arg(Int(2022, 0, 2**32 - 1)), default=2022,
+                   help="the seed of the split (default 2022)")
     q.add_argument("--set", action="append", metavar="KEY=VALUE", help="override e.g. dataset.sparse.keep=0.2")
     q.add_argument("--force", action="store_true", help="prepare again even if cached")
     q.add_argument("--quiet", action="store_true")
@@ -198,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", choices=["local", "ray"], help="where runs execute (default: executor.kind)")
     p.add_argument("--address", metavar="auto|HOST:PORT",
                    help="join this Ray cluster (implies --executor ray); without it Ray starts locally")
-    p.add_argument("--workers", type=int, metavar="N",
+    p.add_argument("--workers", type=option_arg(Int(None, 0, 100_000)), metavar="N",
                    help="CPUs of the local Ray instance (0: all cores), or most runs at once on a cluster")
     p.add_argument("--wait", action="store_true",
                    help="if another `xdplug run` holds this output's run store, wait for it instead of refusing")

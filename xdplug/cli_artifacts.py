@@ -13,8 +13,9 @@ import json
 import sys
 from pathlib import Path
 
-from .cli_common import _load, _table
+from .cli_common import _load, _table, device_arg, option_arg
 from .errors import STORAGE_ERRNOS, XdplugError, storage_error
+from .options import Int
 from .paths import check_writable
 
 
@@ -90,8 +91,6 @@ def cmd_recommend(args) -> int:
     if (args.user is None) == (args.history is None):
         raise XdplugError("give exactly one of --user USER (a known target user) and --history FILE "
                           "(a new user's item IDs, one per line)")
-    if args.k < 1:
-        raise XdplugError(f"-k must be at least 1, got {args.k}")
     from .recbole.compat import resolve_device
 
     history = _read_history(args.history) if args.history is not None else None  # before the slow load
@@ -148,12 +147,27 @@ def cmd_update(args) -> int:
     return 0
 
 
+#: a seed on the command line: what the config's seeds take
+SEED = Int(0, 0, 2**32 - 1)
+
+
+def _update_arg(name: str):
+    """``type=`` of an ``update`` option: checked against ``UPDATE_OPTIONS`` (imported when used)."""
+    def parse(text: str):
+        from .artifact.update import UPDATE_OPTIONS
+
+        return option_arg(UPDATE_OPTIONS[name])(text)
+
+    parse.__name__ = name
+    return parse
+
+
 def add_commands(sub) -> None:
     """Add the serving subcommands to the ``xdplug`` parser."""
     p = sub.add_parser("export", help="export a finished run as an artifact directory (weights, ID maps, config)")
     p.add_argument("config", help="the config the run was made with")
     p.add_argument("--method", required=True, help="the method's name, as in the report")
-    p.add_argument("--seed", type=int, help="which seed's run (default: the first finished one)")
+    p.add_argument("--seed", type=option_arg(SEED), help="which seed's run (default: the first finished one)")
     p.add_argument("-o", "--out", help="artifact directory (default: OUTPUT_DIR/artifacts/METHOD-SEED)")
     p.add_argument("--force", action="store_true", help="replace an existing artifact directory")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
@@ -166,10 +180,10 @@ def add_commands(sub) -> None:
     who = p.add_mutually_exclusive_group()
     who.add_argument("--user", help="a known target user's ID")
     who.add_argument("--history", metavar="FILE", help="a new user's item IDs, one per line")
-    p.add_argument("-k", type=int, default=10, help="how many items (default 10)")
+    p.add_argument("-k", type=option_arg(Int(10, 1, 100_000)), default=10, help="how many items (default 10)")
     p.add_argument("--include-seen", action="store_true", help="also recommend items the user has seen")
     p.add_argument("--json", action="store_true", help="print a JSON list of {item, score, text}")
-    p.add_argument("--device", default="cpu", help="cpu (default), auto, cuda or cuda:N")
+    p.add_argument("--device", type=device_arg, default="cpu", help="cpu (default), auto, cuda or cuda:N")
     p.set_defaults(func=cmd_recommend)
 
     p = sub.add_parser("update", help="fine-tune an exported strategy on new target interactions (new version)")
@@ -177,14 +191,14 @@ def add_commands(sub) -> None:
     p.add_argument("interactions", help="CSV/TSV with a header user,item[,rating][,timestamp]")
     p.add_argument("--items", metavar="FILE", help="CSV/TSV of new items: item plus the text template's fields")
     p.add_argument("-o", "--out", help="new artifact directory (default: ARTIFACT.v2, .v3, ...)")
-    p.add_argument("--epochs", type=int, default=3, help="at most this many epochs (default 3)")
-    p.add_argument("--holdout", type=float, default=0.1,
+    p.add_argument("--epochs", type=_update_arg("epochs"), default=3, help="at most this many epochs (default 3)")
+    p.add_argument("--holdout", type=_update_arg("holdout"), default=0.1,
                    help="fraction of each user's new interactions held out for validation (default 0.1)")
-    p.add_argument("--learning-rate", type=float, help="default: the strategy's learning rate")
-    p.add_argument("--replay", type=float, default=1.0,
+    p.add_argument("--learning-rate", type=_update_arg("learning_rate"), help="default: the strategy's learning rate")
+    p.add_argument("--replay", type=_update_arg("replay"), default=1.0,
                    help="also train this many other users per user with new interactions (default 1.0)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the held-out slice and the replay sample")
-    p.add_argument("--device", default="cpu", help="cpu (default), auto, cuda or cuda:N")
+    p.add_argument("--seed", type=_update_arg("seed"), default=0, help="seed of the held-out slice and the replay sample")
+    p.add_argument("--device", type=device_arg, default="cpu", help="cpu (default), auto, cuda or cuda:N")
     p.add_argument("--json", action="store_true", help="print the update report as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress messages")
     p.set_defaults(func=cmd_update)

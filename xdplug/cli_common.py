@@ -6,9 +6,12 @@ functions, so ``xdplug --version`` and ``--help`` answer without loading torch.
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 from pathlib import Path
 
 from .errors import ConfigError
+from .options import Option
 
 
 def _plugins():
@@ -37,3 +40,36 @@ def _load(args, extra: list[str] = ()):
 
     _check_config_path(args.config)
     return load_config(args.config, overrides=[*(args.set or []), *extra], registry=_plugins().registry)
+
+
+def option_arg(option: Option):
+    """An argparse ``type=`` that checks a command-line number like the config key it mirrors.
+
+    ``--learning-rate -1`` or ``--seed nan`` stop at parsing (usage, one ``error:`` line, exit 2)
+    instead of failing halfway through a command.
+    """
+    option = dataclasses.replace(option, nullable=False)  # a flag given is a value: "(or null)" is no hint
+    integer = option.types() == (int,)
+
+    def parse(text: str):
+        try:
+            value = int(text) if integer else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {option.describe()}, got {text!r}") from None
+        try:
+            return option.check(value, "")
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[-1]) from None
+
+    parse.__name__ = "integer" if integer else "number"
+    return parse
+
+
+def device_arg(text: str) -> str:
+    """An argparse ``type=`` for ``--device``: the values the config's ``device`` key takes."""
+    from .config import check_device
+
+    try:
+        return check_device(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[-1]) from None

@@ -14,17 +14,21 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import re
+import string
 
 import yaml
 
+from .configfile import dump_yaml, load_yaml, read_yaml, unaliased, yaml_error  # noqa: F401 - dump_yaml: config API
 from .errors import ConfigError
-from .frozen import FrozenDict, FrozenList, freeze, thaw
+from .frozen import freeze
 from .metrics import parse_metric, parse_tuning_metric  # noqa: F401 - parse_metric is part of the config API
 from .options import Float, Int, List, Option
 from .spaces import check_space
@@ -160,62 +164,6 @@ DEFAULTS: dict[str, Any] = {
     "tuning": {},
 }
 
-class _Loader(yaml.SafeLoader):
-    """Safe YAML with three fixes: ``1e-3`` is a float (YAML 1.1 reads a string), a key given
-    twice in one mapping is an error (YAML keeps the last silently), and values reached
-    through anchors (``&params`` / ``*params`` / ``<<:``) become independent copies."""
-
-    def construct_mapping(self, node, deep=False):
-        if isinstance(node, yaml.MappingNode):
-            seen: dict = {}
-            for key_node, _ in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    continue
-                key = self.construct_object(key_node, deep=True)
-                try:
-                    hash(key)
-                except TypeError:
-                    continue  # the base class reports unhashable keys
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        "while constructing a mapping", node.start_mark,
-                        f"key {key!r} appears twice (first on line {seen[key] + 1})", key_node.start_mark)
-                seen[key] = key_node.start_mark.line
-        return super().construct_mapping(node, deep=deep)
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
-    list("-+0123456789."),
-)
-
-
-# a frozen config dumps like the plain data it is
-yaml.SafeDumper.add_representer(FrozenDict, yaml.representer.SafeRepresenter.represent_dict)
-yaml.SafeDumper.add_representer(FrozenList, yaml.representer.SafeRepresenter.represent_list)
-
-
-def unaliased(value: Any) -> Any:
-    """A fresh copy of plain YAML data in which no two places share one dict or list.
-
-    ``copy.deepcopy`` keeps sharing (an anchor used by four strategies stays one
-    dict), so a ``--set`` on one strategy would change all four.
-    """
-    if isinstance(value, dict):
-        return {k: unaliased(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [unaliased(v) for v in value]
-    return value
-
-
-def _yaml_error(exc: yaml.YAMLError) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-    return f"not valid YAML: {where}{problem}"
-
-
 # keys that do not change results: left out of the hash
 NON_IDENTITY_KEYS = ("description", "output", "executor")
 
@@ -247,10 +195,24 @@ def _describe(node: Any) -> str:
     return str(node)
 
 
+def _list_hint(value: Any, path: str) -> str:
+    """How to write a list, for a string or a number where a list belongs (``--set seeds=2022,2023``)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        return ""
+    items = [part.strip() for part in value.split(",")] if value.strip() else ["..."]
+    return f"; write a list in brackets: [{', '.join(items)}] (with --set: {path}=[{','.join(items)}])"
+
+
 def _check(value: Any, node: Any, path: str, source: str | None) -> None:
     if isinstance(node, Option):
         if value is None:  # None is never a valid config value (null in YAML): say what is expected
             raise ConfigError(path, f"expected {node.describe().replace(' (or null)', '')}, got null", source)
+        if node.is_list and str not in node.types() and isinstance(value, (str, int, float)) \
+                and not isinstance(value, bool):
+            raise ConfigError(path, f"expected {node.describe().replace(' (or null)', '')}, got {value!r}"
+                              + _list_hint(value, path), source)
         dataclasses.replace(node, nullable=False).check(value, path, source)
         return
     if isinstance(node, dict):
@@ -258,16 +220,18 @@ def _check(value: Any, node: Any, path: str, source: str | None) -> None:
             raise ConfigError(path, f"expected a mapping, got {value!r}", source)
         for key, sub in value.items():
             if key not in node:
+                close = difflib.get_close_matches(str(key), list(node), n=1)
                 raise ConfigError(
                     f"{path}.{key}" if path else str(key),
-                    "unknown key; allowed here: " + ", ".join(node),
+                    "unknown key; allowed here: " + ", ".join(node)
+                    + (f" (did you mean {close[0]!r}?)" if close else ""),
                     source,
                 )
             _check(sub, node[key], f"{path}.{key}" if path else key, source)
         return
     if isinstance(node, tuple) and node and node[0] == "list":
         if not isinstance(value, list):
-            raise ConfigError(path, f"expected {_describe(node)}, got {value!r}", source)
+            raise ConfigError(path, f"expected {_describe(node)}, got {value!r}" + _list_hint(value, path), source)
         for i, item in enumerate(value):
             _check(item, node[1], f"{path}[{i}]", source)
         return
@@ -286,19 +250,25 @@ def _check(value: Any, node: Any, path: str, source: str | None) -> None:
         raise ConfigError(path, f"expected {_describe(node)}, got {value!r}", source)
 
 
+def override_key(key: str, shown: str | None = None) -> list[str]:
+    """``a.b[0].c`` or ``a.b.0.c`` -> its path parts."""
+    parts = [p for p in key.strip().replace("[", ".").replace("]", "").split(".") if p]
+    if not parts:
+        raise ConfigError(shown or key, "empty key path", "--set")
+    return parts
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``a.b[0].c=VALUE`` or ``a.b.0.c=VALUE`` -> (path parts, YAML-parsed value)."""
-    if "=" not in text:
-        raise ConfigError(text, "an override must look like KEY.PATH=VALUE", "--set")
+    if not isinstance(text, str) or "=" not in text:
+        raise ConfigError(str(text), "an override must look like KEY.PATH=VALUE", "--set")
     key, raw = text.split("=", 1)
-    key = key.strip().replace("[", ".").replace("]", "")
-    parts = [p for p in key.split(".") if p]
-    if not parts:
-        raise ConfigError(text, "empty key path", "--set")
+    parts = override_key(key, text)
+    key = ".".join(parts)
     try:
-        value = yaml.load(raw, Loader=_Loader) if raw.strip() else ""
+        value = load_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
-        raise ConfigError(key, f"cannot parse value {raw!r}: {_yaml_error(exc)}", "--set") from None
+        raise ConfigError(key, f"cannot parse value {raw!r}: {yaml_error(exc)}", "--set") from None
     return parts, value
 
 
@@ -324,43 +294,34 @@ def apply_override(config: dict, parts: list[str], value: Any) -> None:
                 node = node.setdefault(part, {})
 
 
-def read_yaml(path: str | Path) -> dict:
-    path = Path(path)
-    if path.is_dir():
-        raise ConfigError("(file)", "is a directory; expected a YAML config file", str(path))
-    if not path.is_file():
-        raise ConfigError("(file)", f"config file not found: {path}", str(path))
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError("(file)", f"not UTF-8 text (byte {exc.start}: {exc.object[exc.start:exc.start + 1]!r}); "
-                          "save the config as UTF-8", str(path)) from None
-    except OSError as exc:
-        raise ConfigError("(file)", f"cannot read: {exc.strerror or exc}", str(path)) from None
-    try:
-        data = yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError as exc:
-        raise ConfigError("(file)", _yaml_error(exc), str(path)) from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError("(file)", "the top level must be a mapping", str(path))
-    return unaliased(data)
+def _overrides(overrides) -> list[tuple[list[str], Any]]:
+    """(path parts, value) of each override: ``KEY.PATH=VALUE`` strings, or a mapping ``{KEY.PATH: value}``."""
+    if isinstance(overrides, str):  # one override, not a sequence of one-character ones
+        overrides = [overrides]
+    if isinstance(overrides, Mapping):
+        out = []
+        for key, value in overrides.items():
+            if not isinstance(key, str):
+                raise ConfigError(repr(key), "an override's key must be a dotted key path such as train.epochs",
+                                  "overrides")
+            out.append((override_key(key), unaliased(value)))
+        return out
+    return [parse_override(text) for text in overrides]
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (),
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple | Mapping = (),
                 data: dict | None = None, registry=None) -> dict:
     """Resolve and validate a config: defaults < file (or ``data``) < overrides; the result is read-only.
 
-    ``--set`` overrides are applied before validation, so the one validation sees the
-    config that runs. The returned config refuses mutation (:mod:`xdplug.frozen`).
+    ``overrides`` are ``--set`` strings (``["train.epochs=5"]``) or a mapping of key paths to
+    values (``{"train.epochs": 5}``). They are applied before validation, so the one validation
+    sees the config that runs. The returned config refuses mutation (:mod:`xdplug.frozen`).
     """
     source = str(path) if path else None
     layer = read_yaml(path) if path else unaliased(dict(data or {}))
     _check(layer, SCHEMA, "", source)
     config = deep_merge(DEFAULTS, layer)
-    for text in overrides:
-        parts, value = parse_override(text)
+    for parts, value in _overrides(overrides):
         apply_override(config, parts, value)
     _check(config, SCHEMA, "", source if not overrides else f"{source or 'config'} (with --set)")
     validate(config, registry, source)
@@ -386,6 +347,8 @@ def validate(config: dict, registry=None, source: str | None = None) -> None:
     ev = config["evaluation"]
     if not ev["ks"] or any(k <= 0 for k in ev["ks"]):
         raise ConfigError("evaluation.ks", f"expected positive integers, got {ev['ks']!r}", source)
+    if len(set(ev["ks"])) != len(ev["ks"]):  # each K would be computed and reported twice
+        raise ConfigError("evaluation.ks", f"cut-offs repeat: {ev['ks']}; list each K once", source)
     metric, k = parse_metric(ev["valid_metric"], source=source)
     if k not in ev["ks"]:
         raise ConfigError("evaluation.valid_metric",
@@ -407,15 +370,16 @@ def validate(config: dict, registry=None, source: str | None = None) -> None:
         if split[i] <= 0:  # no valid split: early stopping reads nothing; no test split: NaN metrics
             raise ConfigError("dataset.protocol.split", f"the {part} ratio must be > 0 (early stopping reads the "
                               f"valid split, the report the test split), got {split!r}", source)
+    if abs(sum(split) - 1) > 1e-6:  # the split would rescale them silently: [0.5, 0.5, 0.5] runs 1:1:1
+        raise ConfigError("dataset.protocol.split", f"the three ratios must sum to 1, got {split!r} "
+                          f"(sum {sum(split):g}); e.g. [0.8, 0.1, 0.1]", source)
     sparse = config["dataset"].get("sparse")
     if sparse is not None and not 0 < sparse.get("keep", 1.0) <= 1:
         raise ConfigError("dataset.sparse.keep", f"expected a fraction in (0, 1], got {sparse.get('keep')!r}", source)
     cold = config["dataset"].get("cold_items")
     if cold is not None and not 0 < cold.get("fraction", 0.2) < 1:
         raise ConfigError("dataset.cold_items.fraction", f"expected a fraction in (0, 1), got {cold.get('fraction')!r}", source)
-    device = config["device"]
-    if not (device in ("auto", "cpu", "cuda") or device.startswith("cuda:") and device[5:].isdigit()):
-        raise ConfigError("device", f"expected auto, cpu, cuda or cuda:N, got {device!r}", source)
+    check_device(config["device"], source)
     names = method_names(config)
     for key in ("reference", "cold_reference"):
         reference = config["evaluation"].get(key)
@@ -449,6 +413,15 @@ def validate(config: dict, registry=None, source: str | None = None) -> None:
         validate_components(config, registry, source)
 
 
+def check_device(device: str, source: str | None = None) -> str:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (the config's ``device`` and the CLI's ``--device``)."""
+    if not (device in ("auto", "cpu", "cuda") or device.startswith("cuda:") and device[5:].isascii()
+            and device[5:].isdigit()):
+        raise ConfigError("device", f"expected auto, cpu, cuda or cuda:N, got {device!r}",
+                          source)
+    return device
+
+
 def check_block(block: dict | None, path: str, config: dict, source: str | None = None) -> None:
     """Semantic checks of a ``tuning`` block (global or per method)."""
     if not block:
@@ -466,6 +439,16 @@ def check_block(block: dict | None, path: str, config: dict, source: str | None 
     if storage is not None and "://" not in storage:
         raise ConfigError(f"{path}.storage", f"expected an SQLAlchemy URL such as sqlite:///tuning.sqlite or "
                           f"postgresql://user@host/db, got {storage!r}", source)
+    if storage is not None and storage.split("://", 1)[0].split("+", 1)[0].lower() == "sqlite":
+        from pathlib import PurePath
+
+        # sqlite:///relative/file or sqlite:////absolute/file: the file stays under the working
+        # directory unless its path is absolute, as output.dir
+        file = storage.split("://", 1)[1].split("?", 1)[0]
+        file = file[1:] if file.startswith("/") else file
+        if not PurePath(file).is_absolute() and ".." in PurePath(file).parts:
+            raise ConfigError(f"{path}.storage", f"{storage!r} leaves the working directory through '..'; give an "
+                              "absolute path (sqlite:////abs/path/tuning.sqlite) to write outside it", source)
 
 
 def validate_tuning(config: dict, source: str | None = None) -> None:
@@ -494,13 +477,23 @@ def check_output(config: dict, source: str | None = None) -> None:
 
 
 def _output_folder(config: dict, source: str | None = None) -> str:
-    """``output.dir`` with ``{name}`` filled in; any other placeholder is a ConfigError."""
+    """``output.dir`` with ``{name}`` filled in; any other placeholder is a ConfigError.
+
+    Only the plain ``{name}``: ``str.format`` would also evaluate ``{name.__class__}``,
+    ``{name[0]}``, ``{name!r}`` or ``{name:>40}``.
+    """
+    text = config["output"]["dir"]
     try:
-        return config["output"]["dir"].format(name=config["name"])
-    except (KeyError, IndexError, ValueError, AttributeError) as exc:
-        raise ConfigError("output.dir", f"{config['output']['dir']!r}: the only placeholder allowed is "
-                          f"{{name}} (write {{{{ and }}}} for literal braces); got {type(exc).__name__}: {exc}",
-                          source) from None
+        fields = [(f, c, spec) for _, f, spec, c in string.Formatter().parse(text) if f is not None]
+    except ValueError as exc:  # "runs/{" or "runs/}"
+        raise ConfigError("output.dir", f"{text!r}: {exc} (the only placeholder allowed is {{name}}; write "
+                          "{{ and }} for literal braces)", source) from None
+    for field, conversion, spec in fields:
+        if field != "name" or conversion is not None or spec:
+            shown = "{" + field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            raise ConfigError("output.dir", f"{text!r}: the only placeholder allowed is {{name}} (write {{{{ and "
+                              f"}}}} for literal braces), got {shown}", source)
+    return text.format(name=config["name"])
 
 
 def output_dir(config: dict) -> Path:
@@ -570,7 +563,3 @@ def config_hash(config: dict) -> str:
     if not identity.get("tuning"):  # an empty tuning block: the hash of a config without one
         identity.pop("tuning", None)
     return hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:16]
-
-
-def dump_yaml(config: dict) -> str:
-    return yaml.safe_dump(thaw(config), sort_keys=False, default_flow_style=None)

@@ -29,13 +29,32 @@ class ConfigError(XdplugError):
         super().__init__(f"{where}{path}: {message}")
 
 
+def _plain(text: str) -> str:
+    return "".join(c for c in str(text).lower() if c.isalnum())
+
+
+def closest_name(name: str, names: list[str]) -> str | None:
+    """The registered name a mistyped ``name`` most likely means, or None.
+
+    Spelling aside (``ml-100k`` is ``ml100k`` without the hyphen), a name the typed one
+    begins is the better guess: ``ml-100k`` -> ``ml100k-genres``, not ``ml1m-ml100k``,
+    which is merely closer letter by letter.
+    """
+    plain = _plain(name)
+    starts = sorted((n for n in names if plain and _plain(n).startswith(plain)), key=lambda n: (len(n), n))
+    if starts:
+        return starts[0]
+    close = difflib.get_close_matches(name, names, n=1)
+    return close[0] if close else None
+
+
 class UnknownComponentError(XdplugError):
     """A config names a component that no loaded plugin registered."""
 
     def __init__(self, kind: str, name: str, available: list[str], path: str | None = None):
         self.kind, self.name, self.available = kind, name, sorted(available)
-        close = difflib.get_close_matches(name, self.available, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        close = closest_name(name, self.available)
+        hint = f" Did you mean {close!r}?" if close else ""
         where = f"{path}: " if path else ""
         listed = ", ".join(self.available) or "(none registered)"
         super().__init__(f"{where}unknown {kind} {name!r}.{hint} Available {kind}s: {listed}")

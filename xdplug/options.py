@@ -16,7 +16,7 @@ The helpers :func:`Int`, :func:`Float`, :func:`Bool`, :func:`Str`,
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .errors import ConfigError
@@ -45,6 +45,10 @@ class Option:
     #: None is accepted (it means "the engine's or library's default")
     nullable: bool = False
     help: str = ""
+    #: for mappings: ``((key, Option), ...)``, the keys the mapping may hold and what each takes
+    keys: tuple | None = None
+    #: for mappings: the keys it must hold
+    required: tuple = ()
 
     def types(self) -> tuple:
         if self.type is not None:
@@ -82,6 +86,8 @@ class Option:
         """What a valid value (``element``: a valid list element) looks like, for messages and docs."""
         if self.choices is not None:
             text = "one of " + ", ".join(repr(c) for c in self.choices)
+        elif self.keys is not None:
+            text = "a mapping with keys " + ", ".join(key for key, _ in self.keys)
         else:
             types = self.item_types() if self.is_list else self.types()
             kind = {(int,): "an integer", (float,): "a number", _NUMBER: "a number", (bool,): "true or false",
@@ -124,6 +130,8 @@ class Option:
             bad()
         if not isinstance(value, types):
             bad()
+        if self.keys is not None and isinstance(value, dict):
+            return self._check_keys(value, path, source)
         if self.is_list and isinstance(value, (list, tuple)):  # an option may take a str or a list of them
             if self.item_type is not None:
                 for i, item in enumerate(value):
@@ -134,6 +142,20 @@ class Option:
             if float in types and int in types and isinstance(self.default, float) and isinstance(value, int):
                 return float(value)
         return value
+
+    def _check_keys(self, value: dict, path: str, source: str | None) -> dict:
+        """A plain dict of the checked values; an unknown key names the ones allowed."""
+        declared, expected = dict(self.keys), self.describe().replace(" (or null)", "")
+        for key in value:
+            if key not in declared:
+                raise ConfigError(f"{path}.{key}", f"unknown key; expected {expected}", source)
+        missing = [key for key in self.required if value.get(key) is None]
+        if missing:
+            raise ConfigError(f"{path}.{missing[0]}", f"missing; expected {expected} (required: "
+                              f"{', '.join(self.required)})", source)
+        for key in self.required:  # given, so no "(or null)" in what it expects
+            declared[key] = replace(declared[key], nullable=False)
+        return {key: declared[key].check(item, f"{path}.{key}", source) for key, item in value.items()}
 
     def _check_scalar(self, item, types, path, source, shown):
         if isinstance(item, bool) and bool not in types or not isinstance(item, types):
@@ -157,6 +179,9 @@ class Option:
         wrap = (lambda v: [v]) if self.is_list else (lambda v: v)
         if self.choices is not None:
             bad.append("__not_a_choice__")
+        if self.keys is not None:
+            bad.append({"__not_a_key__": 1})
+            bad += [{key: v} for key, option in self.keys for v in option.out_of_range()]
         if float in scalar:
             bad += [wrap(float("nan")), wrap(float("inf"))]
         integer = int in scalar and float not in scalar
@@ -195,6 +220,13 @@ def Choice(default: Any, choices, *, nullable: bool = False, help: str = "") -> 
 def List(default: list | None, item_type=None, low: float | None = None, high: float | None = None, *,
          nullable: bool = False, help: str = "") -> Option:
     return Option(default, type=(list, tuple), item_type=item_type, low=low, high=high,
+                  nullable=nullable or default is None, help=help)
+
+
+def Mapping(default: dict | None, keys: dict[str, Option], *, required: tuple = (), nullable: bool = False,
+            help: str = "") -> Option:
+    """A mapping whose keys are declared (each an :class:`Option`); an unknown or missing required key is refused."""
+    return Option(default, type=dict, keys=tuple(keys.items()), required=tuple(required),
                   nullable=nullable or default is None, help=help)
 
 

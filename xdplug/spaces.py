@@ -106,22 +106,46 @@ def param_problem(kind: str, entry: dict, param: str, dist: dict, registry) -> s
                                                        "params.fusion.KEY or params.adaptation.KEY"
         return f"not a parameter path of a {kind}; expected {where}"
     defaults = allowed[prefix]
-    if defaults is None:
-        return None
-    if key not in defaults:
-        return f"no such option; allowed under {prefix}: {', '.join(sorted(defaults)) or '(none)'}"
-    option = defaults[key]
-    default = option.default
-    integer = option.types() == (int,) or isinstance(default, int) and not isinstance(default, bool)
-    if integer and dist.get("type") in ("uniform", "loguniform"):
-        return f"is an integer option (default {default!r}); use type: int or categorical"
-    # every value the search can draw must be a value the option accepts
-    for value in values_of(dist):
-        try:
-            option.check(value, param)
-        except ConfigError as exc:
-            return f"the search space reaches {value!r}, outside the option: {str(exc).split(': ', 1)[-1]}"
+    if defaults is not None:
+        if key not in defaults:
+            return f"no such option; allowed under {prefix}: {', '.join(sorted(defaults)) or '(none)'}"
+        option = defaults[key]
+        default = option.default
+        integer = option.types() == (int,) or isinstance(default, int) and not isinstance(default, bool)
+        if integer and dist.get("type") in ("uniform", "loguniform"):
+            return f"is an integer option (default {default!r}); use type: int or categorical"
+        # every value the search can draw must be a value the option accepts
+        for value in values_of(dist):
+            try:
+                option.check(value, param)
+            except ConfigError as exc:
+                return f"the search space reaches {value!r}, outside the option: {str(exc).split(': ', 1)[-1]}"
+    # ... and one the component accepts when it is written directly (its own checks beyond the
+    # declaration: a RecBole baseline refuses a string RecBole would evaluate as code)
+    cls = _component_class(kind, entry, prefix, registry)
+    if cls is not None:
+        written = _get(entry, prefix) or {}
+        for value in values_of(dist):
+            try:
+                cls({**written, key: value}, prefix)
+            except ConfigError as exc:
+                return f"the search space reaches {value!r}, which the option refuses: {str(exc).split(': ', 1)[-1]}"
     return None
+
+
+def _component_class(kind: str, entry: dict, prefix: str, registry) -> type | None:
+    """The component whose options live under ``prefix`` (None for the transfer model's)."""
+    if kind == "baseline":
+        return registry.get("baseline", entry["baseline"])
+    part = prefix.split(".", 1)[-1]
+    return registry.get(part, entry[part]) if part in ("encoder", "fusion", "adaptation") else None
+
+
+def _get(entry: dict, dotted: str):
+    node = entry
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
 
 
 def component_space(kind: str, entry: dict, registry) -> dict:

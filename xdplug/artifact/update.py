@@ -30,6 +30,7 @@ from ..errors import STORAGE_ERRNOS, ArtifactError, DataError, XdplugError, stor
 from ..evaluation import rank_users
 from ..metrics import topk_metrics
 from ..model.batches import UserBatches
+from ..options import Float, Int
 from ..paths import check_writable
 from ..model.strategy import TrainingConfig, build_strategy, model_class
 from ..plugins import get_plugins
@@ -226,6 +227,16 @@ def _new_item_texts(encoder, texts: list[str], extras: dict, device) -> torch.Te
     return torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32))
 
 
+#: the numbers an update takes (``xdplug update --epochs/--holdout/--seed/--learning-rate/--replay``)
+UPDATE_OPTIONS = {
+    "epochs": Int(3, 1, 100_000),
+    "holdout": Float(0.1, 0, 1, high_open=True, help="0: nothing held out, no validation"),
+    "seed": Int(0, 0, 2**32 - 1),
+    "learning_rate": Float(None, 0, 10, low_open=True, help="None: the strategy's learning rate"),
+    "replay": Float(1.0, 0, 1000),
+}
+
+
 def update_artifact(path: str | Path, interactions: str | Path, items: str | Path | None = None,
                     out: str | Path | None = None, epochs: int = 3, holdout: float = 0.1, seed: int = 0,
                     learning_rate: float | None = None, replay: float = 1.0, device: str = "cpu",
@@ -242,6 +253,9 @@ def update_artifact(path: str | Path, interactions: str | Path, items: str | Pat
     previous weights when no epoch beats them. Returns a report; the new
     artifact's path is ``report["path"]``.
     """
+    for name, value in (("epochs", epochs), ("holdout", holdout), ("seed", seed), ("learning_rate", learning_rate),
+                        ("replay", replay)):  # before the artifact is loaded
+        UPDATE_OPTIONS[name].check(value, name)
     quiet_recbole_logging()
     started = time.perf_counter()
     src = Path(path).expanduser()
@@ -253,10 +267,6 @@ def update_artifact(path: str | Path, interactions: str | Path, items: str | Pat
     if _closed_form(meta["spec"]):
         raise ArtifactError(f"{src}: {meta['method']!r} is a closed-form item-item strategy (family: ease); it has "
                             "no weights to fine-tune: refit it on the grown data with `xdplug run` (seconds)")
-    if not 0 <= holdout < 1:
-        raise XdplugError(f"holdout must be a fraction in [0, 1), got {holdout!r}")
-    if epochs < 1:
-        raise XdplugError(f"epochs must be at least 1, got {epochs!r}")
     if out:  # before any training: an existing -o is never overwritten
         check_replaceable(out, overwrite=False)
     # where the new version goes must be writable: known now, not after the fine-tuning

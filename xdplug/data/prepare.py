@@ -135,6 +135,32 @@ def _split_counts(total: int, ratios: list[float]) -> list[int]:
     return cnt
 
 
+def min_user_size(ratios: list[float]) -> int:
+    """The fewest interactions that give a user a row in every part of the split."""
+    total = sum(ratios)
+    ratios = [r / total for r in ratios]
+    return next((n for n in range(len(ratios), 10_000) if min(_split_counts(n, ratios)) > 0), 10_000)
+
+
+def check_split_parts(valid: pd.DataFrame, test: pd.DataFrame, per_user: np.ndarray, protocol: dict,
+                      origin: str) -> None:
+    """A DataError when the validation or test part is empty (no metric could be computed).
+
+    It happens when no target user has enough interactions (``min_user_inter`` 0, 1 or 2 lets
+    users with one or two interactions through; they are trained on, never tested).
+    """
+    for part, rows in (("validation", valid), ("test", test)):
+        if len(rows):
+            continue
+        need = min_user_size(protocol["split"])
+        raise DataError(
+            f"the target split has no {part} interaction, so no method could be {part.replace('ion', 'ed')}: a "
+            f"user needs at least {need} interactions to get train, validation and test items under split "
+            f"{list(protocol['split'])}, and the most any target user has is {int(per_user.max(initial=0))}; "
+            f"set dataset.protocol.min_user_inter to {need} or more (default 5), or add interactions",
+            origin, "dataset.protocol.min_user_inter")
+
+
 def split_rows(users: np.ndarray, timestamps: np.ndarray, ratios: list[float], order: str,
                seed: int) -> list[np.ndarray]:
     """Per-user ratio split, RecBole 1.2.1's ``Dataset.build`` (``RS``, ``group_by: user``) on arrays.
@@ -255,9 +281,9 @@ def prepare_domains(raw: RawDomains, dataset_cfg: dict, seed: int, workdir: Path
     warnings: list[str] = []
     raw, item_rows_dropped = _dedupe_item_tables(raw, warnings)
     template = dataset_cfg["text_template"]
-    # a template the user wrote must name real fields; the default one may name fields the data lacks
+    # every placeholder must name a real field, whoever wrote the template (the default one too)
     check_template_fields(template, [raw.source.items, raw.target.items], raw.text_fields,
-                          strict=template != DEFAULTS["dataset"]["text_template"])
+                          default=DEFAULTS["dataset"]["text_template"])
     protocol = dataset_cfg["protocol"]
     align = dataset_cfg.get("align", "auto")
     align_users = raw.align_users if align == "auto" else None
@@ -305,7 +331,13 @@ def prepare_domains(raw: RawDomains, dataset_cfg: dict, seed: int, workdir: Path
     t_users, t_user = _sorted_codes(target["user_key"])
     t_items, t_item = _sorted_codes(target["item_key"])
     split_in = pd.DataFrame({"user": t_user, "item": t_item, "timestamp": target["timestamp"]})
+    target_origin = raw.target.origin or f"target domain {raw.target.name!r}"
+    if len(t_items) < 2:  # every user has seen the one item: nothing to rank, nothing to sample
+        raise DataError(f"the target domain has {len(t_items)} item after filtering; ranking needs at least 2 items "
+                        "(a user's held-out items among the ones they have not seen)", target_origin,
+                        "dataset.protocol")
     train, valid, test = recbole_split(split_in, protocol["split"], protocol["order"], seed)
+    check_split_parts(valid, test, np.bincount(t_user), protocol, target_origin)
 
     cold: set[int] = set()  # target item indices
     cold_cfg = dataset_cfg.get("cold_items")

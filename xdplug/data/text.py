@@ -28,13 +28,13 @@ def template_fields(template: str) -> list[str]:
 
 
 def check_template_fields(template: str, tables: list[pd.DataFrame], fields: dict[str, str],
-                          strict: bool = True) -> None:
+                          default: str | None = None) -> None:
     """A ConfigError when a placeholder names no field of any item table (after the ``fields`` mapping).
 
-    Otherwise its items would silently render without it, or get the fallback text. With
-    ``strict=False`` (the default template, which the user did not write) only a template none of
-    whose placeholders exists is an error. Skipped when no table describes its items at all (then
-    there is no text to render; the low coverage is warned about instead).
+    Otherwise its items would silently render without it (``"Title 0."``), or get the fallback
+    text. The same for every template, the default one (``default``) included: then the error
+    suggests the template without the missing fields. Skipped when no table describes its items
+    at all (then there is no text to render; the low coverage is warned about instead).
     """
     columns = {str(c) for table in tables for c in table.columns} - {"item"}
     if not columns:
@@ -42,17 +42,32 @@ def check_template_fields(template: str, tables: list[pd.DataFrame], fields: dic
     known = columns | {name for name, column in fields.items() if column in columns}
     names = template_fields(template)
     unknown = [name for name in names if fields.get(name, name) not in columns]
-    if unknown and (strict or len(unknown) == len(names)):
+    if unknown:
         import difflib
 
         hints = [f"{{{name}}} -> {{{close[0]}}}" for name in unknown
                  for close in [difflib.get_close_matches(name, sorted(known), n=1)] if close]
+        fix = ""
+        if template == default:  # perhaps written by no one: say how to write one for these data
+            kept = tidy(template, drop=unknown)
+            fix = "; it is the default dataset.text_template: set your own" + (
+                f", e.g. {kept!r}" if template_fields(kept) else "")
         raise ConfigError(
             "dataset.text_template",
             f"unknown item field{'s' if len(unknown) > 1 else ''} {', '.join(f'{{{n}}}' for n in unknown)} in "
             f"{template!r}: no domain's item table has {'them' if len(unknown) > 1 else 'it'} (every item would "
-            f"get the fallback text 'item <id>'); fields that exist: {', '.join(sorted(known))}"
-            + (f" (did you mean {'; '.join(hints)}?)" if hints else ""))
+            f"get the fallback text 'item <id>' or render without it); fields that exist: {', '.join(sorted(known))}"
+            + (f" (did you mean {'; '.join(hints)}?)" if hints else "") + fix)
+
+
+def tidy(text: str, drop: list[str] = ()) -> str:
+    """``text`` without the placeholders ``drop`` and the decoration they leave ("()", "Genres: .")."""
+    for name in drop:
+        text = text.replace(f"{{{name}}}", "")
+    text = re.sub(r"\(\s*\)", "", text)
+    text = re.sub(r"\s+([.,;:])", r"\1", text)
+    text = re.sub(r"\b[A-Z][a-z]+:\s*\.", "", text)
+    return re.sub(r"\s{2,}", " ", text).strip()
 
 
 def _clean(value) -> str:
@@ -85,12 +100,7 @@ def render_texts(items: pd.DataFrame, template: str, fields: dict[str, str]) -> 
             text = template.format(**values)
         except ValueError as exc:  # e.g. a numeric format spec ("{year:d}") on a text value
             raise ConfigError("dataset.text_template", f"cannot render {template!r}: {exc}") from None
-        # remove decoration left by empty fields: "()", "Genres: ." and doubled spaces
-        text = re.sub(r"\(\s*\)", "", text)
-        text = re.sub(r"\s+([.,;:])", r"\1", text)
-        text = re.sub(r"\b[A-Z][a-z]+:\s*\.", "", text)
-        text = re.sub(r"\s{2,}", " ", text).strip()
-        texts[item] = text
+        texts[item] = tidy(text)  # remove decoration left by empty fields: "()", "Genres: ." and doubled spaces
     return texts, fallback
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..components import DatasetRecipe, Encoder, Fusion
+from ..errors import ConfigError
 from ..options import Int
 from ..data.raw import RawDomain, RawDomains
 
@@ -70,6 +71,17 @@ class SyntheticRecipe(DatasetRecipe):
     defaults = {"n_users": Int(80, 1, 100_000), "n_source_items": Int(60, 1, 100_000),
                 "n_target_items": Int(40, 1, 100_000), "n_shared_items": Int(12, 0, 100_000),
                 "n_shared_users": Int(50, 0, 100_000), "per_user": Int(14, 1, 10_000), "seed": Int(0, 0, 2**32 - 1)}
+
+    def __init__(self, params: dict | None = None, path: str | None = None):
+        super().__init__(params, path)
+        p, where = self.params, path or "dataset.params"
+        if p["n_shared_users"] > p["n_users"]:
+            raise ConfigError(f"{where}.n_shared_users", f"{p['n_shared_users']} shared users cannot exceed n_users "
+                              f"({p['n_users']}, the users of each domain); expected n_shared_users <= n_users")
+        for key in ("n_source_items", "n_target_items"):
+            if p["n_shared_items"] > p[key]:
+                raise ConfigError(f"{where}.n_shared_items", f"{p['n_shared_items']} shared items cannot exceed "
+                                  f"{key} ({p[key]}); expected n_shared_items <= {key}")
 
     def origin(self) -> str:
         return "generated in memory"

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import yaml
 
-from xdplug.api import (Baseline, Bool, Choice, ConfigError, Float, Int, List, NotApplicableError, Option, Str,
+from xdplug.api import (Baseline, Bool, Choice, ConfigError, Float, Int, List, Mapping, NotApplicableError, Str,
                         evaluates_as_code, fit_recbole, literal_value, load_state, quick_metric, rank_split,
                         recbole_data)
 
@@ -84,10 +84,17 @@ TRAINING_OPTIONS = {
     "epochs": Int(None, 1, 100_000),
     "train_batch_size": Int(None, 1, 10_000_000),
     "weight_decay": Float(None, 0, 10),
-    "train_neg_sample_args": Option(None, type=dict, nullable=True),
+    # RecBole's own keys (properties/overall.yaml), checked here: a typo would otherwise surface
+    # mid-run as RecBole's error or a TypeError of torch's clip_grad_norm_
+    "train_neg_sample_args": Mapping(None, {
+        "distribution": Choice("uniform", ["uniform", "popularity"]), "sample_num": Int(1, 1, 10_000),
+        "alpha": Float(1.0, 0, 10), "dynamic": Bool(False), "candidate_num": Int(0, 0, 1_000_000)},
+        required=("distribution",)),
     "stopping_step": Int(None, 1, 100_000),
     "eval_step": Int(None, 1, 100_000),
-    "clip_grad_norm": Option(None, type=dict, nullable=True),
+    "clip_grad_norm": Mapping(None, {  # torch.nn.utils.clip_grad_norm_'s arguments
+        "max_norm": Float(None, 0, 1e9, low_open=True), "norm_type": Float(2.0, 0, 1e9, low_open=True),
+        "error_if_nonfinite": Bool(False), "foreach": Bool(None)}, required=("max_norm",)),
 }
 TRAINING_KEYS = tuple(TRAINING_OPTIONS)
 
