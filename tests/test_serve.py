@@ -510,3 +510,23 @@ def test_the_command_serves_and_reloads_on_sighup(world, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
+def test_a_reload_thread_runs_at_a_lower_priority():
+    from xdplug.serve.holder import RELOAD_NICE, lower_thread_priority
+
+    seen = {}
+
+    def probe():
+        tid = threading.get_native_id()
+        before = os.getpriority(os.PRIO_PROCESS, tid)
+        seen["lowered"] = lower_thread_priority()
+        seen["delta"] = os.getpriority(os.PRIO_PROCESS, tid) - before
+        seen["max"] = before + RELOAD_NICE >= 19
+
+    t = threading.Thread(target=probe)
+    t.start()
+    t.join()
+    assert seen["lowered"] and (seen["delta"] == RELOAD_NICE or seen["max"])
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == os.getpriority(os.PRIO_PROCESS, 0)

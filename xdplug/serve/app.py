@@ -256,7 +256,7 @@ def create_app(artifact, *, loader=None, device: str = "cpu", workers: int = 2, 
         if holder.loading:
             raise HTTPError(503, f"the model is loading ({holder.path}); reload when it serves")
         try:
-            record = await asyncio.to_thread(holder.reload, path)
+            record = await asyncio.wrap_future(holder.start_reload(path))
         except ReloadBusy as exc:
             raise HTTPError(409, str(exc)) from None
         if record["status"] == "refused":
@@ -279,8 +279,7 @@ def create_app(artifact, *, loader=None, device: str = "cpu", workers: int = 2, 
         loop = asyncio.get_running_loop()
         hooked = False
         if handle_sighup and hasattr(signal, "SIGHUP") and threading.current_thread() is threading.main_thread():
-            loop.add_signal_handler(signal.SIGHUP, lambda: threading.Thread(
-                target=_reload_on_signal, args=(holder,), name="xdplug-reload", daemon=True).start())
+            loop.add_signal_handler(signal.SIGHUP, _reload_on_signal, holder)
             hooked = True
         try:
             yield
@@ -313,10 +312,13 @@ async def _not_allowed(request: Request, exc):
 
 
 def _reload_on_signal(holder: ModelHolder) -> None:
+    """SIGHUP: reload the newest version in the background (the outcome goes to the log and /model)."""
     if holder.loading:
         log.warning("SIGHUP ignored: the first model is still loading")
         return
-    try:
-        holder.reload()
-    except ReloadBusy as exc:
-        log.warning("SIGHUP ignored: %s", exc)
+
+    def done(future):
+        if isinstance(future.exception(), ReloadBusy):
+            log.warning("SIGHUP ignored: %s", future.exception())
+
+    holder.start_reload().add_done_callback(done)

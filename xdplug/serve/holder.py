@@ -13,15 +13,21 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
+import sys
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import XdplugError
 
 log = logging.getLogger("xdplug.serve")
+
+#: how much lower a reload thread's CPU priority is than the scoring threads' (Linux nice steps)
+RELOAD_NICE = 10
 
 
 class ReloadBusy(XdplugError):
@@ -81,6 +87,22 @@ def smoke_check(rec, path: Path) -> None:
         raise XdplugError(f"{path}: smoke check failed: recommend(user={users[0]!r}) gave no item with a finite score")
 
 
+def lower_thread_priority(steps: int = RELOAD_NICE) -> bool:
+    """Lower the calling thread's CPU priority (Linux keeps a nice value per thread).
+
+    A reload loads and checks the new model while the old one serves: at a lower priority
+    its work takes the cores only when the scoring threads leave them idle.
+    """
+    if not sys.platform.startswith("linux"):  # elsewhere PRIO_PROCESS with a thread ID names a process
+        return False
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + steps))
+        return True
+    except (AttributeError, OSError):
+        return False
+
+
 class ModelHolder:
     """Holds the served model; loads the first one and swaps in reloaded ones.
 
@@ -129,6 +151,20 @@ class ModelHolder:
                 log.exception("loading failed")
             if self.on_load_failure is not None:
                 self.on_load_failure()
+
+    def start_reload(self, path: str | Path | None = None) -> Future:
+        """:meth:`reload` in a new thread of lower CPU priority; the future holds its record or error."""
+        future: Future = Future()
+
+        def run():
+            lower_thread_priority()
+            try:
+                future.set_result(self.reload(path))
+            except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on the future
+                future.set_exception(exc)
+
+        threading.Thread(target=run, name="xdplug-reload", daemon=True).start()
+        return future
 
     def reload(self, path: str | Path | None = None) -> dict:
         """Load ``path`` (default: the newest version of the served artifact), check it and swap.
