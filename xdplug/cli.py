@@ -210,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_artifacts import add_commands
 
     add_commands(sub)
+    from .serve.command import add_command as add_serve_command
+
+    add_serve_command(sub)
 
     p = sub.add_parser("report", help="(re)write the report of a config from its run store")
     p.add_argument("config")
