@@ -51,7 +51,6 @@ def cmd_components(args) -> int:
 
 def cmd_config_show(args) -> int:
     from .config import config_hash, dump_yaml
-
     from .controls import describe
 
     config = _load(args)
