@@ -50,7 +50,7 @@ def world(tmp_path_factory):
             "train": {"epochs": 10, "learning_rate": 0.01, "stopping_step": 3},
             "evaluation": {"ks": [5, 10], "valid_metric": "ndcg@10", "user_groups": [5, 10]},
             "baselines": [{"baseline": "EASE"}, {"baseline": "BPR", "params": {"epochs": 1}}],
-            "strategies": [STRATEGY]}, registry=registry)
+            "strategies": [STRATEGY], "controls": "none"}, registry=registry)
         data = prepare(registry.get("dataset", "synthetic")({}), config["dataset"], 0)
 
         def ctx(name):

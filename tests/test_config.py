@@ -12,7 +12,7 @@ from xdplug.frozen import thaw
 from xdplug.config import DEFAULTS, SCHEMA, config_hash, load_config
 from xdplug.errors import ConfigError
 
-MINIMAL = {"baselines": [{"baseline": "Pop"}]}
+MINIMAL = {"baselines": [{"baseline": "Pop"}], "controls": "none"}  # the control set: tests/test_control_set.py
 
 STRATEGY = {"name": "s", "encoder": "id", "fusion": "id", "adaptation": "target-only"}
 
@@ -349,6 +349,7 @@ strategies:
   - &base {name: a, encoder: id, fusion: id, adaptation: target-only, params: {model: {dim: 32}}}
   - {<<: *base, name: b}
 baselines: [{baseline: Pop}]
+controls: none
 """
 
 

@@ -229,7 +229,7 @@ def text_artifact(tmp_path_factory, one_torch_thread):
         config = load_config(data={
             "name": "honest", "dataset": {"recipe": "synthetic"}, "seeds": [0], "device": "cpu",
             "train": {"epochs": 1}, "evaluation": {"ks": [10], "valid_metric": "ndcg@10"},
-            "baselines": [{"baseline": "Pop"}], "strategies": [STRATEGY]}, registry=registry)
+            "baselines": [{"baseline": "Pop"}], "strategies": [STRATEGY], "controls": "none"}, registry=registry)
         data = prepare(registry.get("dataset", "synthetic")({}), config["dataset"], 0)
         ctx = FitContext(data=data, seed=0, device=torch.device("cpu"), train=config["train"],
                          evaluation=config["evaluation"], workdir=root / "work")

@@ -47,6 +47,7 @@ def raw_config(tmp_path, **sections) -> dict:
         "train": {"epochs": 1, "batch_size": 256, "eval_batch_size": 512, "stopping_step": 1},
         "baselines": [{"baseline": "Pop"}],
         "strategies": [],
+        "controls": "none",  # the strong control set: tests/test_control_set.py
         "output": {"dir": str(tmp_path / "out" / "{name}")},
     }
     data.update(sections)

@@ -42,7 +42,8 @@ def test_a_quickstart_run_is_logged_to_a_local_file_store(plugin_manager, tmp_pa
 
     uri = (tmp_path / "mlruns").as_uri()  # file:///.../mlruns
     monkeypatch.setenv("XDPLUG_MLFLOW_TRACKING_URI", uri)
-    config = load_config(QUICKSTART, overrides=[f"output.dir={tmp_path / 'out'}"], registry=plugin_manager.registry)
+    config = load_config(QUICKSTART, overrides=[f"output.dir={tmp_path / 'out'}", "controls.trials=0"],
+                         registry=plugin_manager.registry)  # Pop and EASE are controls: untuned here
     paths = run_benchmark(config, plugins=plugin_manager, progress=False, only=["Pop", "EASE"])
     store = RunStore(Path(paths["json"]).parent / "runs.sqlite")
     stored = {r["method"]: r for r in store.runs() if r["method"] in ("Pop", "EASE")}

@@ -90,6 +90,7 @@ def raw_config(tmp_path, out="out", **sections) -> dict:
         "train": {"epochs": 3, "batch_size": 256, "eval_batch_size": 512, "stopping_step": 3},
         "baselines": [{"baseline": "Pop"}, {"baseline": "EASE"}],
         "strategies": [],
+        "controls": "none",  # the strong control set: tests/test_control_set.py
         "output": {"dir": str(tmp_path / out / "{name}")},
     }
     data.update(sections)

@@ -52,9 +52,11 @@ def cmd_components(args) -> int:
 
 def cmd_config_show(args) -> int:
     from .config import config_hash, dump_yaml
+    from .controls import describe
 
     config = _load(args)
     print(f"# config hash: {config_hash(config)}")
+    print(f"# {describe(config)}")  # the expansion itself is in baselines (entries marked control)
     print(dump_yaml(config), end="")
     return 0
 

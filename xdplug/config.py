@@ -26,10 +26,12 @@ import string
 
 import yaml
 
+from . import controls as _controls
 from .configfile import dump_yaml, load_yaml, read_yaml, unaliased, yaml_error  # noqa: F401 - dump_yaml: config API
 from .errors import ConfigError
 from .frozen import freeze
 from .metrics import parse_metric, parse_tuning_metric  # noqa: F401 - parse_metric is part of the config API
+from .names import default_baseline_name, default_strategy_name  # noqa: F401 - part of the config API
 from .options import Float, Int, List, Option
 from .spaces import check_space
 
@@ -90,6 +92,7 @@ SCHEMA: dict[str, Any] = {
         "pooled": bool,
         "params": ("map", None),
         "tuning": _TUNING,
+        "control": ("choice", ["strong"]),
     }),
     "strategies": ("list", {
         "name": str,
@@ -114,6 +117,7 @@ SCHEMA: dict[str, Any] = {
         "gpus_per_task": Float(None, 0, 1024, low_open=True),
     },
     "tuning": {**_TUNING, "storage": str},
+    "controls": {"set": ("choice", list(_controls.SETS)), "trials": Int(None, 0, 100_000)},
 }
 
 #: a run name becomes a folder and file names: a safe slug
@@ -162,6 +166,8 @@ DEFAULTS: dict[str, Any] = {
     "executor": {"kind": "local", "workers": 0, "max_retries": 0, "cpus_per_task": 1, "gpus_per_task": 1},
     # no tuning unless asked for (see xdplug.tuning)
     "tuning": {},
+    # the strong controls wherever a config has a strategy (xdplug.controls)
+    "controls": {"set": "auto"},
 }
 
 # keys that do not change results: left out of the hash
@@ -318,12 +324,15 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple | M
     sees the config that runs. The returned config refuses mutation (:mod:`xdplug.frozen`).
     """
     source = str(path) if path else None
-    layer = read_yaml(path) if path else unaliased(dict(data or {}))
+    layer = _controls.normalise(read_yaml(path) if path else unaliased(dict(data or {})))
     _check(layer, SCHEMA, "", source)
     config = deep_merge(DEFAULTS, layer)
     for parts, value in _overrides(overrides):
         apply_override(config, parts, value)
-    _check(config, SCHEMA, "", source if not overrides else f"{source or 'config'} (with --set)")
+    shown = source if not overrides else f"{source or 'config'} (with --set)"
+    config = _controls.normalise(config)
+    _check(config, SCHEMA, "", shown)
+    config = _controls.expand(config, shown)  # the control set's entries join the baselines
     validate(config, registry, source)
     return freeze(config)  # validated once; read-only from here (thaw() builds a variant)
 
@@ -332,14 +341,6 @@ def method_names(config: dict) -> list[str]:
     names = [b.get("name") or default_baseline_name(b) for b in config["baselines"]]
     names += [s.get("name") or default_strategy_name(s) for s in config["strategies"]]
     return names
-
-
-def default_baseline_name(entry: dict) -> str:
-    return entry.get("baseline", "?") + (" (pooled)" if entry.get("pooled") else "")
-
-
-def default_strategy_name(entry: dict) -> str:
-    return "{}+{}+{}".format(entry.get("encoder", "?"), entry.get("fusion", "?"), entry.get("adaptation", "?"))
 
 
 def validate(config: dict, registry=None, source: str | None = None) -> None:

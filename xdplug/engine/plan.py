@@ -50,8 +50,7 @@ def expand(config: dict, registry=None) -> list[RunSpec]:
             for i, entry in enumerate(config[key]):
                 name = entry.get("name") or (default_baseline_name(entry) if kind == "baseline"
                                              else default_strategy_name(entry))
-                body = {"shared": shared, "seed": seed, "kind": kind, "entry":
-                        {k: v for k, v in entry.items() if k not in ("name", "tuning")}}
+                body = {"shared": shared, "seed": seed, "kind": kind, "entry": run_entry(entry)}
                 tuned = tuning_identity(config, kind, entry, registry, f"{key}[{i}]")
                 if tuned is not None:  # a tuned method's runs depend on its search
                     body["tuning"] = tuned
@@ -59,6 +58,12 @@ def expand(config: dict, registry=None) -> list[RunSpec]:
                 run_id = hashlib.sha256(identity.encode()).hexdigest()[:16]
                 specs.append(RunSpec(run_id, name, kind, seed, entry, f"{key}[{i}]"))
     return specs
+
+
+def run_entry(entry: dict) -> dict:
+    """What of a method's entry changes its result: not its name, its tuning block (hashed apart) or
+    its ``control`` mark (a control runs exactly what the same hand-written entry runs)."""
+    return {k: v for k, v in entry.items() if k not in ("name", "tuning", "control")}
 
 
 def tuning_identity(config: dict, kind: str, entry: dict, registry=None, path: str = "") -> dict | None:

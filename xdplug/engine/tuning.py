@@ -179,7 +179,7 @@ def study_name(config: dict, mt: MethodTuning) -> str:
     identity = canonical_json({
         "shared": {k: config[k] for k in ("dataset", "train", "evaluation")},
         "seed": config["seeds"][0], "kind": mt.kind,
-        "entry": {k: v for k, v in mt.entry.items() if k not in ("name", "tuning")},
+        "entry": {k: v for k, v in mt.entry.items() if k not in ("name", "tuning", "control")},
         **{k: v for k, v in mt.identity().items() if k != "trials"},
     })
     return f"{mt.method}-{hashlib.sha256(identity.encode()).hexdigest()[:12]}"

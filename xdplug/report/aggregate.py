@@ -279,6 +279,16 @@ class ReportContext:
     def by_method(self) -> dict[str, MethodSummary]:
         return {s.method: s for s in self.summaries}
 
+    @property
+    def controls(self) -> list[str]:
+        """The methods the config's control set added (``controls: strong``), in config order."""
+        from ..controls import control_methods
+
+        return control_methods(self.data.get("config") or {})
+
+    def is_control(self, method: str) -> bool:
+        return method in self.controls
+
     def slice_size(self, label: str) -> float | None:
         """Mean number of users in a slice over every finished run (the evaluators' ``n_users|<label>``)."""
         key = self.groups.counts.get(label)

@@ -12,6 +12,7 @@ from collections.abc import Collection
 import xdplug.report.tables as t
 from .aggregate import LEARNING_FLAG, LEARNING_MARKER, MARKERS, ReportContext, evaluator_tables
 from .blocks import Block, Bullets, Code, Details, FigureRef, Heading, Paragraph
+from .edges import EDGE_TOLERANCE, describe_flag, tuning_edges
 from .figures import curve_methods, primary_caption
 from .verdict import Verdict
 
@@ -252,9 +253,17 @@ def _tuning(ctx: ReportContext, figures: Collection[str]) -> list[Block]:
         Heading(2, "Tuning"),
         Paragraph("Hyper-parameters chosen on the validation split; the test split was not used. "
                   f"Search: \"still improving\" when the best validation value was first reached within the "
-                  f"last {t.CONVERGED_TAIL:.0%} of the trials (more trials may find better values)."),
+                  f"last {t.CONVERGED_TAIL:.0%} of the trials (more trials may find better values). "
+                  f"At the edge of its range: a chosen value within {EDGE_TOLERANCE:.0%} of its range's width "
+                  "from a bound (on the log axis for log-scaled ranges; a bound of 0 on a linear range and "
+                  "booleans are not flagged): the optimum may lie outside the space, so widen it."),
         t.tuning_summary_table(ctx),
     ]
+    edges = tuning_edges(tuning)
+    if edges:
+        blocks.append(Paragraph(f"{len(edges)} tuned method(s) chose a value at the edge of its search range: "
+                                + "; ".join(f"{m}: " + ", ".join(describe_flag(f) for f in flags)
+                                            for m, flags in edges.items()) + "."))
     for method, tu in tuning.items():
         tu = tu or {}
         blocks += _figures([f"tuning:{method}"], figures)

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from .aggregate import ReportContext, Stat, as_float, is_learning_flag, note_parts, short_error
+from .edges import tuning_edges
 
 REPORT_FORMAT = "xdplug-report"
 REPORT_FORMAT_VERSION = 1
@@ -50,6 +51,7 @@ def _run_counts(ctx: ReportContext, s) -> dict[str, Any]:
         "method": s.method,
         "kind": s.kind,
         "is_reference": s.method == ctx.reference,
+        "is_control": ctx.is_control(s.method),
         "n_runs": s.n_runs,
         "n_done": s.n_done,
         "n_failed": s.n_failed,
@@ -132,6 +134,9 @@ def report_json(ctx: ReportContext, verdict: dict, generated_at: str) -> str:
         "name": ctx.data.get("name"),
         "primary_metric": ctx.primary,
         "reference": ctx.reference,
+        # the config's control set (controls: strong) and every tuned value at the edge of its range
+        "controls": ctx.controls,
+        "tuned_at_edge": tuning_edges(ctx.data.get("tuning")),
         "metric_groups": {
             "main": ctx.groups.main,
             "other_accuracy": ctx.groups.other_accuracy,

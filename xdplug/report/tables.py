@@ -25,6 +25,7 @@ from .aggregate import (
     short_error,
 )
 from .blocks import Cell, Table
+from .edges import describe_flag, edge_flags
 
 DASH = "–"
 
@@ -122,8 +123,16 @@ def method_cell(s: MethodSummary) -> str:
     return f"{s.method} {LEARNING_MARKER}" if s.n_not_learned else s.method
 
 
+def kind_label(ctx: ReportContext, s: MethodSummary) -> str:
+    """``baseline (control)`` for a method of the config's control set, else the method's kind."""
+    return f"{s.kind} (control)" if ctx.is_control(s.method) else s.kind
+
+
 def kind_cell(ctx: ReportContext, s: MethodSummary) -> str:
-    return f"{s.kind} (reference)" if s.method == ctx.reference else s.kind
+    label = kind_label(ctx, s)
+    if s.method != ctx.reference:
+        return label
+    return f"{label[:-1]}, reference)" if label.endswith(")") else f"{label} (reference)"
 
 
 def _is_best(value: float | None, best: float | None) -> bool:
@@ -348,7 +357,8 @@ def methods_table(ctx: ReportContext) -> Table:
         spec = next((r.get("spec") for r in s.runs if r.get("spec")), None) or {}
         parts = {k: v for k, v in spec.items() if k not in ("params", "name")}
         components = " + ".join(f"{k}={v}" for k, v in parts.items()) or DASH
-        rows.append([Cell(s.method), Cell(s.kind), Cell(components), Cell(fmt_params(spec.get("params") or {}))])
+        rows.append([Cell(s.method), Cell(kind_label(ctx, s)), Cell(components),
+                     Cell(fmt_params(spec.get("params") or {}))])
     return Table(["Method", "Kind", "Components", "Parameters"], rows)
 
 
@@ -388,12 +398,15 @@ def tuning_summary_table(ctx: ReportContext) -> Table:
         values = [v for tr in t.get("trials") or [] if (v := as_float(tr.get("value"))) is not None]
         maximize = str(t.get("direction", "maximize")).lower() != "minimize"
         best = (max(values) if maximize else min(values)) if values else None
+        flags = edge_flags(t.get("space") or {}, t.get("chosen") or {})
         rows.append([
-            Cell(str(method)), Cell(fmt_value(t.get("budget"))), Cell(str(len(t.get("trials") or []))),
+            Cell(str(method) + (" (control)" if ctx.is_control(str(method)) else "")),
+            Cell(fmt_value(t.get("budget"))), Cell(str(len(t.get("trials") or []))),
             Cell(fmt_num(best)), Cell(convergence(t)), Cell(fmt_params(t.get("chosen"))),
+            Cell("; ".join(describe_flag(f) for f in flags) or DASH),
         ])
-    return Table(["Method", "Budget", "Trials", "Best value", "Search", "Chosen"], rows,
-                 [False, True, True, True, False, False])
+    return Table(["Method", "Budget", "Trials", "Best value", "Search", "Chosen", "At the edge of its range"], rows,
+                 [False, True, True, True, False, False, False])
 
 
 def p_summary(comp: dict | None) -> str:

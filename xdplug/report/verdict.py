@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from .edges import describe_flag, tuning_edges
 from .aggregate import COLD_SLICE, MethodSummary, ReportContext, as_float, best_of_kind, holm_p, is_significant
 from .tables import fmt_pct, fmt_stat, p_summary
 
@@ -28,6 +29,11 @@ class Verdict:
     cold_best_method: str | None = None
     cold_reference: str | None = None
     cold_improvement_pct: float | None = None
+    #: the strongest method of the config's control set (``controls: strong``); the best baseline is
+    #: this control unless another baseline of the config beats it
+    best_control: str | None = None
+    #: the verdict's methods whose tuned values lie at the edge of their search range
+    at_edge: list[str] | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -94,8 +100,12 @@ def make_verdict(ctx: ReportContext) -> Verdict:
         baseline = best_baseline
     strategy = best_of_kind(ranked, "strategy", pm)
     label = "Best baseline" if baseline is best_baseline else "Reference baseline (evaluation.reference)"
+    control = next((s for s in ranked if ctx.is_control(s.method)), None)
+    if baseline is not None and baseline is control:
+        label += " (the strongest control)"
     verdict = Verdict("", best.method, baseline.method if baseline else None,
                       strategy.method if strategy else None, pm)
+    verdict.best_control = control.method if control else None
 
     sentences = [f"Best method: {best.method} ({_value(ctx, best)})."]
     if baseline is None:
@@ -145,7 +155,22 @@ def make_verdict(ctx: ReportContext) -> Verdict:
                 + (f"; the difference is {sig_word}." if tested else ".")
             )
             sentences.append(f"Transfer does not pay off here: stay with {baseline.method}.")
+    if control is not None and baseline is not None and baseline is not control:
+        sentences.append(f"The strongest control is {control.method} ({_value(ctx, control)}).")
     cold = _cold_items(ctx, verdict)
-    verdict.text = " ".join(sentences + ([cold] if cold else [])) + tail
+    edge = _at_edge(ctx, verdict, [baseline, control, strategy])
+    verdict.text = " ".join(sentences + ([cold] if cold else []) + ([edge] if edge else [])) + tail
     return verdict
+
+
+def _at_edge(ctx: ReportContext, verdict: Verdict, named: list) -> str:
+    """A sentence where a method the verdict names chose a tuned value at the edge of its search range."""
+    edges = tuning_edges(ctx.data.get("tuning"))
+    methods = list(dict.fromkeys(s.method for s in named if s is not None and s.method in edges))
+    if not methods:
+        return ""
+    verdict.at_edge = methods
+    parts = [f"{m} ({', '.join(describe_flag(f) for f in edges[m])})" for m in methods]
+    return ("Tuned at the edge of its search range, so it may be stronger than shown: " + "; ".join(parts)
+            + " (see Tuning).")
 

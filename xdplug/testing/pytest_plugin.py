@@ -124,7 +124,9 @@ def tiny_config(plugin_manager, tmp_path):
 
     Keyword arguments replace or merge into top-level sections
     (``tiny_config(strategies=[...], train={"epochs": 1})``); ``overrides``
-    are ``--set`` strings. Validated against ``plugin_manager``'s registry.
+    are ``--set`` strings. Validated against ``plugin_manager``'s registry. The strong
+    control set is off (``controls: none``): tuning its 14 methods takes minutes, not the
+    seconds a test has; pass ``controls={"set": "strong"}`` to get it.
     """
     from xdplug.config import deep_merge, load_config
 
@@ -137,6 +139,7 @@ def tiny_config(plugin_manager, tmp_path):
             "evaluation": {"ks": [5, 10], "valid_metric": "ndcg@10", "user_groups": [5, 10]},
             "train": {"epochs": 2, "batch_size": 256, "eval_batch_size": 512, "stopping_step": 1},
             "baselines": [{"baseline": "Pop"}],
+            "controls": {"set": "none"},
             "output": {"dir": str(tmp_path / "runs" / "{name}")},
         }
         return load_config(data=deep_merge(base, sections), overrides=list(overrides),

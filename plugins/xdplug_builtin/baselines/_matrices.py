@@ -24,7 +24,7 @@ from xdplug.api import Float
 SOURCE_WEIGHT = Float(None, 0, 1e6, low_open=True,
                       help="pooled only: the value of the source's rows (1 = plain stacking)")
 #: pooled: how much the source's rows count, searched like pooled EASE's
-POOLED_SEARCH_SPACE = {"params.source_weight": {"type": "loguniform", "low": 0.005, "high": 1.0}}
+POOLED_SEARCH_SPACE = {"params.source_weight": {"type": "loguniform", "low": 0.005, "high": 16.0}}
 
 
 @dataclass

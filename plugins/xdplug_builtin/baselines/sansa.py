@@ -118,7 +118,7 @@ class SANSA(Baseline):
         "source_weight": SOURCE_WEIGHT,
     }
     # EASE's space: the sparsity is a budget, not a hyper-parameter to tune
-    search_space = {"params.reg_weight": {"type": "loguniform", "low": 1.0, "high": 1.0e4}}
+    search_space = {"params.reg_weight": {"type": "loguniform", "low": 1.0, "high": 1.0e5}}
 
     def fit(self, ctx, pooled: bool = False):
         p = self.params
