@@ -88,8 +88,7 @@ def expand(config: dict, source: str | None = None) -> dict:
         raise ConfigError("controls.trials", f"{controls['trials']} would tune the controls less than strategy "
                           f"{strategy!r} ({floor} trials); give them at least {floor}, or leave trials out "
                           "(the largest strategy budget)", source)
-    default = floor if config.get("strategies") else (config.get("tuning") or {}).get("trials", 0)
-    trials = controls.get("trials", default)
+    trials = controls.get("trials", max(floor, (config.get("tuning") or {}).get("trials", 0)))
     pooled = config["dataset"].get("align") != "none"  # nothing shared: the pooled model is the target-only one
     wanted = control_entries(name, trials, pooled)
     baselines = list(config.get("baselines") or [])
