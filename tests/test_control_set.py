@@ -73,6 +73,8 @@ def test_budget_follows_the_largest_strategy_budget_and_cannot_undercut_it():
     strategies = [{**STRATEGY, "tuning": {"trials": 12}}, {**STRATEGY, "name": "t"}]
     config = load_config(data={"strategies": strategies, "tuning": {"trials": 4}})
     assert config["controls"]["trials"] == 12
+    untuned = [{**s, "tuning": {"trials": 0}} for s in strategies]  # the global budget still reaches the controls
+    assert load_config(data={"strategies": untuned, "tuning": {"trials": 4}})["controls"]["trials"] == 4
     with pytest.raises(ConfigError) as info:
         load_config(data={"strategies": strategies, "controls": {"set": "strong", "trials": 5}})
     assert "controls.trials: 5 would tune the controls less than strategy 's' (12 trials)" in str(info.value)

@@ -57,7 +57,8 @@ def test_report_marks_controls_and_flags_tuned_values_at_the_edge(tmp_path):
         "runs": [_run("iALS", "baseline", 1, 0.1007), _run("freeze", "strategy", 1, 0.0965),
                  _run("BPR", "baseline", 1, 0.08)],
         "tuning": {
-            "iALS": {"space": {"params.regularization": LOG_REG}, "budget": 2, "chosen": {"params.regularization": 98.0},
+            "iALS": {"space": {"params.regularization": LOG_REG}, "budget": 2,
+                     "chosen": {"params.regularization": 98.0},
                      "trials": [{"number": 0, "value": 0.09, "params": {"params.regularization": 0.5}},
                                 {"number": 1, "value": 0.1, "params": {"params.regularization": 98.0}}]},
             "freeze": {"space": {"params.model.dim": {"type": "categorical", "choices": [32, 64, 128]}}, "budget": 2,

@@ -88,14 +88,15 @@ def expand(config: dict, source: str | None = None) -> dict:
         raise ConfigError("controls.trials", f"{controls['trials']} would tune the controls less than strategy "
                           f"{strategy!r} ({floor} trials); give them at least {floor}, or leave trials out "
                           "(the largest strategy budget)", source)
-    trials = controls.get("trials", floor if config.get("strategies") else (config.get("tuning") or {}).get("trials", 0))
+    trials = controls.get("trials", max(floor, (config.get("tuning") or {}).get("trials", 0)))
     pooled = config["dataset"].get("align") != "none"  # nothing shared: the pooled model is the target-only one
     wanted = control_entries(name, trials, pooled)
     baselines = list(config.get("baselines") or [])
     written = [(i, e) for i, e in enumerate(baselines) if isinstance(e, dict) and "control" in e]
     if written:  # a resolved config loaded again: its control entries must be exactly the set's
         if [e for _, e in written] != wanted:
-            i = next((i for (i, e), w in zip(written, wanted) if e != w), written[min(len(written), len(wanted)) - 1][0])
+            last = written[min(len(written), len(wanted)) - 1][0]  # one entry too many or too few: the end
+            i = next((i for (i, e), w in zip(written, wanted) if e != w), last)
             raise ConfigError(f"baselines[{i}].control", "control entries are written by the `controls` key, not "
                               f"by hand (expected {len(wanted)} entries of controls: {name}, {trials} trials each); "
                               "remove them and set controls.set / controls.trials instead", source)
