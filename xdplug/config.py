@@ -534,7 +534,7 @@ def check_pooling(entry: dict, cls, path: str, source: str | None = None) -> Non
 def validate_components(config: dict, registry, source: str | None = None) -> None:
     """Check every component name against the registry and build each with its options."""
     from .errors import UnknownComponentError
-    from .model.spec import build_strategy
+    from .spec import build_strategy
     from .spaces import validate_space_paths
 
     def get(kind, name, path):

@@ -37,7 +37,7 @@ from ..recbole.compat import quiet_recbole_logging, resolve_device
 from ..store import RunStore
 from ..textcache import TextEmbeddingCache
 from .format import FORMAT, _slug, _write_data, _write_manifest
-from .recommender import _closed_form, export_kind, load_artifact
+from .recommender import export_kind, load_artifact, refitted
 
 logger = logging.getLogger(__name__)
 
@@ -145,8 +145,8 @@ def write_artifact(folder: str | Path, *, kind: str, method: str, entry: dict, s
     folder = Path(folder).expanduser()
     if folder.exists() and not overwrite:
         raise ArtifactError(f"{folder}: already exists; remove it or choose another directory")
-    if kind == "strategy" and _closed_form(entry):
-        # the closed form is deterministic: loading refits it from the stored data (source kept)
+    if kind == "strategy" and refitted(entry, registry):
+        # the family refits deterministically: loading fits it again from the stored data (source kept)
         state, extra_arrays, extras, keep_source, rebuild = {}, {}, {}, True, "refit"
         n_union_users = data.n_target_users
     elif kind == "strategy":

@@ -35,6 +35,7 @@ from ..components import (
     Encoder,
     Evaluator,
     Fusion,
+    ModelFamily,
     resolve_params,
 )
 from ..errors import ConfigError
@@ -53,6 +54,7 @@ __all__ = [
     "check_dataset",
     "check_encoder",
     "check_evaluator",
+    "check_family",
     "check_fusion",
     "make_fit_context",
     "synthetic_catalog",
@@ -306,6 +308,7 @@ def check_adaptation(cls: type, params: dict | None = None, data=None, workdir: 
     if data is None:
         return adaptation
     from ..model.strategy import fit_strategy
+    from ..plugins import make_plugin_manager
     from ..registry import Registry
     from .synthetic import PlainIdEncoder, PlainIdFusion
 
@@ -313,6 +316,8 @@ def check_adaptation(cls: type, params: dict | None = None, data=None, workdir: 
     registry.register_callback("encoder", "contract")(PlainIdEncoder)
     registry.register_callback("fusion", "contract")(PlainIdFusion)
     registry.register_callback("adaptation", "contract")(cls)
+    for family in make_plugin_manager().registry.all("family"):  # the installed families (embedding: built in)
+        registry.register_callback("family", family.plugin)(family.cls)
     entry = {"encoder": "id", "fusion": "id", "adaptation": cls.name,
              "params": {"adaptation": dict(params or {}), "model": {"dim": 16, "batch_users": 64}}}
     with tempfile.TemporaryDirectory(prefix="xdplug-contract-") as tmp:
@@ -327,6 +332,22 @@ def check_adaptation(cls: type, params: dict | None = None, data=None, workdir: 
                     f"{label}: declares uses_target = False but phase {phase['phase']!r} trains on the target")
         _check_scorer(label, scorer, data)
     return scorer
+
+
+# -- model families ---------------------------------------------------------------------
+
+
+def check_family(cls: type, params: dict | None = None):
+    """A model family declares how an artifact restores it and implements ``fit(ctx, strategy)``;
+    its ``search_space`` names its own options (``params.model.OPTION``). Returns an instance."""
+    family = check_component(cls, ModelFamily, params)
+    label = _label(cls)
+    _expect(cls.export in ("state", "refit", None), f"{label}: export must be 'state', 'refit' or None")
+    _expect(_overrides(cls, ModelFamily, "fit"), f"{label}: implement fit(ctx, strategy)")
+    for param in cls.search_space:
+        _expect(param.startswith("params.model.") and param.rpartition(".")[2] in cls.defaults,
+                f"{label}: search_space path {param!r} is not params.model.<one of its options>")
+    return family
 
 
 # -- baselines --------------------------------------------------------------------------
