@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,9 @@ import re
 import yaml
 
 from .errors import ConfigError
+from .data import DEFAULT_TEXT_TEMPLATE
 from .frozen import FrozenDict, FrozenList, freeze, thaw
+from .identity import canonical_json  # noqa: F401 - part of the config API (run IDs, hashes)
 from .metrics import parse_metric, parse_tuning_metric  # noqa: F401 - parse_metric is part of the config API
 from .options import Float, Int, List, Option
 from .spaces import check_space
@@ -129,7 +130,7 @@ DEFAULTS: dict[str, Any] = {
             "split": [0.8, 0.1, 0.1],
             "order": "RO",
         },
-        "text_template": "{title} ({year}). Genres: {genres}.",
+        "text_template": DEFAULT_TEXT_TEMPLATE,
         "align": "auto",
     },
     "seeds": [2022],
@@ -557,10 +558,6 @@ def validate_components(config: dict, registry, source: str | None = None) -> No
             get(kind, entry[kind], f"strategies[{i}].{kind}")
         build_strategy(entry, registry, f"strategies[{i}]")
     validate_space_paths(config, registry, source)
-
-
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def config_hash(config: dict) -> str:
