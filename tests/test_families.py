@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from xdplug.api import Adaptation, ConfigError, Float, ModelFamily, ease, hookimpl
+from xdplug.api import Adaptation, ConfigError, Float, ModelFamily, ease_matrix, hookimpl
 from xdplug.engine.runner import run_benchmark
 
 CORE = Path(__file__).resolve().parents[1] / "xdplug"
@@ -62,8 +62,8 @@ class Blend(Adaptation):
 
     def closed_form(self, problem):
         target, source = problem.target_matrix(), problem.source_matrix()
-        b_t = ease((target.T @ target).toarray(), problem.options["reg_weight"])
-        b_s = ease((source.T @ source).toarray(), problem.options["source_reg_weight"])
+        b_t = ease_matrix((target.T @ target).toarray(), problem.options["reg_weight"])
+        b_s = ease_matrix((source.T @ source).toarray(), problem.options["source_reg_weight"])
         return problem.scorer((1 - self.params["mix"]) * b_t + self.params["mix"] * b_s)
 
 
@@ -157,3 +157,15 @@ def test_grid_tuning_export_and_recommend(family_plugin, tiny_config, tmp_path):
         user = rec.ids["users"][0]
         recs = rec.recommend(user=user, k=3)
         assert len(recs) == 3 and all(r["item"] in rec.ids["items"] for r in recs)
+
+
+def test_the_id_part_comes_from_the_encoder_params_model_id_encoder_names(plugin_manager):
+    from xdplug.spec import resolve_strategy
+
+    entry = {"encoder": "bert", "fusion": "gate", "adaptation": "target-only",
+             "params": {"model": {"id_encoder": "bert"}}}
+    with pytest.raises(ConfigError, match=r"s\.params\.model\.id_encoder: encoder 'bert' gives 'text' vectors; "
+                                           r"the ID part needs an encoder with role 'id'"):
+        resolve_strategy(entry, plugin_manager.registry, "s")
+    entry["params"]["model"]["id_encoder"] = "id"
+    assert resolve_strategy(entry, plugin_manager.registry, "s").options["id_encoder"] == "id"

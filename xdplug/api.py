@@ -41,10 +41,10 @@ from .evaluation import RankingResult, rank_split, rank_users
 from .hookspecs import hookimpl
 from .metrics import METRICS, csr_lists, hit_matrix, mean, metric_matrix, pad_columns, per_user_metrics, quick_metric
 from .model.als import fit_als
-from .model.linear import ItemItemProblem, ease
+from .model.linear import ItemItemProblem, ease_matrix
 from .model.session import TrainingSession
 from .model.sparse_item_item import sparse_ease
-from .model.strategy import fit_transfer
+from .model.strategy import fit_transfer, id_part_encoder
 from .model.transfer import ModelOptions
 from .model.text_table import TextTable
 from .options import Bool, Choice, Float, Int, List, Option, Str
@@ -62,7 +62,8 @@ __all__ = [
     "declared_options", "resolve_params",
     # model families: the base class, a resolved strategy, the transfer model's options and fit (the embedding
     # family's), the item-item family's closed forms (ItemItemProblem) and EASE's solution
-    "ModelFamily", "DEFAULT_FAMILY", "Strategy", "ModelOptions", "fit_transfer", "ItemItemProblem", "ease",
+    "ModelFamily", "DEFAULT_FAMILY", "Strategy", "ModelOptions", "fit_transfer", "id_part_encoder", "ItemItemProblem",
+    "ease_matrix",
     # options
     "Option", "Int", "Float", "Bool", "Str", "Choice", "List",
     # errors

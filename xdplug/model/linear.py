@@ -24,7 +24,7 @@ whose methods are the forms over the target's items:
   the target block and ``reg_weight / w`` on the source block.
 
 A closed form of its own reads ``problem.target_matrix()`` / ``problem.source_matrix()``,
-solves with :func:`ease` and returns ``problem.scorer(b)``.
+solves with :func:`ease_matrix` and returns ``problem.scorer(b)``.
 
 Two terms on top (``bench/user_overlap_study.py`` measured them where users
 overlap): ``filter_rank`` k > 0 adds GF-CF's ideal low-pass filter of the
@@ -76,7 +76,7 @@ DENSE_SVD_ENTRIES = 2_000_000
 ALS_ITERATIONS = 15
 
 
-def ease(gram: np.ndarray, reg: float) -> np.ndarray:
+def ease_matrix(gram: np.ndarray, reg: float) -> np.ndarray:
     """EASE's ``B`` from a Gram matrix and its L2 weight (``diag(B) = 0``)."""
     p = np.linalg.inv(gram + reg * np.eye(len(gram)))
     b = p / -np.diag(p)
@@ -336,7 +336,7 @@ def _fit(ctx, form: str, options: dict, label: str, weight: float | None = None)
                               options, known)
     if form == "target":
         gram_t = _dan_gram(target, target, options.get("user_norm", 0.0))
-        b = _dan_items(ease(gram_t, options["reg_weight"]), target, options.get("item_norm", 0.0))
+        b = _dan_items(ease_matrix(gram_t, options["reg_weight"]), target, options.get("item_norm", 0.0))
         b = _combine(target, b, target, n_items, options, ctx.seed)
         return _with_factors(target, b, target, n_items, options, ctx, known)
     if len(data.shared_items) == 0 and form == "pooled" and len(data.shared_users):
@@ -355,12 +355,12 @@ def _fit(ctx, form: str, options: dict, label: str, weight: float | None = None)
     gram_t = (target.T @ target).toarray()
     gram_s = (source.T @ source).toarray()
     if form == "source":
-        b = ease(gram_s, options["source_reg_weight"])
+        b = ease_matrix(gram_s, options["source_reg_weight"])
     elif form == "prior":
         b = _ease_with_prior(gram_t, options["reg_weight"], weight,
-                             ease(gram_s, options["source_reg_weight"]))
+                             ease_matrix(gram_s, options["source_reg_weight"]))
     else:  # pooled
-        b = _combine(target, ease(gram_t + weight * gram_s, options["reg_weight"]), sp.vstack([target, source]).tocsr(),
+        b = _combine(target, ease_matrix(gram_t + weight * gram_s, options["reg_weight"]), sp.vstack([target, source]).tocsr(),
                      n_items, options, ctx.seed)
     return ItemItemScorer(target, b, known, ctx.device)
 

@@ -115,8 +115,7 @@ def build_model(encoder, fusion, options: dict, registry, data, device: torch.de
         user_rows, n_union_users = default_user_rows(data)
     id_module = None
     if "id" in fusion.uses:
-        id_encoder = encoder if encoder.role == "id" else registry.get("encoder", "id", f"{path}.encoder")(
-            {}, f"{path}.params.encoder")
+        id_encoder = encoder if encoder.role == "id" else id_part_encoder(options, registry, path)
         id_encoder.params["dim"] = id_encoder.params.get("dim") or options["dim"]
         if id_encoder.params["dim"] != options["dim"]:
             raise ConfigError(f"{path}.params.encoder.dim", f"must equal params.model.dim ({options['dim']})")
@@ -132,6 +131,16 @@ def build_model(encoder, fusion, options: dict, registry, data, device: torch.de
     for name, part in (adaptation.model_parts(model) if adaptation is not None else {}).items():
         model.add_module(name, part)
     return model.to(device)
+
+
+def id_part_encoder(options: dict, registry, path: str):
+    """The encoder ``params.model.id_encoder`` names (role ``"id"``), which builds the ID part beside a text encoder."""
+    where = f"{path}.params.model.id_encoder"
+    cls = registry.get("encoder", options["id_encoder"], where)
+    if cls.role != "id":
+        raise ConfigError(where, f"encoder {cls.name!r} gives {cls.role!r} vectors; the ID part needs an encoder "
+                          "with role 'id'")
+    return cls({}, where)
 
 
 class TrainingConfig(NamedTuple):

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..options import Bool, Choice, Float, Int, split_declarations
+from ..options import Bool, Choice, Float, Int, Str, split_declarations
 from .batches import Histories, split_holdout
 from .sampling import Proposal, accidental_hits, amp_dtype, autocast, resolve_loss, sampled_softmax
 
@@ -50,6 +50,9 @@ class ModelOptions:
     }
     _options, defaults = split_declarations({
         "dim": Int(64, 1, 4096),
+        # the encoder (role "id") whose vectors are the ID part where the fusion reads IDs but the
+        # strategy's encoder is a text encoder
+        "id_encoder": Str("id"),
         # auto: full softmax over the trained domain's items up to sampling.SOFTMAX_MAX_ITEMS (20,000)
         # items, sampled_softmax above (shared negatives per batch, logQ-corrected, accidental hits masked)
         "loss": Choice("auto", ["softmax", "sampled_softmax", "bpr", "auto"]),

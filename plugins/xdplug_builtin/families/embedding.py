@@ -7,7 +7,7 @@ default search space and fits it by running the adaptation's schedule.
 
 from __future__ import annotations
 
-from xdplug.api import ModelFamily, ModelOptions, fit_transfer
+from xdplug.api import ModelFamily, ModelOptions, fit_transfer, id_part_encoder
 
 
 class EmbeddingFamily(ModelFamily):
@@ -16,6 +16,10 @@ class EmbeddingFamily(ModelFamily):
     defaults = dict(ModelOptions._options)
     search_space = ModelOptions.search_space
     export = "state"
+
+    def check(self, strategy):
+        if "id" in strategy.fusion.uses and strategy.encoder.role != "id":  # the ID part beside a text encoder
+            id_part_encoder(strategy.options, strategy.registry, strategy.path)
 
     def fit(self, ctx, strategy):
         return fit_transfer(ctx, strategy)
