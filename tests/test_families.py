@@ -135,7 +135,7 @@ def test_grid_tuning_export_and_recommend(family_plugin, tiny_config, tmp_path):
     from xdplug.artifact import export_run, load_artifact
     from xdplug.engine.plan import expand
 
-    config = tiny_config(seeds=[0, 1], strategies=[BLEND, dict(POPULARITY, tuning={"trials": 2})])
+    config = tiny_config(strategies=[BLEND, dict(POPULARITY, tuning={"trials": 2})])
     run_benchmark(config, progress=False)
     from xdplug.store import RunStore
     from xdplug.engine.plan import store_path
@@ -146,10 +146,11 @@ def test_grid_tuning_export_and_recommend(family_plugin, tiny_config, tmp_path):
     finally:
         store.close()
     for method in ("blend-ease", "popularity"):
-        for seed in (0, 1):
-            run = runs[(method, seed)]
-            assert run["status"] == "done", run["error"]
-            assert 0 < run["metrics"]["test"]["ndcg@10"] <= 1
+        run = runs[(method, 0)]
+        assert run["status"] == "done", run["error"]
+        assert 0 < run["metrics"]["test"]["ndcg@10"] <= 1
+    # the tuned family searched its own option (its search_space), and the run stores the value it chose
+    assert 0 <= runs[("popularity", 0)]["spec"]["params"]["model"]["source_weight"] <= 1
     for method in ("blend-ease", "popularity"):
         folder, report = export_run(config, method, seed=0, out=tmp_path / method)
         assert report["reproduction"]["match"] and report["roundtrip"]["topk_match"]
