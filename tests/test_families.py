@@ -170,3 +170,11 @@ def test_the_id_part_comes_from_the_encoder_params_model_id_encoder_names(plugin
         resolve_strategy(entry, plugin_manager.registry, "s")
     entry["params"]["model"]["id_encoder"] = "id"
     assert resolve_strategy(entry, plugin_manager.registry, "s").options["id_encoder"] == "id"
+
+
+def test_the_adaptation_contract_fits_a_closed_form_only_adaptation(synthetic_data):
+    """Blend lists no embedding family: the contract fits it in the first installed family it lists (ease)."""
+    from xdplug.testing import check_adaptation
+
+    scorer = check_adaptation(Blend, {"mix": 0.5}, data=synthetic_data)
+    assert type(scorer).__name__ == "ItemItemScorer"
