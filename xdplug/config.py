@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import json  # noqa: F401
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,13 @@ import re
 import yaml
 
 from .errors import ConfigError
-from .data import DEFAULT_TEXT_TEMPLATE
 from .frozen import FrozenDict, FrozenList, freeze, thaw
-from .identity import canonical_json  # noqa: F401 - part of the config API (run IDs, hashes)
 from .metrics import parse_metric, parse_tuning_metric  # noqa: F401 - parse_metric is part of the config API
 from .options import Float, Int, List, Option
 from .spaces import check_space
+
+from .data import DEFAULT_TEXT_TEMPLATE
+from .identity import canonical_json  # noqa: F401 - part of the config API (run IDs, hashes)
 
 # A schema node is one of: an :class:`~xdplug.options.Option` (type plus range or choices); a
 # type (or tuple of types); ``("list", node)``; ``("choice", values)``; ``("map", None)`` for
