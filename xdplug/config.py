@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
-import json  # noqa: F401
+import json
 from pathlib import Path
 from typing import Any
 
