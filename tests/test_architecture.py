@@ -146,7 +146,7 @@ LAYERS = {  # (progress, npzfile, tasks, names, controls, configfile, serve: mod
     "models": ("model",),
     # the runner writes the report when a grid finishes, the report reads engine.plan's run IDs:
     # one layer (imports inside it are held by the cycle test)
-    "engine and report": ("engine", "store", "report"),
+    "engine": ("engine", "store", "report"),
     "serving": ("artifact", "weights"),
     "entry points": ("cli", "cli_common", "cli_artifacts", "api", "testing", "benchmark", "serve", ""),
 }
