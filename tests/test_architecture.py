@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ast
 import collections
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1] / "xdplug"
@@ -25,14 +27,14 @@ def modules() -> dict[str, Path]:
     return out
 
 
-def imported(name: str, file: Path, mods: dict) -> list[tuple[str, str]]:
-    """``(written, depended on)`` for every import in ``file``, wherever the statement is.
+def imported(name: str, file: Path, mods: dict, tree: ast.AST | None = None) -> list[tuple[str, str]]:
+    """``(written, depended on)`` for every import in ``file`` (or its parsed ``tree``), wherever the statement is.
 
     ``from pkg import name`` depends on ``pkg.name`` where that is a module, else on ``pkg``.
     """
     package = name if file.name == "__init__.py" else name.rpartition(".")[0]
     found = []
-    for node in ast.walk(ast.parse(file.read_text(), str(file))):
+    for node in ast.walk(tree if tree is not None else ast.parse(file.read_text(), str(file))):
         if isinstance(node, ast.Import):
             found += [(alias.name, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -129,3 +131,112 @@ def test_no_module_over_the_line_limit():
 def test_the_cycle_finder_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+# -- the layer order of docs/architecture.md ---------------------------------------------
+
+#: docs/architecture.md's layers, lowest first: a module imports only from its own layer or a lower one
+LAYERS = {  # (progress, npzfile, tasks, names, controls, configfile, serve: modules of other branches, named ahead)
+    "leaves": ("errors", "options", "paths", "tempdirs", "version", "frozen", "identity", "metrics", "progress",
+               "npzfile", "tasks", "names", "controls"),
+    "plugin contract": ("hookspecs", "components", "spec", "spaces", "registry", "plugins"),
+    "data": ("data", "textcache"),
+    "configuration": ("config", "configfile"),
+    "training contract": ("context", "evaluation", "recbole"),
+    "models": ("model",),
+    # the runner writes the report when a grid finishes, the report reads engine.plan's run IDs:
+    # one layer (imports inside it are held by the cycle test)
+    "engine": ("engine", "store", "report"),
+    "serving": ("artifact", "weights"),
+    "entry points": ("cli", "cli_common", "cli_artifacts", "api", "testing", "benchmark", "serve", ""),
+}
+
+
+def layer_of(module: str) -> int:
+    """The index in :data:`LAYERS` of ``xdplug.<first part>`` (``xdplug`` itself: the entry points)."""
+    head = module.split(".")[1] if "." in module else ""
+    for i, heads in enumerate(LAYERS.values()):
+        if head in heads:
+            return i
+    raise AssertionError(f"{module} is in no layer of tests/test_architecture.py LAYERS (and docs/architecture.md)")
+
+
+def runtime_graph() -> dict[str, set[str]]:
+    """:func:`graph` without the imports under ``if TYPE_CHECKING:`` (annotations only, never executed)."""
+    mods = modules()
+    edges: dict[str, set[str]] = collections.defaultdict(set)
+    for name, file in mods.items():
+        tree = ast.parse(file.read_text(), str(file))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and getattr(node.test, "id", getattr(node.test, "attr", None)) == "TYPE_CHECKING":
+                node.body = []
+        for _, target in imported(name, file, mods, tree):
+            while target and target not in mods:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                edges[name].add(target)
+    return edges
+
+
+def test_every_module_has_a_layer():
+    for name in modules():
+        layer_of(name)
+
+
+def test_imports_run_down_the_layers():
+    """Module- and function-level imports alike: a module never imports from a layer above its own."""
+    names = list(LAYERS)
+    upward = [f"{m} ({names[layer_of(m)]}) imports {t} ({names[layer_of(t)]})"
+              for m, targets in sorted(runtime_graph().items()) for t in sorted(targets)
+              if t.startswith("xdplug") and layer_of(t) > layer_of(m)]
+    assert not upward, "imports against the layer order of docs/architecture.md:\n" + "\n".join(upward)
+
+
+def test_the_layer_check_sees_function_level_imports(tmp_path, monkeypatch):
+    """A function-level import upwards counts: the check is not fooled by hiding it in a function."""
+    (tmp_path / "xdplug" / "data").mkdir(parents=True)
+    (tmp_path / "xdplug" / "__init__.py").write_text("")
+    (tmp_path / "xdplug" / "data" / "__init__.py").write_text("")
+    (tmp_path / "xdplug" / "data" / "prepare.py").write_text("def f():\n    from ..config import DEFAULTS\n")
+    (tmp_path / "xdplug" / "config.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                                                   "    from .model import x\n")
+    (tmp_path / "xdplug" / "model.py").write_text("")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path / "xdplug")
+    edges = runtime_graph()
+    assert edges["xdplug.data.prepare"] == {"xdplug.config"} and "xdplug.model" not in edges.get("xdplug.config", ())
+
+
+def test_importing_the_config_imports_no_torch():
+    """``xdplug.config`` (and the registry it validates against) is light: no torch, no RecBole."""
+    code = ("import sys, xdplug.config, xdplug.registry, xdplug.spec; "
+            "print(sorted(m for m in ('torch', 'recbole', 'scipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+#: (module, name) pairs left for now: the report draws the "joint" training phase as a solid line
+#: (a phase label the built-in joint adaptation gives, not a dispatch on a component)
+KNOWN_NAMES = {("xdplug.report.figures", "joint")}
+
+
+def test_the_core_names_no_builtin_adaptation_or_family():
+    """No string in ``xdplug/`` outside docstrings is the name of a built-in adaptation or model family
+    (the default family's name, a default value, aside): the core dispatches on declarations."""
+    from xdplug.components import DEFAULT_FAMILY
+    from xdplug.plugins import make_plugin_manager
+
+    registry = make_plugin_manager().registry
+    names = {e.name for kind in ("adaptation", "family") for e in registry.all(kind)
+             if e.plugin.startswith("builtin-")} - {DEFAULT_FAMILY}
+    assert {"ease", "joint", "l2sp", "target-only", "zero-shot"} <= names
+    found = []
+    for module, file in modules().items():
+        tree = ast.parse(file.read_text(), str(file))
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                      if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                      and node.body and isinstance(node.body[0], ast.Expr)}
+        found += [f"{module}:{node.lineno} {node.value!r}" for node in ast.walk(tree)
+                  if isinstance(node, ast.Constant) and node.value in names and id(node) not in docstrings
+                  and (module, node.value) not in KNOWN_NAMES]
+    assert not found, "built-in component names in the core:\n" + "\n".join(found)

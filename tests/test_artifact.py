@@ -75,7 +75,7 @@ def world(tmp_path_factory):
 def test_closed_form_strategy_cannot_be_fine_tuned(world, tmp_path):
     new = tmp_path / "new.csv"
     new.write_text("user,item\nu0,t1\n")
-    with pytest.raises(ArtifactError, match=r"closed-form item-item strategy \(family: ease\); it has no weights"):
+    with pytest.raises(ArtifactError, match=r"'ease-l2sp' \(family: ease\) is refitted from its data when loaded; it has no weights"):
         update_artifact(world["paths"]["ease-l2sp"], new)
 
 

@@ -79,7 +79,7 @@ def test_components_json(plugin_manager, capsys):
     assert main(["components", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     kinds = {row["kind"] for row in rows}
-    assert kinds == {"encoder", "fusion", "adaptation", "evaluator", "baseline", "dataset"}
+    assert kinds == {"encoder", "fusion", "adaptation", "family", "evaluator", "baseline", "dataset"}
     gate = next(r for r in rows if r["name"] == "gate")
     assert gate == {"name": "gate", "kind": "fusion", "plugin": "builtin-fusions",
                     "description": plugin_manager.registry.entries["fusion"]["gate"].description}

@@ -304,7 +304,7 @@ def test_component_names_are_only_checked_with_a_registry():
      "strategies[0].params.encoder.dimension: unknown option for encoder 'id'; allowed: dim, init_std"),
     ({"adaptation": {"weight": 1}},
      "strategies[0].params.adaptation.weight: unknown option for adaptation 'target-only'; allowed: (none)"),
-    ({"model": {"dimm": 8}}, "strategies[0].params.model.dimm: unknown option for model 'transfer'; allowed: "),
+    ({"model": {"dimm": 8}}, "strategies[0].params.model.dimm: unknown option for family 'embedding'; allowed: "),
     ({"model": {"dim": 8.5}}, "strategies[0].params.model.dim: expected an integer in [1, 4096], got 8.5"),
 ])
 def test_bad_strategy_options(registry, params, expected):

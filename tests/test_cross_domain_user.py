@@ -13,7 +13,7 @@ import torch
 from xdplug.artifact import write_artifact
 from xdplug.artifact.format import copy_data
 from xdplug.artifact.recommender import load_artifact
-from xdplug.model.spec import build_strategy
+from xdplug.spec import build_strategy
 from xdplug.model.strategy import build_model, fit_strategy
 from xdplug.weights import seeded
 

@@ -8,9 +8,9 @@ import types
 from pathlib import Path
 
 import pytest
+import torch
 
 from xdplug.config import DEFAULTS, SCHEMA, _describe
-from xdplug.model.transfer import ModelOptions
 from xdplug.plugins import make_plugin_manager
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,6 +97,22 @@ def test_adaptation_example_runs(doc_plugin, plugin_manager):
 
     doc_plugin("register_adaptations")
     check_adaptation(_registered(plugin_manager, "adaptation", "register_adaptations"))
+
+
+def test_family_example_runs(doc_plugin, plugin_manager, fit_context):
+    """The example family and its adaptation fit a strategy; an adaptation that does not list it is refused."""
+    from xdplug.errors import ConfigError
+    from xdplug.model.strategy import fit_strategy
+    from xdplug.testing import check_family
+
+    doc_plugin("register_families")
+    check_family(_registered(plugin_manager, "family", "register_families"))
+    entry = {"encoder": "id", "fusion": "id", "adaptation": "doc-pooled", "params": {"model": {"family": "doc-popularity"}}}
+    data = fit_context.data
+    scores = fit_strategy(entry, plugin_manager.registry, fit_context).score(torch.arange(3))
+    assert scores.shape == (3, data.n_target_items) and bool((scores[0] == scores[1]).all())
+    with pytest.raises(ConfigError, match="'target-only' does not run in params.model.family: doc-popularity"):
+        fit_strategy(dict(entry, adaptation="target-only"), plugin_manager.registry, fit_context)
 
 
 def test_evaluator_example_runs(doc_plugin, plugin_manager):
@@ -192,9 +208,19 @@ def test_config_keys_are_documented(path, node, default):
     assert meaning, f"{path}: say what it means"
 
 
+def builtin_family_options() -> dict:
+    """``params.model`` option -> its declaration, over the built-in model families."""
+    from xdplug.components import declared_options
+
+    families = [e for e in make_plugin_manager().registry.all("family") if e.plugin.startswith("builtin-")]
+    assert {e.name for e in families} >= {"embedding", "ease"}
+    return {key: option for e in families for key, option in declared_options(e.cls).items()}
+
+
 def test_model_options_are_documented():
     rows = documented_rows()
-    for key, option in ModelOptions._options.items():
+    assert rows["strategies[].params.model.family"][2], "say what params.model.family means"
+    for key, option in builtin_family_options().items():
         path = f"strategies[].params.model.{key}"
         assert path in rows, f"docs/configuration.md needs a row for `{path}`"
         type_, shown_default, meaning = rows[path][:3]
@@ -204,7 +230,7 @@ def test_model_options_are_documented():
 
 def test_no_stale_config_rows():
     known = {path for path, _, _ in schema_keys()}
-    known |= {f"strategies[].params.model.{key}" for key in ModelOptions.defaults}
+    known |= {f"strategies[].params.model.{key}" for key in ["family", *builtin_family_options()]}
     assert set(documented_rows()) <= known
 
 
@@ -224,7 +250,7 @@ def test_authors_guide_covers_the_api():
     for name in testing.__all__:
         if name.endswith("Contract") or name.startswith("check_") and name != "check_component":
             assert f"`{name}" in text, name
-    for base in ("Encoder", "Fusion", "Adaptation", "Evaluator", "Baseline", "DatasetRecipe"):
+    for base in ("Encoder", "Fusion", "Adaptation", "ModelFamily", "Evaluator", "Baseline", "DatasetRecipe"):
         cls = getattr(components, base)
         assert f"`{base}`" in text, base
         for method in vars(cls):

@@ -110,7 +110,8 @@ def test_joint_counts_source_cooccurrences_by_weight(registry, data, tmp_path):
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"adaptation": "dann"}, "strategies[0].adaptation: 'dann' has no closed form in params.model.family: ease"),
+    ({"adaptation": "dann"}, "strategies[0].adaptation: 'dann' does not run in params.model.family: ease (it "
+                             "declares families embedding); adaptations that do: joint, l2sp, target-only, zero-shot"),
     ({"encoder": "bert", "fusion": "gate"}, "strategies[0].encoder: params.model.family: ease is an item-ID model"),
 ])
 def test_family_errors_name_the_key(registry, change, message):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import logging
 import sys
 import textwrap
@@ -12,7 +13,7 @@ import pytest
 
 from xdplug import hookimpl
 from xdplug.cli import main
-from xdplug.components import Adaptation, Baseline, DatasetRecipe, Encoder, Evaluator, Fusion
+from xdplug.components import Adaptation, Baseline, DatasetRecipe, Encoder, Evaluator, Fusion, ModelFamily
 from xdplug.errors import (
     ComponentDefinitionError,
     DuplicateComponentError,
@@ -385,6 +386,29 @@ def test_hook_register_fusions(register_plugin, plugin_manager):
 def test_hook_register_adaptations(register_plugin, plugin_manager):
     cls = type("TestAdaptation", (Adaptation,), {"name": "test-adaptation", "description": "d"})
     _check_register_hook("adaptation", cls, register_plugin, plugin_manager)
+
+
+def test_hook_register_families(register_plugin, plugin_manager):
+    cls = type("TestFamily", (ModelFamily,), {"name": "test-family", "description": "d", "export": "refit"})
+    _check_register_hook("family", cls, register_plugin, plugin_manager)
+    assert {"embedding", "ease"} <= set(plugin_manager.registry.names("family"))
+
+
+@pytest.mark.parametrize("attrs, message", [
+    ({"export": "weights"}, "export must be 'state', 'refit' or None, got 'weights'"),
+    ({"search_space": {"params.family.x": {"type": "uniform", "low": 0, "high": 1}}},
+     "search_space path 'params.family.x' must be params.model.OPTION"),
+])
+def test_family_declarations_are_checked_at_registration(attrs, message):
+    cls = type("BadFamily", (ModelFamily,), {"name": "bad-family", "description": "d", **attrs})
+    with pytest.raises(ComponentDefinitionError, match=re.escape(message)):
+        Registry().register_callback("family", "p")(cls)
+
+
+def test_adaptation_families_are_checked_at_registration():
+    cls = type("BadAdaptation", (Adaptation,), {"name": "bad", "description": "d", "families": "ease"})
+    with pytest.raises(ComponentDefinitionError, match="families must be a non-empty set of model family names"):
+        Registry().register_callback("adaptation", "p")(cls)
 
 
 def test_hook_register_evaluators(register_plugin, plugin_manager):

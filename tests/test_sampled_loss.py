@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from xdplug.errors import ConfigError
 from xdplug.model import sampling, transfer
 from xdplug.model.sampling import Proposal, accidental_hits, amp_dtype, resolve_loss, sampled_softmax
-from xdplug.model.spec import build_strategy
+from xdplug.spec import build_strategy
 from xdplug.model.strategy import build_model
 from xdplug.model.transfer import scored_columns
 from xdplug.weights import seeded

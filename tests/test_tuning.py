@@ -175,9 +175,10 @@ def test_default_spaces_are_documented_and_valid(plugin_manager):
     registry = plugin_manager.registry
     # the spaces the components declare (search_space, pooled_search_space, closed_form_search_space)
     spaces = default_spaces(registry, plugins=lambda name: name.startswith("builtin-"))
-    DEFAULT_SPACES = {k: v for k, v in spaces.items() if k not in ("pooled", "ease")}
-    POOLED_SPACES, EASE_FAMILY_SPACES = spaces["pooled"], spaces["ease"]
-    assert documented == dict(DEFAULT_SPACES, pooled=POOLED_SPACES, ease=EASE_FAMILY_SPACES)
+    DEFAULT_SPACES = {k: v for k, v in spaces.items() if k not in ("pooled", "family")}
+    POOLED_SPACES, EASE_FAMILY_SPACES = spaces["pooled"], spaces["family"]["ease"]
+    assert documented == dict(DEFAULT_SPACES, pooled=POOLED_SPACES, family=spaces["family"])
+    assert set(spaces["family"]) == {"embedding", "ease"}
     for adaptation in ("target-only", *EASE_FAMILY_SPACES["adaptation"]):
         ease_entry = {"encoder": "id", "fusion": "id", "adaptation": adaptation,
                       "params": {"model": {"family": "ease"}}}
@@ -199,7 +200,7 @@ def test_default_spaces_are_documented_and_valid(plugin_manager):
                 entry["encoder"] = "bert"
             for param, dist in space.items():
                 assert param_problem("strategy", entry, param, dist, registry) is None, (name, param)
-    for param, dist in DEFAULT_SPACES["model"].items():
+    for param, dist in spaces["family"]["embedding"]["model"].items():
         assert param_problem("strategy", base, param, dist, registry) is None, param
     # every RecBole baseline with hyper-parameters of its own has a default space
     for entry in registry.all("baseline"):

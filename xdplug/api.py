@@ -9,7 +9,7 @@ and ``docs/plugin_hooks.md``::
 Groups:
 
 * hooks: :data:`hookimpl`;
-* component base classes (one per kind) and their option declarations;
+* component base classes (one per kind, model families included) and their option declarations;
 * errors a component raises;
 * training: :class:`FitContext` (what ``Baseline.fit`` gets), :class:`TrainingSession`
   (what ``Adaptation.fit`` gets), RecBole's data and trainer with xdplug's
@@ -26,8 +26,8 @@ Groups:
 
 from __future__ import annotations
 
-from .components import (Adaptation, Baseline, Component, DatasetRecipe, Encoder, Evaluator, Fusion,
-                         declared_options, resolve_params)
+from .components import (DEFAULT_FAMILY, Adaptation, Baseline, Component, DatasetRecipe, Encoder, Evaluator, Fusion,
+                         ModelFamily, Strategy, declared_options, resolve_params)
 from .config import config_hash
 from .context import FitContext
 from .data.catalog import ItemCatalog
@@ -41,8 +41,11 @@ from .evaluation import RankingResult, rank_split, rank_users
 from .hookspecs import hookimpl
 from .metrics import METRICS, csr_lists, hit_matrix, mean, metric_matrix, pad_columns, per_user_metrics, quick_metric
 from .model.als import fit_als
+from .model.linear import ItemItemProblem, ease_matrix
 from .model.session import TrainingSession
 from .model.sparse_item_item import sparse_ease
+from .model.strategy import fit_transfer, id_part_encoder
+from .model.transfer import ModelOptions
 from .model.text_table import TextTable
 from .options import Bool, Choice, Float, Int, List, Mapping, Option, Str
 from .paths import downloads_dir
@@ -57,6 +60,10 @@ __all__ = [
     # hooks and components
     "hookimpl", "Component", "Encoder", "Fusion", "Adaptation", "Evaluator", "Baseline", "DatasetRecipe",
     "declared_options", "resolve_params",
+    # model families: the base class, a resolved strategy, the transfer model's options and fit (the embedding
+    # family's), the item-item family's closed forms (ItemItemProblem) and EASE's solution
+    "ModelFamily", "DEFAULT_FAMILY", "Strategy", "ModelOptions", "fit_transfer", "id_part_encoder", "ItemItemProblem",
+    "ease_matrix",
     # options
     "Option", "Int", "Float", "Bool", "Str", "Choice", "List", "Mapping",
     # errors

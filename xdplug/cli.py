@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_plugins)
 
     p = sub.add_parser("components", help="list registered components")
-    p.add_argument("--kind", choices=["encoder", "fusion", "adaptation", "evaluator", "baseline", "dataset"])
+    p.add_argument("--kind", choices=["encoder", "fusion", "adaptation", "family", "evaluator", "baseline", "dataset"])
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_components)
 

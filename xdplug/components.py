@@ -11,6 +11,7 @@ The engine calls only the methods documented here.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .errors import ConfigError
@@ -25,10 +26,14 @@ if TYPE_CHECKING:  # pragma: no cover - imports for type checkers only
     from .data.raw import RawDomains
     from .evaluation import RankingResult
     from .context import FitContext
+    from .model.linear import ItemItemProblem
     from .model.session import TrainingSession
 
 
-KINDS = ("encoder", "fusion", "adaptation", "evaluator", "baseline", "dataset")
+KINDS = ("encoder", "fusion", "adaptation", "family", "evaluator", "baseline", "dataset")
+
+#: the model family of a strategy whose ``params.model`` names none (and of an adaptation that declares none)
+DEFAULT_FAMILY = "embedding"
 
 
 def resolve_params(cls: type, params: dict | None, path: str) -> dict:
@@ -155,12 +160,22 @@ class Adaptation(Component):
     kind = "adaptation"
     uses_source: ClassVar[bool] = True
     uses_target: ClassVar[bool] = True
-    #: the search space of this adaptation in a closed-form strategy (``params.model.family: ease``),
-    #: where its options act on the Gram-matrix scale; ``search_space`` is the embedding family's
+    #: the model families (``params.model.family``) this adaptation runs in, by name
+    families: ClassVar[frozenset[str]] = frozenset({DEFAULT_FAMILY})
+    #: the search space of this adaptation in a closed-form family (the item-item family), where its
+    #: options act on the Gram-matrix scale; ``search_space`` is the embedding family's
     closed_form_search_space: ClassVar[dict[str, dict]] = {}
+    #: its closed form pools both domains' rows into one Gram matrix (the family's pooled search space applies)
+    closed_form_pooled: ClassVar[bool] = False
 
     def fit(self, session: TrainingSession) -> None:
         """Train ``session.model`` through one or more phases of ``session.train``."""
+        raise NotImplementedError
+
+    def closed_form(self, problem: ItemItemProblem):
+        """Its closed form in a family that solves one: return a scorer from ``problem`` (the item-item
+        family passes an :class:`~xdplug.model.linear.ItemItemProblem`: ``problem.target()``,
+        ``problem.pooled(w)``, or a ``B`` of its own through ``problem.scorer(b)``)."""
         raise NotImplementedError
 
     def model_parts(self, model) -> dict:
@@ -168,6 +183,64 @@ class Adaptation(Component):
         in ``fit`` and stored with the model's weights, so a loaded artifact scores the same.
         ``user_bridge`` is called on target user vectors: ``(model, u, vectors, side) -> u``."""
         return {}
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A strategy resolved against the registry (``xdplug.spec.resolve_strategy``): what its family's
+    ``check`` and ``fit`` get."""
+
+    encoder: Encoder
+    fusion: Fusion
+    adaptation: Adaptation
+    family: ModelFamily
+    #: the family's options (``params.model``), with ``family`` itself
+    options: dict
+    registry: Any
+    #: the config key path of the strategy, for error messages
+    path: str
+
+
+class ModelFamily(Component):
+    """A model family: what a strategy's encoder, fusion and adaptation become, and how it is fitted.
+
+    ``params.model.family`` names the family; the rest of ``params.model`` are its options
+    (``defaults``) and ``search_space`` their default tuning ranges. A strategy runs in a family
+    only where its adaptation lists the family's name in ``Adaptation.families``.
+    """
+
+    kind = "family"
+    #: how an artifact restores a fitted strategy of this family: ``"state"`` (the transfer model's
+    #: weights are stored and loaded into ``model.strategy.build_model``'s model), ``"refit"``
+    #: (training-free and deterministic: fitted again from the stored data at load) or ``None``
+    export: ClassVar[str | None] = None
+
+    def check(self, strategy: Strategy) -> None:
+        """Configuration-time checks of a resolved strategy in this family (nothing is built): raise
+        :class:`ConfigError` naming the key (``strategy.path``) for a combination the family cannot fit."""
+
+    @classmethod
+    def strategy_space(cls, encoder: type, fusion: type, adaptation: type) -> dict:
+        """The default search space of a strategy of this family, from its components' classes: the
+        family's ``search_space`` and each component's."""
+        import copy
+
+        space = copy.deepcopy(cls.search_space)
+        for part in (encoder, fusion, adaptation):
+            space.update(copy.deepcopy(part.search_space))
+        return space
+
+    @classmethod
+    def documented_spaces(cls, adaptations: list) -> dict:
+        """This family's default spaces as ``configs/search_spaces.yaml`` lists them (``adaptations``: the
+        registry's adaptation entries)."""
+        import copy
+
+        return {"model": copy.deepcopy(cls.search_space)}
+
+    def fit(self, ctx: FitContext, strategy: Strategy):
+        """Fit ``strategy`` on ``ctx.data`` and return a scorer (the interface of ``Baseline.fit``'s)."""
+        raise NotImplementedError
 
 
 class Evaluator(Component):

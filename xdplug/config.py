@@ -35,6 +35,9 @@ from .names import default_baseline_name, default_strategy_name  # noqa: F401 - 
 from .options import Float, Int, List, Option
 from .spaces import check_space
 
+from .data import DEFAULT_TEXT_TEMPLATE
+from .identity import canonical_json  # noqa: F401 - part of the config API (run IDs, hashes)
+
 # A schema node is one of: an :class:`~xdplug.options.Option` (type plus range or choices); a
 # type (or tuple of types); ``("list", node)``; ``("choice", values)``; ``("map", None)`` for
 # free-form mappings whose content a component validates; or a dict of key -> node.
@@ -137,7 +140,7 @@ DEFAULTS: dict[str, Any] = {
             "split": [0.8, 0.1, 0.1],
             "order": "RO",
         },
-        "text_template": "{title} ({year}). Genres: {genres}.",
+        "text_template": DEFAULT_TEXT_TEMPLATE,
         "align": "auto",
     },
     "seeds": [2022],
@@ -528,7 +531,7 @@ def check_pooling(entry: dict, cls, path: str, source: str | None = None) -> Non
 def validate_components(config: dict, registry, source: str | None = None) -> None:
     """Check every component name against the registry and build each with its options."""
     from .errors import UnknownComponentError
-    from .model.spec import build_strategy
+    from .spec import build_strategy
     from .spaces import validate_space_paths
 
     def get(kind, name, path):
@@ -552,10 +555,6 @@ def validate_components(config: dict, registry, source: str | None = None) -> No
         encoder, _, _, _ = build_strategy(entry, registry, f"strategies[{i}]")
         encoder.check_files()  # a missing model directory is found now, not when the run reaches it
     validate_space_paths(config, registry, source)
-
-
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def config_hash(config: dict) -> str:

@@ -57,7 +57,8 @@ class UnknownComponentError(XdplugError):
         hint = f" Did you mean {close!r}?" if close else ""
         where = f"{path}: " if path else ""
         listed = ", ".join(self.available) or "(none registered)"
-        super().__init__(f"{where}unknown {kind} {name!r}.{hint} Available {kind}s: {listed}")
+        kinds = f"{kind[:-1]}ies" if kind.endswith("y") else f"{kind}s"
+        super().__init__(f"{where}unknown {kind} {name!r}.{hint} Available {kinds}: {listed}")
 
 
 class DuplicateComponentError(XdplugError):

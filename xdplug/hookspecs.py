@@ -26,7 +26,7 @@ import pluggy
 if TYPE_CHECKING:  # pragma: no cover - imports for type checkers only
     from pathlib import Path
 
-    from .components import Adaptation, Baseline, DatasetRecipe, Encoder, Evaluator, Fusion
+    from .components import Adaptation, Baseline, DatasetRecipe, Encoder, Evaluator, Fusion, ModelFamily
 
 hookspec = pluggy.HookspecMarker("xdplug")
 hookimpl = pluggy.HookimplMarker("xdplug")
@@ -64,9 +64,23 @@ def register_adaptations(register: Callable[[type[Adaptation]], type[Adaptation]
     :param register: call ``register(cls)`` once per :class:`xdplug.api.Adaptation`
         subclass.
 
-    .. note:: ``uses_source`` and ``uses_target`` are bools, not both ``False``.
-       ``search_space`` (embedding family) and ``closed_form_search_space``
-       (``params.model.family: ease``) give its default tuning ranges.
+    .. note:: ``uses_source`` and ``uses_target`` are bools, not both ``False``;
+       ``families`` is a non-empty set of the model family names it runs in.
+       ``search_space`` (the embedding family's) and ``closed_form_search_space``
+       (a closed-form family's, with ``closed_form(problem)``) give its default tuning ranges.
+    """
+
+
+@hookspec
+def register_families(register: Callable[[type[ModelFamily]], type[ModelFamily]]) -> None:
+    """Register model family classes: what a strategy's components become and how it is fitted.
+
+    :param register: call ``register(cls)`` once per :class:`xdplug.api.ModelFamily`
+        subclass; ``cls.name`` is the value of ``params.model.family``.
+
+    .. note:: ``export`` must be ``"state"``, ``"refit"`` or ``None``; ``search_space``
+       paths are ``params.model.OPTION`` of the family's own options. A strategy runs
+       in a family only where its adaptation lists the family in ``families``.
     """
 
 

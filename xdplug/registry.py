@@ -17,6 +17,7 @@ BASE_CLASSES: dict[str, type[components.Component]] = {
     "encoder": components.Encoder,
     "fusion": components.Fusion,
     "adaptation": components.Adaptation,
+    "family": components.ModelFamily,
     "evaluator": components.Evaluator,
     "baseline": components.Baseline,
     "dataset": components.DatasetRecipe,
@@ -26,6 +27,7 @@ HOOK_FOR_KIND = {
     "encoder": "register_encoders",
     "fusion": "register_fusions",
     "adaptation": "register_adaptations",
+    "family": "register_families",
     "evaluator": "register_evaluators",
     "baseline": "register_baselines",
     "dataset": "register_datasets",
@@ -115,6 +117,7 @@ def _check_declarations(cls, plugin: str) -> None:
 CAPABILITIES: dict[str, dict[str, tuple]] = {
     "encoder": {"role": (("text", "id"), "'text' or 'id'")},
     "adaptation": {"uses_source": (bool, "a bool"), "uses_target": (bool, "a bool")},
+    "family": {"export": (("state", "refit", None), "'state', 'refit' or None")},
     "evaluator": {"scope": (("run", "report"), "'run' or 'report'")},
     "baseline": {"needs_shared_ids": (bool, "a bool"), "supports_pooling": (bool, "a bool"),
                  "export": (("state", "refit", None), "'state', 'refit' or None")},
@@ -134,6 +137,10 @@ def _check_capabilities(cls, plugin: str) -> None:
         raise ComponentDefinitionError(f"{label}: uses must be a non-empty set of 'text' and 'id', got {cls.uses!r}")
     if cls.kind == "adaptation" and not (cls.uses_source or cls.uses_target):
         raise ComponentDefinitionError(f"{label}: uses_source and uses_target cannot both be False")
+    if cls.kind == "adaptation" and not (isinstance(cls.families, (set, frozenset)) and cls.families
+                                         and all(isinstance(f, str) for f in cls.families)):
+        raise ComponentDefinitionError(f"{label}: families must be a non-empty set of model family names, "
+                                       f"got {cls.families!r}")
     if cls.kind == "baseline" and cls.export == "state":
         for method in ("export_state", "restore"):
             if getattr(cls, method) is getattr(components.Baseline, method):
@@ -147,7 +154,7 @@ def _check_capabilities(cls, plugin: str) -> None:
         missing = [k for k in cls.p_value_keys if k not in keys]
         if missing:
             raise ComponentDefinitionError(f"{label}: p_value_keys {missing} are not in row_keys")
-    prefix = "params" if cls.kind == "baseline" else f"params.{cls.kind}"
+    prefix = {"baseline": "params", "family": "params.model"}.get(cls.kind, f"params.{cls.kind}")
     for attribute in ("search_space", "pooled_search_space", "closed_form_search_space"):
         space = getattr(cls, attribute, None)
         if space is None:

@@ -15,8 +15,7 @@ import copy
 
 from .components import declared_options
 from .errors import ConfigError
-from .model.linear import CLOSED_FORMS
-from .model.transfer import ModelOptions
+from .spec import family_class
 
 DIST_TYPES = ("loguniform", "uniform", "int", "categorical")
 DIST_KEYS = ("type", "low", "high", "log", "choices")
@@ -90,7 +89,8 @@ def _component_params(kind: str, entry: dict, registry) -> dict[str, dict | None
     if kind == "baseline":
         cls = registry.get("baseline", entry["baseline"])
         return {"params": None if cls.open_params else declared_options(cls)}
-    out = {"params.model": declared_options(ModelOptions)}
+    family = family_class(entry, registry)
+    out = {"params.model": None if family.open_params else declared_options(family)}
     for part in ("encoder", "fusion", "adaptation"):
         cls = registry.get(part, entry[part])
         out[f"params.{part}"] = None if cls.open_params else declared_options(cls)
@@ -152,10 +152,9 @@ def component_space(kind: str, entry: dict, registry) -> dict:
     """The default search space of a method, from what its components declare.
 
     A baseline: its class's ``search_space`` (plus ``pooled_search_space`` when
-    pooled). A strategy: the transfer model's ``search_space`` and each
-    component's; a closed-form strategy (``params.model.family: ease``) the
-    model's and the adaptation's ``closed_form_search_space`` instead (a pooled closed form,
-    ``joint``, the model's ``pooled_closed_form_search_space``).
+    pooled). A strategy: what its model family makes of its components
+    (``ModelFamily.strategy_space``: by default the family's ``search_space`` and
+    each component's).
     """
     if kind == "baseline":
         cls = registry.get("baseline", entry["baseline"])
@@ -163,41 +162,29 @@ def component_space(kind: str, entry: dict, registry) -> dict:
         if entry.get("pooled"):
             space.update(copy.deepcopy(cls.pooled_search_space))
         return space
-    if ((entry.get("params") or {}).get("model") or {}).get("family") == "ease":
-        if CLOSED_FORMS.get(entry["adaptation"]) == "pooled":
-            space = copy.deepcopy(ModelOptions.pooled_closed_form_search_space)
-        else:
-            space = copy.deepcopy(ModelOptions.closed_form_search_space)
-        space.update(copy.deepcopy(registry.get("adaptation", entry["adaptation"]).closed_form_search_space))
-        return space
-    space = copy.deepcopy(ModelOptions.search_space)
-    for part in ("encoder", "fusion", "adaptation"):
-        space.update(copy.deepcopy(registry.get(part, entry[part]).search_space))
-    return space
+    parts = [registry.get(part, entry[part]) for part in ("encoder", "fusion", "adaptation")]
+    return family_class(entry, registry).strategy_space(*parts)
 
 
 def default_spaces(registry, plugins=None) -> dict:
     """Every registered component's default search space, by kind and name (``configs/search_spaces.yaml``).
 
-    ``pooled`` holds the baselines' ``pooled_search_space`` and ``ease`` the closed-form
-    family's (``model``, ``pooled_model`` for joint, and each adaptation's ``closed_form_search_space``). ``plugins``
+    ``pooled`` holds the baselines' ``pooled_search_space`` and ``family`` each model family's
+    (``ModelFamily.documented_spaces``: its ``model`` space and what else it reads). ``plugins``
     (a predicate on a plugin's name) keeps the components of some plugins only.
     """
-    out: dict = {"baseline": {}, "model": copy.deepcopy(ModelOptions.search_space)}
-    out.update({kind: {} for kind in ("adaptation", "fusion", "encoder")})
-    pooled, ease = {}, {"model": copy.deepcopy(ModelOptions.closed_form_search_space),
-                        "pooled_model": copy.deepcopy(ModelOptions.pooled_closed_form_search_space), "adaptation": {}}
+    keep = (lambda item: True) if plugins is None else (lambda item: plugins(item.plugin))
+    out: dict = {kind: {} for kind in ("baseline", "adaptation", "fusion", "encoder")}
+    pooled = {}
     for kind in ("baseline", "adaptation", "fusion", "encoder"):
-        for item in registry.all(kind):
-            if plugins is not None and not plugins(item.plugin):
-                continue
+        for item in filter(keep, registry.all(kind)):
             if item.cls.search_space:
                 out[kind][item.name] = copy.deepcopy(item.cls.search_space)
             if getattr(item.cls, "pooled_search_space", None):
                 pooled[item.name] = copy.deepcopy(item.cls.pooled_search_space)
-            if getattr(item.cls, "closed_form_search_space", None):
-                ease["adaptation"][item.name] = copy.deepcopy(item.cls.closed_form_search_space)
-    return dict(out, pooled=pooled, ease=ease)
+    adaptations = list(filter(keep, registry.all("adaptation")))
+    families = {item.name: item.cls.documented_spaces(adaptations) for item in filter(keep, registry.all("family"))}
+    return dict(out, pooled=pooled, family=families)
 
 
 def validate_space_paths(config: dict, registry, source: str | None = None) -> None:

@@ -37,7 +37,7 @@ from ..recbole.compat import quiet_recbole_logging, resolve_device
 from ..store import RunStore
 from ..textcache import TextEmbeddingCache
 from .format import FORMAT, _slug, _write_data, _write_manifest, check_replaceable
-from .recommender import _closed_form, export_kind, load_artifact
+from .recommender import export_kind, load_artifact, refitted
 
 logger = logging.getLogger(__name__)
 
@@ -143,8 +143,8 @@ def write_artifact(folder: str | Path, *, kind: str, method: str, entry: dict, s
                    extra_meta: dict | None = None, overwrite: bool = False) -> Path:
     """Write an artifact directory (aside, then renamed into place) for a fitted method."""
     folder = check_replaceable(folder, overwrite)
-    if kind == "strategy" and _closed_form(entry):
-        # the closed form is deterministic: loading refits it from the stored data (source kept)
+    if kind == "strategy" and refitted(entry, registry):
+        # the family refits deterministically: loading fits it again from the stored data (source kept)
         state, extra_arrays, extras, keep_source, rebuild = {}, {}, {}, True, "refit"
         n_union_users = data.n_target_users
     elif kind == "strategy":

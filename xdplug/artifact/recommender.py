@@ -22,6 +22,7 @@ from ..context import FitContext
 from ..data.text import normalise_key
 from ..errors import ArtifactError, ConfigError, NotApplicableError, UnknownComponentError, XdplugError
 from ..model.strategy import build_model, build_strategy, fit_strategy
+from ..spec import family_class
 from ..model.text_table import TextTable
 from ..plugins import get_plugins
 from ..recbole.compat import quiet_recbole_logging
@@ -312,7 +313,7 @@ def load_artifact(path: str | Path, device: str | torch.device = "cpu", registry
         check_user_rows(folder, meta, data, arrays, state)
     extras = _torch_load(folder / "extras.pt", device) if (folder / "extras.pt").is_file() else {}
     try:
-        if meta["kind"] == "strategy" and _closed_form(meta["spec"]):
+        if meta["kind"] == "strategy" and refitted(meta["spec"], registry):
             scorer = _closed_form_from_data(meta, registry, data, device)
             return Recommender(folder, meta, data, ids, device, scorer=scorer, extras=extras, arrays=arrays)
         if meta["kind"] == "strategy":
@@ -383,9 +384,10 @@ def _strategy_from_state(meta, registry, data, arrays, state, device, file):
     return model
 
 
-def _closed_form(spec: dict) -> bool:
-    """Is this strategy of the closed-form item-item family (``params.model.family: ease``)?"""
-    return ((spec.get("params") or {}).get("model") or {}).get("family") == "ease"
+def refitted(spec: dict, registry) -> bool:
+    """Does this strategy's family refit it from the stored data at load (``ModelFamily.export``) instead of
+    loading stored weights?"""
+    return family_class(spec, registry).export == "refit"
 
 
 def _closed_form_from_data(meta, registry, data, device):

@@ -33,6 +33,7 @@ from ..model.batches import UserBatches
 from ..options import Float, Int
 from ..paths import check_writable
 from ..model.strategy import TrainingConfig, build_strategy, model_class
+from ..spec import family_name
 from ..plugins import get_plugins
 from ..recbole.compat import quiet_recbole_logging
 from ..recbole.dataset import training_config
@@ -40,7 +41,7 @@ from ..recbole.trainer import fit_recbole
 from ..weights import load_state, rng_kept, seeded
 from .export import write_artifact
 from .format import MANIFEST, check_replaceable, copy_data, next_version_path
-from .recommender import TextTable, _closed_form, build_strategy_model, fit_context, load_artifact
+from .recommender import TextTable, build_strategy_model, fit_context, load_artifact
 
 logger = logging.getLogger(__name__)
 
@@ -264,9 +265,10 @@ def update_artifact(path: str | Path, interactions: str | Path, items: str | Pat
     if meta["kind"] != "strategy":
         raise ArtifactError(f"{src}: update fine-tunes strategies; {meta['method']!r} is a baseline "
                             f"({meta['spec'].get('baseline')}), retrain it with `xdplug run`")
-    if _closed_form(meta["spec"]):
-        raise ArtifactError(f"{src}: {meta['method']!r} is a closed-form item-item strategy (family: ease); it has "
-                            "no weights to fine-tune: refit it on the grown data with `xdplug run` (seconds)")
+    if rec.model is None:  # a family that refits at load (ModelFamily.export = "refit")
+        raise ArtifactError(f"{src}: {meta['method']!r} (family: {family_name(meta['spec'])}) is refitted from its "
+                            "data when loaded; it has no weights to fine-tune: refit it on the grown data with "
+                            "`xdplug run` (seconds)")
     if out:  # before any training: an existing -o is never overwritten
         check_replaceable(out, overwrite=False)
     # where the new version goes must be writable: known now, not after the fine-tuning

@@ -28,13 +28,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..config import DEFAULTS, canonical_json
+from ..identity import canonical_json
 from ..errors import DataError, storage_error
 from ..npzfile import write_npz
 from ..paths import ensure_dir, home_fix, prepared_dir
 from ..tempdirs import MAX_AGE_S
 from ..tempdirs import make as scratch_dir
 from ..tempdirs import sweep as sweep_scratch
+from . import DEFAULT_TEXT_TEMPLATE
 from .raw import RawDomain, RawDomains, dedupe_items, drop_duplicate_interactions, validate_inter
 from .text import check_template_fields, normalise_key, render_texts
 
@@ -283,7 +284,7 @@ def prepare_domains(raw: RawDomains, dataset_cfg: dict, seed: int, workdir: Path
     template = dataset_cfg["text_template"]
     # every placeholder must name a real field, whoever wrote the template (the default one too)
     check_template_fields(template, [raw.source.items, raw.target.items], raw.text_fields,
-                          default=DEFAULTS["dataset"]["text_template"])
+                          default=DEFAULT_TEXT_TEMPLATE)
     protocol = dataset_cfg["protocol"]
     align = dataset_cfg.get("align", "auto")
     align_users = raw.align_users if align == "auto" else None

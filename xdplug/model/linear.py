@@ -1,26 +1,30 @@
-"""Closed-form item-item transfer: the EASE family (``params.model.family: ease``).
+"""Closed forms over item-item matrices: what the item-item family's adaptations solve.
 
 EASE is the strongest single-domain peer on the MovieLens data, and a low-rank
-two-tower model trails it wherever the target has data of its own. This family
-moves source knowledge into EASE's full-rank item-item matrix ``B`` instead,
-each adaptation as a closed form over the target's items:
+two-tower model trails it wherever the target has data of its own. The item-item
+family (a plugin) moves source knowledge into EASE's full-rank item-item matrix
+``B`` instead; each adaptation that runs in it carries a closed form
+(``Adaptation.closed_form(problem)``) over the :class:`ItemItemProblem` below,
+whose methods are the forms over the target's items:
 
-* ``target-only``: EASE on the target's training rows (the EASE baseline);
-* ``zero-shot``: ``B_s``, EASE fitted on the source's rows over the items both
+* ``target()``: EASE on the target's training rows (the EASE baseline);
+* ``source()``: ``B_s``, EASE fitted on the source's rows over the items both
   domains share, scores target users;
-* ``l2sp``: target EASE pulled towards the source's solution,
+* ``with_prior(lambda)``: target EASE pulled towards the source's solution,
   ``min ||X - XB||^2 + reg ||B||^2 + lambda ||B - B_s||^2`` with ``diag(B) = 0``;
   with ``P = (G + (reg + lambda) I)^-1`` and ``C = P (G + lambda B_s)`` the
-  answer is ``B = C - P diag(diag(C) / diag(P))``. ``lambda`` is the adaptation's
-  ``weight`` on the Gram-matrix scale (tens to thousands, not the embedding
-  family's 0.01);
-* ``joint``: one Gram matrix in which each source co-occurrence counts
-  ``source_weight`` times (tuned pooling). Where the domains share items, the
+  answer is ``B = C - P diag(diag(C) / diag(P))``. ``lambda`` lives on the
+  Gram-matrix scale (tens to thousands);
+* ``pooled(w)``: one Gram matrix in which each source co-occurrence counts
+  ``w`` times (tuned pooling). Where the domains share items, the
   source's rows over the shared items; where they share only users, the pooled
   matrix of the pooled baselines (``recbole.dataset.pooled_matrix``: each
   target user's row gets their source items as extra columns), so with
-  ``source_weight`` w it is pooled EASE with that weight: L2 ``reg_weight`` on
+  weight w it is pooled EASE with that weight: L2 ``reg_weight`` on
   the target block and ``reg_weight / w`` on the source block.
+
+A closed form of its own reads ``problem.target_matrix()`` / ``problem.source_matrix()``,
+solves with :func:`ease_matrix` and returns ``problem.scorer(b)``.
 
 Two terms on top (``bench/user_overlap_study.py`` measured them where users
 overlap): ``filter_rank`` k > 0 adds GF-CF's ideal low-pass filter of the
@@ -48,10 +52,10 @@ co-occurring items (EASE itself when ``neighbors`` >= items - 1), a sparse ``B``
 ``neighbors`` entries per column; l2sp pulls each such regression towards the source's
 sparse solution, and the low-pass filter stays a rank-k factor pair (``O(items x rank)``).
 
-Other adaptations (fine-tuning, adversarial, MMD, CORAL, consistency) shape
-embeddings while they train; a closed form has neither, so they are rejected by
-name. The family needs shared items or shared users to use the source, and
-item IDs only: an item without interactions in either domain gets no score.
+Adaptations that shape embeddings while they train (fine-tuning, adversarial, MMD,
+CORAL, consistency) have no closed form: they do not list the family. The forms need
+shared items or shared users to use the source, and item IDs only: an item without
+interactions in either domain gets no score.
 """
 
 from __future__ import annotations
@@ -64,8 +68,6 @@ from ..errors import ConfigError, NotApplicableError
 from .als import fit_als
 from .sparse_item_item import SparseItemItemScorer, scores_std, sparse_ease
 
-#: adaptation name -> what its closed form does
-CLOSED_FORMS = {"target-only": "target", "zero-shot": "source", "l2sp": "prior", "joint": "pooled"}
 #: dense item-item matrices above this many items need more memory than a laptop has
 MAX_ITEMS = 20_000
 #: the low-pass filter's SVD is exact (dense) up to this many matrix entries, randomised above
@@ -74,18 +76,8 @@ DENSE_SVD_ENTRIES = 2_000_000
 ALS_ITERATIONS = 15
 
 
-def check_family(adaptation_name: str, encoder_role: str, fusion_uses, path: str) -> None:
-    """Configuration-time checks of a ``family: ease`` strategy."""
-    if adaptation_name not in CLOSED_FORMS:
-        raise ConfigError(f"{path}.adaptation", f"{adaptation_name!r} has no closed form in params.model.family: "
-                          f"ease (it shapes embeddings while training); use one of "
-                          f"{', '.join(CLOSED_FORMS)} or family: embedding")
-    if encoder_role != "id" or set(fusion_uses) != {"id"}:
-        raise ConfigError(f"{path}.encoder", "params.model.family: ease is an item-ID model; use encoder: id "
-                          "and fusion: id")
-
-
-def _ease(gram: np.ndarray, reg: float) -> np.ndarray:
+def ease_matrix(gram: np.ndarray, reg: float) -> np.ndarray:
+    """EASE's ``B`` from a Gram matrix and its L2 weight (``diag(B) = 0``)."""
     p = np.linalg.inv(gram + reg * np.eye(len(gram)))
     b = p / -np.diag(p)
     np.fill_diagonal(b, 0.0)
@@ -235,10 +227,6 @@ def _with_factors(x: sp.csr_matrix, b: np.ndarray, raw: sp.csr_matrix, nt: int, 
     return ItemItemScorer(x, b, known, ctx.device, factors=FactorTerm(raw, nt, options, ctx.seed, ctx.device))
 
 
-def _source_weight(adaptation) -> float:
-    return float(adaptation.params["source_weight"]) / float(adaptation.params["target_weight"])
-
-
 def _row_scale(lengths: np.ndarray, a: float) -> np.ndarray:
     """Each user's source row factor ``(length / median length)^-a`` (0 for an empty row)."""
     med = float(np.median(lengths[lengths > 0])) if (lengths > 0).any() else 1.0
@@ -268,76 +256,125 @@ def _sparse_scorer(ctx, rows, b, r, nt: int, options: dict, known) -> SparseItem
                                 low_rank=(left, right, options["filter_weight"] / std_f))
 
 
-def fit_item_item(ctx, adaptation, options: dict):
-    """The fitted closed form: an ``ItemItemScorer`` (dense ``B``) or a ``SparseItemItemScorer``."""
+class ItemItemProblem:
+    """What an adaptation's closed form gets in the item-item family (``Adaptation.closed_form(problem)``).
+
+    ``ctx`` (the :class:`~xdplug.context.FitContext`), ``options`` (the family's ``params.model``) and
+    ``label`` (the adaptation's name, for messages). The forms the built-in adaptations use are methods;
+    each returns a scorer. A form of its own: the matrices, :func:`ease`, then :meth:`scorer`.
+    """
+
+    def __init__(self, ctx, options: dict, label: str):
+        self.ctx, self.options, self.label = ctx, options, label
+
+    def target(self):
+        """EASE on the target's training rows (with the family's filter, DAN and iALS terms)."""
+        return _fit(self.ctx, "target", self.options, self.label)
+
+    def source(self):
+        """The source's EASE over the items both domains share, scoring target users."""
+        return _fit(self.ctx, "source", self.options, self.label)
+
+    def with_prior(self, weight: float):
+        """Target EASE pulled towards the source's with ``weight`` (lambda, on the Gram-matrix scale)."""
+        return _fit(self.ctx, "prior", self.options, self.label, weight)
+
+    def pooled(self, weight: float):
+        """One Gram matrix in which a source co-occurrence counts ``weight`` times (shared items or users)."""
+        return _fit(self.ctx, "pooled", self.options, self.label, weight)
+
+    def target_matrix(self) -> sp.csr_matrix:
+        """The target's training rows, ``[target users, target items]``."""
+        return self.ctx.data.matrix("target", "train").astype(np.float64).tocsr()
+
+    def source_matrix(self) -> sp.csr_matrix:
+        """The source's training rows over the shared items, ``[source users, target items]`` (columns in
+        target order; items the source lacks stay empty)."""
+        return _source_on_shared_items(self.ctx.data)[0]
+
+    def scorer(self, b: np.ndarray, rows: sp.csr_matrix | None = None, known: np.ndarray | None = None):
+        """The scorer of a dense ``B`` (scores = ``rows`` x ``B``; ``rows`` default the target matrix)."""
+        rows = self.target_matrix() if rows is None else rows
+        known = np.asarray(rows.sum(0)).ravel() > 0 if known is None else known
+        return ItemItemScorer(rows, b, known, self.ctx.device)
+
+
+def _source_on_shared_items(data) -> tuple[sp.csr_matrix, int]:
+    """The source's training rows over the shared items in target columns, and their interaction count."""
+    to_target = np.full(data.n_source_items, -1)
+    to_target[data.shared_items[:, 1]] = data.shared_items[:, 0]
+    s = data.source_train[to_target[data.source_train[:, 1]] >= 0]
+    source = sp.csr_matrix((np.ones(len(s)), (s[:, 0], to_target[s[:, 1]])),
+                           shape=(data.n_source_users, data.n_target_items))
+    return source, len(s)
+
+
+def _fit(ctx, form: str, options: dict, label: str, weight: float | None = None):
+    """One of the four forms: an ``ItemItemScorer`` (dense ``B``) or a ``SparseItemItemScorer``."""
     data = ctx.data
     n_items = data.n_target_items
     sparse = use_sparse(options, n_items)
     k = options.get("neighbors", 200)
-    form = CLOSED_FORMS[adaptation.name]
     if options["filter_rank"] and form not in ("target", "pooled"):
         raise ConfigError("params.model.filter_rank", f"the low-pass filter is a term of target-only and joint; "
-                          f"{adaptation.name!r} has none (set filter_rank: 0)")
+                          f"{label!r} has none (set filter_rank: 0)")
     if options["source_norm"] and form != "pooled":
         raise ConfigError("params.model.source_norm", "weights the source rows of joint's pooled matrix; "
-                          f"{adaptation.name!r} has none (set source_norm: 0)")
+                          f"{label!r} has none (set source_norm: 0)")
     dense_terms = [key for key in ("item_norm", "user_norm", "factor_rank") if options.get(key, 0)]
     if dense_terms and (sparse or (form != "target" and not (form == "pooled" and len(data.shared_items) == 0))):
         key = dense_terms[0]
         raise ConfigError(f"params.model.{key}", "DAN's normalisation and the iALS term are terms of the dense "
-                          f"target-only and of joint where only users are shared; {adaptation.name!r} here has "
+                          f"target-only and of joint where only users are shared; {label!r} here has "
                           f"none (set {key}: 0)")
     target = data.matrix("target", "train").astype(np.float64).tocsr()
     known = np.asarray(target.sum(0)).ravel() > 0
     if sparse:
-        ctx.log(f"closed-form {adaptation.name}: sparse solver, {k} neighbours per item, {n_items} items")
+        ctx.log(f"closed-form {label}: sparse solver, {k} neighbours per item, {n_items} items")
     if form == "target" and sparse:
         return _sparse_scorer(ctx, target, sparse_ease(target, options["reg_weight"], k), target, n_items,
                               options, known)
     if form == "target":
         gram_t = _dan_gram(target, target, options.get("user_norm", 0.0))
-        b = _dan_items(_ease(gram_t, options["reg_weight"]), target, options.get("item_norm", 0.0))
+        b = _dan_items(ease_matrix(gram_t, options["reg_weight"]), target, options.get("item_norm", 0.0))
         b = _combine(target, b, target, n_items, options, ctx.seed)
         return _with_factors(target, b, target, n_items, options, ctx, known)
     if len(data.shared_items) == 0 and form == "pooled" and len(data.shared_users):
-        return _fit_pooled_users(ctx, options, _source_weight(adaptation))
+        return _fit_pooled_users(ctx, options, weight)
     if len(data.shared_items) == 0:
         raise NotApplicableError("params.model.family ease moves the source's item-item structure through items "
                                  "both domains share; these domains share none (joint also works through shared users)")
-    to_target = np.full(data.n_source_items, -1)
-    to_target[data.shared_items[:, 1]] = data.shared_items[:, 0]
-    s = data.source_train[to_target[data.source_train[:, 1]] >= 0]
-    source = sp.csr_matrix((np.ones(len(s)), (s[:, 0], to_target[s[:, 1]])), shape=(data.n_source_users, n_items))
+    source, n_source = _source_on_shared_items(data)
     if options["source_norm"]:
         lengths = np.bincount(data.source_train[:, 0], minlength=data.n_source_users).astype(np.float64)
         source = (sp.diags(_row_scale(lengths, options["source_norm"])) @ source).tocsr()
     known = known | (np.asarray(source.sum(0)).ravel() > 0)
-    ctx.log(f"closed-form {adaptation.name} over {n_items} items ({len(s)} source interactions on shared items)")
+    ctx.log(f"closed-form {label} over {n_items} items ({n_source} source interactions on shared items)")
     if sparse:
-        return _fit_sparse_shared_items(ctx, adaptation, options, form, target, source, known)
+        return _fit_sparse_shared_items(ctx, weight, options, form, target, source, known)
     gram_t = (target.T @ target).toarray()
     gram_s = (source.T @ source).toarray()
     if form == "source":
-        b = _ease(gram_s, options["source_reg_weight"])
+        b = ease_matrix(gram_s, options["source_reg_weight"])
     elif form == "prior":
-        b = _ease_with_prior(gram_t, options["reg_weight"], float(adaptation.params["weight"]),
-                             _ease(gram_s, options["source_reg_weight"]))
+        b = _ease_with_prior(gram_t, options["reg_weight"], weight,
+                             ease_matrix(gram_s, options["source_reg_weight"]))
     else:  # pooled
-        b = _combine(target, _ease(gram_t + _source_weight(adaptation) * gram_s, options["reg_weight"]), sp.vstack([target, source]).tocsr(),
+        b = _combine(target, ease_matrix(gram_t + weight * gram_s, options["reg_weight"]), sp.vstack([target, source]).tocsr(),
                      n_items, options, ctx.seed)
     return ItemItemScorer(target, b, known, ctx.device)
 
 
-def _fit_sparse_shared_items(ctx, adaptation, options, form, target, source, known) -> SparseItemItemScorer:
+def _fit_sparse_shared_items(ctx, weight, options, form, target, source, known) -> SparseItemItemScorer:
     """zero-shot, l2sp and joint over shared items with the sparse solver (the dense forms' analogues)."""
     k, nt = options.get("neighbors", 200), target.shape[1]
     if form == "source":
         return SparseItemItemScorer(target, sparse_ease(source, options["source_reg_weight"], k), known, ctx.device)
     if form == "prior":
         prior = sparse_ease(source, options["source_reg_weight"], k)
-        b = sparse_ease(target, options["reg_weight"], k, prior=prior, prior_weight=float(adaptation.params["weight"]))
+        b = sparse_ease(target, options["reg_weight"], k, prior=prior, prior_weight=weight)
         return SparseItemItemScorer(target, b, known, ctx.device)
-    w = _source_weight(adaptation)  # pooled: a source row scaled by sqrt(w) counts w times in G_t + w G_s
+    w = weight  # pooled: a source row scaled by sqrt(w) counts w times in G_t + w G_s
     b = sparse_ease(sp.vstack([target, np.sqrt(w) * source]).tocsr(), options["reg_weight"], k)
     return _sparse_scorer(ctx, target, b, sp.vstack([target, source]).tocsr(), nt, options, known)
 

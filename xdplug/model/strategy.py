@@ -1,4 +1,9 @@
-"""A transfer strategy = encoder + fusion + adaptation, built from the registries and fitted."""
+"""A transfer strategy = encoder + fusion + adaptation in a model family, built from the registries and fitted.
+
+:func:`fit_strategy` resolves the spec and hands it to its family (``ModelFamily.fit``);
+:func:`fit_transfer` is the transfer model's fit (the embedding family's), :func:`build_model`
+the one place that model is constructed.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +16,11 @@ import torch
 from ..context import FitContext
 from ..errors import ConfigError
 from ..recbole.dataset import training_config
-from .linear import fit_item_item
+from ..spec import build_strategy, resolve_strategy
 from .session import TrainingSession
-from .spec import build_strategy
 
 __all__ = ["StrategyScorer", "TrainingConfig", "build_model", "build_strategy", "check_memory", "fit_strategy",
-           "model_class"]
+           "fit_transfer", "model_class"]
 
 logger = logging.getLogger(__name__)
 
@@ -111,8 +115,7 @@ def build_model(encoder, fusion, options: dict, registry, data, device: torch.de
         user_rows, n_union_users = default_user_rows(data)
     id_module = None
     if "id" in fusion.uses:
-        id_encoder = encoder if encoder.role == "id" else registry.get("encoder", "id", f"{path}.encoder")(
-            {}, f"{path}.params.encoder")
+        id_encoder = encoder if encoder.role == "id" else id_part_encoder(options, registry, path)
         id_encoder.params["dim"] = id_encoder.params.get("dim") or options["dim"]
         if id_encoder.params["dim"] != options["dim"]:
             raise ConfigError(f"{path}.params.encoder.dim", f"must equal params.model.dim ({options['dim']})")
@@ -128,6 +131,16 @@ def build_model(encoder, fusion, options: dict, registry, data, device: torch.de
     for name, part in (adaptation.model_parts(model) if adaptation is not None else {}).items():
         model.add_module(name, part)
     return model.to(device)
+
+
+def id_part_encoder(options: dict, registry, path: str):
+    """The encoder ``params.model.id_encoder`` names (role ``"id"``), which builds the ID part beside a text encoder."""
+    where = f"{path}.params.model.id_encoder"
+    cls = registry.get("encoder", options["id_encoder"], where)
+    if cls.role != "id":
+        raise ConfigError(where, f"encoder {cls.name!r} gives {cls.role!r} vectors; the ID part needs an encoder "
+                          "with role 'id'")
+    return cls({}, where)
 
 
 class TrainingConfig(NamedTuple):
@@ -150,21 +163,29 @@ def _stub_config(device) -> dict:
     return {"USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "NEG_PREFIX": "neg_", "device": device}
 
 
-def fit_strategy(entry: dict, registry, ctx: FitContext, path: str = "strategy") -> StrategyScorer:
+def fit_strategy(entry: dict, registry, ctx: FitContext, path: str = "strategy"):
+    """Fit a strategy entry on ``ctx``: its family's ``fit`` (a scorer)."""
+    strategy = resolve_strategy(entry, registry, path)
+    if strategy.adaptation.uses_source and len(ctx.data.source_train) == 0:
+        raise ConfigError(f"{path}.adaptation", "needs source interactions, but the source domain is empty")
+    return strategy.family.fit(ctx, strategy)
+
+
+def fit_transfer(ctx: FitContext, strategy) -> StrategyScorer:
+    """Build the transfer model of a resolved strategy and train it through the adaptation's ``fit``."""
     from recbole.utils import init_seed
 
-    encoder, fusion, adaptation, options = build_strategy(entry, registry, path)
-    data = ctx.data
-    if adaptation.uses_source and len(data.source_train) == 0:
-        raise ConfigError(f"{path}.adaptation", "needs source interactions, but the source domain is empty")
-    if options["family"] == "ease":
-        return fit_item_item(ctx, adaptation, options)
+    encoder, fusion, adaptation, options = strategy.encoder, strategy.fusion, strategy.adaptation, strategy.options
+    registry, path, data = strategy.registry, strategy.path, ctx.data
     init_seed(ctx.seed, True)
-    check_memory(options, data, 384 if "text" in fusion.uses else 0, "id" in fusion.uses, ctx.device, path)
     rb = TrainingConfig(training_config(ctx, model_class(), {"train_neg_sample_args": None}))
     init_seed(ctx.seed, True)  # where RecBole's Dataset was once loaded: the model's draws stay the same
+    # the text module first: its width, not a guess, goes into the memory check made before the model exists
+    text_module = encoder.build(data.catalog, ctx.device) if "text" in fusion.uses else None
+    check_memory(options, data, text_module.out_dim if text_module is not None else 0, "id" in fusion.uses,
+                 ctx.device, path)
     model = build_model(encoder, fusion, options, registry, data, ctx.device, ctx.seed, rb, path=path,
-                        adaptation=adaptation)
+                        adaptation=adaptation, text_module=text_module)
     session = TrainingSession(ctx, model, rb.config, options, adaptation.uses_source, adaptation.uses_target)
     adaptation.fit(session)
     model.eval()

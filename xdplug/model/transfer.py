@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..options import Bool, Choice, Float, Int, split_declarations
+from ..options import Bool, Choice, Float, Int, Str, split_declarations
 from .batches import Histories, split_holdout
 from .sampling import Proposal, accidental_hits, amp_dtype, autocast, resolve_loss, sampled_softmax
 
@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 
 class ModelOptions:
-    """Options of the transfer model (``strategies[i].params.model``)."""
+    """Options of the transfer model (``strategies[i].params.model`` of the embedding family)."""
 
     kind = "model"
     name = "transfer"
@@ -48,50 +48,11 @@ class ModelOptions:
         "params.model.dim": {"type": "categorical", "choices": [32, 64, 128]},
         "params.model.weight_decay": {"type": "categorical", "choices": [0.0, 1.0e-6, 1.0e-5, 1.0e-4]},
     }
-    #: closed-form strategies (``family: ease``): EASE's own regularisation, target and source
-    closed_form_search_space = {
-        "params.model.reg_weight": {"type": "loguniform", "low": 10.0, "high": 5000.0},
-        "params.model.source_reg_weight": {"type": "loguniform", "low": 10.0, "high": 10000.0},
-    }
-    #: closed forms that pool the domains (``joint``): these replace the above (no source-only EASE to
-    #: regularise); EASE's L2 and the low-pass filter / source-row terms, bench/user_overlap_study.py's ranges
-    pooled_closed_form_search_space = {
-        "params.model.reg_weight": {"type": "loguniform", "low": 8.0, "high": 32768.0},
-        "params.model.filter_rank": {"type": "int", "low": 8, "high": 256, "log": True},
-        "params.model.filter_weight": {"type": "loguniform", "low": 0.05, "high": 3.2},
-        "params.model.source_norm": {"type": "uniform", "low": 0.0, "high": 1.0},
-    }
     _options, defaults = split_declarations({
-        # embedding (this model) or ease (closed-form item-item, model/linear.py)
-        "family": Choice("embedding", ["embedding", "ease"]),
-        "reg_weight": Float(250.0, 0, 1e9, low_open=True),  # ease family: L2 weight of the target's item-item matrix
-        "source_reg_weight": Float(1000.0, 0, 1e9, low_open=True),  # ease family: L2 weight of the source's matrix
-        # ease family, target-only / joint: rank of GF-CF's low-pass filter over the (pooled) training
-        # matrix, added to the EASE scores with filter_weight (both standardised); 0 = off
-        "filter_rank": Int(0, 0, 4096),
-        "filter_weight": Float(0.5, 0, 1e6),
-        # the filter's singular vectors: auto = exact SVD up to 2e6 matrix entries, randomised (seeded)
-        # above; exact = eigenvectors of the item Gram (dense solver only: items x items)
-        "filter_solver": Choice("auto", ["auto", "exact"]),
-        # ease family, joint: each user's source row divided by (its length / median length)^source_norm
-        "source_norm": Float(0.0, 0, 2),
-        # ease family, target-only / joint (dense): DAN's normalisation (Park et al., SIGIR 2025): the Gram
-        # matrix weights each user's row by (its length / median)^-user_norm, and B becomes
-        # D_I^item_norm B D_I^-item_norm (D_I: item degrees; DAN's alpha = 1 - item_norm); 0 = off
-        "item_norm": Float(0.0, 0, 1),
-        "user_norm": Float(0.0, 0, 2),
-        # ease family, target-only / joint (dense): rank of an iALS factor model (the implicit package) over
-        # the (pooled) training matrix, its standardised scores added with factor_weight; 0 = off.
-        # factor_reg: its L2 (implicit's parametrisation), factor_alpha: the confidence of an observed pair
-        "factor_rank": Int(0, 0, 4096),
-        "factor_weight": Float(0.25, 0, 1e6),
-        "factor_reg": Float(1.0, 0, 1e6),
-        "factor_alpha": Float(4.0, 0, 1e6, low_open=True),
-        # ease family: dense item-item solution, or a sparse one (each item regressed on its `neighbors`
-        # strongest co-occurring items, xdplug/model/sparse_item_item.py); auto = dense up to linear.MAX_ITEMS
-        "solver": Choice("auto", ["auto", "dense", "sparse"]),
-        "neighbors": Int(200, 1, 1_000_000),
         "dim": Int(64, 1, 4096),
+        # the encoder (role "id") whose vectors are the ID part where the fusion reads IDs but the
+        # strategy's encoder is a text encoder
+        "id_encoder": Str("id"),
         # auto: full softmax over the trained domain's items up to sampling.SOFTMAX_MAX_ITEMS (20,000)
         # items, sampled_softmax above (shared negatives per batch, logQ-corrected, accidental hits masked)
         "loss": Choice("auto", ["softmax", "sampled_softmax", "bpr", "auto"]),

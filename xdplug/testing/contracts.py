@@ -30,11 +30,13 @@ from typing import Any
 from ..components import (
     Adaptation,
     Baseline,
+    DEFAULT_FAMILY,
     Component,
     DatasetRecipe,
     Encoder,
     Evaluator,
     Fusion,
+    ModelFamily,
     resolve_params,
 )
 from ..errors import ConfigError
@@ -53,6 +55,7 @@ __all__ = [
     "check_dataset",
     "check_encoder",
     "check_evaluator",
+    "check_family",
     "check_fusion",
     "make_fit_context",
     "synthetic_catalog",
@@ -290,22 +293,26 @@ def check_fusion(cls: type, params: dict | None = None, dim: int = 8, n: int = 1
 
 def check_adaptation(cls: type, params: dict | None = None, data=None, workdir: str | Path | None = None,
                      seed: int = 0):
-    """An adaptation declares what it trains on and implements ``fit(session)``.
+    """An adaptation declares what it trains on and the model families it runs in, and implements
+    ``fit(session)`` where it runs in the default (embedding) family.
 
     With ``data`` (a prepared :class:`CrossDomainData`, e.g. the
-    ``synthetic_data`` fixture) it also trains a small strategy
-    ``id + id + <this adaptation>`` for one epoch per phase and checks the
-    phases and the scorer. Returns the scorer (or the instance without data).
+    ``synthetic_data`` fixture) it also fits a small strategy
+    ``id + id + <this adaptation>`` in the default family when it lists it (one epoch per
+    phase; the phases are checked), else in the first family it lists among the installed
+    ones, and checks the scorer. Returns the scorer (or the instance without data).
     """
     adaptation = check_component(cls, Adaptation, params)
     label = _label(cls)
     for flag in ("uses_source", "uses_target"):
         _expect(isinstance(getattr(cls, flag), bool), f"{label}: {flag} must be a bool")
     _expect(cls.uses_source or cls.uses_target, f"{label}: uses_source and uses_target cannot both be False")
-    _expect(_overrides(cls, Adaptation, "fit"), f"{label}: implement fit(session)")
+    families = cls.families  # a set of names: checked when it registers (below, with data)
+    _expect(DEFAULT_FAMILY not in families or _overrides(cls, Adaptation, "fit"), f"{label}: implement fit(session)")
     if data is None:
         return adaptation
     from ..model.strategy import fit_strategy
+    from ..plugins import make_plugin_manager
     from ..registry import Registry
     from .synthetic import PlainIdEncoder, PlainIdFusion
 
@@ -313,11 +320,19 @@ def check_adaptation(cls: type, params: dict | None = None, data=None, workdir: 
     registry.register_callback("encoder", "contract")(PlainIdEncoder)
     registry.register_callback("fusion", "contract")(PlainIdFusion)
     registry.register_callback("adaptation", "contract")(cls)
+    for family in make_plugin_manager().registry.all("family"):  # the installed families (embedding: built in)
+        registry.register_callback("family", family.plugin)(family.cls)
+    family = DEFAULT_FAMILY if DEFAULT_FAMILY in families else min(families & set(registry.names("family")),
+                                                                        default=min(families))
+    model = {"dim": 16, "batch_users": 64} if family == DEFAULT_FAMILY else {"family": family}
     entry = {"encoder": "id", "fusion": "id", "adaptation": cls.name,
-             "params": {"adaptation": dict(params or {}), "model": {"dim": 16, "batch_users": 64}}}
+             "params": {"adaptation": dict(params or {}), "model": model}}
     with tempfile.TemporaryDirectory(prefix="xdplug-contract-") as tmp:
         ctx = make_fit_context(data, workdir or tmp, seed=seed)
         scorer = fit_strategy(entry, registry, ctx, path=f"contract:{cls.name}")
+        if family != DEFAULT_FAMILY:  # a family of its own (a closed form, say): no training phases to check
+            _check_scorer(label, scorer, data)
+            return scorer
         phases = scorer.session.phases
         _expect(phases, f"{label}: fit(session) must train at least one phase through session.train")
         for phase in phases:
@@ -327,6 +342,22 @@ def check_adaptation(cls: type, params: dict | None = None, data=None, workdir: 
                     f"{label}: declares uses_target = False but phase {phase['phase']!r} trains on the target")
         _check_scorer(label, scorer, data)
     return scorer
+
+
+# -- model families ---------------------------------------------------------------------
+
+
+def check_family(cls: type, params: dict | None = None):
+    """A model family declares how an artifact restores it and implements ``fit(ctx, strategy)``;
+    its ``search_space`` names its own options (``params.model.OPTION``). Returns an instance."""
+    family = check_component(cls, ModelFamily, params)
+    label = _label(cls)
+    _expect(cls.export in ("state", "refit", None), f"{label}: export must be 'state', 'refit' or None")
+    _expect(_overrides(cls, ModelFamily, "fit"), f"{label}: implement fit(ctx, strategy)")
+    for param in cls.search_space:
+        _expect(param.startswith("params.model.") and param.rpartition(".")[2] in cls.defaults,
+                f"{label}: search_space path {param!r} is not params.model.<one of its options>")
+    return family
 
 
 # -- baselines --------------------------------------------------------------------------

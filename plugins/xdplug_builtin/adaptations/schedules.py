@@ -1,4 +1,8 @@
-"""Adaptations that are schedules: which domain trains when, and what may change."""
+"""Adaptations that are schedules: which domain trains when, and what may change.
+
+Four of them also run in the item-item family (``params.model.family: ease``) and carry their
+closed form there (``closed_form(problem)``, ``xdplug.api.ItemItemProblem``).
+"""
 
 from __future__ import annotations
 
@@ -6,23 +10,34 @@ import torch
 
 from xdplug.api import Adaptation, Float
 
+#: the transfer model and the closed-form item-item family
+BOTH = frozenset({"embedding", "ease"})
+
 
 class TargetOnly(Adaptation):
     name = "target-only"
     description = "No transfer: train on the target only (the no-transfer control)"
     uses_source = False
+    families = BOTH
 
     def fit(self, session):
         session.train(["target"], phase="target")
+
+    def closed_form(self, problem):
+        return problem.target()  # the EASE baseline
 
 
 class ZeroShot(Adaptation):
     name = "zero-shot"
     description = "Train on the source only, score the target with no target training"
     uses_target = False
+    families = BOTH
 
     def fit(self, session):
         session.train(["source"], phase="source", validate_on="source")
+
+    def closed_form(self, problem):
+        return problem.source()  # the source's EASE over the shared items
 
 
 class Finetune(Adaptation):
@@ -73,6 +88,7 @@ class L2SP(Adaptation):
     search_space = {"params.adaptation.weight": {"type": "loguniform", "low": 1.0e-4, "high": 1.0}}
     #: closed form: the pull towards the source's EASE solution, on the Gram-matrix scale
     closed_form_search_space = {"params.adaptation.weight": {"type": "loguniform", "low": 1.0, "high": 10000.0}}
+    families = BOTH
 
     def fit(self, session):
         session.train(["source"], phase="source", validate_on="source")
@@ -81,6 +97,9 @@ class L2SP(Adaptation):
         session.train(["target"], phase="target",
                       extra_losses=[lambda model, batch: weight * l2sp_penalty(model, anchor)])
 
+    def closed_form(self, problem):
+        return problem.with_prior(float(self.params["weight"]))  # target EASE pulled towards the source's
+
 
 class Joint(Adaptation):
     name = "joint"
@@ -88,9 +107,14 @@ class Joint(Adaptation):
     defaults = {"source_weight": Float(0.5, 0, 1e6), "target_weight": Float(1.0, 0, 1e6)}
     search_space = {"params.adaptation.source_weight": {"type": "uniform", "low": 0.1, "high": 1.0}}
     #: closed form: the source's weight in the pooled Gram matrix (the model's terms of a pooled closed
-    #: form are ModelOptions.pooled_closed_form_search_space)
+    #: form are the item-item family's pooled_search_space)
     closed_form_search_space = {"params.adaptation.source_weight": {"type": "loguniform", "low": 0.01, "high": 16.0}}
+    closed_form_pooled = True
+    families = BOTH
 
     def fit(self, session):
         session.train(["source", "target"], phase="joint",
                       weights={"source": self.params["source_weight"], "target": self.params["target_weight"]})
+
+    def closed_form(self, problem):  # pooled EASE: a source co-occurrence counts source/target weight times
+        return problem.pooled(float(self.params["source_weight"]) / float(self.params["target_weight"]))
