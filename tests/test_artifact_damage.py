@@ -47,7 +47,7 @@ def world(tmp_path_factory):
             "name": "damage", "dataset": {"recipe": "synthetic"}, "seeds": [0], "device": "cpu",
             "train": {"epochs": 2, "learning_rate": 0.01, "stopping_step": 3},
             "evaluation": {"ks": [10], "valid_metric": "ndcg@10"},
-            "baselines": [{"baseline": "EASE"}], "strategies": [STRATEGY]}, registry=registry)
+            "baselines": [{"baseline": "EASE"}], "strategies": [STRATEGY], "controls": "none"}, registry=registry)
         data = prepare(registry.get("dataset", "synthetic")({}), config["dataset"], 0)
         ctx = FitContext(data=data, seed=0, device=torch.device("cpu"), train=config["train"],
                          evaluation=config["evaluation"], workdir=root / "work")

@@ -309,7 +309,7 @@ def load_artifact(path: str | Path, device: str | torch.device = "cpu", registry
     device = torch.device(device)
     state = _torch_load(folder / "weights.pt", device)
     check_weights(folder / "weights.pt", state)
-    if meta["kind"] == "strategy" and not _closed_form(meta["spec"]):
+    if meta["kind"] == "strategy" and not refitted(meta["spec"], registry):
         check_user_rows(folder, meta, data, arrays, state)
     extras = _torch_load(folder / "extras.pt", device) if (folder / "extras.pt").is_file() else {}
     try:
