@@ -421,7 +421,7 @@ def test_reload_under_concurrent_requests_fails_none(world, tmp_path):
         assert seen and seen[0] == 1 and seen[-1] == 2 and seen == sorted(seen), seen[:5]
 
 
-def test_shutdown_waits_for_requests_in_flight(world):
+def test_health_answers_during_scoring_and_shutdown_waits_for_requests_in_flight(world):
     started = threading.Event()
 
     class Slow:
@@ -445,6 +445,10 @@ def test_shutdown_waits_for_requests_in_flight(world):
         t = threading.Thread(target=slow_request)
         t.start()
         assert started.wait(10)
+        # scoring runs on the pool: the event loop answers /health while the slow request is scored
+        with httpx.Client(base_url=live.url, timeout=10) as c:
+            t0 = time.monotonic()
+            assert c.get("/health").status_code == 200 and time.monotonic() - t0 < 0.5
     # leaving the block asked the server to stop while the request was being scored
     t.join(10)
     assert len(answers) == 1 and answers[0].status_code == 200 and len(answers[0].json()["items"]) == 3
