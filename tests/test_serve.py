@@ -482,6 +482,21 @@ def test_cli_refuses_bad_options_before_loading(world, capsys, monkeypatch):
         assert capsys.readouterr().err.startswith(f"error: cannot listen on 127.0.0.1:{port}: ")
 
 
+def test_cli_stops_with_the_error_when_the_first_load_fails(world, capsys, monkeypatch):
+    from xdplug import artifact
+    from xdplug.errors import ArtifactError
+
+    def broken(path, device="cpu"):
+        raise ArtifactError(f"{path}: cannot rebuild strategy 'text' from its spec: boom")
+
+    monkeypatch.setattr(artifact, "load_artifact", broken)
+    assert main(["serve", str(world["paths"]["text"]), "--port", "0"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out.startswith(f"serving {world['paths']['text']} at http://127.0.0.1:")
+    assert captured.err.strip().endswith(f"error: {world['paths']['text']}: cannot rebuild strategy 'text' from its "
+                                         "spec: boom")
+
+
 @pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="SIGHUP is POSIX")
 def test_the_command_serves_and_reloads_on_sighup(world, tmp_path):
     folder = copy_series(world, tmp_path)
