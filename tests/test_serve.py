@@ -421,7 +421,7 @@ def test_reload_under_concurrent_requests_fails_none(world, tmp_path):
         assert seen and seen[0] == 1 and seen[-1] == 2 and seen == sorted(seen), seen[:5]
 
 
-def test_shutdown_waits_for_requests_in_flight(world):
+def test_health_answers_during_scoring_and_shutdown_waits_for_requests_in_flight(world):
     started = threading.Event()
 
     class Slow:
@@ -445,6 +445,10 @@ def test_shutdown_waits_for_requests_in_flight(world):
         t = threading.Thread(target=slow_request)
         t.start()
         assert started.wait(10)
+        # scoring runs on the pool: the event loop answers /health while the slow request is scored
+        with httpx.Client(base_url=live.url, timeout=10) as c:
+            t0 = time.monotonic()
+            assert c.get("/health").status_code == 200 and time.monotonic() - t0 < 0.5
     # leaving the block asked the server to stop while the request was being scored
     t.join(10)
     assert len(answers) == 1 and answers[0].status_code == 200 and len(answers[0].json()["items"]) == 3
@@ -476,6 +480,21 @@ def test_cli_refuses_bad_options_before_loading(world, capsys, monkeypatch):
         port = taken.getsockname()[1]
         assert main(["serve", path, "--port", str(port)]) == 2
         assert capsys.readouterr().err.startswith(f"error: cannot listen on 127.0.0.1:{port}: ")
+
+
+def test_cli_stops_with_the_error_when_the_first_load_fails(world, capsys, monkeypatch):
+    from xdplug import artifact
+    from xdplug.errors import ArtifactError
+
+    def broken(path, device="cpu"):
+        raise ArtifactError(f"{path}: cannot rebuild strategy 'text' from its spec: boom")
+
+    monkeypatch.setattr(artifact, "load_artifact", broken)
+    assert main(["serve", str(world["paths"]["text"]), "--port", "0"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out.startswith(f"serving {world['paths']['text']} at http://127.0.0.1:")
+    assert captured.err.strip().endswith(f"error: {world['paths']['text']}: cannot rebuild strategy 'text' from its "
+                                         "spec: boom")
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="SIGHUP is POSIX")

@@ -91,12 +91,6 @@ def cmd_serve(args) -> int:
                      limits=limits)
     sock = bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s xdplug serve: %(message)s", "%Y-%m-%dT%H:%M:%S"))
-    served_log = logging.getLogger("xdplug.serve")
-    served_log.addHandler(handler)
-    served_log.setLevel(logging.INFO)
-    served_log.propagate = False
     # graceful shutdown: uvicorn stops accepting, then waits this long for requests in flight
     config = uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False, server_header=False,
                             timeout_graceful_shutdown=int(math.ceil(args.timeout)) + 5)
@@ -108,12 +102,23 @@ def cmd_serve(args) -> int:
               "authentication (put a proxy with TLS and access control in front)", file=sys.stderr)
     print(f"serving {artifact} at http://{shown}:{port} (loading the model; GET /health answers 200 once it "
           f"serves; admin reload {'on' if token else 'off'}; SIGHUP reloads the newest version)", flush=True)
+    # the server's own log lines (load, reloads, refusals) go to stderr whatever the CLI's log level
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s xdplug serve: %(message)s", "%Y-%m-%dT%H:%M:%S"))
+    served_log = logging.getLogger("xdplug.serve")
+    previous = served_log.level, served_log.propagate
+    served_log.addHandler(handler)
+    served_log.setLevel(logging.INFO)
+    served_log.propagate = False
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn re-raises the SIGINT it caught, after its graceful shutdown
         pass
     finally:
         sock.close()
+        served_log.removeHandler(handler)
+        served_log.setLevel(previous[0])
+        served_log.propagate = previous[1]
     if app.state.holder.load_error:
         raise XdplugError(app.state.holder.load_error)
     return 0
