@@ -121,12 +121,15 @@ def test_the_cli_prints_one_line_for_a_recursive_config(tmp_path, capsys):
 @pytest.mark.parametrize("argv, expected", [
     (["recommend", "A", "--user", "u", "--device", "foo"],
      "argument --device: expected auto, cpu, cuda or cuda:N, got 'foo'"),
-    (["update", "A", "new.csv", "--device", "cuda:x"], "argument --device: expected auto, cpu, cuda or cuda:N, got 'cuda:x'"),
+    (["update", "A", "new.csv", "--device", "cuda:x"],
+     "argument --device: expected auto, cpu, cuda or cuda:N, got 'cuda:x'"),
     (["update", "A", "new.csv", "--device", "mps"], "argument --device: expected auto, cpu, cuda or cuda:N, got 'mps'"),
-    (["update", "A", "new.csv", "--learning-rate", "-1"], "argument --learning-rate: expected a number in (0, 10], got -1.0"),
+    (["update", "A", "new.csv", "--learning-rate", "-1"],
+     "argument --learning-rate: expected a number in (0, 10], got -1.0"),
     (["update", "A", "new.csv", "--learning-rate", "nan"],
      "argument --learning-rate: expected a number in (0, 10], got nan (not a finite number)"),
-    (["update", "A", "new.csv", "--learning-rate", "0"], "argument --learning-rate: expected a number in (0, 10], got 0.0"),
+    (["update", "A", "new.csv", "--learning-rate", "0"],
+     "argument --learning-rate: expected a number in (0, 10], got 0.0"),
     (["update", "A", "new.csv", "--replay", "-1"], "argument --replay: expected a number in [0, 1000], got -1.0"),
     (["update", "A", "new.csv", "--replay", "nan"],
      "argument --replay: expected a number in [0, 1000], got nan (not a finite number)"),
@@ -215,7 +218,8 @@ def test_output_dir_with_a_lone_brace_and_with_escaped_braces():
     assert output_dir(config) == Path("runs/{x}/b")
 
 
-@pytest.mark.parametrize("storage", ["sqlite:///../x.sqlite", "sqlite:///a/../../x.sqlite", "sqlite+pysqlite:///../x.db"])
+@pytest.mark.parametrize("storage", ["sqlite:///../x.sqlite", "sqlite:///a/../../x.sqlite",
+                                     "sqlite+pysqlite:///../x.db"])
 def test_a_tuning_store_above_the_working_directory_is_refused(storage):
     assert config_error(data=with_(tuning={"storage": storage})) == (
         f"tuning.storage: {storage!r} leaves the working directory through '..'; give an absolute path "
@@ -375,8 +379,8 @@ def test_overrides_may_be_a_mapping_or_one_string():
     assert load_config(data=with_(), overrides="train.epochs=4")["train"]["epochs"] == 4
     assert config_error(data=with_(), overrides={"train.epochs": 0}).startswith("config (with --set): train.epochs: "
                                                                                "expected an integer in [1, 100000]")
-    assert config_error(data=with_(), overrides={3: 1}) == "overrides: 3: an override's key must be a dotted key path " \
-                                                           "such as train.epochs"
+    assert config_error(data=with_(), overrides={3: 1}) == (
+        "overrides: 3: an override's key must be a dotted key path such as train.epochs")
 
 
 def test_xdplug_run_takes_a_mapping_of_overrides(tmp_path):
