@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 import xdplug
@@ -294,6 +295,18 @@ def test_nested_recbole_options_reach_recbole_as_plain_mutable_dicts():
     for key, value in params.items():
         assert type(bpr.params[key]) is dict and bpr.params[key] == value
         bpr.params[key]["alpha"] = 1.0  # what RecBole's Config does
+
+
+def test_bpr_trains_with_nested_recbole_options_from_a_validated_config(plugin_manager, fit_context):
+    """The issue's case: the same options ended the run with 'a validated config is read-only'."""
+    params = {"train_neg_sample_args": {"distribution": "uniform", "sample_num": 2}, "clip_grad_norm": {"max_norm": 1}}
+    config = load_config(data={"baselines": [{"baseline": "BPR", "params": params}]},
+                         registry=plugin_manager.registry)  # frozen, as a run gets it
+    bpr = plugin_manager.registry.get("baseline", "BPR")(config["baselines"][0]["params"], "baselines[0].params")
+    scorer = bpr.fit(fit_context)
+    assert scorer.rb.config["train_neg_sample_args"]["sample_num"] == 2  # RecBole read (and completed) it
+    scores = scorer.score(torch.arange(3))
+    assert scores.shape == (3, fit_context.data.n_target_items) and bool(torch.isfinite(scores).all())
 
 
 # -- the protocol cannot split these data -----------------------------------------------------
