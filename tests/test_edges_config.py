@@ -219,6 +219,16 @@ def test_output_dir_with_a_lone_brace_and_with_escaped_braces():
     assert output_dir(config) == Path("runs/{x}/b")
 
 
+@pytest.mark.parametrize("template, shown", [("{title:>30000000}", "{title:>30000000}"), ("{title!r}", "{title!r}"),
+                                             ("{title} {genres!s:^9}", "{genres!s:^9}"),
+                                             ("{title.__class__}", "{title.__class__}")])
+def test_text_template_placeholders_are_plain_names_checked_at_config_time(template, shown):
+    """A width of 3*10^7 padded every item's text: a run that never ended; refused before any work now."""
+    assert config_error(data=with_(dataset={"text_template": template})) == (
+        f"dataset.text_template: placeholder {shown} in {template!r} must be a plain item field name like {{title}} "
+        "(no format spec or conversion)")
+
+
 @pytest.mark.parametrize("storage", ["sqlite:///../x.sqlite", "sqlite:///a/../../x.sqlite",
                                      "sqlite+pysqlite:///../x.db"])
 def test_a_tuning_store_above_the_working_directory_is_refused(storage):
