@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 import xdplug
@@ -121,12 +122,15 @@ def test_the_cli_prints_one_line_for_a_recursive_config(tmp_path, capsys):
 @pytest.mark.parametrize("argv, expected", [
     (["recommend", "A", "--user", "u", "--device", "foo"],
      "argument --device: expected auto, cpu, cuda or cuda:N, got 'foo'"),
-    (["update", "A", "new.csv", "--device", "cuda:x"], "argument --device: expected auto, cpu, cuda or cuda:N, got 'cuda:x'"),
+    (["update", "A", "new.csv", "--device", "cuda:x"],
+     "argument --device: expected auto, cpu, cuda or cuda:N, got 'cuda:x'"),
     (["update", "A", "new.csv", "--device", "mps"], "argument --device: expected auto, cpu, cuda or cuda:N, got 'mps'"),
-    (["update", "A", "new.csv", "--learning-rate", "-1"], "argument --learning-rate: expected a number in (0, 10], got -1.0"),
+    (["update", "A", "new.csv", "--learning-rate", "-1"],
+     "argument --learning-rate: expected a number in (0, 10], got -1.0"),
     (["update", "A", "new.csv", "--learning-rate", "nan"],
      "argument --learning-rate: expected a number in (0, 10], got nan (not a finite number)"),
-    (["update", "A", "new.csv", "--learning-rate", "0"], "argument --learning-rate: expected a number in (0, 10], got 0.0"),
+    (["update", "A", "new.csv", "--learning-rate", "0"],
+     "argument --learning-rate: expected a number in (0, 10], got 0.0"),
     (["update", "A", "new.csv", "--replay", "-1"], "argument --replay: expected a number in [0, 1000], got -1.0"),
     (["update", "A", "new.csv", "--replay", "nan"],
      "argument --replay: expected a number in [0, 1000], got nan (not a finite number)"),
@@ -215,7 +219,18 @@ def test_output_dir_with_a_lone_brace_and_with_escaped_braces():
     assert output_dir(config) == Path("runs/{x}/b")
 
 
-@pytest.mark.parametrize("storage", ["sqlite:///../x.sqlite", "sqlite:///a/../../x.sqlite", "sqlite+pysqlite:///../x.db"])
+@pytest.mark.parametrize("template, shown", [("{title:>30000000}", "{title:>30000000}"), ("{title!r}", "{title!r}"),
+                                             ("{title} {genres!s:^9}", "{genres!s:^9}"),
+                                             ("{title.__class__}", "{title.__class__}")])
+def test_text_template_placeholders_are_plain_names_checked_at_config_time(template, shown):
+    """A width of 3*10^7 padded every item's text: a run that never ended; refused before any work now."""
+    assert config_error(data=with_(dataset={"text_template": template})) == (
+        f"dataset.text_template: placeholder {shown} in {template!r} must be a plain item field name like {{title}} "
+        "(no format spec or conversion)")
+
+
+@pytest.mark.parametrize("storage", ["sqlite:///../x.sqlite", "sqlite:///a/../../x.sqlite",
+                                     "sqlite+pysqlite:///../x.db"])
 def test_a_tuning_store_above_the_working_directory_is_refused(storage):
     assert config_error(data=with_(tuning={"storage": storage})) == (
         f"tuning.storage: {storage!r} leaves the working directory through '..'; give an absolute path "
@@ -290,6 +305,18 @@ def test_nested_recbole_options_reach_recbole_as_plain_mutable_dicts():
     for key, value in params.items():
         assert type(bpr.params[key]) is dict and bpr.params[key] == value
         bpr.params[key]["alpha"] = 1.0  # what RecBole's Config does
+
+
+def test_bpr_trains_with_nested_recbole_options_from_a_validated_config(plugin_manager, fit_context):
+    """The issue's case: the same options ended the run with 'a validated config is read-only'."""
+    params = {"train_neg_sample_args": {"distribution": "uniform", "sample_num": 2}, "clip_grad_norm": {"max_norm": 1}}
+    config = load_config(data={"baselines": [{"baseline": "BPR", "params": params}]},
+                         registry=plugin_manager.registry)  # frozen, as a run gets it
+    bpr = plugin_manager.registry.get("baseline", "BPR")(config["baselines"][0]["params"], "baselines[0].params")
+    scorer = bpr.fit(fit_context)
+    assert scorer.rb.config["train_neg_sample_args"]["sample_num"] == 2  # RecBole read (and completed) it
+    scores = scorer.score(torch.arange(3))
+    assert scores.shape == (3, fit_context.data.n_target_items) and bool(torch.isfinite(scores).all())
 
 
 # -- the protocol cannot split these data -----------------------------------------------------
@@ -375,8 +402,8 @@ def test_overrides_may_be_a_mapping_or_one_string():
     assert load_config(data=with_(), overrides="train.epochs=4")["train"]["epochs"] == 4
     assert config_error(data=with_(), overrides={"train.epochs": 0}).startswith("config (with --set): train.epochs: "
                                                                                "expected an integer in [1, 100000]")
-    assert config_error(data=with_(), overrides={3: 1}) == "overrides: 3: an override's key must be a dotted key path " \
-                                                           "such as train.epochs"
+    assert config_error(data=with_(), overrides={3: 1}) == (
+        "overrides: 3: an override's key must be a dotted key path such as train.epochs")
 
 
 def test_xdplug_run_takes_a_mapping_of_overrides(tmp_path):

@@ -197,7 +197,8 @@ def add_commands(sub) -> None:
     p.add_argument("--learning-rate", type=_update_arg("learning_rate"), help="default: the strategy's learning rate")
     p.add_argument("--replay", type=_update_arg("replay"), default=1.0,
                    help="also train this many other users per user with new interactions (default 1.0)")
-    p.add_argument("--seed", type=_update_arg("seed"), default=0, help="seed of the held-out slice and the replay sample")
+    p.add_argument("--seed", type=_update_arg("seed"), default=0,
+                   help="seed of the held-out slice and the replay sample")
     p.add_argument("--device", type=device_arg, default="cpu", help="cpu (default), auto, cuda or cuda:N")
     p.add_argument("--json", action="store_true", help="print the update report as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress messages")

@@ -366,6 +366,12 @@ def validate(config: dict, registry=None, source: str | None = None) -> None:
                           f"starting with a letter or digit), got {config['name']!r}; it names the output folder",
                           source)
     check_output(config, source)
+    from .data.text import template_fields
+
+    try:  # its placeholders are plain field names (whether the data has them is checked when prepared)
+        template_fields(config["dataset"]["text_template"])
+    except ConfigError as exc:
+        raise ConfigError(exc.path, str(exc).split(": ", 1)[-1], source) from None
     split = config["dataset"]["protocol"]["split"]
     if len(split) != 3 or sum(split) <= 0:
         raise ConfigError("dataset.protocol.split", f"expected three ratios (train, valid, test), got {split!r}",

@@ -16,15 +16,17 @@ FALLBACK = "item {item}"
 def template_fields(template: str) -> list[str]:
     """The placeholder names of ``template``; a ConfigError unless each is a plain ``{name}``."""
     try:
-        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+        parsed = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(template) if f is not None]
     except ValueError as exc:
         raise ConfigError("dataset.text_template", f"not a valid template: {exc}") from None
-    for name in fields:
-        # "{}", "{0}", "{title.upper}" or "{genres[0]}" would fail (or misbehave) at format time
-        if not name.isidentifier():
-            raise ConfigError("dataset.text_template",
-                              f"placeholder {{{name}}} in {template!r} must be an item field name like {{title}}")
-    return fields
+    for name, spec, conversion in parsed:
+        # "{}", "{0}", "{title.upper}" or "{genres[0]}" would fail (or misbehave) at format time; a
+        # format spec ("{title:>30000000}") or conversion ("{title!r}") would pad or quote every text
+        if not name.isidentifier() or spec or conversion:
+            shown = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            raise ConfigError("dataset.text_template", f"placeholder {shown} in {template!r} must be a plain item "
+                              "field name like {title} (no format spec or conversion)")
+    return [name for name, _, _ in parsed]
 
 
 def check_template_fields(template: str, tables: list[pd.DataFrame], fields: dict[str, str],
