@@ -445,3 +445,16 @@ def test_run_store_lock_that_is_a_link_is_refused(tmp_path):
     with pytest.raises(XdplugError, match=r"runs\.sqlite\.lock"):
         with store_lock(store):
             pass
+
+
+def test_serving_gathers_the_candidate_vectors_once(world):
+    """Every request scores against the same loaded vectors: gathered once, regathered after a change."""
+    rec = xdplug.load(world["paths"]["text"])
+    first = rec.recommend(user=rec.users[0], k=5)
+    cached = rec.model._candidate_cache[3]
+    assert rec.recommend(user=rec.users[1], k=5) and rec.model._candidate_cache[3] is cached
+    assert rec.recommend(user=rec.users[0], k=5) == first
+    with torch.no_grad():
+        rec._vectors.add_(0.0)  # an in-place change (its version moves): the cache must not answer
+    rec.recommend(user=rec.users[0], k=5)
+    assert rec.model._candidate_cache[3] is not cached

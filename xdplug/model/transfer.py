@@ -157,6 +157,8 @@ def _make_model_class():
             self._proposals: dict[str, tuple[Histories, Proposal]] = {}
             #: during a training step: catalog row -> row of the step's vectors (None: the whole catalog)
             self.step_lookup: torch.Tensor | None = None
+            #: the last candidate vectors gathered outside training (see ``candidates``)
+            self._candidate_cache: tuple | None = None
             self._plans: dict[str, dict] = {}  # during a training step: each domain's domain_step
             self.extra_losses: list[Callable] = []
             self.last_batch: dict = {}
@@ -315,9 +317,25 @@ def _make_model_class():
                 u = self.user_bridge(self, u, vectors, side)
             return u
 
+        def candidates(self, vectors: torch.Tensor, item_rows: torch.Tensor) -> torch.Tensor:
+            """The vectors of catalog ``item_rows``, gathered once per (vectors, rows) outside training.
+
+            Serving scores every request against the same loaded vectors; at 10^5 items the
+            gather cost 16 ms of a 32 ms call. The cache holds the tensors it was made from (so
+            their memory cannot be reused by others) and their versions (an in-place change misses).
+            """
+            if torch.is_grad_enabled() or self.step_lookup is not None:
+                return vectors[self.local(item_rows)]
+            cache = self._candidate_cache
+            if (cache is None or cache[0] is not vectors or cache[1] is not item_rows
+                    or cache[2] != (vectors._version, item_rows._version)):
+                cache = (vectors, item_rows, (vectors._version, item_rows._version), vectors[item_rows])
+                self._candidate_cache = cache
+            return cache[3]
+
         def scores_against(self, users_vec: torch.Tensor, vectors: torch.Tensor, item_rows: torch.Tensor) -> torch.Tensor:
             """Scores of user vectors against catalog ``item_rows``."""
-            s = users_vec @ vectors[self.local(item_rows)].T / self.options["temperature"]
+            s = users_vec @ self.candidates(vectors, item_rows).T / self.options["temperature"]
             if self.item_bias is not None:
                 s = s + self.item_bias[item_rows]
             return s
