@@ -353,12 +353,15 @@ class FilesRecipe(DatasetRecipe):
 
     @classmethod
     def update_columns(cls, params: dict) -> dict[str, dict[str, str]]:
-        """The target's ``columns`` and ``item_fields`` (``item_id_column`` for the item table's IDs)."""
+        """The target's ``columns`` and ``item_fields`` (``item_id_column`` for the item table's IDs); a target
+        of RecBole atomic files reads ``user_id``/``item_id`` unless ``columns`` says otherwise."""
         target = (params or {}).get("target") if isinstance(params, dict) else None
         if not isinstance(target, dict):
             return {"interactions": {}, "items": {}}
         given, fields = target.get("columns"), target.get("item_fields")
-        columns = {k: v for k, v in given.items() if isinstance(v, str)} if isinstance(given, dict) else {}
+        atomic = "dir" in target or str(target.get("interactions", "")).endswith(".inter")
+        columns = dict(ATOMIC_COLUMNS) if atomic else {}  # RecBole atomic files: user_id, item_id
+        columns.update({k: v for k, v in given.items() if isinstance(v, str)} if isinstance(given, dict) else {})
         items = {field: value.get("column") if isinstance(value, dict) else value
                  for field, value in fields.items()} if isinstance(fields, dict) else {}
         item_id = target.get("item_id_column") or columns.get("item")

@@ -308,3 +308,15 @@ def test_some_nan_weights_are_refused_naming_the_tensor(world, tmp_path):
         torch.save(state, folder / "weights.pt")
 
     refused(tampered(world, "id", tmp_path, edit), r"weights\.pt: [\w.]+: 3 of \d+ values are NaN; expected finite")
+
+
+@pytest.mark.parametrize("extras,pattern", [
+    ({"whiten_mean": torch.zeros(4), "whiten_matrix": torch.zeros(5, 8)},
+     r"whiten_mean \(4,\) and whiten_matrix \(5, 8\) do not fit: expected \[d\] and \[d, k\]"),
+    ({"whiten_mean": torch.zeros(4)}, r"expected the tensors whiten_mean and whiten_matrix, got \['whiten_mean'\]"),
+    ({"whiten_mean": torch.full((4,), float("nan")), "whiten_matrix": torch.zeros(4, 8)},
+     r"whiten_mean: every value is NaN or infinite"),
+])
+def test_extras_that_do_not_fit(world, tmp_path, extras, pattern):
+    folder = tampered(world, "id", tmp_path, lambda f: torch.save(extras, f / "extras.pt"))
+    refused(folder, r"extras\.pt: " + pattern)

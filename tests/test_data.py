@@ -340,7 +340,7 @@ def test_failed_write_leaves_no_folder_and_no_temp_dir(monkeypatch):
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(np, "savez", boom)
+    monkeypatch.setattr("xdplug.data.prepare.write_npz", boom)
     with pytest.raises(StorageError, match="cannot write the prepared data at .*: disk full; .*XDPLUG_HOME"):
         prepare(SyntheticRecipe({}), dataset_cfg(), 4)
     left = [p.name for p in paths.prepared_dir().iterdir()]

@@ -19,7 +19,7 @@ import yaml
 
 from xdplug.cli import main
 from xdplug.config import load_config
-from xdplug.errors import ConfigError, StorageError
+from xdplug.errors import ConfigError
 from xdplug.npzfile import declared_arrays, write_npz
 
 

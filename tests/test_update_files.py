@@ -97,6 +97,9 @@ def test_the_recipe_reports_its_target_columns():
     assert FilesRecipe.update_columns(params) == {
         "interactions": {"user": "viewer", "item": "film"},
         "items": {"title": "movie_title", "genres": "genre", "item": "film_id"}}
+    assert FilesRecipe.update_columns({"target": {"dir": "data/movies", "item_fields": {"title": "movie_title"}}}) == {
+        "interactions": {"user": "user_id", "item": "item_id", "rating": "rating", "timestamp": "timestamp"},
+        "items": {"title": "movie_title", "item": "item_id"}}
     assert FilesRecipe.update_columns({"target": {"columns": "oops"}}) == {"interactions": {}, "items": {}}
     assert FilesRecipe.update_columns({}) == {"interactions": {}, "items": {}}
 

@@ -312,6 +312,7 @@ def load_artifact(path: str | Path, device: str | torch.device = "cpu", registry
     if meta["kind"] == "strategy" and not refitted(meta["spec"], registry):
         check_user_rows(folder, meta, data, arrays, state)
     extras = _torch_load(folder / "extras.pt", device) if (folder / "extras.pt").is_file() else {}
+    check_extras(folder / "extras.pt", extras, state)
     try:
         if meta["kind"] == "strategy" and refitted(meta["spec"], registry):
             scorer = _closed_form_from_data(meta, registry, data, device)
@@ -341,6 +342,24 @@ def check_weights(file: Path, state: dict) -> None:
         if nan:
             raise ArtifactError(f"{file}: {name}: {nan} of {tensor.numel()} values are NaN; expected finite "
                                 "weights (a run whose training diverged? export it again after a run that learned)")
+
+
+def check_extras(file: Path, extras: dict, state: dict) -> None:
+    """``extras.pt`` holds a text whitening (mean [d], matrix [d, k]) that maps new texts like the stored
+    table (``update``): its shapes fit each other and the table, its values are finite."""
+    if not extras:
+        return
+    unknown = sorted(set(extras) - {"whiten_mean", "whiten_matrix"})
+    if unknown or len(extras) != 2:
+        raise ArtifactError(f"{file}: expected the tensors whiten_mean and whiten_matrix, got {sorted(extras)}")
+    mean, matrix = extras["whiten_mean"], extras["whiten_matrix"]
+    table = state.get("text_encoder.table")
+    if mean.dim() != 1 or matrix.dim() != 2 or matrix.shape[0] != mean.shape[0] or (
+            table is not None and table.dim() == 2 and matrix.shape[1] != table.shape[1]):
+        width = f" and [{mean.shape[0]}, {table.shape[1]}] to fit weights.pt's text table" if table is not None else ""
+        raise ArtifactError(f"{file}: whiten_mean {tuple(mean.shape)} and whiten_matrix {tuple(matrix.shape)} do "
+                            f"not fit: expected [d] and [d, k]{width}")
+    check_weights(file, extras)
 
 
 def check_user_rows(folder: Path, meta: dict, data, arrays: dict, state: dict) -> None:

@@ -353,7 +353,8 @@ class BertEncoder(Encoder):
                 raise ConfigError(opt, f"{spec!r} is a directory without config.json, not a Hugging Face model directory")
             return model_dir
         if _looks_like_path(spec):
-            where = "" if Path(spec).expanduser().is_absolute() else f" (relative to the current directory {Path.cwd()})"
+            relative = not Path(spec).expanduser().is_absolute()
+            where = f" (relative to the current directory {Path.cwd()})" if relative else ""
             raise ConfigError(opt, f"no such model directory: {spec!r}{where}")
         return None
 
