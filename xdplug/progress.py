@@ -21,7 +21,7 @@ class LineProgress:
         self.disable, self.interval = disable, interval
         self.stream = stream if stream is not None else sys.stderr
         self.postfix = ""
-        self._last = 0.0
+        self._last = time.monotonic()  # a status alone waits one interval from the start
 
     def _write(self) -> None:
         if self.disable:
