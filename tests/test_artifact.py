@@ -458,3 +458,16 @@ def test_serving_gathers_the_candidate_vectors_once(world):
         rec._vectors.add_(0.0)  # an in-place change (its version moves): the cache must not answer
     rec.recommend(user=rec.users[0], k=5)
     assert rec.model._candidate_cache[3] is not cached
+
+
+def test_a_source_only_user_is_named_with_what_to_do(world):
+    """Without the source domain's interactions (or a target-only scorer) the error says why, and what works."""
+    data = world["data"]
+    targets = set(data.keys["target_users"])
+    source_only = next(key for key in data.keys["source_users"] if key not in targets)
+    with pytest.raises(ArtifactError, match=r"known only in the source domain.*does not keep the source domain's "
+                                            r"interactions.*history=\[\.\.\.\]"):
+        xdplug.load(world["paths"]["text"]).recommend(user=source_only)
+    with pytest.raises(ArtifactError, match=r"known only in the source domain.*baseline 'EASE' scores a user from "
+                                            r"target items only"):
+        xdplug.load(world["paths"]["EASE"]).recommend(user=source_only)

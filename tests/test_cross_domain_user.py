@@ -171,3 +171,10 @@ def test_strategies_train_export_and_recommend(entry, fit_context, plugin_manage
     target_only = rec.score_history(data.keys["target_items"][:3])[0]
     both = rec.score_history(data.keys["target_items"][:3] + data.keys["source_items"][-3:])[0]
     assert not torch.allclose(target_only, both)
+    # a user known only in the source domain is served by ID: as a new user whose history is their source items
+    targets = set(data.keys["target_users"])
+    s = next(i for i, key in enumerate(data.keys["source_users"]) if key not in targets
+             and (data.source_train[:, 0] == i).any())
+    by_id = rec.recommend(user=data.keys["source_users"][s], k=5)
+    items = [data.keys["catalog"][r] for r in data.catalog.source_rows[data.source_train[data.source_train[:, 0] == s, 1]]]
+    assert by_id == rec.recommend(history=items, k=5) and len(by_id) == 5

@@ -85,6 +85,9 @@ class Recommender:
         self._item_of = {it: i for i, it in enumerate(self.items)}
         for i, key in enumerate(data.keys["target_items"]):
             self._item_of.setdefault(key, i)
+        target_keys = set(data.keys["target_users"])
+        self._source_user_of = {key: i for i, key in enumerate(data.keys.get("source_users") or [])
+                                if key not in target_keys and key not in self._user_of}
         self._row_of = {k: r for r, k in enumerate(data.keys["catalog"])}
         self._target_of_row = {int(r): i for i, r in enumerate(data.catalog.target_rows)}
         self.texts = [data.catalog.texts[r] for r in data.catalog.target_rows]
@@ -109,10 +112,48 @@ class Recommender:
         key = str(user).strip()
         if key in self._user_of:
             return self._user_of[key]
+        if key in self._source_user_of:
+            raise ArtifactError(self._source_only_problem(key))
         examples = ", ".join(repr(u) for u in self.users[:3])
         raise ArtifactError(f"unknown user {key!r}: not one of the {len(self.users)} target users of "
                             f"{self.path.name} (for example {examples}); recommend for a new user with "
                             "history=[...] (CLI: --history FILE)")
+
+    def _source_only_problem(self, key: str) -> str:
+        """Why a user known only in the source domain cannot be served by ID here (what to do instead)."""
+        where = (f"user {key!r} is known only in the source domain of {self.path.name}, not one of its "
+                 f"{len(self.users)} target users")
+        if self.model is None:
+            return (f"{where}; {self.kind} {self.method!r} scores a user from target items only: give the items "
+                    "they would have in the target domain as history=[...] (CLI: --history FILE)")
+        return (f"{where}; this artifact does not keep the source domain's interactions ({self.method!r} does "
+                "not read a user's source history), so it cannot look theirs up: give their source items as "
+                "history=[...] (CLI: --history FILE)")
+
+    def check_user(self, user) -> None:
+        """Can ``user`` be served by ID (a target user, or a source-only one this model reads)? Else ArtifactError."""
+        if str(user).strip() in self._source_user_of:
+            self.source_history(user)
+        else:
+            self.user_index(user)
+
+    def source_history(self, user) -> list[int]:
+        """Catalog rows of a source-only user's training items, where the artifact can serve them by ID.
+
+        The cross-domain case itself: a user the target has never seen, known from the
+        source. A strategy reads them as a new user whose history is their source items
+        (the same path as ``history=[...]``); the artifact must keep the source domain's
+        interactions, as it does for every model that reads a source history.
+        """
+        key = str(user).strip()
+        s = self._source_user_of.get(key)
+        if s is None:
+            raise KeyError(key)
+        pairs = self.data.source_train
+        rows = self.data.catalog.source_rows[pairs[pairs[:, 0] == s, 1]] if len(pairs) else np.zeros(0, np.int64)
+        if self.model is None or not len(rows):
+            raise ArtifactError(self._source_only_problem(key))
+        return sorted({int(r) for r in rows})
 
     def item_row(self, item) -> int:
         """Catalog row of an item (a target item's ID, a source item's ID or a catalog key)."""
@@ -211,6 +252,13 @@ class Recommender:
         if (user is None) == (history is None):
             raise XdplugError("give exactly one of user= (a known target user) and history= (a new user's items)")
         if user is not None:
+            if str(user).strip() in self._source_user_of:  # known only in the source: their source items
+                rows = self.source_history(user)
+                seen = [self._target_of_row[r] for r in rows if r in self._target_of_row] if exclude_seen else []
+                with torch.no_grad():
+                    u = self.model.new_user_vector(self._vectors, torch.as_tensor(rows, device=self.device))
+                    scores = self.model.scores_against(u, self._vectors, self._candidate_rows)
+                return self._top(scores, [np.array(seen, dtype=np.int64)], k)[0]  # shared items they saw: seen
             u = self.user_index(user)
             scores = self.score_users(np.array([u]))
             seen = self._seen.indices[self._seen.indptr[u]:self._seen.indptr[u + 1]] if exclude_seen else []

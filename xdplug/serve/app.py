@@ -186,7 +186,7 @@ def create_app(artifact, *, loader=None, device: str = "cpu", workers: int = 2, 
             rec = served.rec
             if user is not None:
                 try:
-                    rec.user_index(user)
+                    rec.check_user(user)  # a target user, or one known only in the source that the model reads
                 except ArtifactError as exc:
                     raise HTTPError(404, str(exc)) from None
                 return rec.recommend(user=user, k=k, exclude_seen=exclude_seen)
