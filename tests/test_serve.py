@@ -250,8 +250,8 @@ def test_request_timeout(world):
         def __init__(self, rec):
             self.rec, self.users, self.items, self.meta = rec, rec.users, rec.items, rec.meta
 
-        def user_index(self, user):
-            return self.rec.user_index(user)
+        def check_user(self, user):
+            return self.rec.check_user(user)
 
         def recommend(self, **kw):
             if kw.get("k") == 3:
@@ -427,7 +427,7 @@ def test_health_answers_during_scoring_and_shutdown_waits_for_requests_in_flight
     class Slow:
         def __init__(self, rec):
             self.rec, self.users, self.items, self.meta = rec, rec.users, rec.items, rec.meta
-            self.user_index = rec.user_index
+            self.check_user = rec.check_user
 
         def recommend(self, **kw):
             if kw.get("k") == 3:
