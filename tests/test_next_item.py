@@ -214,6 +214,15 @@ def test_sequential_baselines_train_and_rank(xdplug_home, plugin_manager, tmp_pa
     longest = rows[lengths.argmax()]
     assert rb.dataset.inter_feat["item_id_list"][longest][:len(train) - 1].tolist() == \
         rb.item_ids[train[:-1]].tolist()
+    # our input fields score exactly as RecBole's own training example with the same prefix
+    from xdplug.recbole.sequences import input_batch
+
+    scorer.model.eval()
+    with torch.no_grad():
+        own = scorer.model.full_sort_predict(rb.dataset.inter_feat[torch.tensor([int(longest)])])
+    prefix = Sequences(np.array([0, len(train) - 1]), np.asarray(data.catalog.target_rows)[train[:-1]])
+    ours = scorer._scores(input_batch(rb.config, scorer.catalog_ids, prefix, np.array([0]), "cpu"))
+    torch.testing.assert_close(ours, own.view(1, -1)[:, scorer.item_index])
     # valid and test targets read different inputs; the ranking binds the split
     users = torch.as_tensor(data.target_test[:4, 0])
     assert not torch.allclose(scorer.score_split(users, "valid"), scorer.score_split(users, "test"))
