@@ -159,8 +159,9 @@ def test_pooled_sequences_merge_only_earlier_source_events(xdplug_home):
             times = source.times[source.indptr[s]:source.indptr[s + 1]]
             expected += [(t, 1, r) for t, r in zip(times, source_rows[source[s]]) if t < when]
             checked += 1
-        expected = [r for _, _, r in sorted(expected, key=lambda e: (e[0], e[1]))]
-        assert merged[user].tolist() == expected
+        expected = sorted(expected, key=lambda e: (e[0], e[1]))
+        assert merged[user].tolist() == [r for _, _, r in expected]
+        assert merged.domains[merged.indptr[user]:merged.indptr[user + 1]].tolist() == [d for _, d, _ in expected]
         assert (merged.times[merged.indptr[user]:merged.indptr[user + 1]] < when).all()
     assert checked > 10
     pooled = pooled_training_sequences(data)

@@ -120,22 +120,27 @@ class Sequences:
     """One time-ordered item sequence per row (a canonical target user), as CSR arrays.
 
     ``indptr``/``indices`` read like :class:`xdplug.evaluation.UserItems` (masking uses them
-    as they are); ``times`` holds each entry's timestamp where known.
+    as they are); ``times`` holds each entry's timestamp where known; ``domains`` (merged
+    sequences only) each entry's domain, 0 target and 1 source (a shared item is one catalog row
+    in both, so the item alone does not say where the event happened).
     """
 
-    def __init__(self, indptr: np.ndarray, indices: np.ndarray, times: np.ndarray | None = None):
+    def __init__(self, indptr: np.ndarray, indices: np.ndarray, times: np.ndarray | None = None,
+                 domains: np.ndarray | None = None):
         self.indptr = np.asarray(indptr, dtype=np.int64)
         self.indices = np.asarray(indices, dtype=np.int64)
         self.times = None if times is None else np.asarray(times, dtype=np.float64)
+        self.domains = None if domains is None else np.asarray(domains, dtype=np.int8)
 
     @classmethod
-    def from_pairs(cls, pairs: np.ndarray, n_rows: int, times: np.ndarray | None = None) -> Sequences:
+    def from_pairs(cls, pairs: np.ndarray, n_rows: int, times: np.ndarray | None = None,
+                   domains: np.ndarray | None = None) -> Sequences:
         """From ``[n, 2]`` (row, item) pairs already grouped by row in ascending order, time-ordered."""
         rows = np.asarray(pairs[:, 0], dtype=np.int64)
         if len(rows) and (np.diff(rows) < 0).any():
             raise ValueError("pairs must be grouped by row in ascending order")
         indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n_rows))])
-        return cls(indptr, pairs[:, 1], times)
+        return cls(indptr, pairs[:, 1], times, domains)
 
     def __len__(self) -> int:
         return len(self.indptr) - 1
@@ -223,8 +228,9 @@ def merged_sequences(data, split: str) -> Sequences:
     rows = np.concatenate([rows_t] + rows_s)
     items = np.concatenate([items_t] + items_s)
     times = np.concatenate([times_t] + times_s)
+    domains = np.concatenate([np.zeros(len(rows_t), np.int8), np.ones(len(rows) - len(rows_t), np.int8)])
     order = time_order(rows, times)
-    return Sequences.from_pairs(np.stack([rows[order], items[order]], axis=1), n, times[order])
+    return Sequences.from_pairs(np.stack([rows[order], items[order]], axis=1), n, times[order], domains[order])
 
 
 def pooled_training_sequences(data) -> Sequences:
@@ -250,4 +256,5 @@ def pooled_training_sequences(data) -> Sequences:
     rows = np.concatenate([merged.owners(), renumber[owners[keep]]])
     items = np.concatenate([merged.indices, np.asarray(data.catalog.source_rows)[src.indices[keep]]])
     times = np.concatenate([merged.times, src.times[keep]])
-    return Sequences.from_pairs(np.stack([rows, items], axis=1), len(merged) + int(extra.sum()), times)
+    domains = np.concatenate([merged.domains, np.ones(int(keep.sum()), np.int8)])
+    return Sequences.from_pairs(np.stack([rows, items], axis=1), len(merged) + int(extra.sum()), times, domains)
