@@ -279,3 +279,17 @@ def test_general_configs_keep_their_identity(tiny_config):
 
     assert "task" not in load_config("configs/quickstart.yaml")["dataset"]["protocol"]
     assert "sequence_split" not in tiny_config()["dataset"]["protocol"]
+
+
+def test_prepare_refuses_target_rows_without_a_timestamp(xdplug_home):
+    from xdplug.config import load_config
+    from xdplug.data.prepare import prepare_domains
+    from xdplug.testing.synthetic import synthetic_domains
+
+    raw = synthetic_domains()
+    raw.target.inter.loc[:2, "timestamp"] = np.nan
+    config = load_config(data={"dataset": {"recipe": "synthetic", "protocol": NEXT_ITEM},
+                               "baselines": [{"baseline": "Pop"}]})
+    with pytest.raises(DataError, match="target interactions have no timestamp; the next-item task orders") as info:
+        prepare_domains(raw, config["dataset"], 0, xdplug_home)
+    assert "synthetic target" in str(info.value)

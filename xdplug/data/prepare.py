@@ -316,6 +316,10 @@ def prepare_domains(raw: RawDomains, dataset_cfg: dict, seed: int, workdir: Path
         if cold_cfg:
             raise DataError("cold items are not defined for the next-item task", "dataset.cold_items")
         t_time = target["timestamp"].to_numpy(np.float64)
+        if np.isnan(t_time).any():
+            raise DataError(f"{int(np.isnan(t_time).sum())} of {len(t_time)} target interactions have no timestamp; "
+                            "the next-item task orders each user's interactions by time",
+                            raw.target.origin or "target domain", "timestamp")
         parts = next_item_split(t_user, t_time, sequence_split_of(protocol), protocol["split"],
                                 (sparse_cfg or {}).get("keep", 1.0))
         train, valid, test, test_input = (pd.DataFrame({"user": t_user[parts[k]], "item": t_item[parts[k]]})
