@@ -88,9 +88,7 @@ def next_item_split(users: np.ndarray, times: np.ndarray, mode: str = LEAVE_ONE_
         has_known = _running_any(window < 2, starts)
         valid = (window == 1) & _first_in_run(window == 1, starts) & has_train
         test = (window == 2) & _first_in_run(window == 2, starts) & has_known
-        test_users = np.zeros(users.max(initial=-1) + 1, dtype=bool)
-        test_users[grouped[test]] = True
-        seen = (window == 1) & test_users[grouped]
+        seen = window == 1  # the validation window: test input only (kept below for users with a test target)
     else:
         raise ValueError(f"sequence_split must be {LEAVE_ONE_OUT!r} or {GLOBAL_TIME!r}, got {mode!r}")
     if keep < 1.0:
