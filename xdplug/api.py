@@ -16,6 +16,9 @@ Groups:
   validation (:func:`recbole_data`, :func:`fit_recbole`), ranking the fixed
   split (:func:`rank_split`) and the ranking metrics (:func:`quick_metric`,
   :func:`per_user_metrics`, ...);
+* the next-item task (:data:`NEXT_ITEM`): per-user input sequences (:class:`Sequences`, read
+  through ``ctx.data.sequences(split)``), the pooled controls' merged sequences and RecBole's
+  sequential datasets (:func:`sequence_data`, :func:`input_batch`);
 * data: raw domains for dataset recipes, the table reader, text keys, the text
   embedding cache, the place for downloads;
 * export: :func:`load_state` for ``Baseline.restore`` (``export = "state"``).
@@ -32,6 +35,7 @@ from .config import config_hash
 from .context import FitContext
 from .data.catalog import ItemCatalog
 from .data.crossdomain import CrossDomainData
+from .data.sequences import Sequences, merged_sequences, pooled_training_sequences
 from .data.raw import RawDomain, RawDomains, read_atomic, refuse_nonfinite, validate_inter
 from .data.tables import read_table, sniff_separator
 from .data.text import normalise_key
@@ -48,10 +52,12 @@ from .model.strategy import fit_transfer, id_part_encoder
 from .model.transfer import ModelOptions
 from .model.text_table import TextTable
 from .options import Bool, Choice, Float, Int, List, Mapping, Option, Str
+from .tasks import GENERAL, NEXT_ITEM
 from .paths import downloads_dir
 from .plugins import get_plugins as _get_plugins
 from .recbole.compat import evaluates_as_code, literal_value
 from .recbole.dataset import RecboleData, pooled_matrix, recbole_data
+from .recbole.sequences import input_batch, sequence_data
 from .recbole.trainer import fit_recbole
 from .textcache import TextEmbeddingCache, text_key
 from .weights import load_state
@@ -72,6 +78,9 @@ __all__ = [
     "FitContext", "TrainingSession", "RecboleData", "recbole_data", "pooled_matrix", "fit_recbole", "RankingResult", "rank_split",
     "rank_users", "METRICS", "csr_lists", "hit_matrix", "pad_columns", "metric_matrix", "per_user_metrics", "mean",
     "quick_metric", "evaluates_as_code", "literal_value",
+    # the next-item task: its sequences, the pooled merge, RecBole's sequential fields
+    "GENERAL", "NEXT_ITEM", "Sequences", "merged_sequences", "pooled_training_sequences", "sequence_data",
+    "input_batch",
     # the sparse EASE solver (item-item baselines beyond the dense limit) and iALS's fit
     "sparse_ease", "fit_als",
     # data

@@ -288,6 +288,10 @@ class Baseline(Component):
     supports_pooling: ClassVar[bool] = False
     #: extra search-space dimensions of the pooled baseline (``pooled: true``)
     pooled_search_space: ClassVar[dict[str, dict]] = {}
+    #: the ``dataset.protocol.task`` values it ranks for (``xdplug.tasks``); a config asking it for
+    #: another task is refused at validation. Under ``next-item`` a scorer whose ranking depends on
+    #: the user's recent items has ``score_split(users, split)``, see :meth:`fit`
+    tasks: ClassVar[tuple[str, ...]] = ("general",)
     #: how ``xdplug export`` restores the fitted baseline from an artifact: ``"state"`` (the
     #: artifact stores :meth:`export_state`; loading calls :meth:`restore`), ``"refit"`` (loading
     #: calls :meth:`fit` again on the stored data: only for training-free, deterministic
@@ -306,6 +310,13 @@ class Baseline(Component):
         A scorer that can rank for a new user given only their target items has
         ``score_history(items: list[int]) -> FloatTensor[1, n_target_items]``
         (``xdplug recommend --history``).
+
+        Under ``dataset.protocol.task: next-item`` the input of a user depends on the split
+        ranked (validation targets follow the training sequence, test targets follow it and
+        the validation target): a scorer that reads it has
+        ``score_split(users: LongTensor, split: str) -> FloatTensor[len(users), n_target_items]``,
+        which the ranking calls with ``"valid"`` or ``"test"``; the inputs are
+        ``ctx.data.sequences(split)``. ``score(users)`` then scores from the latest history.
         """
         raise NotImplementedError
 

@@ -50,6 +50,9 @@ PROTOCOL = {
     "min_item_inter": Int(None, 0, 1_000_000),
     "split": List(None, (int, float), 0, 1),
     "order": ("choice", ["RO", "TO"]),
+    # absent = general (no default: configs without the key keep their hash and run IDs)
+    "task": ("choice", ["general", "next-item"]),
+    "sequence_split": ("choice", ["leave-one-out", "global-time"]),
 }
 
 _TUNING = {"trials": Int(None, 0, 100_000), "metric": str, "sampler_seed": _SEED, "space": ("map", None),
@@ -539,6 +542,7 @@ def validate_components(config: dict, registry, source: str | None = None) -> No
     from .errors import UnknownComponentError
     from .spec import build_strategy
     from .spaces import validate_space_paths
+    from .tasks import check_task
 
     def get(kind, name, path):
         try:
@@ -561,6 +565,7 @@ def validate_components(config: dict, registry, source: str | None = None) -> No
         encoder, _, _, _ = build_strategy(entry, registry, f"strategies[{i}]")
         encoder.check_files()  # a missing model directory is found now, not when the run reaches it
     validate_space_paths(config, registry, source)
+    check_task(config, registry, source)
 
 
 def config_hash(config: dict) -> str:

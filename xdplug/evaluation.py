@@ -17,6 +17,10 @@ chunks (by the scorer's optional ``score_items(users, start, stop)``, else slice
 user's row) and merged into a running top-k; ties then go to the lower item index
 (``torch.topk`` over a whole row leaves equal scores in its own order). Training
 items are masked from CSR arrays (:class:`UserItems`), not per-user Python loops.
+
+Under ``dataset.protocol.task: next-item`` each evaluated user has one target per split and the
+masked items are that target's input sequence (docs/protocol.md, section 3); a scorer with
+``score_split(users, split)`` is called with the split it ranks (:func:`split_scorer`).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import torch
 from .errors import ConfigError
 from .metrics import hit_matrix
 from .options import Float
+from .tasks import NEXT_ITEM
 
 if TYPE_CHECKING:  # pragma: no cover
     from .data.crossdomain import CrossDomainData
@@ -347,7 +352,9 @@ def _split_users(data: CrossDomainData, split: str, limit: int = 0):
     train = data.matrix("target", "train")
     held = data.matrix("target", split)
     masked = train
-    if split == "test":  # as RecBole: the test ranking also excludes validation items
+    if data.task == NEXT_ITEM:  # the items of the target's input sequence (protocol.md, section 3)
+        masked = data.sequences(split).matrix(data.n_target_items)
+    elif split == "test":  # as RecBole: the test ranking also excludes validation items
         masked = train + data.matrix("target", "valid")
         masked.sort_indices()
     users = np.flatnonzero(np.diff(held.indptr)).astype(np.int64)
@@ -360,6 +367,8 @@ def _split_users(data: CrossDomainData, split: str, limit: int = 0):
 def rank_split(score_fn, data: CrossDomainData, split: str, ks: list[int], device, user_groups,
                item_known=None, batch_size: int = 1024, memory_mb: float | None = None) -> RankingResult:
     users, positives, masked, counts = split_users(data, split)
+    if data.task == NEXT_ITEM:
+        score_fn = split_scorer(score_fn, split)
     cold = data.cold_items if len(data.cold_items) else None
     topk, topk_cold = rank_users(score_fn, users, positives, masked, data.n_target_items, max(ks),
                                  batch_size=batch_size, device=device, cold_items=cold, memory_mb=memory_mb)
@@ -368,6 +377,25 @@ def rank_split(score_fn, data: CrossDomainData, split: str, ks: list[int], devic
                          item_popularity=data.target_item_popularity, user_groups=list(user_groups),
                          cold_items=cold, topk_cold=topk_cold, item_known=item_known,
                          source_counts=source_counts(data, users))
+
+
+def split_scorer(score_fn, split: str):
+    """Next-item task: ``score_fn`` bound to the split it ranks.
+
+    A scorer whose ranking depends on the user's input sequence has ``score_split(users, split)``
+    (looked up on ``score_fn`` or, for a bound ``score`` method, on its object); the input of a
+    validation target is not that of a test target. Any other scorer is returned as it is.
+    """
+    found = getattr(score_fn, "score_split", None)
+    if found is None and getattr(score_fn, "__name__", None) == "score":
+        found = getattr(getattr(score_fn, "__self__", None), "score_split", None)
+    if not callable(found):
+        return score_fn
+
+    def bound(users):
+        return found(users, split)
+
+    return bound
 
 
 def source_counts(data: CrossDomainData, users: np.ndarray) -> np.ndarray | None:

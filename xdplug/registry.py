@@ -12,6 +12,7 @@ import xdplug.components as components
 from .components import declared_options
 from .errors import ComponentDefinitionError, ConfigError, DuplicateComponentError, UnknownComponentError
 from .spaces import check_space, values_of
+from .tasks import check_tasks_declaration
 
 BASE_CLASSES: dict[str, type[components.Component]] = {
     "encoder": components.Encoder,
@@ -141,6 +142,10 @@ def _check_capabilities(cls, plugin: str) -> None:
                                          and all(isinstance(f, str) for f in cls.families)):
         raise ComponentDefinitionError(f"{label}: families must be a non-empty set of model family names, "
                                        f"got {cls.families!r}")
+    if cls.kind == "baseline":
+        problem = check_tasks_declaration(getattr(cls, "tasks", None))
+        if problem:
+            raise ComponentDefinitionError(f"{label}: tasks {problem}")
     if cls.kind == "baseline" and cls.export == "state":
         for method in ("export_state", "restore"):
             if getattr(cls, method) is getattr(components.Baseline, method):

@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from ..tasks import NEXT_ITEM, task_of
 from .catalog import ItemCatalog
+from .sequences import SPLITS, Sequences
 
 
 @dataclass
@@ -37,6 +39,13 @@ class CrossDomainData:
     #: Set from ``evaluation.max_users`` by the engine: ranking costs users x items, so a catalogue of
     #: 10^5 items with 10^5+ users needs a sample to evaluate in minutes
     max_eval_users: int = field(default=0, repr=False, compare=False)
+    #: next-item task only: what precedes each test target ([n, 2] pairs grouped by user, time-ordered)
+    target_test_input: np.ndarray | None = None
+    #: next-item task only: the timestamp of every row of ``target_train``/``_valid``/``_test``/``_test_input``
+    #: and ``source_train`` (keys without ``_time``)
+    times: dict = field(default_factory=dict, repr=False)
+    #: :meth:`sequences` of each split, built once
+    sequence_cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def load(cls, folder: str | Path) -> "CrossDomainData":
@@ -52,7 +61,32 @@ class CrossDomainData:
                    target_valid=arrays["target_valid"], target_test=arrays["target_test"],
                    source_train=arrays["source_train"], catalog=catalog, keys=keys,
                    summary=summary,
-                   cold_items=arrays.get("cold_items", np.zeros(0, dtype=np.int64)))
+                   cold_items=arrays.get("cold_items", np.zeros(0, dtype=np.int64)),
+                   target_test_input=arrays.get("target_test_input"),
+                   times={name[:-len("_time")]: arrays[name] for name in arrays if name.endswith("_time")})
+
+    # the task -----------------------------------------------------------------
+    @property
+    def task(self) -> str:
+        """``general`` or ``next-item`` (``dataset.protocol.task`` the data were prepared for)."""
+        return task_of(self.summary.get("protocol"))
+
+    def sequences(self, split: str = "train") -> Sequences:
+        """Next-item task: per target user, the time-ordered input of ``split``'s targets (canonical
+        item indices): ``train`` the training sequence (what methods train on), ``valid`` the input of
+        the validation targets (the training sequence), ``test`` that of the test targets (training
+        sequence and what followed it before the test target). Docs: protocol.md, section 3."""
+        if self.task != NEXT_ITEM:
+            raise ValueError(f"sequences exist under the next-item task; these data are {self.task!r}")
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        if split not in self.sequence_cache:
+            if split == "test":
+                pairs, times = self.target_test_input, self.times["target_test_input"]
+            else:
+                pairs, times = self.target_train, self.times["target_train"]
+            self.sequence_cache[split] = Sequences.from_pairs(pairs, self.n_target_users, times)
+        return self.sequence_cache[split]
 
     # sizes ------------------------------------------------------------------
     @property

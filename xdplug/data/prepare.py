@@ -9,7 +9,9 @@ The steps, identical for every recipe and every method of a report:
    domain prefix, so nothing is shared by accident;
 4. split the target per user with RecBole's own splitting (``RS`` ratios,
    random order, seeded), optionally make a fraction of items cold and keep
-   a fraction of each user's training interactions (sparse target);
+   a fraction of each user's training interactions (sparse target); under
+   ``protocol.task: next-item`` each user's time-ordered interactions are
+   split into one validation and one test target instead (``data/sequences.py``);
 5. leakage guard: drop every source interaction that equals a target
    validation or test interaction, and with ``new_in_source`` every source
    interaction of a cold item;
@@ -36,7 +38,9 @@ from ..tempdirs import MAX_AGE_S
 from ..tempdirs import make as scratch_dir
 from ..tempdirs import sweep as sweep_scratch
 from . import DEFAULT_TEXT_TEMPLATE
+from ..tasks import NEXT_ITEM, sequence_split_of, task_of
 from .raw import RawDomain, RawDomains, dedupe_items, drop_duplicate_interactions, validate_inter
+from .sequences import next_item_split
 from .text import check_template_fields, normalise_key, render_texts
 
 logger = logging.getLogger(__name__)
@@ -331,24 +335,39 @@ def prepare_domains(raw: RawDomains, dataset_cfg: dict, seed: int, workdir: Path
     # the sparse regime drops from training: the ranked item set and the indices of valid/test stay
     t_users, t_user = _sorted_codes(target["user_key"])
     t_items, t_item = _sorted_codes(target["item_key"])
-    split_in = pd.DataFrame({"user": t_user, "item": t_item, "timestamp": target["timestamp"]})
     target_origin = raw.target.origin or f"target domain {raw.target.name!r}"
     if len(t_items) < 2:  # every user has seen the one item: nothing to rank, nothing to sample
         raise DataError(f"the target domain has {len(t_items)} item after filtering; ranking needs at least 2 items "
                         "(a user's held-out items among the ones they have not seen)", target_origin,
                         "dataset.protocol")
-    train, valid, test = recbole_split(split_in, protocol["split"], protocol["order"], seed)
-    check_split_parts(valid, test, np.bincount(t_user), protocol, target_origin)
-
     cold: set[int] = set()  # target item indices
     cold_cfg = dataset_cfg.get("cold_items")
-    if cold_cfg:
-        rng = np.random.default_rng(cold_cfg.get("seed", seed))
-        train, valid, test, cold = make_cold(train, valid, test, cold_cfg.get("fraction", 0.2), rng)
     sparse_cfg = dataset_cfg.get("sparse")
-    if sparse_cfg and sparse_cfg.get("keep", 1.0) < 1.0:
-        rng = np.random.default_rng(sparse_cfg.get("seed", seed) + 7919)
-        train = make_sparse(train, sparse_cfg["keep"], rng)
+    next_item = task_of(protocol) == NEXT_ITEM
+    times: dict[str, np.ndarray] = {}
+    if next_item:  # time-ordered sequences, one held-out target per user and split (data/sequences.py)
+        if cold_cfg:
+            raise DataError("cold items are not defined for the next-item task", "dataset.cold_items")
+        t_time = target["timestamp"].to_numpy(np.float64)
+        if np.isnan(t_time).any():
+            raise DataError(f"{int(np.isnan(t_time).sum())} of {len(t_time)} target interactions have no timestamp; "
+                            "the next-item task orders each user's interactions by time",
+                            raw.target.origin or "target domain", "timestamp")
+        parts = next_item_split(t_user, t_time, sequence_split_of(protocol), protocol["split"],
+                                (sparse_cfg or {}).get("keep", 1.0))
+        train, valid, test, test_input = (pd.DataFrame({"user": t_user[parts[k]], "item": t_item[parts[k]]})
+                                          for k in ("train", "valid", "test", "test_input"))
+        times = {f"target_{k}_time": t_time[parts[k]] for k in ("train", "valid", "test", "test_input")}
+    else:
+        split_in = pd.DataFrame({"user": t_user, "item": t_item, "timestamp": target["timestamp"]})
+        train, valid, test = recbole_split(split_in, protocol["split"], protocol["order"], seed)
+        check_split_parts(valid, test, np.bincount(t_user), protocol, target_origin)
+        if cold_cfg:
+            rng = np.random.default_rng(cold_cfg.get("seed", seed))
+            train, valid, test, cold = make_cold(train, valid, test, cold_cfg.get("fraction", 0.2), rng)
+        if sparse_cfg and sparse_cfg.get("keep", 1.0) < 1.0:
+            rng = np.random.default_rng(sparse_cfg.get("seed", seed) + 7919)
+            train = make_sparse(train, sparse_cfg["keep"], rng)
 
     # leakage guard: no target validation/test interaction in the source, ever. Compared as
     # integer pair codes: each source row's target user and item index (-1 where the target has none)
@@ -369,6 +388,8 @@ def prepare_domains(raw: RawDomains, dataset_cfg: dict, seed: int, workdir: Path
     s_users, s_user = _sorted_codes(source["user_key"][~leak])
     s_items, s_item = _sorted_codes(source["item_key"][~leak])
     src = pd.DataFrame({"user": s_user, "item": s_item})
+    if next_item:  # the pooled controls merge a user's two domains in time
+        times["source_train_time"] = source["timestamp"][~leak].to_numpy(np.float64)
     catalog_keys = sorted(set(t_items) | set(s_items))
     row_of = {k: i for i, k in enumerate(catalog_keys)}
 
@@ -429,6 +450,10 @@ def prepare_domains(raw: RawDomains, dataset_cfg: dict, seed: int, workdir: Path
         "sparse": sparse_cfg,
         "cold_items_config": cold_cfg,
     }
+    if next_item:
+        summary["next_item"] = {"sequence_split": sequence_split_of(protocol),
+                                "test_input": int(len(test_input)),
+                                "users_not_evaluated": int(len(t_users) - len(np.unique(test["user"])))}
     for role in ("source", "target"):
         d = summary["domains"][role]
         d["item_rows_dropped"] = int(item_rows_dropped[role])
@@ -451,6 +476,8 @@ def prepare_domains(raw: RawDomains, dataset_cfg: dict, seed: int, workdir: Path
             "catalog_source_rows": np.array([row_of[k] for k in s_items], dtype=np.int64),
             "catalog_target_rows": np.array([row_of[k] for k in t_items], dtype=np.int64),
             "cold_items": np.array(sorted(cold), dtype=np.int64),
+            **({"target_test_input": encode(test_input)} if next_item else {}),
+            **times,
         },
         "keys": {"target_users": t_users, "target_items": t_items, "source_users": s_users,
                  "source_items": s_items, "catalog": catalog_keys, "texts": catalog_texts},

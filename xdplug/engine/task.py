@@ -19,12 +19,13 @@ import torch
 from ..config import check_pooling
 from ..context import FitContext
 from ..data.prepare import prepare
-from ..errors import NotApplicableError, XdplugError
+from ..errors import ConfigError, NotApplicableError, XdplugError
 from ..evaluation import rank_split
 from ..model.strategy import fit_strategy
 from ..plugins import get_plugins
 from ..recbole.compat import quiet_recbole_logging, resolve_device
 from ..recbole.trainer import learning_problems
+from ..tasks import STRATEGY_TASKS, refusal
 from ..tempdirs import make as scratch_dir
 from .plan import RunSpec, output_dir
 
@@ -88,14 +89,19 @@ def fit_method(spec: RunSpec, config: dict, registry, ctx: FitContext):
     A baseline's ``pooled``/``params.source_weight`` are checked first; a baseline
     that needs shared IDs on data without any raises :class:`NotApplicableError`.
     """
+    task = ctx.data.task
     if spec.kind == "baseline":
         cls = registry.get("baseline", spec.entry["baseline"], f"{spec.path}.baseline")
+        if task not in cls.tasks:  # validation refuses it first; this guards the API
+            raise ConfigError(f"{spec.path}.baseline", refusal("baseline", cls.name, cls.tasks, task))
         baseline = cls(spec.entry.get("params"), f"{spec.path}.params")
         check_pooling(spec.entry, cls, spec.path)
         pooled = bool(spec.entry.get("pooled"))
         if (pooled or cls.needs_shared_ids) and not ctx.data.has_shared_ids:
             raise NotApplicableError(NEEDS_SHARED)
         return baseline.fit(ctx, pooled=pooled)
+    if task not in STRATEGY_TASKS:
+        raise ConfigError(spec.path, f"the transfer strategies rank for the general protocol, not for {task!r}")
     return fit_strategy(spec.entry, registry, ctx, spec.path)
 
 

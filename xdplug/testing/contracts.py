@@ -40,6 +40,7 @@ from ..components import (
     resolve_params,
 )
 from ..errors import ConfigError
+from ..tasks import check_tasks_declaration
 from .synthetic import synthetic_catalog, tiny_ranking_result  # noqa: F401 - part of the contract API
 
 __all__ = [
@@ -376,6 +377,8 @@ def check_baseline(cls: type, params: dict | None = None, data=None, workdir: st
     label = _label(cls)
     for flag in ("needs_shared_ids", "supports_pooling"):
         _expect(isinstance(getattr(cls, flag), bool), f"{label}: {flag} must be a bool")
+    problem = check_tasks_declaration(getattr(cls, "tasks", None))
+    _expect(problem is None, f"{label}: tasks {problem}")
     _expect(_overrides(cls, Baseline, "fit"), f"{label}: implement fit(ctx, pooled=False)")
     if data is None:
         return baseline

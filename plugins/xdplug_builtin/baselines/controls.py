@@ -13,7 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from xdplug.api import Baseline, ConfigError, Int, NotApplicableError
+from xdplug.api import GENERAL, NEXT_ITEM, Baseline, ConfigError, Int, NotApplicableError
 
 from ._text import TextBaseline, encode_texts
 
@@ -106,6 +106,8 @@ class SourcePop(Baseline):
     name = "source-pop"
     description = "Rank target items by their popularity in the source domain (needs shared items)"
     needs_shared_ids = True
+    #: one ranking for everyone, whatever the order of a history
+    tasks = (GENERAL, NEXT_ITEM)
     export = "refit"
 
     def fit(self, ctx, pooled: bool = False):

@@ -27,8 +27,9 @@ import numpy as np
 import torch
 import yaml
 
-from xdplug.api import (Baseline, Bool, Choice, ConfigError, Float, Int, List, Mapping, NotApplicableError, Str,
-                        evaluates_as_code, fit_recbole, literal_value, load_state, quick_metric, rank_split,
+from xdplug.api import (GENERAL, NEXT_ITEM, Baseline, Bool, Choice, ConfigError, Float, Int, List, Mapping,
+                        NotApplicableError, Option, Str, evaluates_as_code, fit_recbole, literal_value, load_state,
+                        quick_metric, rank_split,
                         recbole_data)
 
 logger = logging.getLogger(__name__)
@@ -361,6 +362,8 @@ def recbole_baselines() -> list[type]:
             "search_space": SEARCH_SPACES.get(model, {}),
             "pooled_search_space": POOLED_SEARCH_SPACES.get(model, {}),
             "model_name": model,
+            # popularity reads no order: it ranks the same under both tasks
+            "tasks": (GENERAL, NEXT_ITEM) if model == "Pop" else (GENERAL,),
             "description": f"RecBole {model} trained on the target split (pooled: true adds the source)",
             "defaults": defaults,
             "__module__": __name__,
