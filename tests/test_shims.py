@@ -1,0 +1,96 @@
+"""xdplug/recbole/shims.py: each shim makes the RecBole 1.2.1 code it serves run on numpy 2 / scipy >= 1.13.
+
+On the stack where a name is removed, each test takes the shim away and shows the RecBole call
+failing, then puts it back and shows the call working (with exact numbers); on the pinned stack
+(numpy 1.26, scipy 1.12) it checks that nothing was replaced.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import scipy
+import scipy.sparse as sp
+
+from xdplug.recbole import shims
+from xdplug.recbole.compat import recbole_config
+
+NUMPY_2 = int(np.__version__.split(".")[0]) >= 2
+SCIPY_1_13 = tuple(int(x) for x in scipy.__version__.split(".")[:2]) >= (1, 13)
+
+
+def test_shims_are_applied_exactly_where_the_stack_removed_the_name():
+    import recbole  # noqa: F401 - the import hook applied the shims before this module ran
+
+    expected = {f"numpy.{name}" for name in shims.NUMPY_ALIASES} if NUMPY_2 else set()
+    if SCIPY_1_13:
+        expected.add("scipy.sparse.dok_matrix._update")
+    assert set(shims.applied) == expected
+    for name, served in shims.applied.items():
+        assert served.startswith("recbole/") and ".py:" in served, (name, served)
+    assert (sp.dok_matrix._update is shims._dok_update) == SCIPY_1_13
+    assert np.float_ is np.float64 and np.complex_ is np.complex128 and np.unicode_ is np.str_
+
+
+def test_importing_recbole_applies_the_shims_in_a_fresh_process():
+    """Whoever imports recbole first (here a bare ``import recbole.config`` after ``import xdplug``)."""
+    code = ("import xdplug, sys; assert 'numpy' not in sys.modules and 'scipy' not in sys.modules\n"
+            "import recbole.config\nfrom xdplug.recbole import shims\nprint(sorted(shims.applied))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    expected = sorted(({f"numpy.{n}" for n in shims.NUMPY_ALIASES} if NUMPY_2 else set())
+                      | ({"scipy.sparse.dok_matrix._update"} if SCIPY_1_13 else set()))
+    assert out.stdout.strip() == repr(expected)
+
+
+def _config(tmp_path):
+    import torch
+
+    return recbole_config("Pop", "target", tmp_path, {}, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("name", sorted(shims.NUMPY_ALIASES))
+def test_numpy_alias_lets_recbole_build_its_config(name, tmp_path, monkeypatch):
+    """configurator.py:630-635 reads np.float_, np.complex_ and np.unicode_ in every Config()."""
+    if not NUMPY_2:
+        assert f"numpy.{name}" not in shims.applied  # numpy 1 has it: nothing replaced
+        assert getattr(np, name) is getattr(np, shims.NUMPY_ALIASES[name][0])
+    else:
+        monkeypatch.delattr(np, name)
+        with pytest.raises(AttributeError, match=name):
+            _config(tmp_path)
+        monkeypatch.undo()
+    config = _config(tmp_path)
+    assert config["model"] == "Pop"
+    assert np.float is np.float64 and np.unicode is np.str_  # what RecBole's metrics and dataset code then use
+
+
+def _lightgcn_adjacency():
+    """RecBole's LightGCN.get_norm_adj_mat (lightgcn.py:95-125, dok_matrix._update at :111) on 2 users x 3 items."""
+    from recbole.model.general_recommender.lightgcn import LightGCN
+
+    inter = sp.coo_matrix((np.ones(3, dtype=np.float32), ([0, 0, 1], [0, 2, 2])), shape=(2, 3))
+    holder = SimpleNamespace(n_users=2, n_items=3, interaction_matrix=inter)
+    return LightGCN.get_norm_adj_mat(holder).to_dense().numpy()
+
+
+def test_dok_update_lets_recbole_build_the_lightgcn_graph(monkeypatch):
+    if not SCIPY_1_13:
+        assert "scipy.sparse.dok_matrix._update" not in shims.applied
+        assert sp.dok_matrix._update is not shims._dok_update
+    else:
+        monkeypatch.delattr(sp.dok_matrix, "_update")
+        with pytest.raises(AttributeError, match="_update"):
+            _lightgcn_adjacency()
+        monkeypatch.undo()
+    adjacency = _lightgcn_adjacency()
+    # D^-1/2 A D^-1/2 over the bipartite graph: degrees users (2, 1), items (1, 0, 2)
+    expected = np.zeros((5, 5))
+    for u, i in ((0, 0), (0, 2), (1, 2)):
+        degree_u, degree_i = (2, 1)[u], (1, 0, 2)[i]
+        expected[u, 2 + i] = expected[2 + i, u] = 1 / np.sqrt(degree_u * degree_i)
+    assert np.allclose(adjacency, expected, atol=1e-6)
