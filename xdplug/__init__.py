@@ -10,7 +10,12 @@ import os as _os
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .hookspecs import hookimpl  # noqa: F401
+from .recbole import shims as _shims
 from .version import __version__  # noqa: F401
+
+# RecBole 1.2.1 calls numpy/scipy names that numpy 2 and scipy 1.13 removed: supply them before
+# it is first imported, whoever imports it (xdplug/recbole/shims.py; nothing changes on numpy 1)
+_shims.install()
 
 
 def load(path):

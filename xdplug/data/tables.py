@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..errors import DataError
@@ -49,8 +50,9 @@ def read_table(file: Path, what: str = "the file", sep: str | None = None, strip
         try:
             df = pd.read_parquet(file)
         except ImportError:
-            raise DataError("reading Parquet needs pyarrow (pip install 'pyarrow<19': later ones need numpy 2, "
-                            "which recbole's pin excludes) or fastparquet; "
+            pin = "pyarrow" if int(np.__version__.split(".")[0]) >= 2 else \
+                f"'pyarrow<19': later ones need numpy 2, this environment has numpy {np.__version__}"
+            raise DataError(f"reading Parquet needs pyarrow (pip install {pin}) or fastparquet; "
                             "or give the table as CSV/TSV", str(file)) from None
         except Exception as exc:  # noqa: BLE001 - pyarrow raises its own error types
             raise DataError(f"cannot read the Parquet file: {exc}", str(file)) from None

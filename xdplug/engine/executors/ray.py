@@ -96,7 +96,7 @@ def import_ray():
             import ray
     except ImportError as exc:
         hint = " (ray 2.6.3 imports pkg_resources: pip install 'setuptools<81')" if "pkg_resources" in str(exc) \
-            else " (pip install 'ray[default]<=2.6.3', the version RecBole 1.2.1 allows)"
+            else " (pip install 'xdplug[ray]', or 'ray' into this environment)"
         raise RunError(f"executor ray: cannot import ray: {exc}{hint}") from None
     return ray
 
