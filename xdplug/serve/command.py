@@ -58,6 +58,9 @@ def bind(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(address)
+        # listening now: a client that connects while the app still imports waits in the backlog
+        # (uvicorn accepts from it) instead of being refused between the printed URL and the server
+        sock.listen(2048)
     except OSError as exc:
         sock.close()
         raise XdplugError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port "
