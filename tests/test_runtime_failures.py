@@ -112,7 +112,8 @@ def test_np_savez_on_a_full_disk_leaves_a_second_error_write_npz_does_not(unrais
 
     assert savez() == errno.ENOSPC
     gc.collect()
-    assert unraisable, "np.savez's open ZipFile fails again when collected (the bug write_npz avoids)"
+    if np.lib.NumpyVersion(np.__version__) < "2.0.0":  # numpy 2 closes the archive itself (the latest CI lane)
+        assert unraisable, "np.savez's open ZipFile fails again when collected (the bug write_npz avoids)"
     unraisable.clear()
     for compress in (False, True):
         def write():
