@@ -189,8 +189,11 @@ class Recommender:
             raise ArtifactError(f"unknown item{'s' if len(unknown) > 1 else ''} {shown}: not in the catalog of "
                                 f"{self.path.name} ({len(self.items)} target items, for example {examples})")
         rows = np.array(sorted(set(rows)), dtype=np.int64)
-        targets = sorted({self._target_of_row[r] for r in rows.tolist() if r in self._target_of_row})
-        return rows, targets
+        return rows, self._targets_among(rows)
+
+    def _targets_among(self, rows) -> list[int]:
+        """The target item indices among catalog ``rows`` (a shared item is a target item too)."""
+        return sorted({self._target_of_row[r] for r in np.asarray(rows).tolist() if r in self._target_of_row})
 
     # -- scores ----------------------------------------------------------------------------
     def score_users(self, users: np.ndarray) -> torch.Tensor:
@@ -203,7 +206,10 @@ class Recommender:
 
     def score_history(self, history) -> tuple[torch.Tensor, list[int]]:
         """Scores ``[1, n_target_items]`` of a new user given only their items; and their target items."""
-        rows, targets = self._history_rows(history)
+        return self._score_rows(*self._history_rows(history))
+
+    def _score_rows(self, rows: np.ndarray, targets: list[int]) -> tuple[torch.Tensor, list[int]]:
+        """Scores ``[1, n_target_items]`` of a user known by catalog ``rows``; and the target items among them."""
         with torch.no_grad():
             if self.model is not None:
                 m = self.model
@@ -253,12 +259,9 @@ class Recommender:
             raise XdplugError("give exactly one of user= (a known target user) and history= (a new user's items)")
         if user is not None:
             if str(user).strip() in self._source_user_of:  # known only in the source: their source items
-                rows = self.source_history(user)
-                seen = [self._target_of_row[r] for r in rows if r in self._target_of_row] if exclude_seen else []
-                with torch.no_grad():
-                    u = self.model.new_user_vector(self._vectors, torch.as_tensor(rows, device=self.device))
-                    scores = self.model.scores_against(u, self._vectors, self._candidate_rows)
-                return self._top(scores, [np.array(seen, dtype=np.int64)], k)[0]  # shared items they saw: seen
+                rows = np.array(self.source_history(user), dtype=np.int64)
+                scores, targets = self._score_rows(rows, self._targets_among(rows))  # shared items they saw: seen
+                return self._top(scores, [np.array(targets if exclude_seen else [], dtype=np.int64)], k)[0]
             u = self.user_index(user)
             scores = self.score_users(np.array([u]))
             seen = self._seen.indices[self._seen.indptr[u]:self._seen.indptr[u + 1]] if exclude_seen else []
