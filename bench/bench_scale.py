@@ -216,11 +216,11 @@ def worker(spec: dict) -> dict:
     from xdplug.engine.plan import expand
     from xdplug.engine.task import fit_context, fit_method, prepare_data, run_evaluators
     from xdplug.evaluation import rank_split
-    from xdplug.plugins import get_plugins
+    from xdplug.plugins import make_plugin_manager
     from xdplug.recbole.compat import quiet_recbole_logging
 
     quiet_recbole_logging()
-    registry = get_plugins().registry
+    registry = make_plugin_manager().registry
     config = load_config(spec["config"], overrides=spec["overrides"], registry=registry)
     device = spec["device"]
     sync = _device_sync(device)
@@ -261,7 +261,7 @@ def worker(spec: dict) -> dict:
         pop = RunSpec("evaluate", "Pop", "baseline", seed, {"baseline": "Pop"}, "baselines[Pop]")
         with tempfile.TemporaryDirectory(prefix="xdplug-bench-scale-") as work:
             scorer = fit_method(pop, config, registry, fit_context(pop, config, data, device, Path(work),
-                                                                   tensorboard=False))
+                                                                   tensorboard=False, registry=registry))
             ks, groups = config["evaluation"]["ks"], config["evaluation"]["user_groups"]
             known = getattr(scorer, "item_known", None)
             with Phase(sync) as timer:
@@ -277,7 +277,7 @@ def worker(spec: dict) -> dict:
         if spec_ is None:
             raise SystemExit(f"{phase}: no such method in the config")
         with tempfile.TemporaryDirectory(prefix="xdplug-bench-scale-") as work:
-            ctx = fit_context(spec_, config, data, device, Path(work), tensorboard=False)
+            ctx = fit_context(spec_, config, data, device, Path(work), tensorboard=False, registry=registry)
             with Phase(sync) as timer:
                 scorer = fit_method(spec_, config, registry, ctx)
             out.update(seconds=timer.seconds, phase_rss_mb=timer.peak_mb, **epoch_times(ctx.curves))

@@ -77,12 +77,12 @@ def main(argv=None) -> int:
     from xdplug.config import load_config
     from xdplug.data.prepare import prepare
     from xdplug.model.strategy import fit_strategy
-    from xdplug.plugins import get_plugins
+    from xdplug.plugins import make_plugin_manager
     from xdplug.recbole.compat import quiet_recbole_logging
     from xdplug.context import FitContext
 
     quiet_recbole_logging()
-    registry = get_plugins().registry
+    registry = make_plugin_manager().registry
     config = load_config(data={
         "name": "bench-serving", "dataset": {"recipe": args.recipe}, "seeds": [args.seed], "device": args.device,
         "train": {"epochs": args.epochs, "learning_rate": 0.005, "stopping_step": 8},

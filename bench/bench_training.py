@@ -296,7 +296,7 @@ def worker(spec: dict) -> dict:
 
     if spec["threads"]:
         torch.set_num_threads(spec["threads"])
-    from xdplug.plugins import get_plugins
+    from xdplug.plugins import make_plugin_manager
     from xdplug.recbole.compat import quiet_recbole_logging, resolve_device
     from xdplug.context import FitContext
 
@@ -311,7 +311,7 @@ def worker(spec: dict) -> dict:
         def sync():
             pass
 
-    registry = get_plugins().registry
+    registry = make_plugin_manager().registry
     out = {"dataset": spec["dataset"], "method": spec["method"], "device": str(device),
            "torch_threads": torch.get_num_threads(), "rss_start_mb": rss_mb()}
     t0 = time.perf_counter()

@@ -76,7 +76,7 @@ sys.path.insert(0, str(ROOT / "plugins"))
 from xdplug.config import load_config  # noqa: E402
 from xdplug.data.prepare import prepare  # noqa: E402
 from xdplug.evaluation import rank_split  # noqa: E402
-from xdplug.plugins import get_plugins  # noqa: E402
+from xdplug.plugins import make_plugin_manager  # noqa: E402
 from xdplug_builtin.baselines.textcf import half_split, keep_neighbors  # noqa: E402
 
 CONFIG = ROOT / "configs" / "cold-items-new-in-source.yaml"
@@ -84,7 +84,7 @@ CONFIG = ROOT / "configs" / "cold-items-new-in-source.yaml"
 
 def load(seed: int):
     cfg = load_config(str(CONFIG))["dataset"]
-    recipe = get_plugins().registry.get("dataset", cfg["recipe"])(cfg.get("params") or {})
+    recipe = make_plugin_manager().registry.get("dataset", cfg["recipe"])(cfg.get("params") or {})
     return prepare(recipe, cfg, seed)
 
 

@@ -143,7 +143,7 @@ sys.path.insert(0, str(ROOT))
 
 from xdplug.config import load_config  # noqa: E402
 from xdplug.data.prepare import prepare  # noqa: E402
-from xdplug.plugins import get_plugins  # noqa: E402
+from xdplug.plugins import make_plugin_manager  # noqa: E402
 try:  # the evaluation helpers moved from xdplug.training to xdplug.evaluation / xdplug.metrics
     from xdplug.evaluation import rank_split  # noqa: E402
     from xdplug.metrics import per_user_metrics, quick_metric  # noqa: E402
@@ -188,7 +188,7 @@ def load_pair(name: str, seed: int) -> Pair:
     if keep is not None:
         ds["sparse"] = {"keep": keep}
     cfg = load_config(data={"dataset": ds, "baselines": [{"baseline": "Pop"}]})["dataset"]
-    recipe = get_plugins().registry.get("dataset", recipe_name)(cfg.get("params") or {})
+    recipe = make_plugin_manager().registry.get("dataset", recipe_name)(cfg.get("params") or {})
     data = prepare(recipe, cfg, seed)
     xt = data.matrix("target", "train").astype(np.float64).tocsr()
     s = data.source_train

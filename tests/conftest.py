@@ -1,7 +1,6 @@
 """Shared test setup. The fixtures themselves come from ``xdplug.testing`` (a pytest11 plugin).
 
-Every test runs with a temporary ``XDPLUG_HOME`` and leaves the process-wide
-plugin manager as it found it.
+Every test runs with a temporary ``XDPLUG_HOME``.
 """
 
 from __future__ import annotations
@@ -17,12 +16,7 @@ EXAMPLE_INSTALL = "pip install -e plugins/xdplug-example"
 
 @pytest.fixture(autouse=True)
 def _isolated(xdplug_home):
-    """No test reads or writes the real cache root or leaks a plugin manager."""
-    from xdplug import plugins
-
-    previous = getattr(plugins, "_default", None)
-    yield
-    plugins.set_plugins(previous)
+    """No test reads or writes the real cache root (there is no process-wide plugin manager to restore)."""
 
 
 @pytest.fixture(scope="module")

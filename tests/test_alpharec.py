@@ -17,16 +17,16 @@ FAST = {"epochs": 2, "batch_size": 128, "negatives": 16}
 def _hashed_text(monkeypatch):
     """A deterministic stand-in for the language model (one random vector per distinct text): these
     tests are about what AlphaRec does with text vectors, and loading the encoder takes seconds."""
-    def encode(texts, encoder_params, option):
+    def encode(ctx, texts, encoder_params, option):
         return np.stack([np.random.default_rng(zlib.crc32(t.encode())).standard_normal(24) for t in texts])
 
     monkeypatch.setattr("xdplug_builtin.baselines._text.encode_texts", encode)
 
 
 def _baseline(name, params=None):
-    from xdplug.plugins import get_plugins
+    from xdplug.plugins import make_plugin_manager
 
-    return get_plugins().registry.get("baseline", name)({**FAST, **(params or {})}, f"baselines.{name}")
+    return make_plugin_manager().registry.get("baseline", name)({**FAST, **(params or {})}, f"baselines.{name}")
 
 
 def _scores(scorer, data) -> np.ndarray:

@@ -240,3 +240,23 @@ def test_the_core_names_no_builtin_adaptation_or_family():
                   if isinstance(node, ast.Constant) and node.value in names and id(node) not in docstrings
                   and (module, node.value) not in KNOWN_NAMES]
     assert not found, "built-in component names in the core:\n" + "\n".join(found)
+
+
+def test_no_function_falls_back_to_a_global_plugin_manager():
+    """The registry is passed: ``xdplug.plugins`` keeps no process-wide manager, and no module of the
+    core (nor ``xdplug.api``, which plugins import) holds a manager or registry at module level."""
+    import xdplug.plugins as plugins
+
+    assert not {"get_plugins", "set_plugins", "_default"} & set(vars(plugins)), "a process-wide manager is back"
+    found = []
+    for module, file in modules().items():
+        tree = ast.parse(file.read_text(), str(file))
+        found += [f"{module}:{node.lineno} imports {alias.name}" for node in ast.walk(tree)
+                  if isinstance(node, ast.ImportFrom) for alias in node.names
+                  if alias.name in ("get_plugins", "set_plugins", "registered", "registered_names")]
+        for node in tree.body:  # module-level state: a manager or a registry built at import
+            if isinstance(node, (ast.Assign, ast.AnnAssign)) and isinstance(node.value, ast.Call):
+                called = ast.unparse(node.value.func)
+                if called.endswith(("make_plugin_manager", "Plugins", "Registry", "installed_registry")):
+                    found.append(f"{module}:{node.lineno} builds {called}() at import")
+    assert not found, "a global plugin manager in the core:\n" + "\n".join(found)

@@ -440,8 +440,8 @@ def test_pytest_plugin_fixtures(pytester):
         def test_home(xdplug_home):
             assert os.environ["XDPLUG_HOME"] == str(xdplug_home) and xdplug_home.is_dir()
 
-        def test_manager_is_process_wide(plugin_manager):
-            assert plugins.get_plugins() is plugin_manager
+        def test_manager_is_fresh(plugin_manager):
+            assert plugin_manager is not plugins.make_plugin_manager()
             assert "synthetic" in plugin_manager.registry.names("dataset")
 
         def test_register_plugin(plugin_manager, register_plugin):

@@ -35,9 +35,9 @@ def _pooled_matrices(data):
 
 
 def _baseline(name, params=None):
-    from xdplug.plugins import get_plugins
+    from xdplug.plugins import make_plugin_manager
 
-    return get_plugins().registry.get("baseline", name)(params or {}, f"baselines.{name}")
+    return make_plugin_manager().registry.get("baseline", name)(params or {}, f"baselines.{name}")
 
 
 @pytest.fixture(scope="module")

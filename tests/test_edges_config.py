@@ -248,10 +248,10 @@ CODE = "__import__('os').system('true')"
 
 def test_a_tuning_choice_is_checked_like_a_written_value():
     written = config_error(data={"baselines": [{"baseline": "NeuMF", "params": {"mf_pretrain_path": CODE}}]},
-                           registry=xdplug.plugins.get_plugins().registry)
+                           registry=xdplug.plugins.make_plugin_manager().registry)
     space = {"params.mf_pretrain_path": {"type": "categorical", "choices": ["/tmp/mf.pth", CODE]}}
     tuned = config_error(data={"baselines": [{"baseline": "NeuMF", "tuning": {"trials": 2, "space": space}}]},
-                         registry=xdplug.plugins.get_plugins().registry)
+                         registry=xdplug.plugins.make_plugin_manager().registry)
     assert written.startswith("baselines[0].params.mf_pretrain_path: got ")
     why = written.split(": ", 1)[1]
     assert tuned == (f"baselines[0].tuning.space.params.mf_pretrain_path: the search space reaches {CODE!r}, "
@@ -261,7 +261,7 @@ def test_a_tuning_choice_is_checked_like_a_written_value():
 def test_a_tuning_choice_the_option_accepts_passes():
     space = {"params.knn_method": {"type": "categorical", "choices": ["user", "item"]}}
     config = load_config(data={"baselines": [{"baseline": "ItemKNN", "tuning": {"trials": 2, "space": space}}]},
-                         registry=xdplug.plugins.get_plugins().registry)
+                         registry=xdplug.plugins.make_plugin_manager().registry)
     assert config["baselines"][0]["tuning"]["space"] == space
 
 
@@ -291,13 +291,13 @@ def test_a_tuning_choice_the_option_accepts_passes():
 ])
 def test_nested_recbole_options_are_checked_at_config_time(key, value, expected):
     message = config_error(data={"baselines": [{"baseline": "BPR", "params": {key: value}}]},
-                           registry=xdplug.plugins.get_plugins().registry)
+                           registry=xdplug.plugins.make_plugin_manager().registry)
     assert message == f"baselines[0].params.{expected}"
 
 
 def test_nested_recbole_options_reach_recbole_as_plain_mutable_dicts():
     """RecBole fills in the defaults of ``train_neg_sample_args`` in place: a read-only mapping was a TypeError."""
-    registry = xdplug.plugins.get_plugins().registry
+    registry = xdplug.plugins.make_plugin_manager().registry
     params = {"train_neg_sample_args": {"distribution": "popularity", "sample_num": 2},
               "clip_grad_norm": {"max_norm": 5.0}}
     config = load_config(data={"baselines": [{"baseline": "BPR", "params": params}]}, registry=registry)
@@ -388,7 +388,7 @@ def test_synthetic_recipe_refuses_contradicting_sizes(params, key, expected):
 def test_synthetic_contradiction_stops_load_config():
     message = config_error(data=with_(dataset={"recipe": "synthetic", "params": {"n_users": 10,
                                                                                 "n_shared_users": 11}}),
-                           registry=xdplug.plugins.get_plugins().registry)
+                           registry=xdplug.plugins.make_plugin_manager().registry)
     assert message.startswith("dataset.params.n_shared_users: 11 shared users cannot exceed n_users (10")
     assert SyntheticRecipe({"n_users": 10, "n_shared_users": 10}).params["n_shared_users"] == 10
 
@@ -422,7 +422,7 @@ def test_recipe_hints_prefer_the_name_the_typed_one_begins(name, expected):
 
 
 def test_the_recipe_hint_in_a_config_error():
-    message = config_error(data=with_(dataset={"recipe": "ml-100k"}), registry=xdplug.plugins.get_plugins().registry)
+    message = config_error(data=with_(dataset={"recipe": "ml-100k"}), registry=xdplug.plugins.make_plugin_manager().registry)
     assert message.startswith("dataset.recipe: unknown dataset 'ml-100k'. Did you mean 'ml100k-genres'?")
 
 

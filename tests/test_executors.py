@@ -72,9 +72,9 @@ class Flaky(Baseline):
         if not marker.exists():
             marker.write_text("died once")
             _die()
-        from xdplug.plugins import get_plugins
+        from xdplug.plugins import make_plugin_manager
 
-        return get_plugins().registry.get("baseline", "Pop")({}).fit(ctx)
+        return make_plugin_manager().registry.get("baseline", "Pop")({}).fit(ctx)
 
 
 @hookimpl
@@ -135,14 +135,14 @@ def metrics_by_run(config) -> dict:
         store.close()
 
 
-def test_ray_grid_matches_the_local_executor(ray_cluster, tiny_config, tmp_path):
+def test_ray_grid_matches_the_local_executor(ray_cluster, tiny_config, tmp_path, plugin_manager):
     sections = dict(seeds=[0, 1], baselines=[{"baseline": "Pop"}, {"baseline": "EASE"}], strategies=[STRATEGY])
     local = tiny_config(name="local", **sections)
     remote = tiny_config(name="ray", executor={"kind": "ray", "workers": 2}, **sections)
     run_benchmark(local, progress=False)
     run_benchmark(remote, progress=False)
     a, b = metrics_by_run(local), metrics_by_run(remote)
-    assert set(a) == set(b) == {s.run_id for s in expand(local)}  # same cells, same identities
+    assert set(a) == set(b) == {s.run_id for s in expand(local, plugin_manager.registry)}  # same cells, same identities
     for run_id, run in a.items():
         assert run["status"] == b[run_id]["status"] == "done", (run["method"], b[run_id]["error"])
         for split in ("test", "valid"):
@@ -174,7 +174,8 @@ def test_a_raising_task_and_a_killed_worker_are_recorded_and_the_grid_completes(
     assert (store_path(config).parent / "report.md").is_file()
 
 
-def test_ctrl_c_cancels_outstanding_tasks_and_the_next_run_resumes(ray_cluster, tiny_config, register_plugin):
+def test_ctrl_c_cancels_outstanding_tasks_and_the_next_run_resumes(ray_cluster, tiny_config, plugin_manager,
+                                                                   register_plugin):
     class Interrupt:
         calls = 0
 
@@ -188,13 +189,13 @@ def test_ctrl_c_cancels_outstanding_tasks_and_the_next_run_resumes(ray_cluster, 
                          baselines=[{"baseline": "Pop"}, {"baseline": "EASE"}, {"baseline": "ItemKNN"}])
     register_plugin(Interrupt(), name="interrupt-after-first-run")
     with pytest.raises(KeyboardInterrupt):
-        run_benchmark(config, progress=False)
+        run_benchmark(config, plugin_manager, progress=False)
     runs = metrics_by_run(config)
     statuses = sorted(r["status"] for r in runs.values())
     assert statuses.count("done") == 1, statuses
     assert set(statuses) <= {"done", "running"} and len(runs) <= 3  # never more in flight than 2 CPUs
     done_id = next(k for k, r in runs.items() if r["status"] == "done")
-    run_benchmark(config, progress=False)
+    run_benchmark(config, plugin_manager, progress=False)
     after = metrics_by_run(config)
     assert len(after) == 6 and all(r["status"] == "done" for r in after.values())
     assert after[done_id]["attempts"] == 1  # the finished run was not run again
@@ -220,7 +221,7 @@ def test_tuning_through_ray_matches_local_tuning(ray_cluster, tiny_config):
         assert a["chosen"] == b["chosen"]
 
 
-def test_the_local_path_imports_neither_ray_nor_optuna(tiny_config):
+def test_the_local_path_imports_neither_ray_nor_optuna(tiny_config, plugin_manager):
     """The local path does not import ray."""
     import subprocess
 
@@ -228,4 +229,4 @@ def test_the_local_path_imports_neither_ray_nor_optuna(tiny_config):
             "print('ray' in sys.modules, 'optuna' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
-    assert isinstance(LocalExecutor(tiny_config()), LocalExecutor)
+    assert isinstance(LocalExecutor(tiny_config(), plugin_manager.registry), LocalExecutor)

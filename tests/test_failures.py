@@ -114,10 +114,11 @@ def dead_pid() -> int:
 
 # -- failed runs: exit status 1 and the list ----------------------------------------------------
 
-def test_a_grid_with_failed_runs_exits_1_and_lists_them_after_the_report(register_plugin, tmp_path, capsys):
+def test_a_grid_with_failed_runs_exits_1_and_lists_them_after_the_report(plugin_manager, register_plugin, tmp_path,
+                                                                          capsys):
     register_plugin(BoomPlugin(), "boom-plugin")
     path = write_config(tmp_path, seeds=[0, 1], baselines=[{"baseline": "Pop"}, {"baseline": "boom"}])
-    assert main(["run", path, "--quiet"]) == 1
+    assert main(["run", path, "--quiet"], plugins=plugin_manager) == 1
     out, err = capsys.readouterr()
     assert "report written:" in out and "report.md" in out
     assert "2 run(s) failed" in err
@@ -127,7 +128,7 @@ def test_a_grid_with_failed_runs_exits_1_and_lists_them_after_the_report(registe
     assert "Pop seed" not in err
 
     # --only a method that works: nothing failed in that part of the grid
-    assert main(["run", path, "--quiet", "--only", "Pop"]) == 0
+    assert main(["run", path, "--quiet", "--only", "Pop"], plugins=plugin_manager) == 0
     assert "failed" not in capsys.readouterr().err
 
 

@@ -131,18 +131,18 @@ def test_family_and_adaptation_checks_name_the_key(family_plugin, tiny_config):
         tiny_config(strategies=[dict(POPULARITY, encoder="bert", fusion="text")])
 
 
-def test_grid_tuning_export_and_recommend(family_plugin, tiny_config, tmp_path):
+def test_grid_tuning_export_and_recommend(family_plugin, plugin_manager, tiny_config, tmp_path):
     from xdplug.artifact import export_run, load_artifact
     from xdplug.engine.plan import expand
 
     config = tiny_config(strategies=[BLEND, dict(POPULARITY, tuning={"trials": 2})])
-    run_benchmark(config, progress=False)
+    run_benchmark(config, plugin_manager, progress=False)
     from xdplug.store import RunStore
     from xdplug.engine.plan import store_path
 
     store = RunStore(store_path(config))
     try:
-        runs = {(r["method"], r["seed"]): r for r in store.runs([s.run_id for s in expand(config)])}
+        runs = {(r["method"], r["seed"]): r for r in store.runs([s.run_id for s in expand(config, plugin_manager.registry)])}
     finally:
         store.close()
     for method in ("blend-ease", "popularity"):
@@ -152,9 +152,10 @@ def test_grid_tuning_export_and_recommend(family_plugin, tiny_config, tmp_path):
     # the tuned family searched its own option (its search_space), and the run stores the value it chose
     assert 0 <= runs[("popularity", 0)]["spec"]["params"]["model"]["source_weight"] <= 1
     for method in ("blend-ease", "popularity"):
-        folder, report = export_run(config, method, seed=0, out=tmp_path / method)
+        folder, report = export_run(config, method, seed=0, out=tmp_path / method,
+                                    registry=plugin_manager.registry)
         assert report["reproduction"]["match"] and report["roundtrip"]["topk_match"]
-        rec = load_artifact(folder)
+        rec = load_artifact(folder, registry=plugin_manager.registry)
         user = rec.ids["users"][0]
         recs = rec.recommend(user=user, k=3)
         assert len(recs) == 3 and all(r["item"] in rec.ids["items"] for r in recs)

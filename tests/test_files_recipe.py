@@ -249,9 +249,9 @@ def test_parquet_needs_pyarrow_or_reads(good, tmp_path):
 
 
 def _registry():
-    from xdplug.plugins import get_plugins
+    from xdplug.plugins import make_plugin_manager
 
-    return get_plugins().registry
+    return make_plugin_manager().registry
 
 
 def test_run_stops_before_any_run_on_bad_data(tmp_path, good, capsys):

@@ -45,10 +45,10 @@ def test_a_limit_ranks_a_seeded_sample_of_users_the_same_for_every_scorer(synthe
     assert np.array_equal(split_users(synthetic_data, "test")[0], everyone)
 
 
-def test_the_default_keeps_run_identities_and_a_limit_changes_them():
-    plain = expand(_config())
-    same = expand(_config(max_users=0))
-    limited = expand(_config(max_users=500))
+def test_the_default_keeps_run_identities_and_a_limit_changes_them(plugin_manager):
+    plain = expand(_config(), plugin_manager.registry)
+    same = expand(_config(max_users=0), plugin_manager.registry)
+    limited = expand(_config(max_users=500), plugin_manager.registry)
     assert [s.run_id for s in plain] == [s.run_id for s in same]
     assert plain[0].run_id != limited[0].run_id
 

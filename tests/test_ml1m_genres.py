@@ -42,7 +42,7 @@ def write_ml1m(root: Path) -> None:
 
 
 def test_ml1m_genres_cuts_by_genre_with_shared_users(tmp_path):
-    from xdplug.plugins import get_plugins
+    from xdplug.plugins import make_plugin_manager
     from xdplug_datasets.movielens import ML1MGenres
 
     write_ml1m(tmp_path / "movielens")
@@ -60,7 +60,7 @@ def test_ml1m_genres_cuts_by_genre_with_shared_users(tmp_path):
 
     disjoint = prepare(ML1MGenres({"data_dir": str(tmp_path / "movielens"), "users": "disjoint"}), cfg(), 1)
     assert disjoint.summary["overlap"]["users"] == 0 and disjoint.summary["overlap"]["items"] == 0
-    assert "ml1m-genres" in get_plugins().registry.names("dataset")
+    assert "ml1m-genres" in make_plugin_manager().registry.names("dataset")
 
 
 def test_ml1m_genres_from_the_wheel_offline(tmp_path):

@@ -15,9 +15,9 @@ def _scores(scorer, n_users: int) -> np.ndarray:
 
 
 def _baseline(name, params=None):
-    from xdplug.plugins import get_plugins
+    from xdplug.plugins import make_plugin_manager
 
-    return get_plugins().registry.get("baseline", name)(params or {}, f"baselines.{name}")
+    return make_plugin_manager().registry.get("baseline", name)(params or {}, f"baselines.{name}")
 
 
 def _target(data) -> np.ndarray:
@@ -105,10 +105,10 @@ def test_the_new_baselines_are_listed(plugin_manager, capsys):
 def test_contract(plugin_manager, synthetic_data, name, pooled, tmp_path):
     """Shape, no NaN, deterministic, batch-independent, item_known, on target-only and pooled data
     (the synthetic domains share users and items: pooled rows bring a shared user's source items)."""
-    from xdplug.plugins import get_plugins
+    from xdplug.plugins import make_plugin_manager
     from xdplug.testing.contracts import check_baseline
 
-    cls = get_plugins().registry.get("baseline", name)
+    cls = make_plugin_manager().registry.get("baseline", name)
     params = {"factors": 8, "iterations": 3} if name == "iALS" else {"k": 8} if name == "GF-CF" else {}
     check_baseline(cls, params, data=synthetic_data, workdir=tmp_path, pooled=pooled)
 

@@ -20,7 +20,7 @@ from xdplug.errors import (
     PluginLoadError,
     UnknownComponentError,
 )
-from xdplug.plugins import PluginFailureWarning, get_plugins, make_plugin_manager, set_plugins
+from xdplug.plugins import PluginFailureWarning, make_plugin_manager
 from xdplug.registry import HOOK_FOR_KIND, Registry
 
 BUILTINS = ["builtin-adaptations", "builtin-baselines", "builtin-datasets", "builtin-encoders",
@@ -134,8 +134,8 @@ def test_example_plugin_is_discovered_through_its_entry_point(plugin_manager, ex
                      ("baseline", "example-random"), ("dataset", "example-synthetic")}
 
 
-def test_plugin_manager_fixture_is_process_wide_and_has_the_synthetic_recipe(plugin_manager):
-    assert get_plugins() is plugin_manager
+def test_plugin_manager_fixture_is_the_tests_own_and_has_the_synthetic_recipe(plugin_manager, request):
+    assert request.getfixturevalue("plugin_manager") is plugin_manager  # one per test, passed on explicitly
     assert plugin_manager.registry.entries["dataset"]["synthetic"].plugin == "builtin-datasets"
 
 
@@ -164,9 +164,8 @@ def test_plugin_that_raises_at_import_is_a_warning_and_a_row(installed):
 
 def test_xdplug_plugins_shows_the_broken_plugin(installed, capsys):
     installed("broken", RAISES_AT_IMPORT)
-    with pytest.warns(PluginFailureWarning):
-        set_plugins(make_plugin_manager())
-    assert main(["plugins"]) == 0
+    with pytest.warns(PluginFailureWarning):  # the command loads its own manager
+        assert main(["plugins"]) == 0
     out = capsys.readouterr().out
     broken = [line for line in out.splitlines() if line.startswith("broken ")]
     assert broken and "import failed: RuntimeError: boom at import" in broken[0]
@@ -212,9 +211,8 @@ def test_strict_mode_raises_for_a_failing_hook(installed):
 def test_strict_mode_from_the_environment(installed, monkeypatch):
     installed("broken", RAISES_AT_IMPORT)
     monkeypatch.setenv("XDPLUG_STRICT_PLUGINS", "1")
-    set_plugins(None)
     with pytest.raises(PluginLoadError):
-        get_plugins()
+        make_plugin_manager()
 
 
 def test_blocking_a_broken_plugin_recovers(installed, monkeypatch):

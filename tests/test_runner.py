@@ -28,7 +28,7 @@ from xdplug import hookimpl
 from xdplug.cli import main
 from xdplug.config import load_config
 from xdplug.errors import ConfigError, RunError
-from xdplug.plugins import get_plugins, make_plugin_manager, set_plugins
+from xdplug.plugins import make_plugin_manager
 from xdplug.report import REPORT_FILES
 from xdplug.engine.runner import run_benchmark
 from xdplug.config import store_path
@@ -53,16 +53,8 @@ def home(tmp_path, monkeypatch):
 
 @pytest.fixture
 def plugins(home):
-    """A fresh process-wide plugin manager (installed plugins; ``synthetic`` is built in)."""
-    from xdplug import plugins as plugins_module
-
-    previous = getattr(plugins_module, "_default", None)
-    manager = make_plugin_manager()
-    set_plugins(manager)
-    try:
-        yield manager
-    finally:
-        set_plugins(previous)
+    """A fresh plugin manager (installed plugins; ``synthetic`` is built in), passed to what runs."""
+    return make_plugin_manager()
 
 
 @pytest.fixture
@@ -97,8 +89,10 @@ def raw_config(tmp_path, out="out", **sections) -> dict:
     return data
 
 
-def make_config(tmp_path, out="out", **sections) -> dict:
-    return load_config(data=raw_config(tmp_path, out, **sections), registry=get_plugins().registry)
+def make_config(tmp_path, out="out", registry=None, **sections) -> dict:
+    """A validated config; against ``registry`` (a test's own plugins) or the installed plugins'."""
+    registry = registry if registry is not None else make_plugin_manager().registry
+    return load_config(data=raw_config(tmp_path, out, **sections), registry=registry)
 
 
 def write_config(tmp_path, filename="grid.yaml", **sections) -> str:
@@ -334,7 +328,7 @@ def test_run_benchmark_uses_the_plugins_it_is_given(plugins, tmp_path):
     own = make_plugin_manager()
     flaky = InterruptPlugin()
     flaky.armed = False
-    own.register(flaky, name="interrupt-plugin")  # only in `own`, not in the process-wide manager
+    own.register(flaky, name="interrupt-plugin")  # only in `own`, not in the `plugins` fixture's manager
     seen = []
 
     class Recorder:
@@ -354,9 +348,9 @@ def test_run_benchmark_uses_the_plugins_it_is_given(plugins, tmp_path):
 
 def test_a_failing_baseline_is_recorded_and_the_others_finish(plugins, temp_plugin, tmp_path, caplog):
     temp_plugin(BoomPlugin(), "boom-plugin")
-    config = make_config(tmp_path, seeds=[0, 1],
+    config = make_config(tmp_path, registry=plugins.registry, seeds=[0, 1],
                          baselines=[{"baseline": "Pop"}, {"baseline": "boom"}, {"baseline": "EASE"}])
-    paths = run_benchmark(config, progress=False)
+    paths = run_benchmark(config, plugins, progress=False)
 
     cells = by_cell(stored_runs(config))
     assert len(cells) == 6
@@ -379,10 +373,10 @@ def test_a_failing_baseline_is_recorded_and_the_others_finish(plugins, temp_plug
 
 def test_a_failed_run_is_retried_by_the_next_run(plugins, temp_plugin, tmp_path, count_tasks):
     temp_plugin(BoomPlugin(), "boom-plugin")
-    config = make_config(tmp_path, baselines=[{"baseline": "Pop"}, {"baseline": "boom"}])
-    run_benchmark(config, progress=False)
+    config = make_config(tmp_path, registry=plugins.registry, baselines=[{"baseline": "Pop"}, {"baseline": "boom"}])
+    run_benchmark(config, plugins, progress=False)
     count_tasks.clear()
-    run_benchmark(config, progress=False)
+    run_benchmark(config, plugins, progress=False)
     assert count_tasks == [("boom", 0)]
     cells = by_cell(stored_runs(config))
     assert cells[("boom", 0)]["attempts"] == 2 and cells[("boom", 0)]["status"] == "failed"
@@ -489,9 +483,9 @@ def test_ctrl_c_propagates_leaves_the_run_running_and_the_next_run_completes_it(
         plugins, temp_plugin, tmp_path, count_tasks, capsys):
     plugin = temp_plugin(InterruptPlugin(), "interrupt-plugin")
     sections = {"baselines": [{"baseline": "Pop"}, {"baseline": "flaky"}, {"baseline": "EASE"}]}
-    config = make_config(tmp_path, **sections)
+    config = make_config(tmp_path, registry=plugins.registry, **sections)
     with pytest.raises(KeyboardInterrupt):
-        run_benchmark(config, progress=False)
+        run_benchmark(config, plugins, progress=False)
     cells = by_cell(stored_runs(config))
     assert set(cells) == {("Pop", 0), ("flaky", 0)}  # EASE never started
     assert cells[("Pop", 0)]["status"] == "done"
@@ -500,12 +494,12 @@ def test_ctrl_c_propagates_leaves_the_run_running_and_the_next_run_completes_it(
 
     # the command line turns it into exit status 130 and a hint
     path = write_config(tmp_path, **sections)
-    assert main(["run", path, "--quiet"]) == 130
+    assert main(["run", path, "--quiet"], plugins=plugins) == 130
     assert "interrupted" in capsys.readouterr().err
 
     plugin.armed = False
     count_tasks.clear()
-    run_benchmark(config, progress=False)
+    run_benchmark(config, plugins, progress=False)
     assert count_tasks == [("flaky", 0), ("EASE", 0)]
     cells = by_cell(stored_runs(config))
     assert all(r["status"] == "done" for r in cells.values())
@@ -533,9 +527,9 @@ def test_hook_run_finished_is_called_once_per_finished_run(plugins, temp_plugin,
     temp_plugin(BoomPlugin(), "boom-plugin")
     temp_plugin(Recorder(), "recorder")
     temp_plugin(Broken(), "broken-hook")
-    config = make_config(tmp_path, seeds=[0, 1],
+    config = make_config(tmp_path, registry=plugins.registry, seeds=[0, 1],
                          baselines=[{"baseline": "Pop"}, {"baseline": "boom"}, {"baseline": "EASE"}])
-    run_benchmark(config, progress=False)
+    run_benchmark(config, plugins, progress=False)
 
     assert sorted((r["method"], r["seed"]) for r in seen) == sorted(
         (m, s) for m in ("Pop", "boom", "EASE") for s in (0, 1))
@@ -550,7 +544,7 @@ def test_hook_run_finished_is_called_once_per_finished_run(plugins, temp_plugin,
     assert all(r["status"] in ("done", "failed") for r in stored.values())
 
     seen.clear()
-    run_benchmark(config, progress=False, only=["Pop", "EASE"])
+    run_benchmark(config, plugins, progress=False, only=["Pop", "EASE"])
     assert seen == []  # skipped runs are not finished again
 
 
@@ -680,4 +674,4 @@ def test_choosing_a_report_reference_reads_the_same_runs(plugins, tmp_path):
     pinned = make_config(tmp_path, baselines=[{"baseline": "Pop"}, {"baseline": "EASE"}],
                          evaluation={"ks": [5, 10], "valid_metric": "ndcg@10", "user_groups": [5, 10],
                                      "reference": "Pop"})
-    assert [s.run_id for s in expand(plain)] == [s.run_id for s in expand(pinned)]
+    assert [s.run_id for s in expand(plain, plugins.registry)] == [s.run_id for s in expand(pinned, plugins.registry)]

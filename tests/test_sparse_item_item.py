@@ -220,17 +220,17 @@ def test_solver_options_are_checked(registry, model, message):
 # -- the NeighborEASE baseline ----------------------------------------------------------------------
 
 def _neighbor_ease(params=None):
-    from xdplug.plugins import get_plugins
+    from xdplug.plugins import make_plugin_manager
 
-    return get_plugins().registry.get("baseline", "NeighborEASE")(params or {}, "baselines.NeighborEASE")
+    return make_plugin_manager().registry.get("baseline", "NeighborEASE")(params or {}, "baselines.NeighborEASE")
 
 
 @pytest.mark.parametrize("pooled", [False, True])
 def test_neighbor_ease_contract(plugin_manager, synthetic_data, pooled, tmp_path):
-    from xdplug.plugins import get_plugins
+    from xdplug.plugins import make_plugin_manager
     from xdplug.testing.contracts import check_baseline
 
-    cls = get_plugins().registry.get("baseline", "NeighborEASE")
+    cls = make_plugin_manager().registry.get("baseline", "NeighborEASE")
     check_baseline(cls, {"neighbors": 10}, data=synthetic_data, workdir=tmp_path, pooled=pooled)
 
 

@@ -47,13 +47,16 @@ class ThirdParty:
 
 @pytest.fixture
 def third_party(register_plugin, plugin_manager):
-    """The test plugin registered in the process-wide manager (unregistered after the test)."""
+    """The test plugin registered in this test's manager (unregistered after the test)."""
     register_plugin(ThirdParty(), name="third-party-text")
     return plugin_manager
 
 
 def text_knn(plugin_manager, params: dict):
-    return plugin_manager.registry.get("baseline", "text-knn")(params, "baselines.text-knn")
+    """text-knn built and checked against the manager's registry (what validating a config does)."""
+    baseline = plugin_manager.registry.get("baseline", "text-knn")(params, "baselines.text-knn")
+    baseline.check_components(plugin_manager.registry)
+    return baseline
 
 
 @pytest.mark.parametrize("k", [0, 10])
@@ -62,7 +65,7 @@ def test_a_registered_encoder_serves_text_knn(third_party, synthetic_data, tmp_p
 
     data, dim = synthetic_data, 61
     scorer = text_knn(third_party, {"neighbors": k, "encoder": {"name": NAME, "dim": dim}}).fit(
-        make_fit_context(data, tmp_path / "fit"))
+        make_fit_context(data, tmp_path / "fit", registry=third_party.registry))
 
     # text-knn by hand: cosine of the encoder's vectors; with k, each item's (column's) k most
     # similar items kept, itself included; scored by the mean over the user's training items
@@ -84,14 +87,14 @@ def test_a_registered_encoder_serves_text_knn(third_party, synthetic_data, tmp_p
 def test_the_encoder_options_reach_the_encoder(third_party):
     from xdplug_builtin.baselines._text import text_encoder
 
-    encoder = text_encoder({"name": NAME, "dim": 7}, "baselines.text-knn.params.encoder")
+    encoder = text_encoder(third_party.registry, {"name": NAME, "dim": 7}, "baselines.text-knn.params.encoder")
     assert type(encoder) is CharBigrams and encoder.params == {"dim": 7}
     with pytest.raises(ConfigError) as err:
-        text_encoder({"name": NAME, "dim": 0}, "baselines.text-knn.params.encoder")
+        text_encoder(third_party.registry, {"name": NAME, "dim": 0}, "baselines.text-knn.params.encoder")
     assert "baselines.text-knn.params.encoder" in str(err.value) and "dim" in str(err.value)
 
 
-def test_an_id_encoder_is_refused_when_the_baseline_is_built(third_party):
+def test_an_id_encoder_is_refused_when_the_baseline_is_checked(third_party):
     with pytest.raises(ConfigError) as err:
         text_knn(third_party, {"encoder": {"name": "id"}})
     assert err.value.path == "baselines.text-knn.params.encoder.name"
@@ -114,7 +117,7 @@ def test_a_text_encoder_without_encode_is_refused(third_party):
     assert err.value.path == "baselines.text-knn.params.encoder.name"
 
 
-def test_the_registry_is_read_when_the_baseline_is_built(third_party):
+def test_the_registry_is_read_when_the_baseline_is_checked(third_party):
     assert text_knn(third_party, {"encoder": {"name": NAME}}).params["encoder"]["name"] == NAME
     third_party.unregister("third-party-text")
     with pytest.raises(ConfigError, match=f"no plugin registers an encoder '{NAME}'; "):

@@ -10,9 +10,9 @@ import torch
 
 
 def _baseline(name, params=None):
-    from xdplug.plugins import get_plugins
+    from xdplug.plugins import make_plugin_manager
 
-    return get_plugins().registry.get("baseline", name)(params or {}, f"baselines.{name}")
+    return make_plugin_manager().registry.get("baseline", name)(params or {}, f"baselines.{name}")
 
 
 def _without_items(data, items: np.ndarray):

@@ -82,7 +82,7 @@ def test_tuning_reads_only_validation_before_selection_and_gives_equal_budgets(t
     assert "## Tuning" in report and "EASE: 2 trials" in report
 
 
-def test_a_second_run_resumes_the_study(tiny_config):
+def test_a_second_run_resumes_the_study(tiny_config, plugin_manager):
     import optuna
 
     config = tiny_config(baselines=[{"baseline": "EASE"}], tuning={"trials": 2})
@@ -97,7 +97,8 @@ def test_a_second_run_resumes_the_study(tiny_config):
     study = optuna.load_study(study_name=second["EASE"]["study"], storage=storage_url(more))
     assert len(study.trials) == 4
     # a different budget is a different tuned run: it ran again with the new choice
-    assert {s.run_id for s in expand(config)} != {s.run_id for s in expand(more)}
+    registry = plugin_manager.registry
+    assert {s.run_id for s in expand(config, registry)} != {s.run_id for s in expand(more, registry)}
     assert runs["EASE"]["status"] == "done"
     # same config again: nothing new, nothing rerun
     run_benchmark(more, progress=False)
@@ -105,15 +106,15 @@ def test_a_second_run_resumes_the_study(tiny_config):
     assert third["EASE"]["trials"] == second["EASE"]["trials"] and runs_again["EASE"]["attempts"] == 1
 
 
-def test_per_method_budgets_and_spaces(tiny_config):
+def test_per_method_budgets_and_spaces(tiny_config, plugin_manager):
     config = tiny_config(
         baselines=[{"baseline": "EASE", "tuning": {"trials": 1, "space": {
                        "params.reg_weight": {"type": "categorical", "choices": [10.0, 100.0]}}}},
                    {"baseline": "ItemKNN", "tuning": {"trials": 0}}],
         tuning={"trials": 3})
-    ease = method_tuning(config, "baseline", config["baselines"][0])
+    ease = method_tuning(config, "baseline", config["baselines"][0], "", plugin_manager.registry)
     assert ease.trials == 1 and ease.space == {"params.reg_weight": {"type": "categorical", "choices": [10.0, 100.0]}}
-    knn = method_tuning(config, "baseline", config["baselines"][1])
+    knn = method_tuning(config, "baseline", config["baselines"][1], "", plugin_manager.registry)
     assert not knn.active
     run_benchmark(config, progress=False)
     meta, runs = tuning_meta(config)
@@ -123,10 +124,10 @@ def test_per_method_budgets_and_spaces(tiny_config):
     assert "tuning" not in runs["EASE"]["spec"]
 
 
-def test_untuned_configs_keep_their_run_ids(tiny_config):
+def test_untuned_configs_keep_their_run_ids(tiny_config, plugin_manager):
     plain = tiny_config(baselines=[{"baseline": "Pop"}, {"baseline": "EASE"}])
     tuned = tiny_config(baselines=[{"baseline": "Pop"}, {"baseline": "EASE"}], tuning={"trials": 2})
-    a, b = expand(plain), expand(tuned)
+    a, b = expand(plain, plugin_manager.registry), expand(tuned, plugin_manager.registry)
     assert a[0].run_id == b[0].run_id  # Pop: nothing to tune
     assert a[1].run_id != b[1].run_id  # EASE: its tuned runs depend on the search
 
@@ -213,16 +214,16 @@ def test_default_spaces_are_documented_and_valid(plugin_manager):
 def test_example_config_with_tuning_loads(plugin_manager):
     config = load_config(ROOT / "configs" / "ml1m-ml100k.yaml",
                          overrides=["tuning.trials=20", "tuning.sampler_seed=7"], registry=plugin_manager.registry)
-    budgets = {method_tuning(config, k, e).method: method_tuning(config, k, e).trials
-               for k, key in (("baseline", "baselines"), ("strategy", "strategies")) for e in config[key]
-               if method_tuning(config, k, e).active}
+    tunings = [method_tuning(config, k, e, "", plugin_manager.registry)
+               for k, key in (("baseline", "baselines"), ("strategy", "strategies")) for e in config[key]]
+    budgets = {t.method: t.trials for t in tunings if t.active}
     # the global budget applies to every method without its own; the config's per-method 40 wins
     assert budgets["l2sp"] == budgets["finetune"] == 20
     # the strong controls get the largest strategy budget (ease-l2sp's 40)
     assert budgets["EASE"] == budgets["EASE (pooled)"] == budgets["iALS (pooled)"] == budgets["ease-l2sp"] == 40
 
 
-def test_start_config_evaluates_the_written_values_first(tiny_config):
+def test_start_config_evaluates_the_written_values_first(tiny_config, plugin_manager):
     """``tuning.start: config``: the first trial is the entry's written point, then TPE goes on."""
     ease = {"baseline": "EASE", "params": {"reg_weight": 123.0},
             "tuning": {"trials": 3, "start": "config",
@@ -236,18 +237,19 @@ def test_start_config_evaluates_the_written_values_first(tiny_config):
     # the default start keeps the run IDs and the identity of before; `config` is part of them
     default = method_tuning(tiny_config(baselines=[{**ease, "tuning": {k: v for k, v in ease["tuning"].items()
                                                                        if k != "start"}}]),
-                            "baseline", {**ease, "tuning": {k: v for k, v in ease["tuning"].items() if k != "start"}})
+                            "baseline", {**ease, "tuning": {k: v for k, v in ease["tuning"].items() if k != "start"}},
+                            "", plugin_manager.registry)
     assert "start" not in default.identity()
-    assert method_tuning(config, "baseline", ease).identity()["start"] == "config"
+    assert method_tuning(config, "baseline", ease, "", plugin_manager.registry).identity()["start"] == "config"
 
 
-def test_start_config_outside_the_space_is_refused_before_work(tiny_config):
+def test_start_config_outside_the_space_is_refused_before_work(tiny_config, plugin_manager):
     ease = {"baseline": "EASE", "params": {"reg_weight": 5000.0},
             "tuning": {"trials": 3, "start": "config",
                        "space": {"params.reg_weight": {"type": "loguniform", "low": 1.0, "high": 1000.0}}}}
     with pytest.raises(ConfigError, match=r"baselines\[0\]\.tuning\.start: starts the search from the written "
                                           r"params\.reg_weight = 5000\.0, which lies outside its search space"):
-        expand(tiny_config(baselines=[ease]))
+        expand(tiny_config(baselines=[ease]), plugin_manager.registry)
     with pytest.raises(ConfigError, match="tuning.start"):
         tiny_config(baselines=[{**ease, "tuning": {**ease["tuning"], "start": "nowhere"}}])
 

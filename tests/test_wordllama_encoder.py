@@ -130,12 +130,13 @@ def test_text_baselines_run_with_wordllama(plugin_manager, synthetic_data, tmp_p
     assert scores.shape == (3, synthetic_data.n_target_items) and np.isfinite(scores).all()
 
 
-def test_encoder_name_defaults_to_bert():
+def test_encoder_name_defaults_to_bert(plugin_manager):
     from xdplug_builtin.baselines._text import text_encoder
     from xdplug_builtin.encoders.bert import BertEncoder
 
-    assert type(text_encoder({}, "baselines.text-knn.params.encoder")) is BertEncoder
-    assert type(text_encoder({"name": "wordllama", "dim": 64}, "x")) is WordLlamaEncoder
+    registry = plugin_manager.registry
+    assert type(text_encoder(registry, {}, "baselines.text-knn.params.encoder")) is BertEncoder
+    assert type(text_encoder(registry, {"name": "wordllama", "dim": 64}, "x")) is WordLlamaEncoder
 
 
 @pytest.mark.parametrize("name", ["gpt", 3])

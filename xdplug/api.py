@@ -54,7 +54,6 @@ from .model.text_table import TextTable
 from .options import Bool, Choice, Float, Int, List, Mapping, Option, Str
 from .tasks import GENERAL, NEXT_ITEM
 from .paths import downloads_dir
-from .plugins import get_plugins as _get_plugins
 from .recbole.compat import evaluates_as_code, literal_value
 from .recbole.dataset import RecboleData, pooled_matrix, recbole_data
 from .recbole.sequences import input_batch, sequence_data
@@ -91,22 +90,5 @@ __all__ = [
     "load_state",
     # identity (trackers: the config hash a run record carries)
     "config_hash",
-    # the registry (a component that reads another by name)
-    "registered", "registered_names",
 ]
 
-
-def registered(kind: str, name: str, path: str | None = None) -> type:
-    """The class registered as ``name`` of ``kind`` by any loaded plugin.
-
-    A component that names another one in its params (a text baseline's encoder) resolves it
-    here, so a third-party component serves it like a built-in one, without importing either
-    plugin. An unknown name raises :class:`~xdplug.errors.UnknownComponentError` listing the
-    registered names, with ``path`` (the config key) in front.
-    """
-    return _get_plugins().registry.get(kind, name, path)
-
-
-def registered_names(kind: str) -> list[str]:
-    """The names registered for ``kind``, sorted (what an error lists as the choices)."""
-    return _get_plugins().registry.names(kind)

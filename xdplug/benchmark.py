@@ -46,7 +46,7 @@ def quiet_library_warnings():
 
 
 def run(config: str | Path | dict, overrides: list[str] | tuple | dict = (), *, progress: bool = False,
-        force: bool = False, only: list[str] | None = None, wait: bool = False) -> BenchmarkResult:
+        force: bool = False, only: list[str] | None = None, wait: bool = False, plugins=None) -> BenchmarkResult:
     """Run a benchmark config and return its verdict, summary and report paths.
 
     :param config: a YAML file's path, or the config as a mapping (the same keys as the file).
@@ -56,21 +56,24 @@ def run(config: str | Path | dict, overrides: list[str] | tuple | dict = (), *, 
     :param force: rerun runs that already finished (otherwise they are skipped, so a rerun resumes).
     :param only: run only these methods.
     :param wait: wait for another run on the same output to finish instead of refusing.
+    :param plugins: the :class:`xdplug.plugins.Plugins` whose components run; default: a fresh manager
+        of the installed plugins (``XDPLUG_LOAD_PLUGINS``/``XDPLUG_BLOCK_PLUGINS`` apply).
 
     Errors a user can fix raise :class:`xdplug.errors.XdplugError` with one readable message;
     runs that fail are not raised but listed in ``BenchmarkResult.failed``.
     """
     from .config import load_config
     from .engine.runner import failed_runs, run_benchmark
-    from .plugins import get_plugins
+    from .plugins import make_plugin_manager
 
-    registry = get_plugins().registry
+    plugins = plugins if plugins is not None else make_plugin_manager()
+    registry = plugins.registry
     with quiet_library_warnings():
         if isinstance(config, (str, Path)):
             loaded = load_config(config, overrides=overrides, registry=registry)
         else:
             loaded = load_config(data=dict(config), overrides=overrides, registry=registry)
-        paths = run_benchmark(loaded, force=force, progress=progress, only=only, wait=wait)
+        paths = run_benchmark(loaded, plugins, force=force, progress=progress, only=only, wait=wait)
         failed = [{"method": r["method"], "seed": r["seed"], "error": r["error"]}
                   for r in failed_runs(loaded, only=only, registry=registry)]
     report: dict[str, Any] = json.loads(Path(paths["json"]).read_text())

@@ -30,7 +30,7 @@ EXIT_CODES = """exit status:
 
 
 def cmd_plugins(args) -> int:
-    rows = _plugins().plugin_rows()
+    rows = _plugins(args).plugin_rows()
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -40,7 +40,7 @@ def cmd_plugins(args) -> int:
 
 
 def cmd_components(args) -> int:
-    entries = _plugins().registry.all(args.kind)
+    entries = _plugins(args).registry.all(args.kind)
     if args.json:
         print(json.dumps([{"name": e.name, "kind": e.kind, "plugin": e.plugin, "description": e.description}
                           for e in entries], indent=2))
@@ -67,7 +67,7 @@ def cmd_datasets(args) -> int:
     from .paths import prepared_dir
 
     rows = []
-    for entry in _plugins().registry.all("dataset"):
+    for entry in _plugins(args).registry.all("dataset"):
         recipe = entry.cls({})
         key = cache_key(entry.name, DEFAULTS["dataset"], recipe.params, DEFAULTS["seeds"][0])
         prepared = (prepared_dir() / f"{entry.name}-{key}" / "summary.json").is_file()
@@ -81,7 +81,7 @@ def cmd_datasets_prepare(args) -> int:
     from .data.prepare import prepare
     from .progress import progress_bar
 
-    registry = _plugins().registry
+    registry = _plugins(args).registry
     config = load_config(data={"dataset": {"recipe": args.name}, "baselines": [{"baseline": "Pop"}]},
                          overrides=args.set or [])
     recipe = registry.get("dataset", args.name, "recipe")(config["dataset"]["params"], "dataset.params")
@@ -121,14 +121,15 @@ def cmd_run(args) -> int:
     from .engine.runner import failed_runs, run_benchmark
 
     config = _load(args, executor_overrides(args))
-    paths = run_benchmark(config, force=args.force, progress=not args.quiet, only=args.only, wait=args.wait)
+    paths = run_benchmark(config, plugins=_plugins(args), force=args.force, progress=not args.quiet,
+                          only=args.only, wait=args.wait)
     verdict = _verdict_text(paths)
     if verdict:  # the answer first, then where the details are
         print(f"verdict: {verdict}\n")
     print("report written:")
     for kind, path in paths.items():
         print(f"  {kind}: {path}")
-    failed = failed_runs(config, only=args.only, registry=_plugins().registry)
+    failed = failed_runs(config, only=args.only, registry=_plugins(args).registry)
     if not failed:
         return 0
     print(f"{len(failed)} run(s) failed (their tracebacks are in the report):", file=sys.stderr)
@@ -148,7 +149,7 @@ def cmd_report(args) -> int:
     if not path.exists():  # a directory in its place is RunStore's named error
         raise XdplugError(f"no run store at {path}; run `xdplug run {args.config}` first")
     store = RunStore(path)
-    plugins = _plugins()
+    plugins = _plugins(args)
     paths = build_report(config, store, plugins.registry)
     store.close()
     plugins.notify_report_written(paths, config)
@@ -223,9 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, plugins=None) -> int:
+    """Run one command; ``plugins`` (a :class:`xdplug.plugins.Plugins`) is the manager whose components it
+    sees, by default one loaded from the installed plugins when the command first needs it."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.plugins = plugins
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if not args.verbose:

@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from .cli_common import _load, _table, device_arg, option_arg
+from .cli_common import _load, _plugins, _table, device_arg, option_arg
 from .errors import STORAGE_ERRNOS, XdplugError, storage_error
 from .options import Int
 from .paths import check_writable
@@ -37,7 +37,7 @@ def cmd_export(args) -> int:
         check_writable(Path(args.out).expanduser(), "the artifact", fix)
     try:
         path, report = export_run(config, args.method, seed=args.seed, out=args.out, overwrite=args.force,
-                                  progress=progress)
+                                  progress=progress, registry=_plugins(args).registry)
     except OSError as exc:
         if exc.errno not in STORAGE_ERRNOS:
             raise
@@ -94,7 +94,7 @@ def cmd_recommend(args) -> int:
     from .recbole.compat import resolve_device
 
     history = _read_history(args.history) if args.history is not None else None  # before the slow load
-    rec = load_artifact(args.artifact, device=resolve_device(args.device))
+    rec = load_artifact(args.artifact, device=resolve_device(args.device), registry=_plugins(args).registry)
     if args.user is not None:
         recs = rec.recommend(user=args.user, k=args.k, exclude_seen=not args.include_seen)
     else:
@@ -124,7 +124,7 @@ def cmd_update(args) -> int:
                              epochs=args.epochs, holdout=args.holdout, seed=args.seed,
                              learning_rate=args.learning_rate, replay=args.replay,
                              device=resolve_device(args.device),
-                             progress=progress)
+                             progress=progress, registry=_plugins(args).registry)
     if args.json:
         print(json.dumps(report, indent=2, default=str))
         return 0

@@ -14,10 +14,14 @@ from .errors import ConfigError
 from .options import Option
 
 
-def _plugins():
-    from .plugins import get_plugins
+def _plugins(args):
+    """The plugin manager of this command: the one :func:`xdplug.cli.main` was given, or one loaded
+    once from the installed plugins (never a process-wide one)."""
+    if getattr(args, "plugins", None) is None:
+        from .plugins import make_plugin_manager
 
-    return get_plugins()
+        args.plugins = make_plugin_manager()
+    return args.plugins
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -39,7 +43,7 @@ def _load(args, extra: list[str] = ()):
     from .config import load_config
 
     _check_config_path(args.config)
-    return load_config(args.config, overrides=[*(args.set or []), *extra], registry=_plugins().registry)
+    return load_config(args.config, overrides=[*(args.set or []), *extra], registry=_plugins(args).registry)
 
 
 def option_arg(option: Option):

@@ -100,6 +100,13 @@ class Component:
         table serves without its model). Default: nothing to check.
         """
 
+    def check_components(self, registry) -> None:
+        """Check, when a config is validated, the other components this one reads by name from
+        ``registry`` (a text baseline's encoder): an unknown or unfit one is a
+        :class:`~xdplug.errors.ConfigError` naming the option. At fit time the component gets
+        the same registry from ``ctx.registry``. Default: it reads none.
+        """
+
 
 class Encoder(Component):
     """Turns items into vectors.

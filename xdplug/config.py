@@ -557,7 +557,9 @@ def validate_components(config: dict, registry, source: str | None = None) -> No
         get("evaluator", name, "evaluation.evaluators")({}, f"evaluator:{name}")
     for i, entry in enumerate(config["baselines"]):
         cls = get("baseline", entry["baseline"], f"baselines[{i}].baseline")
-        cls(entry.get("params"), f"baselines[{i}].params").check_files()
+        baseline = cls(entry.get("params"), f"baselines[{i}].params")
+        baseline.check_components(registry)
+        baseline.check_files()
         check_pooling(entry, cls, f"baselines[{i}]", source)
     for i, entry in enumerate(config["strategies"]):
         for kind in ("encoder", "fusion", "adaptation"):

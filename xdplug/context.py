@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .metrics import parse_metric
 
@@ -32,6 +32,16 @@ class FitContext:
     curves: list = field(default_factory=list)
     progress: Callable[[str], None] | None = None
     tensorboard_dir: Path | None = None
+    #: the registry the run's components came from: a component that reads another one by name (a text
+    #: baseline's encoder) resolves it here, so a third-party component serves it like a built-in one
+    registry: Any = None  # an xdplug.registry.Registry (not imported: the registry sits above the context)
+
+    def component(self, kind: str, name: str, path: str | None = None) -> type:
+        """The class registered as ``name`` of ``kind`` in this run's registry (an unknown name is an
+        :class:`~xdplug.errors.UnknownComponentError` listing the registered ones, ``path`` in front)."""
+        if self.registry is None:
+            raise RuntimeError("this FitContext carries no registry; build it with registry=...")
+        return self.registry.get(kind, name, path)
 
     def log(self, message: str) -> None:
         if self.progress:

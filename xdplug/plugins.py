@@ -212,27 +212,22 @@ class Plugins:
                 logger.warning("plugin %r %s hook failed: %s", impl.plugin_name, hook_name, exc)
 
 
-def make_plugin_manager(load_entrypoints: bool = True, strict: bool = False) -> Plugins:
-    """A fresh manager; with ``load_entrypoints`` it discovers installed plugins."""
+def make_plugin_manager(load_entrypoints: bool = True, strict: bool | None = None) -> Plugins:
+    """A fresh manager; with ``load_entrypoints`` it discovers installed plugins.
+
+    There is no process-wide manager: the CLI and the public entry points each build one
+    and pass its registry down, so a test's or an application's plugins are the ones a run
+    sees. ``strict`` defaults to ``XDPLUG_STRICT_PLUGINS=1``.
+    """
+    if strict is None:
+        strict = os.environ.get("XDPLUG_STRICT_PLUGINS") == "1"
     plugins = Plugins(strict=strict)
     if load_entrypoints:
         plugins.load_entrypoints()
     return plugins
 
 
-_default: Plugins | None = None
-
-
-def get_plugins() -> Plugins:
-    """The process-wide manager, loaded on first use."""
-    global _default
-    if _default is None:
-        _default = make_plugin_manager(strict=os.environ.get("XDPLUG_STRICT_PLUGINS") == "1")
-    return _default
-
-
-def set_plugins(plugins: Plugins | None) -> Plugins | None:
-    """Replace the process-wide manager (the testing harness uses this); returns the previous one."""
-    global _default
-    previous, _default = _default, plugins
-    return previous
+def installed_registry(registry=None) -> Registry:
+    """``registry``, or where a public entry point got none, the registry of a fresh manager
+    loaded from the installed plugins (never a shared one)."""
+    return registry if registry is not None else make_plugin_manager().registry

@@ -24,7 +24,7 @@ from ..errors import ArtifactError, ConfigError, NotApplicableError, UnknownComp
 from ..model.strategy import build_model, build_strategy, fit_strategy
 from ..spec import family_class
 from ..model.text_table import TextTable
-from ..plugins import get_plugins
+from ..plugins import installed_registry
 from ..recbole.compat import quiet_recbole_logging
 from ..weights import load_state, rng_kept, seeded
 from .format import _load_data, _read_json, _torch_load, check_ids, verify_artifact
@@ -55,10 +55,10 @@ def _text_module_from_state(state: dict, encoder, data, device):
     return encoder.build(data.catalog, torch.device(device))
 
 
-def fit_context(data, seed, device, config, workdir, progress=None) -> FitContext:
+def fit_context(data, seed, device, config, workdir, progress=None, *, registry) -> FitContext:
     """The context a stored method is rebuilt (or fine-tuned) in."""
     return FitContext(data=data, seed=seed, device=torch.device(device), train=config["train"],
-                      evaluation=config["evaluation"], workdir=Path(workdir), progress=progress)
+                      evaluation=config["evaluation"], workdir=Path(workdir), progress=progress, registry=registry)
 
 
 class Recommender:
@@ -107,6 +107,12 @@ class Recommender:
                 f"{len(self.users)} users, {len(self.items)} items, from {self.path}>")
 
     # -- look-ups --------------------------------------------------------------------------
+    def lookups(self) -> tuple[dict, dict, dict, dict]:
+        """Copies of the artifact's look-ups, for an update that grows them: user IDs and keys to
+        target users, item IDs and keys to target items, catalog keys to rows, catalog rows to
+        target items."""
+        return dict(self._user_of), dict(self._item_of), dict(self._row_of), dict(self._target_of_row)
+
     def user_index(self, user) -> int:
         """Canonical index of a known target user (its ID in your files, or its prepared key)."""
         key = str(user).strip()
@@ -352,7 +358,7 @@ def load_artifact(path: str | Path, device: str | torch.device = "cpu", registry
     if not isinstance(meta, dict) or meta.get("kind") not in ("strategy", "baseline") or "spec" not in meta:
         raise ArtifactError(f"{folder / 'meta.json'}: not an artifact description (kind, spec, config missing)")
     # the spec is checked like a config before any model, dataset or RecBole object is built
-    registry = registry if registry is not None else get_plugins().registry
+    registry = installed_registry(registry)
     check_meta(meta, registry, folder / "meta.json")
     ids = _read_json(folder / "ids.json")
     data, arrays = _load_data(folder / "data")
@@ -462,7 +468,7 @@ def refitted(spec: dict, registry) -> bool:
 
 def _closed_form_from_data(meta, registry, data, device):
     with tempfile.TemporaryDirectory(prefix="xdplug-load-") as work, rng_kept():
-        ctx = fit_context(data, meta["seed"], device, meta["config"], work)
+        ctx = fit_context(data, meta["seed"], device, meta["config"], work, registry=registry)
         return fit_strategy(meta["spec"], registry, ctx, "strategy")
 
 
@@ -472,7 +478,7 @@ def _baseline_from_state(meta, registry, data, state, device, file):
     baseline = cls(spec.get("params"), "baseline.params")
     how, pooled = export_kind(baseline), bool(spec.get("pooled"))
     with tempfile.TemporaryDirectory(prefix="xdplug-load-") as work, rng_kept():
-        ctx = fit_context(data, meta["seed"], device, meta["config"], work)
+        ctx = fit_context(data, meta["seed"], device, meta["config"], work, registry=registry)
         if how == "refit":
             return baseline.fit(ctx, pooled=pooled)
         try:

@@ -33,11 +33,11 @@ class RunSpec:
     evaluate_test: bool = True
 
 
-def expand(config: dict, registry=None) -> list[RunSpec]:
+def expand(config: dict, registry) -> list[RunSpec]:
     """The grid, in a stable order: seeds outermost, baselines before strategies.
 
     ``registry`` gives the components' default search spaces of tuned methods (their runs
-    depend on their search); without one, the process-wide plugin manager's.
+    depend on their search).
     """
     shared = {k: config[k] for k in ("dataset", "train", "evaluation")}
     # the report's references are a reading of finished runs, not part of what a run computes
@@ -66,13 +66,9 @@ def run_entry(entry: dict) -> dict:
     return {k: v for k, v in entry.items() if k not in ("name", "tuning", "control")}
 
 
-def tuning_identity(config: dict, kind: str, entry: dict, registry=None, path: str = "") -> dict | None:
+def tuning_identity(config: dict, kind: str, entry: dict, registry, path: str = "") -> dict | None:
     if not config.get("tuning") and not entry.get("tuning"):
         return None
-    if registry is None:
-        from ..plugins import get_plugins
-
-        registry = get_plugins().registry
     mt = method_tuning(config, kind, entry, path, registry=registry)
     return mt.identity() if mt is not None and mt.active else None
 

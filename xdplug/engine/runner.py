@@ -14,7 +14,7 @@ import logging
 from ..config import config_hash, validate
 from ..errors import RunError
 from ..paths import ensure_dir
-from ..plugins import Plugins, get_plugins
+from ..plugins import Plugins, make_plugin_manager
 from ..progress import progress_bar
 from ..recbole.compat import quiet_recbole_logging, resolve_device
 from ..report.collect import build_report
@@ -71,13 +71,14 @@ def run_benchmark(config: dict, plugins: Plugins | None = None, force: bool = Fa
                   progress: bool = True, only: list[str] | None = None, wait: bool = False) -> dict:
     """Run every missing run of the grid and write the report; returns the report paths.
 
-    Holds the run store's lock throughout: a second run on the same store raises
-    :class:`RunError` naming the holder, or with ``wait`` waits for it. Scratch
-    folders of killed runs are removed first. Failed runs do not raise: see
-    :func:`failed_runs`.
+    ``plugins`` is the manager whose components run and whose hooks hear of each run; without
+    one, a fresh manager of the installed plugins (never a process-wide one). Holds the run
+    store's lock throughout: a second run on the same store raises :class:`RunError` naming
+    the holder, or with ``wait`` waits for it. Scratch folders of killed runs are removed first.
+    Failed runs do not raise: see :func:`failed_runs`.
     """
     quiet_recbole_logging()
-    plugins = plugins or get_plugins()
+    plugins = plugins if plugins is not None else make_plugin_manager()
     registry = plugins.registry
     # the whole config, not only its component names: a config edited after
     # load_config (an unknown metric, say) must fail here, before any training
@@ -145,7 +146,7 @@ def run_benchmark(config: dict, plugins: Plugins | None = None, force: bool = Fa
         return paths
 
 
-def failed_runs(config: dict, only: list[str] | None = None, registry=None) -> list[dict]:
+def failed_runs(config: dict, registry, only: list[str] | None = None) -> list[dict]:
     """The grid's runs (of ``only``'s methods) whose last attempt failed, in grid order.
 
     After :func:`run_benchmark` these are the runs that failed in that call:

@@ -22,7 +22,6 @@ from ..data.prepare import prepare
 from ..errors import ConfigError, NotApplicableError, XdplugError
 from ..evaluation import rank_split
 from ..model.strategy import fit_strategy
-from ..plugins import get_plugins
 from ..recbole.compat import quiet_recbole_logging, resolve_device
 from ..recbole.trainer import learning_problems
 from ..tasks import STRATEGY_TASKS, refusal
@@ -106,10 +105,10 @@ def fit_method(spec: RunSpec, config: dict, registry, ctx: FitContext):
 
 
 def fit_context(spec: RunSpec, config: dict, data, device, workdir: Path, progress=None,
-                tensorboard: bool = True) -> FitContext:
+                tensorboard: bool = True, *, registry) -> FitContext:
     """The :class:`FitContext` of one grid cell."""
     return FitContext(data=data, seed=spec.seed, device=torch.device(device), train=config["train"],
-                      evaluation=config["evaluation"], workdir=Path(workdir), progress=progress,
+                      evaluation=config["evaluation"], workdir=Path(workdir), progress=progress, registry=registry,
                       tensorboard_dir=output_dir(config) / "tensorboard" / f"{spec.method}-{spec.seed}"
                       if tensorboard else None)
 
@@ -126,7 +125,7 @@ def prepare_data(config: dict, registry, seed: int):
 def execute_run(spec: RunSpec, config: dict, registry, data, device: torch.device, workdir: Path,
                 progress=None) -> dict:
     """Train and evaluate one run; returns the record fields (never writes the store)."""
-    ctx = fit_context(spec, config, data, device, workdir, progress)
+    ctx = fit_context(spec, config, data, device, workdir, progress, registry=registry)
     start = time.perf_counter()
     notes = None
     with PeakRSS() as rss:
@@ -158,17 +157,15 @@ def execute_run(spec: RunSpec, config: dict, registry, data, device: torch.devic
             "peak_rss_mb": rss.peak_mb, "notes": notes}
 
 
-def run_task(spec: RunSpec, config: dict, data_cache: dict | None = None, progress=None,
-             registry=None) -> dict:
+def run_task(spec: RunSpec, config: dict, data_cache: dict | None = None, progress=None, *, registry) -> dict:
     """Run one grid cell anywhere (this process or a worker); never raises for a failing run.
 
     Returns the record for the store: ``status`` plus metrics or the error.
-    ``registry`` defaults to the process-wide plugin manager's (a worker's own).
+    ``registry`` is the caller's (a worker's own, loaded in the worker).
     """
     quiet_recbole_logging()
     started = time.perf_counter()
     try:
-        registry = registry if registry is not None else get_plugins().registry
         device = resolve_device(config["device"])
         data_cache = {} if data_cache is None else data_cache
         if spec.seed not in data_cache:

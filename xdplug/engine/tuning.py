@@ -99,7 +99,7 @@ class MethodTuning:
         return out
 
 
-def method_tuning(config: dict, kind: str, entry: dict, path: str = "", registry=None) -> MethodTuning | None:
+def method_tuning(config: dict, kind: str, entry: dict, path: str, registry) -> MethodTuning | None:
     """The effective tuning of one method, or None when the config tunes nothing for it."""
     glob = config.get("tuning") or {}
     own = entry.get("tuning") or {}
@@ -115,10 +115,6 @@ def method_tuning(config: dict, kind: str, entry: dict, path: str = "", registry
     if "space" in own:
         space = copy.deepcopy(own["space"])
     else:
-        if registry is None:  # a direct call: the process-wide plugin manager's components
-            from ..plugins import get_plugins
-
-            registry = get_plugins().registry
         space = component_space(kind, entry, registry)
         for param, dist in (glob.get("space") or {}).items():
             if param_problem(kind, entry, param, dist, registry) is None:
@@ -282,7 +278,7 @@ def summarize(study, mt: MethodTuning, url: str) -> dict:
     return out
 
 
-def tune_methods(config: dict, store, executor, specs: list, todo: list, registry=None,
+def tune_methods(config: dict, store, executor, specs: list, todo: list, registry,
                  progress: bool = True) -> list:
     """Run the missing trials of every tuned method, record the ``tuning`` meta, return ``todo`` tuned.
 

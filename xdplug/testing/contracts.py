@@ -146,11 +146,14 @@ def _per_user_ranking(result) -> dict:
     return out
 
 
-def make_fit_context(data, workdir: str | Path, seed: int = 0, device: str = "cpu", **train):
+def make_fit_context(data, workdir: str | Path, seed: int = 0, device: str = "cpu", registry=None, **train):
     """A :class:`~xdplug.training.FitContext` on ``data`` with small training settings.
 
-    ``train`` overrides ``train.*`` config values (``epochs=1`` by default).
+    ``train`` overrides ``train.*`` config values (``epochs=1`` by default). ``registry`` is the one the
+    context hands to components that read another one; without it, a fresh one of the installed plugins.
     """
+    from ..plugins import installed_registry
+
     import torch
 
     from ..config import load_config
@@ -166,7 +169,7 @@ def make_fit_context(data, workdir: str | Path, seed: int = 0, device: str = "cp
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     return FitContext(data=data, seed=seed, device=torch.device(device), train=config["train"],
-                      evaluation=config["evaluation"], workdir=workdir)
+                      evaluation=config["evaluation"], workdir=workdir, registry=installed_registry(registry))
 
 
 def _check_scorer(label: str, scorer, data) -> Any:
@@ -329,7 +332,7 @@ def check_adaptation(cls: type, params: dict | None = None, data=None, workdir: 
     entry = {"encoder": "id", "fusion": "id", "adaptation": cls.name,
              "params": {"adaptation": dict(params or {}), "model": model}}
     with tempfile.TemporaryDirectory(prefix="xdplug-contract-") as tmp:
-        ctx = make_fit_context(data, workdir or tmp, seed=seed)
+        ctx = make_fit_context(data, workdir or tmp, seed=seed, registry=registry)
         scorer = fit_strategy(entry, registry, ctx, path=f"contract:{cls.name}")
         if family != DEFAULT_FAMILY:  # a family of its own (a closed form, say): no training phases to check
             _check_scorer(label, scorer, data)

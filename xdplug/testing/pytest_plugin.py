@@ -7,8 +7,8 @@ Fixtures:
 ``plugin_manager``
     a fresh :class:`xdplug.plugins.Plugins` with every installed plugin (and the
     ``synthetic`` dataset recipe, even where the built-in datasets plugin is
-    blocked), installed as the process-wide manager for the test (the CLI and
-    the runner see it) and restored afterwards.
+    blocked). There is no process-wide manager: pass it on (``main(argv, plugins=...)``,
+    ``run_benchmark(config, plugins)``, ``registry=plugin_manager.registry``).
 ``register_plugin``
     ``register_plugin(obj, name=...)`` registers an object with ``@hookimpl``
     methods in ``plugin_manager`` for the test; it is unregistered afterwards.
@@ -46,7 +46,7 @@ def xdplug_home(tmp_path, monkeypatch):
 
 @pytest.fixture
 def plugin_manager(xdplug_home):
-    """A fresh plugin manager with the installed plugins, process-wide for the test.
+    """A fresh plugin manager with the installed plugins, for this test.
 
     The ``synthetic`` recipe is always there: the built-in datasets plugin
     registers it, and where that plugin is not loaded the fixture does.
@@ -59,12 +59,7 @@ def plugin_manager(xdplug_home):
     if "synthetic" not in manager.registry.names("dataset"):
         # the built-in datasets plugin registers it; this covers an allow/block list without it
         manager.register(SyntheticPlugin(), name=SYNTHETIC_PLUGIN_NAME)
-    previous = getattr(plugins_module, "_default", None)
-    plugins_module.set_plugins(manager)
-    try:
-        yield manager
-    finally:
-        plugins_module.set_plugins(previous)
+    return manager
 
 
 @pytest.fixture
@@ -111,11 +106,11 @@ def synthetic_data(_xdplug_synthetic_folder):
 
 
 @pytest.fixture
-def fit_context(synthetic_data, tmp_path):
-    """A FitContext on ``synthetic_data``: CPU, one epoch, ks [5, 10], seed 0."""
+def fit_context(synthetic_data, tmp_path, plugin_manager):
+    """A FitContext on ``synthetic_data``: CPU, one epoch, ks [5, 10], seed 0, ``plugin_manager``'s registry."""
     from .contracts import make_fit_context
 
-    return make_fit_context(synthetic_data, tmp_path / "fit", seed=SYNTHETIC_SEED)
+    return make_fit_context(synthetic_data, tmp_path / "fit", seed=SYNTHETIC_SEED, registry=plugin_manager.registry)
 
 
 @pytest.fixture

@@ -197,7 +197,7 @@ class AlphaRec(TextBaseline):
     def fit(self, ctx, pooled: bool = False):
         p, data = self.params, ctx.data
         matrix = (data.matrix("target", "train").tocsr() != 0).astype(np.float64)
-        text = self.unit_text_vectors(data.target_item_texts())
+        text = self.unit_text_vectors(ctx, data.target_item_texts())
         counts = np.asarray(matrix.sum(1))
         user_text = np.divide(np.asarray(matrix @ text), counts, out=np.zeros((matrix.shape[0], text.shape[1])),
                               where=counts > 0)

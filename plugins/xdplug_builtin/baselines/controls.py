@@ -79,7 +79,7 @@ class TextKNN(TextBaseline):
     export = "refit"
 
     def fit(self, ctx, pooled: bool = False):
-        vectors = encode_texts(ctx.data.target_item_texts(), self.params["encoder"], self.encoder_option)
+        vectors = encode_texts(ctx, ctx.data.target_item_texts(), self.params["encoder"], self.encoder_option)
         emb = torch.as_tensor(vectors, dtype=torch.float32, device=ctx.device)
         emb = torch.nn.functional.normalize(emb, dim=1)
         k, n = self.params["neighbors"], emb.shape[0]

@@ -268,7 +268,7 @@ class TextCF(TextBaseline):
         warm = np.flatnonzero(degree > 0)
         if len(warm) > MAX_TEACHER_ITEMS:
             warm = warm[np.argsort(-degree[warm], kind="stable")[:MAX_TEACHER_ITEMS]]
-        text = self.unit_text_vectors(cat.texts)
+        text = self.unit_text_vectors(ctx, cat.texts)
         x = with_bias(text)
         teacher = ease_matrix(matrix[:, warm], p["reg"])
         contrastive = p["projection"] == "contrastive"
@@ -322,7 +322,7 @@ class TextGCN(TextBaseline):
 
     def fit(self, ctx, pooled: bool = False):
         data = ctx.data
-        text = self.unit_text_vectors(data.target_item_texts())
+        text = self.unit_text_vectors(ctx, data.target_item_texts())
         users, items = text_gcn_factors(text, data.matrix("target", "train"),
                                         self.params["layers"])
         return FactorScorer(users, items, np.ones(data.n_target_items, dtype=bool), ctx.device)

@@ -7,7 +7,7 @@ driver alone writes the run store, through ``on_start``/``on_done``.
 from __future__ import annotations
 
 
-def make_executor(config: dict, registry=None):
+def make_executor(config: dict, registry):
     kind = config["executor"]["kind"]
     if kind == "local":
         from .local import LocalExecutor

@@ -13,7 +13,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers only
 class LocalExecutor:
     """Runs tasks one after the other in this process (the default)."""
 
-    def __init__(self, config: dict, registry=None):
+    def __init__(self, config: dict, registry):
         self.config = config
         self.registry = registry  # the driver's: the components the config was validated against
         self.data_cache: dict = {}

@@ -52,15 +52,15 @@ LOCAL_ENV = ("XDPLUG_HOME",)
 
 # -- the worker side ----------------------------------------------------------------------
 
-#: per worker process: the environment the plugins were loaded under and the prepared data
-_WORKER = {"env": None, "data_key": None, "data": {}}
+#: per worker process: the environment its plugins were loaded under, their registry and the prepared data
+_WORKER = {"env": None, "registry": None, "data_key": None, "data": {}}
 
 
 def _worker_task(spec, config: dict, env: dict, threads: int) -> dict:
     """Body of the remote task: one grid cell in a Ray worker process."""
     import torch
 
-    from ...plugins import set_plugins
+    from ...plugins import make_plugin_manager
     from ...recbole.compat import quiet_recbole_logging
     from ..task import run_task
 
@@ -71,8 +71,8 @@ def _worker_task(spec, config: dict, env: dict, threads: int) -> dict:
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = env[key]
-        set_plugins(None)  # reload plugins under this environment
-        _WORKER.update(env=env, data_key=None, data={})
+        # the worker's own plugins, loaded under the driver's allow/block lists
+        _WORKER.update(env=env, registry=make_plugin_manager().registry, data_key=None, data={})
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=".*GradScaler.*")
@@ -82,7 +82,7 @@ def _worker_task(spec, config: dict, env: dict, threads: int) -> dict:
     data_key = canonical_json(config["dataset"])
     if data_key != _WORKER["data_key"]:  # keep the prepared splits of one dataset section
         _WORKER.update(data_key=data_key, data={})
-    return run_task(spec, config, _WORKER["data"])
+    return run_task(spec, config, _WORKER["data"], registry=_WORKER["registry"])
 
 
 # -- the driver side ------------------------------------------------------------------------
