@@ -352,6 +352,29 @@ def test_versions_number_on(tmp_path):
     assert next_version_path(tmp_path / "other") == tmp_path / "other.v2"
 
 
+def test_update_stops_on_the_configured_valid_metric(world, tmp_path, monkeypatch):
+    """The fine-tuning is a phase of the training session: it early-stops and keeps weights by the
+    artifact's own ``evaluation.valid_metric`` (here recall@5), not by a fixed ndcg@10."""
+    import xdplug.model.session as session
+    from xdplug.frozen import thaw
+    from xdplug.plugins import make_plugin_manager
+
+    config = thaw(world["config"])
+    config["evaluation"]["valid_metric"] = "recall@5"
+    folder = write_artifact(tmp_path / "recall", kind="strategy", method="text", entry=STRATEGY, seed=0,
+                            config=config, data=world["data"], registry=make_plugin_manager().registry,
+                            scorer=world["scorers"]["text"], run_id="run-text")
+    measured, real = [], session.quick_metric
+    monkeypatch.setattr(session, "quick_metric",
+                        lambda result, metric, k: measured.append((metric, k)) or real(result, metric, k))
+    new, items = new_interactions(world, tmp_path)
+    report = update_artifact(folder, new, items=items, epochs=2)
+    assert report["valid_metric"] == "recall@5" and report["validation_users"] > 0
+    assert measured and set(measured) == {("recall", 5)}  # every validation of the phase, before and after
+    assert report["after"]["recall@5"] >= report["before"]["recall@5"]  # the kept weights are the best by it
+    assert "recall@5" in report["served"] or report["result"] != "updated"
+
+
 def test_update_cli_and_baselines(world, tmp_path, capsys):
     folder = copy_of(world, "text", tmp_path)
     new, items = new_interactions(world, tmp_path, n_users=20, per_user=3)

@@ -32,7 +32,7 @@ from ..evaluation import rank_split
 from ..metrics import quick_metric
 from ..model.strategy import build_strategy, default_user_rows
 from ..paths import prepared_dir
-from ..plugins import get_plugins
+from ..plugins import installed_registry
 from ..recbole.compat import quiet_recbole_logging, resolve_device
 from ..store import RunStore
 from ..textcache import TextEmbeddingCache
@@ -140,8 +140,12 @@ def write_artifact(folder: str | Path, *, kind: str, method: str, entry: dict, s
                    data, registry, scorer=None, model=None, run_id: str | None = None,
                    metrics: dict | None = None, ids: dict | None = None, parent: dict | None = None,
                    updates: list | None = None, version: int = 1, user_rows=None, n_union_users=None,
-                   extra_meta: dict | None = None, overwrite: bool = False) -> Path:
-    """Write an artifact directory (aside, then renamed into place) for a fitted method."""
+                   extra_meta: dict | None = None, extras: dict | None = None, overwrite: bool = False) -> Path:
+    """Write an artifact directory (aside, then renamed into place) for a fitted method.
+
+    ``extras`` are the tensors a strategy keeps beside its weights (a frozen text table's whitening);
+    an update passes on the ones of the version it grew from.
+    """
     folder = check_replaceable(folder, overwrite)
     if kind == "strategy" and refitted(entry, registry):
         # the family refits deterministically: loading fits it again from the stored data (source kept)
@@ -159,7 +163,7 @@ def write_artifact(folder: str | Path, *, kind: str, method: str, entry: dict, s
         if whitening is not None:
             extras = {"whiten_mean": torch.as_tensor(whitening[0]), "whiten_matrix": torch.as_tensor(whitening[1])}
         else:
-            extras = dict(getattr(model, "_artifact_extras", None) or {})
+            extras = dict(extras or {})
         # a model whose target users read their source history needs that history to score
         keep_source = bool(getattr(model, "reads_source_history", False))
         rebuild = "state"
@@ -223,7 +227,7 @@ def export_run(config: dict, method: str, seed: int | None = None, out: str | Pa
     score like the model in memory. Returns the artifact path and a report.
     """
     quiet_recbole_logging()
-    registry = registry if registry is not None else get_plugins().registry
+    registry = installed_registry(registry)
     path = store_path(config)
     if not path.is_file():
         raise RunError(f"no run store at {path}; run `xdplug run` on this config first")
@@ -263,7 +267,7 @@ def export_run(config: dict, method: str, seed: int | None = None, out: str | Pa
         if spec.kind == "baseline":  # fail before training when it cannot be exported
             export_kind(registry.get("baseline", spec.entry["baseline"], f"{spec.path}.baseline")(
                 spec.entry.get("params"), f"{spec.path}.params"))
-        ctx = task_context(spec, config, data, device, Path(work), progress, tensorboard=False)
+        ctx = task_context(spec, config, data, device, Path(work), progress, tensorboard=False, registry=registry)
         scorer = fit_method(spec, config, registry, ctx)
         retrained = _valid_metric(scorer.score, data, config, device)
         metric_name = config["evaluation"]["valid_metric"]

@@ -1,10 +1,10 @@
 """``xdplug update``: fine-tune an exported strategy on new target interactions, write the next version.
 
 New users and items are appended after the ones the artifact knows (a new item
-gets its text vector and a fresh ID row); training goes through the same
-trainer (:func:`~xdplug.recbole.trainer.fit_recbole`) and RecBole config
-(:func:`~xdplug.recbole.dataset.training_config`) as a run, and the held-out slice
-is ranked and measured by the engine's own ranking and metrics.
+gets its text vector and a fresh ID row); the fine-tuning is one phase of the
+:class:`~xdplug.model.session.TrainingSession` a run fits a strategy with (same
+trainer, RecBole config and early stopping on the config's valid metric), validated
+on the slice of new interactions it held out.
 """
 
 from __future__ import annotations
@@ -29,15 +29,14 @@ from ..data.text import normalise_key, render_texts, template_fields
 from ..errors import STORAGE_ERRNOS, ArtifactError, DataError, XdplugError, storage_error
 from ..evaluation import rank_users
 from ..metrics import topk_metrics
-from ..model.batches import UserBatches
+from ..model.session import TrainingSession
 from ..options import Float, Int
 from ..paths import check_writable
 from ..model.strategy import TrainingConfig, build_strategy, model_class
 from ..spec import family_name
-from ..plugins import get_plugins
+from ..plugins import installed_registry
 from ..recbole.compat import quiet_recbole_logging
 from ..recbole.dataset import training_config
-from ..recbole.trainer import fit_recbole
 from ..weights import load_state, rng_kept, seeded
 from .export import write_artifact
 from .format import MANIFEST, check_replaceable, copy_data, next_version_path
@@ -170,7 +169,7 @@ def prepared_item_key(item: str, align: dict, row: dict) -> str:
 
 
 def kept_weights(kept: str, version: int, previous: int, best_epoch: int, epochs: int, before: dict,
-                 after: dict, problem: str | None) -> str:
+                 after: dict, problem: str | None, metric: str = "ndcg@10") -> str:
     """Which weights the new version serves, in words: after "did not learn ... never beaten" a bare
     "updated" does not say whether the fine-tuning was kept or thrown away."""
     if kept != "updated":
@@ -179,8 +178,8 @@ def kept_weights(kept: str, version: int, previous: int, best_epoch: int, epochs
     if not before:
         return (f"version {version} serves the weights after up to {epochs} fine-tuning epochs (nothing was held out "
                 "to choose an epoch by)")
-    change = f"ndcg@10 {before.get('ndcg@10', 0.0):.4f} -> {after.get('ndcg@10', 0.0):.4f}"
-    tie = ", no better than before" if after.get("ndcg@10") == before.get("ndcg@10") else ""
+    change = f"{metric} {before.get(metric, 0.0):.4f} -> {after.get(metric, 0.0):.4f}"
+    tie = ", no better than before" if after.get(metric) == before.get(metric) else ""
     later = ("; no epoch after the first scored better on it (the 'did not learn' line)"
              if problem and "never beaten" in problem else "")
     return (f"version {version} serves the fine-tuned weights (epoch {best_epoch} of {epochs}, the best on the "
@@ -241,7 +240,7 @@ UPDATE_OPTIONS = {
 def update_artifact(path: str | Path, interactions: str | Path, items: str | Path | None = None,
                     out: str | Path | None = None, epochs: int = 3, holdout: float = 0.1, seed: int = 0,
                     learning_rate: float | None = None, replay: float = 1.0, device: str = "cpu",
-                    progress=None) -> dict:
+                    progress=None, registry=None) -> dict:
     """Fine-tune an exported strategy on new target interactions; write the next version beside it.
 
     New users join with their new items as history; new items get their text
@@ -260,7 +259,8 @@ def update_artifact(path: str | Path, interactions: str | Path, items: str | Pat
     quiet_recbole_logging()
     started = time.perf_counter()
     src = Path(path).expanduser()
-    rec = load_artifact(src, device)
+    registry = installed_registry(registry)  # the caller's, or a fresh one of the installed plugins
+    rec = load_artifact(src, device, registry=registry)
     meta, data, ids = rec.meta, rec.data, rec.ids
     if meta["kind"] != "strategy":
         raise ArtifactError(f"{src}: update fine-tunes strategies; {meta['method']!r} is a baseline "
@@ -275,7 +275,6 @@ def update_artifact(path: str | Path, interactions: str | Path, items: str | Pat
     check_writable(Path(out).expanduser() if out else next_version_path(src), "the new version",
                    "choose a writable folder with -o DIR")
     config = meta["config"]
-    registry = get_plugins().registry
     columns = update_columns(config, registry)  # the user's own column names (the files recipe's mapping)
     new, below = read_new_interactions(interactions, config["dataset"]["protocol"]["min_rating"],
                                        columns["interactions"])
@@ -314,10 +313,9 @@ def update_artifact(path: str | Path, interactions: str | Path, items: str | Pat
     align = ids["align"]
     keys = copy.deepcopy(data.keys)
     users, items_ids = list(ids["users"]), list(ids["items"])
-    user_of, item_of, row_of = dict(rec._user_of), dict(rec._item_of), dict(rec._row_of)
+    user_of, item_of, row_of, target_of_row = rec.lookups()
     aliases = ids.get("item_aliases") or {}
     target_rows = list(data.catalog.target_rows.tolist())
-    target_of_row = dict(rec._target_of_row)
     fields = {row["item"]: row for row in item_table.to_dict("records")} if item_table is not None else {}
     new_users, new_items, new_rows = [], [], []
 
@@ -420,7 +418,7 @@ def update_artifact(path: str | Path, interactions: str | Path, items: str | Pat
         state["text_encoder.table"] = vectors
     workdir = Path(tempfile.mkdtemp(prefix="xdplug-update-"))
     try:
-        ctx = fit_context(work_data, meta["seed"], device, config, workdir, progress)
+        ctx = fit_context(work_data, meta["seed"], device, config, workdir, progress, registry=registry)
         with rng_kept():
             rb = TrainingConfig(training_config(ctx, model_class(), {"train_neg_sample_args": None}))
         model, encoder, options = build_strategy_model(meta["spec"], registry, work_data, device, meta["seed"] + 1,
@@ -429,7 +427,7 @@ def update_artifact(path: str | Path, interactions: str | Path, items: str | Pat
         load_state(model, state, src / "weights.pt", grow=True)
         model.eval()
 
-        # -- the held-out slice and the metric before -----------------------------------------
+        # -- the held-out slice and the metrics before ----------------------------------------
         seen_all = np.concatenate([work_data.target_train, data.target_valid, data.target_test, valid_new])
         order = np.argsort(valid_new[:, 0], kind="stable")
         v_users, v_starts = np.unique(valid_new[order, 0], return_index=True)
@@ -444,45 +442,43 @@ def update_artifact(path: str | Path, interactions: str | Path, items: str | Pat
         def score(u):
             return model.score_users("target", u)
 
-        def validate() -> float:
-            return _slice_metrics(score, v_users, positives, masked, n_items, device).get("ndcg@10", 0.0)
-
+        # the update is one more phase of the session that fits a strategy: it validates on the held-out
+        # slice with the evaluation's valid metric (the artifact's config), like every phase of a run
+        session = TrainingSession(ctx, model, rb.config, options, uses_source=False, uses_target=True)
+        session.add_slice("update", "target", v_users, positives, masked)
+        valid_metric = config["evaluation"]["valid_metric"]
         before = _slice_metrics(score, v_users, positives, masked, n_items, device)
+        if len(v_users):
+            before[valid_metric] = session.validate("update")
         snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
         # -- fine-tuning: users with new interactions plus a replay sample -----------------------
-        model.mark_trained("target")
         touched = np.unique(train_new[:, 0]) if len(train_new) else np.zeros(0, dtype=np.int64)
         active = model.histories["target"].active_users()
         others = np.setdiff1d(active, touched)
         n_replay = min(len(others), int(round(replay * len(touched))))
         replayed = rng.choice(others, size=n_replay, replace=False) if n_replay else np.zeros(0, dtype=np.int64)
         train_users = np.union1d(touched, replayed).astype(np.int64)
-        loader = UserBatches({"target": train_users}, options["batch_users"], meta["seed"] + 1)
-        cfg = rb.config.final_config_dict
-        cfg["epochs"] = epochs
-        cfg["learning_rate"] = learning_rate or options["learning_rate"] or config["train"]["learning_rate"]
-        cfg["weight_decay"] = options["weight_decay"]
-        cfg["eval_step"] = 1 if len(v_users) else epochs + 1
-        model.domain_weight = {"source": 1.0, "target": 1.0}
-        model.extra_losses = []
-        params = [p for p in model.parameters() if p.requires_grad]
         if progress:
             progress(f"fine-tuning on {len(train_users)} users for up to {epochs} epochs")
         with seeded(meta["seed"] + seed + 1):  # the same update gives the same model
-            trainer = fit_recbole(ctx, rb.config, model, loader, validate, phase="update", params=params)
+            record = session.train(("target",), phase="update", epochs=epochs, learning_rate=learning_rate,
+                                   validate_on="update", users={"target": train_users})
         model.eval()
         after = _slice_metrics(score, v_users, positives, masked, n_items, device)
+        if len(v_users):
+            after[valid_metric] = session.validate("update")
         kept = "updated"
         version = int(meta.get("version", 1)) + 1
-        best_epoch = int(getattr(trainer, "best_epoch", -1))
-        problem = getattr(trainer, "learning_problem", None)
-        if before and after and after["ndcg@10"] < before["ndcg@10"]:
+        best_epoch = int(record["best_epoch"])
+        problem = record["learning_problem"]
+        if before and after and after[valid_metric] < before[valid_metric]:
             model.load_state_dict(snapshot)
             after = dict(before)
             kept = "previous weights (no epoch beat them on the held-out slice)"
         seconds = time.perf_counter() - started
-        served = kept_weights(kept, version, meta.get("version", 1), best_epoch, epochs, before, after, problem)
+        served = kept_weights(kept, version, meta.get("version", 1), best_epoch, epochs, before, after, problem,
+                              valid_metric)
 
         # -- the new version: every new interaction joins the users' histories -------------------
         final = copy_data(work_data, target_train=np.concatenate([work_data.target_train, valid_new]).astype(np.int64))
@@ -493,7 +489,8 @@ def update_artifact(path: str | Path, interactions: str | Path, items: str | Pat
             "ignored_below_min_rating": below, "new_users": len(new_users), "new_items": len(new_items),
             "held_out": int(len(valid_new)), "validation_users": int(len(v_users)),
             "before": before, "after": after, "result": kept, "served": served, "learning_problem": problem,
-            "epochs": epochs, "best_epoch": best_epoch, "trained_users": int(len(train_users)),
+            "epochs": epochs, "best_epoch": best_epoch, "valid_metric": valid_metric,
+            "trained_users": int(len(train_users)),
             "seconds": seconds, "warnings": update_warnings,
         }
         protocol = config["dataset"]["protocol"]
@@ -508,13 +505,13 @@ def update_artifact(path: str | Path, interactions: str | Path, items: str | Pat
                                          for reason, listed in reasons.items()}
                                   for kind, reasons in ids["dropped"].items()}
         target = Path(out).expanduser() if out else next_version_path(src)
-        model._artifact_extras = rec.extras
         manifest = json.loads((src / MANIFEST).read_text())
         parent = {"path": str(src), "version": meta.get("version", 1),
                   "weights_sha256": manifest["files"]["weights.pt"]["sha256"]}
         try:
             written = write_artifact(target, kind="strategy", method=meta["method"], entry=meta["spec"],
                                      seed=meta["seed"], config=config, data=final, registry=registry, model=model,
+                                     extras=rec.extras,
                                      run_id=meta.get("run_id"), metrics=meta.get("metrics"), ids=new_ids,
                                      parent=parent, updates=list(meta.get("updates", [])) + [report],
                                      version=version, user_rows=user_rows, n_union_users=n_union_new,

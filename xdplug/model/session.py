@@ -3,9 +3,12 @@
 An adaptation is a schedule: it calls :meth:`TrainingSession.train` once per
 phase (source pretraining, target training, joint training) with the losses
 and parameters of that phase. Each phase runs RecBole's trainer with early
-stopping. Target phases validate on the target's validation split; phases on
-the source alone validate on a held-out slice of *source* interactions, so
-source pretraining never reads a target validation or test interaction.
+stopping on the evaluation's valid metric. Target phases validate on the
+target's validation split; phases on the source alone validate on a held-out
+slice of *source* interactions, so source pretraining never reads a target
+validation or test interaction. ``xdplug update`` is one more phase of a session:
+it adds the slice of new interactions it held out (:meth:`add_slice`) and trains
+the users it names on it.
 """
 
 from __future__ import annotations
@@ -38,7 +41,23 @@ class TrainingSession:
         self.uses_source = uses_source
         self.uses_target = uses_target
         self.phases: list[dict] = []
-        self.source_valid = self._hold_out_source() if uses_source else None
+        #: held-out slices a phase can validate on besides the target's split: name -> (domain, users,
+        #: positives, masked items); the source's is ``"source"``
+        self.slices: dict[str, tuple] = {}
+        if uses_source:
+            self.add_slice("source", "source", *self._hold_out_source())
+
+    def add_slice(self, name: str, domain: str, users: np.ndarray, positives, masked: list) -> None:
+        """A held-out slice of ``domain`` to validate phases on (``validate_on=name``): ``users``,
+        their held-out ``positives`` (one array per user, or :class:`UserItems`) and the items
+        ranked out for each (``masked``). An empty slice validates nothing: the phase keeps its
+        last epoch."""
+        self.slices[name] = (domain, np.asarray(users, dtype=np.int64), positives, masked)
+
+    @property
+    def source_valid(self):
+        """The held-out source slice ``(users, positives, masked)``, or None."""
+        return self.slices["source"][1:] if "source" in self.slices else None
 
     # -- source validation slice ------------------------------------------------------
     def _hold_out_source(self):
@@ -69,12 +88,13 @@ class TrainingSession:
             result = rank_split(lambda u: model.score_users("target", u), self.ctx.data, "valid", [k],
                                 self.ctx.device, self.ctx.evaluation["user_groups"])
             return quick_metric(result, metric, k)
-        users, positives, masked = self.source_valid
-        topk, _ = rank_users(lambda u: model.score_users("source", u), users, positives, masked,
-                             self.ctx.data.n_source_items, k, device=self.ctx.device)
+        domain, users, positives, masked = self.slices[on]
+        n_items = self.ctx.data.n_source_items if domain == "source" else self.ctx.data.n_target_items
+        topk, _ = rank_users(lambda u: model.score_users(domain, u), users, positives, masked,
+                             n_items, k, device=self.ctx.device)
         result = RankingResult(users=users, topk=topk, positives=positives, ks=[k],
-                               n_items=self.ctx.data.n_source_items, train_counts=np.zeros(len(users)),
-                               item_popularity=np.zeros(self.ctx.data.n_source_items))
+                               n_items=n_items, train_counts=np.zeros(len(users)),
+                               item_popularity=np.zeros(n_items))
         return quick_metric(result, metric, k)
 
     # -- phases -----------------------------------------------------------------------
@@ -82,14 +102,16 @@ class TrainingSession:
               epochs: int | None = None, learning_rate: float | None = None,
               parameters: Iterable[torch.nn.Parameter] | None = None,
               extra_losses: list[Callable] | None = None, weights: dict[str, float] | None = None,
-              validate_on: str | None = None) -> dict:
+              validate_on: str | None = None, users: dict[str, np.ndarray] | None = None) -> dict:
         """Train on ``domains`` until validation stops improving; keep the best state.
 
         :param extra_losses: callables ``(model, batch) -> loss`` added to each step;
             ``batch`` holds the step's item ``vectors`` (of the catalog rows ``item_rows`` the step
             encoded; a loss with ``full_vectors = True`` gets every row) and per-domain ``users`` vectors.
         :param parameters: the parameters to optimise (default: every trainable one).
-        :param validate_on: ``"target"`` (default when the target is trained) or ``"source"``.
+        :param validate_on: ``"target"`` (default when the target is trained), ``"source"`` or the
+            name of a slice added with :meth:`add_slice`.
+        :param users: the users each domain trains (default: every user with a history there).
         """
         domains = tuple(domains)
         if "target" in domains and not self.uses_target:
@@ -105,10 +127,12 @@ class TrainingSession:
             model.mark_trained(domain)
         model.domain_weight = {"source": 1.0, "target": 1.0, **(weights or {})}
         model.extra_losses = list(extra_losses or [])
-        users = {d: model.histories[d].active_users() for d in domains}
+        users = {d: users[d] if users is not None else model.histories[d].active_users() for d in domains}
         loader = UserBatches(users, self.options["batch_users"], self.ctx.seed + len(self.phases))
         cfg = self.config.final_config_dict
         cfg["epochs"] = epochs or self.options["epochs"] or self.ctx.train["epochs"]
+        empty = validate_on in self.slices and not len(self.slices[validate_on][1])
+        cfg["eval_step"] = cfg["epochs"] + 1 if empty else self.ctx.train["eval_step"]  # empty: keep the last epoch
         cfg["learning_rate"] = learning_rate or self.options["learning_rate"] or self.ctx.train["learning_rate"]
         cfg["weight_decay"] = self.options["weight_decay"]
         params = [p for p in (parameters if parameters is not None else model.parameters()) if p.requires_grad]
@@ -120,7 +144,8 @@ class TrainingSession:
             point["validated_on"] = validate_on
         model.extra_losses = []
         record = {"phase": phase, "domains": list(domains), "best_epoch": trainer.best_epoch,
-                  "best_valid": float(trainer.best_valid_score), "validate_on": validate_on}
+                  "best_valid": float(trainer.best_valid_score), "validate_on": validate_on,
+                  "learning_problem": trainer.learning_problem}
         self.phases.append(record)
         return record
 
