@@ -480,3 +480,14 @@ def test_plugin_hooks_have_tests():
     assert hooks, "no hooks found"
     missing = [name for name in hooks if f"test_hook_{name}" not in globals()]
     assert not missing, f"hooks without a test_hook_<name> test: {missing}"
+
+
+@pytest.mark.parametrize("attrs, message", [
+    ({"directions": {"gini": "smaller"}}, "directions must map metric families to 'higher' or 'lower'"),
+    ({"slices": {"cold": 3}}, "slices must map slice labels to a one-line description"),
+    ({"slices": {"cold": "c"}, "cold_slice": "warm"}, "cold_slice 'warm' is not one of its slices"),
+])
+def test_evaluator_declarations_are_checked_at_registration(attrs, message):
+    cls = type("BadEvaluator", (Evaluator,), {"name": "bad-evaluator", "description": "d", **attrs})
+    with pytest.raises(ComponentDefinitionError, match=re.escape(message)):
+        Registry().register_callback("evaluator", "p")(cls)

@@ -126,6 +126,9 @@ def make_data() -> dict:
         "versions": {"xdplug": "0.1.0", "recbole": "1.2.1", "torch": "2.13.0"},
         "device": "cpu",
         "reference": "EASE (pooled)",
+        # what the evaluators declare (collect.declarations): directions and the cold-item slice's label
+        "lower_is_better": ["avg_pop", "gini"],
+        "cold_slice": "cold items",
         "runs": runs,
         "comparisons": [
             _comparison("bert+gate+finetune", 0.313, 0.302, 0.004, True),
@@ -453,3 +456,41 @@ def test_slices_highlight_the_reference_and_the_best_strategy(report):
     cold = page.split("<h2>Cold start</h2>")[1].split("</table>")[0]
     assert '<tr class="reference"><td>EASE (pooled)</td>' in cold
     assert cold.count('class="num highlight"') == 3  # one best strategy per user group
+
+
+def test_metric_directions_come_from_the_declarations(tmp_path):
+    """The report knows no metric's direction: without ``gini`` declared lower-is-better, its highest value is
+    the column's best, and the note says nothing of it."""
+    data = make_data()
+    data["lower_is_better"] = []
+    md = write_report(data, tmp_path)["markdown"].read_text()
+    beyond = md.split("## Beyond accuracy")[1].split("\n## ")[0]
+    assert "Lower is better" not in beyond
+    assert "**0.5870 ± 0.0042**" not in _table_row(beyond, "bert+gate+finetune")
+
+
+def test_evaluator_declarations_reach_the_report_data(register_plugin, plugin_manager):
+    """A third-party evaluator's lower-is-better family and cold-item slice label are what the report reads."""
+    from xdplug.api import Evaluator, hookimpl
+    from xdplug.report.collect import declarations
+
+    class Misses(Evaluator):
+        name = "test-misses"
+        description = "d"
+        directions = {"misses": "lower"}
+        slices = {"new titles": "items released after the split"}
+        cold_slice = "new titles"
+
+        def evaluate(self, result):
+            return {}
+
+    class Plugin:
+        @hookimpl
+        def register_evaluators(self, register):
+            register(Misses)
+
+    register_plugin(Plugin(), name="test-misses-plugin")
+    config = {"evaluation": {"evaluators": ["ranking", "beyond-accuracy", "test-misses"]}}
+    declared = declarations(config, plugin_manager.registry)
+    assert declared["lower_is_better"] == ["avg_pop", "gini", "misses"]
+    assert declared["cold_slice"] == "new titles" and declared["slices"]["new titles"].startswith("items")

@@ -267,6 +267,18 @@ class Evaluator(Component):
     #: report scope: the row keys holding p-values behind the report's significance markers
     #: (the larger one counts); empty: the rows mark nothing
     p_value_keys: ClassVar[tuple[str, ...]] = ()
+    #: run scope: the direction of each metric family it emits (``{"gini": "lower"}``): ``"higher"`` or
+    #: ``"lower"`` is better. The report marks a column's best and orders methods by it; a family no
+    #: evaluator declares is higher-is-better (accuracy)
+    directions: ClassVar[dict[str, str]] = {}
+    #: run scope: the slices its metric names carry after ``|`` (``ndcg@10|cold items``): label ->
+    #: one line saying which users or items the slice holds. A label followed by a group
+    #: (``users 1-5``) is that label's slice, one group of it
+    slices: ClassVar[dict[str, str]] = {}
+    #: run scope: the label (one of ``slices``) of the slice ranked among cold items only: the report
+    #: tests it against a reference of its own (``evaluation.cold_reference``, else the best baseline
+    #: on it) and the verdict gives it its own sentence; None: it has none
+    cold_slice: ClassVar[str | None] = None
 
     def evaluate(self, result: RankingResult) -> dict[str, float]:
         """Return ``{metric_name: value}`` for one run (``scope = "run"``)."""

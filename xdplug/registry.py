@@ -125,6 +125,22 @@ CAPABILITIES: dict[str, dict[str, tuple]] = {
 }
 
 
+def _check_evaluator_declarations(cls, label: str) -> None:
+    """An evaluator's metric directions and slices are what the report reads: checked when it registers."""
+    directions = cls.directions
+    if not isinstance(directions, dict) or not all(isinstance(k, str) and v in ("higher", "lower")
+                                                   for k, v in directions.items()):
+        raise ComponentDefinitionError(f"{label}: directions must map metric families to 'higher' or 'lower', "
+                                       f"got {directions!r}")
+    if not isinstance(cls.slices, dict) or not all(isinstance(k, str) and k and isinstance(v, str)
+                                                   for k, v in cls.slices.items()):
+        raise ComponentDefinitionError(f"{label}: slices must map slice labels to a one-line description, "
+                                       f"got {cls.slices!r}")
+    if cls.cold_slice is not None and cls.cold_slice not in cls.slices:
+        raise ComponentDefinitionError(f"{label}: cold_slice {cls.cold_slice!r} is not one of its slices "
+                                       f"{sorted(cls.slices)}")
+
+
 def _check_capabilities(cls, plugin: str) -> None:
     """Declared capabilities and search spaces are checked at registration, not halfway through a run."""
     label = f"plugin {plugin!r}: {cls.kind} {cls.name!r}"
@@ -159,6 +175,7 @@ def _check_capabilities(cls, plugin: str) -> None:
         missing = [k for k in cls.p_value_keys if k not in keys]
         if missing:
             raise ComponentDefinitionError(f"{label}: p_value_keys {missing} are not in row_keys")
+        _check_evaluator_declarations(cls, label)
     prefix = {"baseline": "params", "family": "params.model"}.get(cls.kind, f"params.{cls.kind}")
     for attribute in ("search_space", "pooled_search_space", "closed_form_search_space"):
         space = getattr(cls, attribute, None)

@@ -16,16 +16,11 @@ from typing import Any
 
 #: metric families that measure ranking accuracy (the rest is "beyond accuracy")
 ACCURACY_FAMILIES = frozenset({"ndcg", "recall", "mrr", "hit", "precision", "map"})
-#: metric families where a smaller value is better (RecBole's ``smaller = True``)
-SMALLER_IS_BETTER = frozenset({"giniindex", "averagepopularity", "gini", "avg_pop", "popularity"})
 #: metric families that count users rather than measure anything ("n_users|users 1-5")
 COUNT_FAMILIES = frozenset({"n_users"})
 #: Holm-corrected p-value thresholds and their markers, strictest first
 MARKERS = ((0.01, "**"), (0.05, "*"))
 ALPHA = 0.05
-#: the cold-start evaluator's label of the cold-item slice (``ndcg@10|cold items``), tested against a
-#: reference of its own (the report data's ``cold_reference``)
-COLD_SLICE = "cold items"
 DONE, FAILED, NOT_APPLICABLE = "done", "failed", "not_applicable"
 
 
@@ -47,9 +42,10 @@ def metric_k(name: str) -> int | None:
     return int(k) if sep and k.isdigit() else None
 
 
-def higher_is_better(name: str) -> bool:
-    """Which direction "best" means when a column's best value is marked."""
-    return metric_family(name) not in SMALLER_IS_BETTER
+def higher_is_better(name: str, lower_is_better=()) -> bool:
+    """Which direction "best" means when a column's best value is marked: ``lower_is_better`` are the
+    metric families the evaluators declare so (the report data's ``lower_is_better``)."""
+    return metric_family(name) not in lower_is_better
 
 
 def as_float(value: Any) -> float | None:
@@ -297,9 +293,18 @@ class ReportContext:
         values = [st.mean for s in self.summaries if (st := s.test.get(key)) is not None]
         return sum(values) / len(values) if values else None
 
+    @property
+    def cold_slice(self) -> str | None:
+        """The label of the slice ranked among cold items only, as its evaluator declares it (or None)."""
+        return self.data.get("cold_slice")
+
+    def higher_is_better(self, metric: str) -> bool:
+        """Is a larger value of ``metric`` better (by its evaluator's declared direction)?"""
+        return higher_is_better(metric, self.data.get("lower_is_better") or ())
+
     def slice_reference(self, label: str) -> str | None:
         """The method a slice is tested against where it has its own reference (the cold items)."""
-        return self.data.get("cold_reference") if label == COLD_SLICE else None
+        return self.data.get("cold_reference") if label is not None and label == self.cold_slice else None
 
     def comparison(self, method: str, metric: str) -> dict | None:
         return self.comparisons.get((method, metric))
@@ -310,7 +315,7 @@ class ReportContext:
         for metric in metrics:
             values = [s.mean(metric) for s in self.summaries if s.mean(metric) is not None]
             if values:
-                best[metric] = max(values) if higher_is_better(metric) else min(values)
+                best[metric] = max(values) if self.higher_is_better(metric) else min(values)
         return best
 
     def improvement(self, method: str, metric: str) -> tuple[float | None, str, dict | None]:
@@ -408,7 +413,7 @@ def summarize(data: dict, primary: str) -> list[MethodSummary]:
         peaks = [p for r in summary.runs if (p := as_float(r.get("peak_rss_mb"))) is not None]
         summary.peak_rss_mb = max(peaks) if peaks else None
 
-    sign = 1.0 if higher_is_better(primary) else -1.0
+    sign = 1.0 if higher_is_better(primary, data.get("lower_is_better") or ()) else -1.0
     ordered = list(summaries.values())
     ranked = sorted((s for s in ordered if s.mean(primary) is not None), key=lambda s: -sign * s.mean(primary))
     return ranked + [s for s in ordered if s.mean(primary) is None]

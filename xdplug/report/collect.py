@@ -11,7 +11,7 @@ from ..config import config_hash, output_dir
 from ..engine.plan import expand, library_versions
 from ..errors import RunError, storage_error
 from . import write_report
-from .aggregate import COLD_SLICE, is_learning_flag, note_parts
+from .aggregate import is_learning_flag, note_parts
 from .files import write_per_user
 
 logger = logging.getLogger(__name__)
@@ -55,8 +55,21 @@ def pick_reference(runs: list[dict], metric: str) -> str | None:
     return max(scores, key=lambda m: float(np.mean(scores[m])))
 
 
+def declarations(config: dict, registry) -> dict:
+    """What the config's evaluators declare that the report reads: the metric families where lower is
+    better, every slice label with its meaning, and the cold-item slice's label (or None)."""
+    evaluators = [registry.get("evaluator", name, "evaluation.evaluators")
+                  for name in config["evaluation"]["evaluators"]]
+    return {"lower_is_better": sorted({family for cls in evaluators for family, direction in cls.directions.items()
+                                       if direction == "lower"}),
+            "slices": {label: meaning for cls in evaluators for label, meaning in cls.slices.items()},
+            "cold_slice": next((cls.cold_slice for cls in evaluators if cls.cold_slice), None)}
+
+
 def report_data(config: dict, store, registry) -> dict:
     run_ids = [s.run_id for s in expand(config, registry)]
+    declared = declarations(config, registry)
+    cold_slice = declared["cold_slice"]
     runs = store.runs(run_ids, with_per_user=True)
     primary = config["evaluation"]["valid_metric"].lower()
     reference = config["evaluation"].get("reference") or pick_reference(runs, primary)
@@ -65,7 +78,8 @@ def report_data(config: dict, store, registry) -> dict:
                "per_user": r["per_user"]} for r in runs if r["status"] == "done" and r["per_user"]]
     # the cold-item slice is tested against its own reference: the methods that can score cold items
     # are not the ones that win on all items (an ID model's cold ranking is a tie)
-    cold_tested = [f"{m}|{COLD_SLICE}" for m in tested if any(f"{m}|{COLD_SLICE}" in r["per_user"] for r in inputs)]
+    cold_tested = [f"{m}|{cold_slice}" for m in tested
+                   if cold_slice and any(f"{m}|{cold_slice}" in r["per_user"] for r in inputs)]
     cold_reference = None
     if cold_tested:
         cold_reference = config["evaluation"].get("cold_reference") or pick_reference(runs, cold_tested[0])
@@ -76,7 +90,7 @@ def report_data(config: dict, store, registry) -> dict:
             continue
         passes = [(name, tested, reference)]
         if "metrics" in cls.defaults and cold_reference is not None:
-            passes.append((f"{name}, {COLD_SLICE} vs {cold_reference}", cold_tested, cold_reference))
+            passes.append((f"{name}, {cold_slice} vs {cold_reference}", cold_tested, cold_reference))
         for title, metrics, against in passes:
             evaluator = cls({"metrics": metrics}) if "metrics" in cls.defaults else cls({})
             rows = evaluator.compare(inputs, against)
@@ -114,6 +128,7 @@ def report_data(config: dict, store, registry) -> dict:
         "device": next((r["device"] for r in runs if r.get("device")), config["device"]),
         "reference": reference,
         "cold_reference": cold_reference,
+        **declared,
         "runs": clean_runs,
         "comparisons": comparisons,
         "comparison_tables": tables,

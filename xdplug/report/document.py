@@ -134,7 +134,7 @@ def _results(ctx: ReportContext, figures: Collection[str]) -> list[Block]:
         Paragraph(
             f"{spread}, ranked by {ctx.primary}. Bold: best value of the column. Reference: {ref} (best baseline). "
             + marker_legend()
-            + t.higher_better_note(ctx.groups.main)
+            + t.higher_better_note(ctx, ctx.groups.main)
             + learning_legend(ctx)
         ),
         t.main_table(ctx),
@@ -216,12 +216,12 @@ def _beyond(ctx: ReportContext) -> list[Block]:
         return blocks + [Paragraph("No beyond-accuracy metrics were measured.")]
     if ctx.groups.beyond:
         blocks += [
-            Paragraph("Bold: best value of the column." + t.higher_better_note(ctx.groups.beyond)),
+            Paragraph("Bold: best value of the column." + t.higher_better_note(ctx, ctx.groups.beyond)),
             t.metric_table(ctx, ctx.groups.beyond),
         ]
     if ctx.groups.beyond_other:
         blocks.append(Details("Other cut-offs", [
-            Paragraph("Bold: best value of the column." + t.higher_better_note(ctx.groups.beyond_other)),
+            Paragraph("Bold: best value of the column." + t.higher_better_note(ctx, ctx.groups.beyond_other)),
             t.metric_table(ctx, ctx.groups.beyond_other),
         ]))
     return blocks

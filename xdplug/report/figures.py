@@ -12,7 +12,7 @@ import re
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-from .aggregate import ReportContext, as_float, higher_is_better
+from .aggregate import ReportContext, as_float
 from .tables import fmt_params, method_cell
 
 KIND_COLORS = {"baseline": "#7f7f7f", "strategy": "#1f77b4"}
@@ -51,7 +51,7 @@ def _primary_rows(ctx: ReportContext):
     ref = ref if ref is not None and ref.test.get(pm) else None
     far: list = []
     keep = [s for s in (rows[:1] + [ref] + [next((s for s in rows if s.kind == "strategy"), None)]) if s]
-    if rows and higher_is_better(pm) and min(s.test[pm].mean for s in keep) > 0:
+    if rows and ctx.higher_is_better(pm) and min(s.test[pm].mean for s in keep) > 0:
         floor = min(s.test[pm].mean for s in keep) * (1 - ZOOM_WITHIN)
         far = [s for s in rows if s.test[pm].mean < floor]
     return rows, ref, far

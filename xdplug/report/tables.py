@@ -17,7 +17,6 @@ from .aggregate import (
     ReportContext,
     Stat,
     as_float,
-    higher_is_better,
     holm_p,
     is_learning_flag,
     is_significant,
@@ -195,7 +194,7 @@ def best_strategy_values(ctx: ReportContext, metrics: list[str]) -> dict[str, fl
     for m in metrics:
         values = [v for s in ctx.summaries if s.kind == "strategy" and (v := s.mean(m)) is not None]
         if values:
-            out[m] = max(values) if higher_is_better(m) else min(values)
+            out[m] = max(values) if ctx.higher_is_better(m) else min(values)
     return out
 
 
@@ -426,6 +425,6 @@ def p_summary(comp: dict | None) -> str:
     return ", ".join(parts)
 
 
-def higher_better_note(metrics: list[str]) -> str:
-    lower = [m for m in metrics if not higher_is_better(m)]
+def higher_better_note(ctx: ReportContext, metrics: list[str]) -> str:
+    lower = [m for m in metrics if not ctx.higher_is_better(m)]
     return f" Lower is better for {', '.join(lower)}." if lower else ""

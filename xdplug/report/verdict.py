@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from .edges import describe_flag, tuning_edges
-from .aggregate import COLD_SLICE, MethodSummary, ReportContext, as_float, best_of_kind, holm_p, is_significant
+from .aggregate import MethodSummary, ReportContext, as_float, best_of_kind, holm_p, is_significant
 from .tables import fmt_pct, fmt_stat, p_summary
 
 
@@ -55,9 +55,9 @@ def _tested_against(ctx: ReportContext, method: str, metric: str, reference: str
 def _cold_items(ctx: ReportContext, verdict: Verdict) -> str:
     """The cold items' own sentence (only text reaches them, so their leader can differ from the
     all-items one), tested against the slice's reference; empty where no run measured them."""
-    metric = f"{ctx.primary}|{COLD_SLICE}"
+    metric = f"{ctx.primary}|{ctx.cold_slice}"
     measured = [s for s in ctx.summaries if s.mean(metric) is not None and not s.n_not_learned]
-    reference = ctx.slice_reference(COLD_SLICE)
+    reference = ctx.slice_reference(ctx.cold_slice)
     if not measured or reference is None:
         return ""
     best = max(measured, key=lambda s: s.mean(metric))

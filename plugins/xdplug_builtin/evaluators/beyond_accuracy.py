@@ -85,6 +85,9 @@ class BeyondAccuracyEvaluator(Evaluator):
     # a share of the seen items in (0, 1], or above 1 a count threshold (RecBole's rule)
     defaults = {"tail_ratio": Float(0.1, 0, 1e9, low_open=True), "unseen_is_tail": Bool(True)}
     scope = "run"
+    #: a flatter exposure (lower Gini) and less popular recommendations are better; wider coverage and
+    #: a larger tail share too
+    directions = {"coverage": "higher", "gini": "lower", "avg_pop": "lower", "tail_pct": "higher"}
 
     def __init__(self, params: dict | None = None, path: str | None = None):
         super().__init__(params, path)

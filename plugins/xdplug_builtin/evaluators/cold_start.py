@@ -102,6 +102,10 @@ class ColdStartEvaluator(Evaluator):
     defaults = {"metrics": List(["ndcg", "recall", "hit"], str),
                 "source_groups": List([20], int, 1, 10**9)}
     scope = "run"
+    slices = {"users": "users grouped by their target training interactions (users 1-5, ...)",
+              "source history": "users grouped by their source interactions (source history 0, ...)",
+              "cold items": "target items without training interactions, ranked among themselves"}
+    cold_slice = "cold items"
 
     def __init__(self, params: dict | None = None, path: str | None = None):
         super().__init__(params, path)
@@ -116,7 +120,7 @@ class ColdStartEvaluator(Evaluator):
         for key, per_user in values.items():
             full = np.full(len(result.users), np.nan)
             full[rows] = per_user
-            out[f"{key}|cold items"] = full
+            out[f"{key}|{self.cold_slice}"] = full
         return out
 
     def _cold_slice(self, result: RankingResult,
@@ -174,8 +178,8 @@ class ColdStartEvaluator(Evaluator):
         if n_eligible and result.topk_cold is None:
             logger.warning("cold items given without a cold-only ranking; cold-item metrics skipped")
         for key, per_user in values.items():
-            out[f"{key}|cold items"] = mean(per_user)
-        out["n_users|cold items"] = float(n_eligible)
+            out[f"{key}|{self.cold_slice}"] = mean(per_user)
+        out[f"n_users|{self.cold_slice}"] = float(n_eligible)
 
         is_cold = (topk >= 0) & is_cold_item[np.maximum(topk, 0)]
         for k in result.ks:
