@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import collections
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -260,3 +261,23 @@ def test_no_function_falls_back_to_a_global_plugin_manager():
                 if called.endswith(("make_plugin_manager", "Plugins", "Registry", "installed_registry")):
                     found.append(f"{module}:{node.lineno} builds {called}() at import")
     assert not found, "a global plugin manager in the core:\n" + "\n".join(found)
+
+
+def test_the_api_exports_what_plugins_use_and_no_engine_internals():
+    """Every name of ``xdplug.api`` is imported by a plugin (``plugins/``, ``datasets/``) or named in the plugin docs,
+    and none is defined in the engine, artifact, report or command-line layers."""
+    import xdplug.api as api
+
+    repo = ROOT.parent
+    used = set()
+    for file in [*(repo / "plugins").rglob("*.py"), *(repo / "datasets").rglob("*.py")]:
+        tree = ast.parse(file.read_text(), str(file))
+        used |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                 and node.module == "xdplug.api" for alias in node.names}
+    docs = "".join((repo / "docs" / name).read_text() for name in ("plugin_authors.md", "plugin_hooks.md"))
+    named = set(re.findall(r"`(?:\w+\.)*(\w+)", docs))
+    unused = [name for name in api.__all__ if name not in used and name not in named]
+    assert not unused, f"xdplug.api exports names no plugin imports and the plugin docs never name: {unused}"
+    internal = [name for name in api.__all__ if (getattr(getattr(api, name), "__module__", "") or "").startswith(
+        ("xdplug.engine", "xdplug.artifact", "xdplug.report", "xdplug.cli", "xdplug.plugins", "xdplug.registry"))]
+    assert not internal, f"xdplug.api exports engine internals: {internal}"

@@ -23,14 +23,19 @@ Groups:
   embedding cache, the place for downloads;
 * export: :func:`load_state` for ``Baseline.restore`` (``export = "state"``).
 * identity: :func:`config_hash`, the hash each run record carries (``record["config_hash"]``).
-* the registry: :func:`registered` and :func:`registered_names`, for a component that reads
-  another one by name (a text baseline's ``params.encoder.name``).
+
+A component that reads another one by name (a text baseline's ``params.encoder.name``) gets
+the run's registry from its context (``ctx.registry``, ``ctx.component(kind, name)``) and
+checks the name in ``check_components(registry)``: there is no global registry to import.
+Nothing the engine alone calls is here (the registry's checks, the default family, the
+ranking of one user slice); ``tests/test_architecture.py`` keeps every name used by a plugin
+or the plugin docs.
 """
 
 from __future__ import annotations
 
-from .components import (DEFAULT_FAMILY, Adaptation, Baseline, Component, DatasetRecipe, Encoder, Evaluator, Fusion,
-                         ModelFamily, Strategy, declared_options, resolve_params)
+from .components import (Adaptation, Baseline, DatasetRecipe, Encoder, Evaluator, Fusion, ModelFamily, Strategy,
+                         declared_options)
 from .config import config_hash
 from .context import FitContext
 from .data.catalog import ItemCatalog
@@ -39,9 +44,9 @@ from .data.sequences import Sequences, merged_sequences, pooled_training_sequenc
 from .data.raw import RawDomain, RawDomains, read_atomic, refuse_nonfinite, validate_inter
 from .data.tables import read_table, sniff_separator
 from .data.text import normalise_key
-from .errors import (ArtifactError, ComponentDefinitionError, ConfigError, DataError, NotApplicableError,
+from .errors import (ArtifactError, ConfigError, DataError, NotApplicableError,
                      XdplugError)
-from .evaluation import RankingResult, rank_split, rank_users
+from .evaluation import RankingResult, rank_split
 from .hookspecs import hookimpl
 from .metrics import METRICS, csr_lists, hit_matrix, mean, metric_matrix, pad_columns, per_user_metrics, quick_metric
 from .model.als import fit_als
@@ -55,7 +60,7 @@ from .options import Bool, Choice, Float, Int, List, Mapping, Option, Str
 from .tasks import GENERAL, NEXT_ITEM
 from .paths import downloads_dir
 from .recbole.compat import evaluates_as_code, literal_value
-from .recbole.dataset import RecboleData, pooled_matrix, recbole_data
+from .recbole.dataset import pooled_matrix, recbole_data
 from .recbole.sequences import input_batch, sequence_data
 from .recbole.trainer import fit_recbole
 from .textcache import TextEmbeddingCache, text_key
@@ -63,19 +68,19 @@ from .weights import load_state
 
 __all__ = [
     # hooks and components
-    "hookimpl", "Component", "Encoder", "Fusion", "Adaptation", "Evaluator", "Baseline", "DatasetRecipe",
-    "declared_options", "resolve_params",
+    "hookimpl", "Encoder", "Fusion", "Adaptation", "Evaluator", "Baseline", "DatasetRecipe",
+    "declared_options",
     # model families: the base class, a resolved strategy, the transfer model's options and fit (the embedding
     # family's), the item-item family's closed forms (ItemItemProblem) and EASE's solution
-    "ModelFamily", "DEFAULT_FAMILY", "Strategy", "ModelOptions", "fit_transfer", "id_part_encoder", "ItemItemProblem",
+    "ModelFamily", "Strategy", "ModelOptions", "fit_transfer", "id_part_encoder", "ItemItemProblem",
     "ease_matrix",
     # options
     "Option", "Int", "Float", "Bool", "Str", "Choice", "List", "Mapping",
     # errors
-    "XdplugError", "ConfigError", "DataError", "NotApplicableError", "ArtifactError", "ComponentDefinitionError",
+    "XdplugError", "ConfigError", "DataError", "NotApplicableError", "ArtifactError",
     # training and evaluation
-    "FitContext", "TrainingSession", "RecboleData", "recbole_data", "pooled_matrix", "fit_recbole", "RankingResult", "rank_split",
-    "rank_users", "METRICS", "csr_lists", "hit_matrix", "pad_columns", "metric_matrix", "per_user_metrics", "mean",
+    "FitContext", "TrainingSession", "recbole_data", "pooled_matrix", "fit_recbole", "RankingResult", "rank_split",
+    "METRICS", "csr_lists", "hit_matrix", "pad_columns", "metric_matrix", "per_user_metrics", "mean",
     "quick_metric", "evaluates_as_code", "literal_value",
     # the next-item task: its sequences, the pooled merge, RecBole's sequential fields
     "GENERAL", "NEXT_ITEM", "Sequences", "merged_sequences", "pooled_training_sequences", "sequence_data",
