@@ -391,7 +391,7 @@ def test_check_baseline_trains_a_builtin(synthetic_data, tmp_path, plugin_manage
 
 
 def test_check_adaptation_flags():
-    from xdplug_builtin.adaptations.schedules import TargetOnly
+    from xdplug_builtin.adaptations.controls import TargetOnly
 
     nothing = type("Nothing", (TargetOnly,), {"name": "nothing", "uses_target": False})
     with pytest.raises(AssertionError, match="cannot both be False"):

@@ -103,7 +103,7 @@ def test_mmd_is_zero_for_identical_samples_and_grows_with_shift():
 
 
 def test_l2sp_penalty_pulls_towards_pretrained_weights():
-    from xdplug_builtin.adaptations.schedules import l2sp_penalty
+    from xdplug_builtin.adaptations.l2sp import l2sp_penalty
 
     model = torch.nn.Linear(3, 2)
     anchor = {n: p.detach().clone() for n, p in model.named_parameters()}

@@ -6,7 +6,11 @@ from xdplug.api import hookimpl
 @hookimpl
 def register_adaptations(register):
     from .alignment import CoralAlignment, DANN, MMDAlignment
-    from .schedules import Finetune, Freeze, Joint, L2SP, TargetOnly, ZeroShot
+    from .finetune import Finetune
+    from .freeze import Freeze
+    from .joint import Joint
+    from .l2sp import L2SP
+    from .controls import TargetOnly, ZeroShot
     from .consistency import Consistency
     from .bridges import EMCDR, PTUPCDR
 
