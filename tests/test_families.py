@@ -1,10 +1,11 @@
 """A third party adds a model family and an adaptation with a closed form: no name of them in the core.
 
-The plugin below registers the ``item-popularity`` family (scores every user with the items'
-training counts, the source's added with the family's ``source_weight`` where the adaptation
-uses the source) and the ``blend`` adaptation, which runs in it and carries its own closed form in
-the item-item family: ``B = (1 - mix) EASE(G_t) + mix EASE(G_s)``. Both run through the grid,
-export and recommend like the built-ins.
+The one-file example plugin (``examples/one_file_plugin.py``) registers the ``item-popularity``
+family (scores every user with the items' training counts, the source's added with the family's
+``source_weight`` where the adaptation uses the source) and the ``blend`` adaptation, which runs
+in it and carries its own closed form in the item-item family:
+``B = (1 - mix) EASE(G_t) + mix EASE(G_s)``. Both run through the grid, tuning, export, recommend
+and update like the built-ins.
 """
 
 from __future__ import annotations
@@ -15,66 +16,25 @@ import numpy as np
 import pytest
 import torch
 
-from xdplug.api import Adaptation, ConfigError, Float, ModelFamily, ease_matrix, hookimpl
+from xdplug.api import ConfigError
 from xdplug.engine.runner import run_benchmark
 
 CORE = Path(__file__).resolve().parents[1] / "xdplug"
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "one_file_plugin.py"
 
 
-class PopularityScorer:
-    def __init__(self, counts: np.ndarray):
-        self.counts = torch.as_tensor(counts, dtype=torch.float32)
-        self.item_known = counts > 0
+def load_example():
+    """The one-file plugin, imported from its path (it is not installed: one file, no package)."""
+    import importlib.util
 
-    def score(self, users: torch.Tensor) -> torch.Tensor:
-        return self.counts.expand(len(users), -1).clone()
-
-    def score_history(self, items: list[int]) -> torch.Tensor:
-        return self.counts[None, :].clone()
+    spec = importlib.util.spec_from_file_location("one_file_plugin", EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-class ItemPopularity(ModelFamily):
-    name = "item-popularity"
-    description = "Every user gets the items' training counts (the source's weighted in)"
-    defaults = {"source_weight": Float(0.5, 0, 100)}
-    search_space = {"params.model.source_weight": {"type": "uniform", "low": 0.0, "high": 1.0}}
-    export = "refit"
-
-    def check(self, strategy):
-        if strategy.encoder.role != "id":
-            raise ConfigError(f"{strategy.path}.encoder", "item-popularity counts item IDs; use an id encoder")
-
-    def fit(self, ctx, strategy):
-        data = ctx.data
-        counts = np.bincount(data.target_train[:, 1], minlength=data.n_target_items).astype(np.float64)
-        if strategy.adaptation.uses_source and len(data.shared_items):
-            source = np.bincount(data.source_train[:, 1], minlength=data.n_source_items)
-            counts[data.shared_items[:, 0]] += self.params["source_weight"] * source[data.shared_items[:, 1]]
-        return PopularityScorer(counts)
-
-
-class Blend(Adaptation):
-    name = "blend"
-    description = "Closed form: a blend of the target's and the source's EASE matrices"
-    families = frozenset({"ease", "item-popularity"})
-    defaults = {"mix": Float(0.5, 0, 1)}
-    closed_form_search_space = {"params.adaptation.mix": {"type": "uniform", "low": 0.0, "high": 1.0}}
-
-    def closed_form(self, problem):
-        target, source = problem.target_matrix(), problem.source_matrix()
-        b_t = ease_matrix((target.T @ target).toarray(), problem.options["reg_weight"])
-        b_s = ease_matrix((source.T @ source).toarray(), problem.options["source_reg_weight"])
-        return problem.scorer((1 - self.params["mix"]) * b_t + self.params["mix"] * b_s)
-
-
-class FamilyPlugin:
-    @hookimpl
-    def register_families(self, register):
-        register(ItemPopularity)
-
-    @hookimpl
-    def register_adaptations(self, register):
-        register(Blend)
+one_file_plugin = load_example()
+Blend = one_file_plugin.Blend
 
 
 BLEND = {"name": "blend-ease", "encoder": "id", "fusion": "id", "adaptation": "blend",
@@ -86,7 +46,8 @@ POPULARITY = {"name": "popularity", "encoder": "id", "fusion": "id", "adaptation
 
 @pytest.fixture
 def family_plugin(register_plugin):
-    return register_plugin(FamilyPlugin(), name="family-plugin")
+    """The one-file plugin, registered as a module (its hooks are module-level functions)."""
+    return register_plugin(one_file_plugin, name="one-file")
 
 
 def test_the_core_names_neither(family_plugin):
