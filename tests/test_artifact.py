@@ -72,11 +72,27 @@ def world(tmp_path_factory):
     return {"data": data, "config": config, "scorers": scorers, "paths": paths, "root": root}
 
 
-def test_closed_form_strategy_cannot_be_fine_tuned(world, tmp_path):
+def test_a_closed_form_strategy_is_fitted_again_on_the_grown_data(world, tmp_path):
+    """ease-l2sp has no weights (its family refits at load): its update writes the grown data, and the new
+    version scores like the closed form fitted on it."""
+    from xdplug.model.strategy import fit_strategy
+    from xdplug.plugins import make_plugin_manager
+
+    data = world["data"]
+    rec = xdplug.load(world["paths"]["ease-l2sp"])
+    seen = {tuple(p) for p in np.concatenate([data.target_train, data.target_valid, data.target_test]).tolist()}
+    rows = [(rec.users[u], rec.items[i]) for u in range(20) for i in range(0, len(rec.items), 7) if (u, i) not in seen]
     new = tmp_path / "new.csv"
-    new.write_text("user,item\nu0,t1\n")
-    with pytest.raises(ArtifactError, match=r"'ease-l2sp' \(family: ease\) is refitted from its data when loaded; it has no weights"):
-        update_artifact(world["paths"]["ease-l2sp"], new)
+    pd.DataFrame(rows, columns=["user", "item"]).to_csv(new, index=False)
+    report = update_artifact(copy_of(world, "ease-l2sp", tmp_path), new, holdout=0.0)
+    assert report["result"] == "refitted" and report["new_interactions"] == len(rows)
+    assert "fitted again from its data when loaded" in report["served"]
+    grown = xdplug.load(report["path"])
+    assert len(grown.data.target_train) == len(data.target_train) + len(rows)
+    ctx = FitContext(data=grown.data, seed=0, device=torch.device("cpu"), train=world["config"]["train"],
+                     evaluation=world["config"]["evaluation"], workdir=tmp_path / "fit")
+    expected = fit_strategy(EASE_STRATEGY, make_plugin_manager().registry, ctx).score(torch.arange(5))
+    np.testing.assert_allclose(grown.score_users(np.arange(5)).numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
 
 
 def copy_of(world, name, tmp_path) -> Path:

@@ -92,8 +92,8 @@ def test_family_and_adaptation_checks_name_the_key(family_plugin, tiny_config):
         tiny_config(strategies=[dict(POPULARITY, encoder="bert", fusion="text")])
 
 
-def test_grid_tuning_export_and_recommend(family_plugin, plugin_manager, tiny_config, tmp_path):
-    from xdplug.artifact import export_run, load_artifact
+def test_grid_tuning_export_recommend_and_update(family_plugin, plugin_manager, tiny_config, tmp_path):
+    from xdplug.artifact import export_run, load_artifact, update_artifact
     from xdplug.engine.plan import expand
 
     config = tiny_config(strategies=[BLEND, dict(POPULARITY, tuning={"trials": 2})])
@@ -103,7 +103,8 @@ def test_grid_tuning_export_and_recommend(family_plugin, plugin_manager, tiny_co
 
     store = RunStore(store_path(config))
     try:
-        runs = {(r["method"], r["seed"]): r for r in store.runs([s.run_id for s in expand(config, plugin_manager.registry)])}
+        specs = expand(config, plugin_manager.registry)
+        runs = {(r["method"], r["seed"]): r for r in store.runs([s.run_id for s in specs])}
     finally:
         store.close()
     for method in ("blend-ease", "popularity"):
@@ -120,6 +121,16 @@ def test_grid_tuning_export_and_recommend(family_plugin, plugin_manager, tiny_co
         user = rec.ids["users"][0]
         recs = rec.recommend(user=user, k=3)
         assert len(recs) == 3 and all(r["item"] in rec.ids["items"] for r in recs)
+        # update: a family without weights is fitted again on the grown data (a new user, a new item)
+        new = tmp_path / f"{method}-new.csv"
+        rows = [(u, i) for u in rec.ids["users"][:30] for i in rec.ids["items"][:40:9]] + [("newbie", "fresh")] * 2
+        new.write_text("user,item\n" + "".join(f"{u},{i}\n" for u, i in rows))
+        update = update_artifact(folder, new, registry=plugin_manager.registry)
+        assert update["result"] == "refitted" and update["new_users"] == 1 and update["new_items"] == 1
+        assert update["validation_users"] > 0 and 0 <= update["after"]["ndcg@10"] <= 1
+        grown = load_artifact(update["path"], registry=plugin_manager.registry)
+        assert grown.meta["version"] == 2 and "fresh" in grown.ids["items"]
+        assert len(grown.recommend(user="newbie", k=3)) == 3
 
 
 def test_the_id_part_comes_from_the_encoder_params_model_id_encoder_names(plugin_manager):

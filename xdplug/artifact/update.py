@@ -28,12 +28,11 @@ from ..data.tables import read_table
 from ..data.text import normalise_key, render_texts, template_fields
 from ..errors import STORAGE_ERRNOS, ArtifactError, DataError, XdplugError, storage_error
 from ..evaluation import rank_users
-from ..metrics import topk_metrics
+from ..metrics import parse_metric, topk_metrics
 from ..model.session import TrainingSession
 from ..options import Float, Int
 from ..paths import check_writable
-from ..model.strategy import TrainingConfig, build_strategy, model_class
-from ..spec import family_name
+from ..model.strategy import TrainingConfig, build_strategy, fit_strategy, model_class
 from ..plugins import installed_registry
 from ..recbole.compat import quiet_recbole_logging
 from ..recbole.dataset import training_config
@@ -172,6 +171,10 @@ def kept_weights(kept: str, version: int, previous: int, best_epoch: int, epochs
                  after: dict, problem: str | None, metric: str = "ndcg@10") -> str:
     """Which weights the new version serves, in words: after "did not learn ... never beaten" a bare
     "updated" does not say whether the fine-tuning was kept or thrown away."""
+    if kept == "refitted":  # a family without weights (export = "refit")
+        scored = (f" ({metric} {after[metric]:.4f} on the held-out slice, fitted without it)" if metric in after
+                  else "")
+        return f"version {version} is fitted again from its data when loaded, every new interaction included{scored}"
     if kept != "updated":
         return (f"version {version} serves the weights of version {previous} (no fine-tuning epoch beat them on "
                 "the held-out slice), with the new interactions added to the users' histories")
@@ -202,12 +205,14 @@ def _holdout(pairs: np.ndarray, fraction: float, rng: np.random.Generator) -> np
     return held
 
 
-def _slice_metrics(score_fn, users, positives, masked, n_items, device, k: int = 10) -> dict:
-    """NDCG@k and Recall@k of a held-out slice (ranked as every split is: full sort, seen items masked)."""
+def _slice_metrics(score_fn, users, positives, masked, n_items, device, valid_metric: str = "ndcg@10") -> dict:
+    """NDCG@10, Recall@10 and the valid metric of a held-out slice (ranked as every split is: full sort,
+    seen items masked)."""
     if not len(users):
         return {}
-    topk, _ = rank_users(score_fn, users, positives, masked, n_items, k, device=device)
-    return topk_metrics(topk, positives, k)
+    metric, k = parse_metric(valid_metric)
+    topk, _ = rank_users(score_fn, users, positives, masked, n_items, max(10, k), device=device)
+    return {**topk_metrics(topk, positives, 10), **topk_metrics(topk, positives, k, (metric,))}
 
 
 def _new_item_texts(encoder, texts: list[str], extras: dict, device) -> torch.Tensor:
@@ -225,6 +230,52 @@ def _new_item_texts(encoder, texts: list[str], extras: dict, device) -> torch.Te
     if encoder.params.get("normalize"):
         x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     return torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32))
+
+
+def _fine_tune(ctx, meta: dict, registry, weights: Path, state: dict, text_module, user_rows: dict,
+               n_union_users: int, train_new: np.ndarray, rng: np.random.Generator, held_out: tuple, measured, *,
+               epochs: int, learning_rate: float | None, replay: float, seed: int, progress=None) -> tuple:
+    """The update phase of the session that fits a strategy, on the grown model (old weights, fresh rows).
+
+    It trains the users with new interactions plus a replay sample of the others and early-stops on
+    the held-out slice by the config's valid metric, like every phase of a run; where no epoch beat
+    the weights it started from, those are kept. Returns ``(model, before, after, kept, best_epoch,
+    learning_problem, trained users)``.
+    """
+    valid_metric = ctx.evaluation["valid_metric"]
+    with rng_kept():
+        rb = TrainingConfig(training_config(ctx, model_class(), {"train_neg_sample_args": None}))
+    model, _, options = build_strategy_model(meta["spec"], registry, ctx.data, ctx.device, meta["seed"] + 1,
+                                             text_module=text_module, rb=rb, user_rows=user_rows,
+                                             n_union_users=n_union_users)
+    load_state(model, state, weights, grow=True)
+    model.eval()
+
+    def score(u):
+        return model.score_users("target", u)
+
+    session = TrainingSession(ctx, model, rb.config, options, uses_source=False, uses_target=True)
+    session.add_slice("update", "target", *held_out)
+    before = measured(score)
+    snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    touched = np.unique(train_new[:, 0]) if len(train_new) else np.zeros(0, dtype=np.int64)
+    others = np.setdiff1d(model.histories["target"].active_users(), touched)
+    n_replay = min(len(others), int(round(replay * len(touched))))
+    replayed = rng.choice(others, size=n_replay, replace=False) if n_replay else np.zeros(0, dtype=np.int64)
+    train_users = np.union1d(touched, replayed).astype(np.int64)
+    if progress:
+        progress(f"fine-tuning on {len(train_users)} users for up to {epochs} epochs")
+    with seeded(meta["seed"] + seed + 1):  # the same update gives the same model
+        record = session.train(("target",), phase="update", epochs=epochs, learning_rate=learning_rate,
+                               validate_on="update", users={"target": train_users})
+    model.eval()
+    after = measured(score)
+    kept = "updated"
+    if before and after and after[valid_metric] < before[valid_metric]:
+        model.load_state_dict(snapshot)
+        after = dict(before)
+        kept = "previous weights (no epoch beat them on the held-out slice)"
+    return model, before, after, kept, int(record["best_epoch"]), record["learning_problem"], train_users
 
 
 #: the numbers an update takes (``xdplug update --epochs/--holdout/--seed/--learning-rate/--replay``)
@@ -265,10 +316,11 @@ def update_artifact(path: str | Path, interactions: str | Path, items: str | Pat
     if meta["kind"] != "strategy":
         raise ArtifactError(f"{src}: update fine-tunes strategies; {meta['method']!r} is a baseline "
                             f"({meta['spec'].get('baseline')}), retrain it with `xdplug run`")
-    if rec.model is None:  # a family that refits at load (ModelFamily.export = "refit")
-        raise ArtifactError(f"{src}: {meta['method']!r} (family: {family_name(meta['spec'])}) is refitted from its "
-                            "data when loaded; it has no weights to fine-tune: refit it on the grown data with "
-                            "`xdplug run` (seconds)")
+    # a family that refits at load (ModelFamily.export = "refit") has no weights: its new version is the
+    # grown data, fitted again when loaded; the others fine-tune their weights
+    refit = rec.model is None
+    _, fusion, _, _ = build_strategy(meta["spec"], registry, "strategy")
+    reads_text = "text" in fusion.uses  # then new items need their text
     if out:  # before any training: an existing -o is never overwritten
         check_replaceable(out, overwrite=False)
     # where the new version goes must be writable: known now, not after the fine-tuning
@@ -296,7 +348,7 @@ def update_artifact(path: str | Path, interactions: str | Path, items: str | Pat
         # the new items' text is rendered from these columns: without any template field every
         # new item would get the fallback text "item <id>" and a text strategy would learn nothing
         lacking = [name for name in wanted if name not in item_table.columns]
-        if lacking and rec.model.uses_text:
+        if lacking and reads_text:
             found = [c for c in item_table.columns if c != "item"]
             if len(lacking) == len(wanted):
                 raise DataError(f"the item table has none of the text template's fields ({', '.join(lacking)} "
@@ -356,7 +408,7 @@ def update_artifact(path: str | Path, interactions: str | Path, items: str | Pat
     # texts of new catalog rows: the item table rendered with the artifact's template
     if new_rows:
         missing = [item for _, item in new_rows if item not in fields]
-        if missing and rec.model.uses_text:
+        if missing and reads_text:
             shown = ", ".join(repr(m) for m in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
             plural = len(missing) > 1
             raise DataError(f"new item{'s' if plural else ''} {shown} {'are' if plural else 'is'} not in the "
@@ -369,7 +421,7 @@ def update_artifact(path: str | Path, interactions: str | Path, items: str | Pat
             table = pd.DataFrame([fields[item] for item in present])
             texts, fell_back = render_texts(table, config["dataset"]["text_template"],
                                             {c: c for c in table.columns if c != "item"})
-            if fell_back == len(present) and rec.model.uses_text:
+            if fell_back == len(present) and reads_text:
                 raise DataError(f"none of the {len(present)} new item(s) has a value in the text template's fields "
                                 f"(template {config['dataset']['text_template']!r}), so each would get the "
                                 "fallback text 'item <id>'; fill in their fields", str(items), "item")
@@ -393,16 +445,33 @@ def update_artifact(path: str | Path, interactions: str | Path, items: str | Pat
                           target_rows=np.array(target_rows, dtype=np.int64))
     work_data = copy_data(data, keys=keys, catalog=catalog,
                            target_train=np.concatenate([data.target_train, train_new]).astype(np.int64))
-    # user-ID rows: new target users come after every row the model already has
-    n_union = int(meta["model"]["n_union_users"])
-    n_new_users = len(new_users)
-    user_rows = {"target": np.concatenate([rec.arrays["model_user_rows_target"],
-                                           n_union + np.arange(n_new_users)]).astype(np.int64),
-                 "source": np.asarray(rec.arrays["model_user_rows_source"], dtype=np.int64)}
-    n_union_new = n_union + n_new_users
+    # -- the held-out slice, ranked as every split is: seen items masked ------------------------
+    seen_all = np.concatenate([work_data.target_train, data.target_valid, data.target_test, valid_new])
+    order = np.argsort(valid_new[:, 0], kind="stable")
+    v_users, v_starts = np.unique(valid_new[order, 0], return_index=True)
+    positives = np.split(valid_new[order, 1], v_starts[1:]) if len(valid_new) else []
+    seen_m = sp.csr_matrix((np.ones(len(seen_all)), (seen_all[:, 0], seen_all[:, 1])),
+                           shape=(len(users), len(items_ids)))
+    seen_m.sum_duplicates()
+    masked = [np.setdiff1d(seen_m.indices[seen_m.indptr[u]:seen_m.indptr[u + 1]], pos)
+              for u, pos in zip(v_users, positives)]
+    n_items = len(items_ids)
+    valid_metric = config["evaluation"]["valid_metric"]
+
+    def measured(score) -> dict:
+        return _slice_metrics(score, v_users, positives, masked, n_items, device, valid_metric)
+
+    if refit:
+        user_rows = n_union_new = None
+    else:  # user-ID rows: new target users come after every row the model already has
+        n_union = int(meta["model"]["n_union_users"])
+        user_rows = {"target": np.concatenate([rec.arrays["model_user_rows_target"],
+                                               n_union + np.arange(len(new_users))]).astype(np.int64),
+                     "source": np.asarray(rec.arrays["model_user_rows_source"], dtype=np.int64)}
+        n_union_new = n_union + len(new_users)
 
     # -- the grown model: old weights, fresh rows for new users and items ---------------------
-    state = {k: v.detach().clone() for k, v in rec.model.state_dict().items()}
+    state = {} if refit else {k: v.detach().clone() for k, v in rec.model.state_dict().items()}
     text_module = None
     if "text_encoder.table" in state and [k for k in state if k.startswith("text_encoder.")] == ["text_encoder.table"]:
         table = state["text_encoder.table"]
@@ -419,63 +488,18 @@ def update_artifact(path: str | Path, interactions: str | Path, items: str | Pat
     workdir = Path(tempfile.mkdtemp(prefix="xdplug-update-"))
     try:
         ctx = fit_context(work_data, meta["seed"], device, config, workdir, progress, registry=registry)
-        with rng_kept():
-            rb = TrainingConfig(training_config(ctx, model_class(), {"train_neg_sample_args": None}))
-        model, encoder, options = build_strategy_model(meta["spec"], registry, work_data, device, meta["seed"] + 1,
-                                                       text_module=text_module, rb=rb, user_rows=user_rows,
-                                                       n_union_users=n_union_new)
-        load_state(model, state, src / "weights.pt", grow=True)
-        model.eval()
-
-        # -- the held-out slice and the metrics before ----------------------------------------
-        seen_all = np.concatenate([work_data.target_train, data.target_valid, data.target_test, valid_new])
-        order = np.argsort(valid_new[:, 0], kind="stable")
-        v_users, v_starts = np.unique(valid_new[order, 0], return_index=True)
-        positives = np.split(valid_new[order, 1], v_starts[1:]) if len(valid_new) else []
-        seen_m = sp.csr_matrix((np.ones(len(seen_all)), (seen_all[:, 0], seen_all[:, 1])),
-                               shape=(len(users), len(items_ids)))
-        seen_m.sum_duplicates()
-        masked = [np.setdiff1d(seen_m.indices[seen_m.indptr[u]:seen_m.indptr[u + 1]], pos)
-                  for u, pos in zip(v_users, positives)]
-        n_items = len(items_ids)
-
-        def score(u):
-            return model.score_users("target", u)
-
-        # the update is one more phase of the session that fits a strategy: it validates on the held-out
-        # slice with the evaluation's valid metric (the artifact's config), like every phase of a run
-        session = TrainingSession(ctx, model, rb.config, options, uses_source=False, uses_target=True)
-        session.add_slice("update", "target", v_users, positives, masked)
-        valid_metric = config["evaluation"]["valid_metric"]
-        before = _slice_metrics(score, v_users, positives, masked, n_items, device)
-        if len(v_users):
-            before[valid_metric] = session.validate("update")
-        snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-        # -- fine-tuning: users with new interactions plus a replay sample -----------------------
-        touched = np.unique(train_new[:, 0]) if len(train_new) else np.zeros(0, dtype=np.int64)
-        active = model.histories["target"].active_users()
-        others = np.setdiff1d(active, touched)
-        n_replay = min(len(others), int(round(replay * len(touched))))
-        replayed = rng.choice(others, size=n_replay, replace=False) if n_replay else np.zeros(0, dtype=np.int64)
-        train_users = np.union1d(touched, replayed).astype(np.int64)
-        if progress:
-            progress(f"fine-tuning on {len(train_users)} users for up to {epochs} epochs")
-        with seeded(meta["seed"] + seed + 1):  # the same update gives the same model
-            record = session.train(("target",), phase="update", epochs=epochs, learning_rate=learning_rate,
-                                   validate_on="update", users={"target": train_users})
-        model.eval()
-        after = _slice_metrics(score, v_users, positives, masked, n_items, device)
-        if len(v_users):
-            after[valid_metric] = session.validate("update")
-        kept = "updated"
+        if refit:  # fitted again without the held-out slice: how the refit scores it
+            if progress:
+                progress(f"fitting {meta['method']} again on the grown data")
+            scorer = fit_strategy(meta["spec"], registry, ctx, "strategy")
+            before, after, best_epoch, problem, model = {}, measured(scorer.score), -1, None, None
+            kept, train_users = "refitted", np.unique(work_data.target_train[:, 0])
+        else:
+            model, before, after, kept, best_epoch, problem, train_users = _fine_tune(
+                ctx, meta, registry, src / "weights.pt", state, text_module, user_rows, n_union_new, train_new, rng,
+                (v_users, positives, masked), measured, epochs=epochs, learning_rate=learning_rate, replay=replay,
+                seed=seed, progress=progress)
         version = int(meta.get("version", 1)) + 1
-        best_epoch = int(record["best_epoch"])
-        problem = record["learning_problem"]
-        if before and after and after[valid_metric] < before[valid_metric]:
-            model.load_state_dict(snapshot)
-            after = dict(before)
-            kept = "previous weights (no epoch beat them on the held-out slice)"
         seconds = time.perf_counter() - started
         served = kept_weights(kept, version, meta.get("version", 1), best_epoch, epochs, before, after, problem,
                               valid_metric)
