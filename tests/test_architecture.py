@@ -216,9 +216,8 @@ def test_importing_the_config_imports_no_torch():
     assert out.stdout.strip() == "[]", out.stdout
 
 
-#: (module, name) pairs left for now: the report draws the "joint" training phase as a solid line
-#: (a phase label the built-in joint adaptation gives, not a dispatch on a component)
-KNOWN_NAMES = {("xdplug.report.figures", "joint")}
+#: (module, name) pairs left for now (none)
+KNOWN_NAMES: set[tuple[str, str]] = set()
 
 
 def test_the_core_names_no_builtin_adaptation_or_family():

@@ -191,7 +191,7 @@ class MetricGroups:
     cold: list[str]
     #: user-group slice labels ("users 1-5", ...), ordered by group size
     user_groups: list[str]
-    #: other slice labels ("cold items", ...), in order of appearance
+    #: other slice labels (the evaluators' declared slices: the cold items, ...), in order of appearance
     other_slices: list[str]
     #: base metrics available per slice label (user counts excluded)
     sliced: dict[str, list[str]]

@@ -291,7 +291,7 @@ def _protocol(ctx: ReportContext) -> list[Block]:
         t.key_value_table([
             ("dataset recipe", dataset.get("recipe")),
             ("regime", dataset.get("regime")),
-            ("cold items", dataset.get("cold_items")),
+            ("cold items (dataset.cold_items)", dataset.get("cold_items")),
             *((k.replace("_", " "), v) for k, v in dataset.items() if k not in KNOWN_DATASET_KEYS),
             ("primary metric", ctx.primary),
             *_evaluated_users(data),

@@ -18,7 +18,6 @@ from .tables import fmt_params, method_cell
 KIND_COLORS = {"baseline": "#7f7f7f", "strategy": "#1f77b4"}
 REFERENCE_COLOR = "#d62728"
 PALETTE = qualitative.Plotly + qualitative.D3 + qualitative.Dark24
-PHASE_DASH = {"target": "solid", "train": "solid", "joint": "solid"}
 LAYOUT = {"template": "plotly_white", "height": 420, "margin": {"l": 60, "r": 20, "t": 60, "b": 80}}
 #: the confidence level of the primary chart's intervals
 CI_LEVEL = 0.95
@@ -198,12 +197,14 @@ def training_chart(ctx: ReportContext) -> go.Figure | None:
         for point in run["curves"]:
             if _target_validated(point):
                 phases.setdefault(str(point.get("phase") or "train"), []).append(point)
-        for phase, points in phases.items():
+        for n, (phase, points) in enumerate(phases.items(), 1):
             points = sorted(points, key=lambda p: as_float(p.get("epoch")) or 0.0)
             name = method if len(phases) == 1 else f"{method} · {phase}"
+            # the last phase trained the state the run serves: solid; earlier phases dotted
+            dash = "solid" if n == len(phases) else "dot"
             fig.add_scatter(
                 name=name, x=[p.get("epoch") for p in points], y=[as_float(p.get("valid")) for p in points],
-                mode="lines+markers", line={"color": colors[method], "dash": PHASE_DASH.get(phase, "dot")},
+                mode="lines+markers", line={"color": colors[method], "dash": dash},
                 marker={"size": [10 if p.get("best") else 5 for p in points]},
                 hovertemplate="%{fullData.name}<br>epoch %{x}: %{y:.4f}<extra></extra>",
             )
