@@ -4,6 +4,7 @@ not depend on what the weights learned."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -160,6 +161,35 @@ def test_auto_device_follows_the_run_and_an_absent_gpu_is_refused(tiny_llm, monk
     assert err.value.path == "strategies[0].params.encoder.device"
 
 
+def test_a_cpu_run_on_a_gpu_machine_loads_fp32_weights_only(tiny_llm, monkeypatch):
+    """``device: auto`` follows the run's device: a run on the CPU of a CUDA machine loads (and caches)
+    float32, never the bf16 copy the GPU would get."""
+    from xdplug_builtin.encoders import bert
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    bert.clear_loaded_models()
+    encoder = enc(tiny_llm, cache=True)
+    encoder.embed(MOVIES, "cpu")
+    assert list(bert._LOADED) == [f"llm:{encoder.model_id}:torch.float32"]
+    assert "-float32-" in encoder._cache_space(torch.device("cpu")).directory.name
+    assert "-bfloat16-" in encoder._cache_space().directory.name  # auto without a run device: the GPU
+
+
+def test_a_hub_id_is_read_from_the_local_hugging_face_cache_only(tiny_llm, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    snapshot = tmp_path / "hub" / "models--tiny-org--tiny-llama" / "snapshots" / "0123abcd"
+    shutil.copytree(tiny_llm, snapshot)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0123abcd")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    np.testing.assert_array_equal(enc("tiny-org/tiny-llama").encode(MOVIES), enc(tiny_llm).encode(MOVIES))
+    with pytest.raises(ConfigError, match="no such model directory: 'tiny-org/other'.*"
+                                          "no hub id of that name in the local Hugging Face cache"):
+        enc("tiny-org/other").check_files()
+
+
 # -- cache -----------------------------------------------------------------------------------------
 
 def test_vectors_are_cached_per_model_and_options(tiny_llm, tiny_qwen):
@@ -250,3 +280,26 @@ def test_a_weightless_directory_is_refused_when_the_config_is_read(tiny_llm, tin
                                  "params": {"encoder": {"model": str(weightless)}}}])
     with pytest.raises(ConfigError, match=rf"baselines\.text-knn\.params\.encoder\.model: {weightless} is not a"):
         tiny_config(baselines=[{"baseline": "text-knn", "params": {"encoder": {"name": "llm", "model": str(weightless)}}}])
+
+
+def test_a_strategy_on_the_llm_is_exported_and_served_from_its_artifact(tiny_llm, fit_context, plugin_manager, tiny_config, tmp_path):
+    from xdplug.artifact import write_artifact
+    from xdplug.artifact.recommender import load_artifact
+    from xdplug.model.strategy import fit_strategy
+
+    registry, data = plugin_manager.registry, fit_context.data
+    entry = {"name": "llm-text", "encoder": "llm", "fusion": "text", "adaptation": "target-only",
+             "params": {"encoder": {"model": str(tiny_llm), "layer": 1}, "model": {"dim": 16}}}
+    config = tiny_config(strategies=[entry], train={"epochs": 1})
+    entry = config["strategies"][0]
+    scorer = fit_strategy(entry, registry, fit_context)
+    users = torch.arange(data.n_target_users)
+    folder = write_artifact(tmp_path / "art", kind="strategy", method="llm-text", entry=entry, seed=0,
+                            config=config, data=data, registry=registry, scorer=scorer)
+    meta = json.loads((folder / "meta.json").read_text())
+    encoder = LlmEncoder(entry["params"]["encoder"])
+    assert meta["encoder"]["name"] == "llm" and meta["encoder"]["text_cache_key"] == encoder.cache_namespace
+    assert "-layer1-" in encoder.cache_namespace
+    rec = load_artifact(folder, registry=registry)
+    assert torch.allclose(rec.score_users(users.numpy()).cpu(), scorer.score(users), atol=1e-5)
+    assert len(rec.recommend(user=data.keys["target_users"][0], k=5)) == 5

@@ -409,8 +409,9 @@ class BertEncoder(Encoder):
                 "or leave model empty for the bundled all-MiniLM-L6-v2",
             ) from exc
 
-    def _load(self) -> None:
-        """Load tokenizer and weights (frozen, eval mode, pooler dropped)."""
+    def _load(self, device: torch.device | None = None) -> None:
+        """Load tokenizer and weights (frozen, eval mode, pooler dropped). ``device``, where they will
+        run, is unused here (they load in fp32 and autocast); a subclass may load for it."""
         if self._model is not None:
             return
         self._resolve()
@@ -446,6 +447,11 @@ class BertEncoder(Encoder):
     def dim(self) -> int:
         self._resolve()
         return int(self._config.hidden_size)
+
+    @property
+    def cache_namespace(self) -> str:
+        """The text cache's folder name for this encoder's vectors (recorded in an artifact's meta)."""
+        return self._cache_space().directory.name
 
     def _cache_space(self, device: torch.device | None = None):
         """The cache namespace of this encoder's options (``device``: where vectors are computed)."""
@@ -557,7 +563,7 @@ class BertEncoder(Encoder):
         if len(missing):
             if self._model is None:
                 t0 = time.perf_counter()
-                self._load()
+                self._load(dev)
                 load_seconds = time.perf_counter() - t0
             new = self._compute([uniq[i] for i in missing], dev)
             vectors[missing] = new
