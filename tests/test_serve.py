@@ -146,6 +146,44 @@ def test_batch_equals_single_calls(client, world):
         assert np.allclose([i["score"] for i in r["items"]], [i["score"] for i in single], rtol=1e-5, atol=1e-6)
 
 
+def test_batch_serves_users_known_only_in_the_source_as_single_calls_do(world, fit_context, tiny_config, plugin_manager,
+                                                                       tmp_path):
+    from xdplug.model.strategy import fit_strategy
+
+    # a model that reads a user's source history (cross_domain_user): its artifact keeps the source
+    entry = {"name": "joint", "encoder": "id", "fusion": "id", "adaptation": "joint",
+             "params": {"model": {"dim": 8, "batch_users": 32, "cross_domain_user": "gate"}}}
+    config = tiny_config(strategies=[entry])
+    data, registry = fit_context.data, plugin_manager.registry
+    folder = write_artifact(tmp_path / "joint", kind="strategy", method="joint", entry=config["strategies"][0],
+                            seed=0, config=config, data=data, registry=registry,
+                            scorer=fit_strategy(config["strategies"][0], registry, fit_context))
+    targets = set(data.keys["target_users"])
+    source_only = [key for i, key in enumerate(data.keys["source_users"])
+                   if key not in targets and (data.source_train[:, 0] == i).any()][:2]
+    assert len(source_only) == 2
+    users = [source_only[0], data.keys["target_users"][3], source_only[1], source_only[0]]
+    with TestClient(create_app(folder, handle_sighup=False)) as client:
+        got = post(ready(client), "/recommend/batch", {"users": users, "k": 4})
+        assert got.status_code == 200, got.json()
+        results = got.json()["results"]
+        assert [r["user"] for r in results] == users
+        for r in results:
+            single = post(client, "/recommend", {"user": r["user"], "k": 4})
+            assert single.status_code == 200
+            assert [i["item"] for i in r["items"]] == [i["item"] for i in single.json()["items"]]
+            assert np.allclose([i["score"] for i in r["items"]], [i["score"] for i in single.json()["items"]],
+                               rtol=1e-5, atol=1e-6)
+    # where a single call refuses a source-only user (this target-only model keeps no source history),
+    # the batch refuses them alike
+    text = xdplug.load(world["paths"]["text"])
+    with pytest.raises(xdplug.errors.ArtifactError) as single_error:
+        text.recommend(user=source_only[0])
+    with pytest.raises(xdplug.errors.ArtifactError) as batch_error:
+        text.recommend_users(users=[source_only[0]])
+    assert str(batch_error.value) == str(single_error.value)
+
+
 def test_health_model_and_metrics(client, world):
     assert client.get("/health").json() == {"state": "ready", "version": 1, "method": "text"}
     model = client.get("/model").json()
