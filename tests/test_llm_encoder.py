@@ -25,22 +25,40 @@ WORDS = ("the a of and to in movie film action drama comedy story love war time 
          "animation children's sci-fi genres toy goldeneye four rooms twelve monkeys 1995 ( ) . , : -").split()
 
 
-def save_tiny_causal_lm(folder: Path, architecture: str = "llama", seed: int = 0) -> Path:
-    """A randomly initialised 2-layer causal LM (hidden size 32) and a word-level tokenizer, saved
-    as a Hugging Face model directory (config.json, model.safetensors, tokenizer.json)."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+def tiny_tokenizer(architecture: str):
+    """A word-level tokenizer (``<s>``/``</s>``, lower-cased) for the Llama model; for Qwen2 a byte-level
+    BPE trained on the test texts with Qwen's ``<|endoftext|>`` as EOS and padding, because
+    transformers loads a qwen2 directory's tokenizer as Qwen2Tokenizer (byte-level BPE) whatever
+    class its tokenizer_config names."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
 
-    vocab = {w: i for i, w in enumerate(["<pad>", "<unk>", "<s>", "</s>", *WORDS])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>",
-                                        bos_token="<s>", eos_token="</s>")
+    if architecture == "llama":
+        vocab = {w: i for i, w in enumerate(["<pad>", "<unk>", "<s>", "</s>", *WORDS])}
+        tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+        tok.normalizer = normalizers.Lowercase()
+        tok.pre_tokenizer = pre_tokenizers.Whitespace()
+        return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>",
+                                       bos_token="<s>", eos_token="</s>")
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(MOVIES + [" ".join(WORDS)], trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+
+
+def save_tiny_causal_lm(folder: Path, architecture: str = "llama", seed: int = 0) -> Path:
+    """A randomly initialised 2-layer causal LM (hidden size 32) and its tokenizer, saved as a Hugging
+    Face model directory (config.json, model.safetensors, tokenizer.json)."""
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    tokenizer = tiny_tokenizer(architecture)
     config_cls, model_cls = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM)}[architecture]
-    config = config_cls(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+    config = config_cls(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                        pad_token_id=0, bos_token_id=2, eos_token_id=3)
+                        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                        bos_token_id=tokenizer.bos_token_id)
     torch.manual_seed(seed)
     model_cls(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -78,6 +96,12 @@ def test_vectors_have_the_hidden_size_and_are_deterministic(request, model):
     assert x.shape == (len(MOVIES), 32) and x.dtype == np.float32 and np.isfinite(x).all()
     assert np.abs(x - x[0]).max() > 1e-3  # texts get different vectors
     np.testing.assert_array_equal(enc(folder).encode(MOVIES), x)
+    encoder = enc(folder)
+    encoder._load()
+    ids = encoder._tokenize(MOVIES[:1])[0]
+    assert ids[-1] == encoder._tokenizer.eos_token_id
+    if model == "tiny_qwen":  # Qwen's byte-level BPE: the text comes back exactly
+        assert encoder._tokenizer.decode(ids[:-1]) == MOVIES[0]
 
 
 def test_last_token_pooling_is_the_last_tokens_state_alone_and_in_a_padded_batch(tiny_llm):
@@ -188,6 +212,13 @@ def test_a_hub_id_is_read_from_the_local_hugging_face_cache_only(tiny_llm, tmp_p
     with pytest.raises(ConfigError, match="no such model directory: 'tiny-org/other'.*"
                                           "no hub id of that name in the local Hugging Face cache"):
         enc("tiny-org/other").check_files()
+
+
+def test_the_encoder_contract_holds(tiny_llm):
+    from xdplug.testing import check_encoder
+
+    module = check_encoder(LlmEncoder, {"model": str(tiny_llm), "cache": False, "normalize": True})
+    assert module.out_dim == 32 and not list(module.parameters())  # frozen: a table of the catalog's vectors
 
 
 # -- cache -----------------------------------------------------------------------------------------
