@@ -36,7 +36,7 @@ import torch
 
 from xdplug.api import Bool, Choice, ConfigError, Int, Str, TextEmbeddingCache
 
-from .bert import _LOADED, _WEIGHT_SUFFIXES, WHITEN, BertEncoder, quiet_transformers
+from .bert import _LOADED, WHITEN, BertEncoder, quiet_transformers
 
 logger = logging.getLogger(__name__)
 
@@ -66,10 +66,10 @@ def missing_files(model_dir: Path) -> list[str]:
     missing = []
     if not (model_dir / "config.json").is_file():
         missing.append("config.json")
-    if not any(p.is_file() and p.name.endswith(_WEIGHT_SUFFIXES) for p in model_dir.iterdir()):
+    if not any(p.is_file() and p.name.endswith((".safetensors", ".bin")) for p in model_dir.iterdir()):
         missing.append("weights (*.safetensors or pytorch_model*.bin)")
     if not any((model_dir / name).is_file() for name in _TOKENIZER_MARKERS):
-        missing.append(f"a tokenizer ({' or '.join(_TOKENIZER_MARKERS)})")
+        missing.append(f"tokenizer files ({' or '.join(_TOKENIZER_MARKERS)})")
     return missing
 
 
