@@ -18,13 +18,11 @@ import torch
 import yaml
 
 import xdplug
-from xdplug.artifact import export_run, update_artifact, verify_artifact, write_artifact
+from xdplug.artifact import export_run, update_artifact, verify_artifact
 from xdplug.cli import main
 from xdplug.config import load_config
-from xdplug.data.prepare import prepare
 from xdplug.errors import ArtifactError, DataError, RunError, XdplugError
 from xdplug.testing.synthetic import GENRES
-from xdplug.context import FitContext
 
 EASE_STRATEGY = {"name": "ease-l2sp", "encoder": "id", "fusion": "id", "adaptation": "l2sp",
                  "params": {"model": {"family": "ease", "reg_weight": 20.0}, "adaptation": {"weight": 30.0}}}
@@ -36,40 +34,14 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    """Prepared synthetic data and three fitted methods written as artifacts."""
-    from xdplug.model.strategy import fit_strategy
-    from xdplug.plugins import make_plugin_manager
-
-    root = tmp_path_factory.mktemp("artifacts")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("XDPLUG_HOME", str(root / "home"))
-        registry = make_plugin_manager().registry
-        config = load_config(data={
-            "name": "art", "dataset": {"recipe": "synthetic"}, "seeds": [0], "device": "cpu",
-            "train": {"epochs": 10, "learning_rate": 0.01, "stopping_step": 3},
-            "evaluation": {"ks": [5, 10], "valid_metric": "ndcg@10", "user_groups": [5, 10]},
-            "baselines": [{"baseline": "EASE"}, {"baseline": "BPR", "params": {"epochs": 1}}],
-            "strategies": [STRATEGY], "controls": "none"}, registry=registry)
-        data = prepare(registry.get("dataset", "synthetic")({}), config["dataset"], 0)
-
-        def ctx(name):
-            return FitContext(data=data, seed=0, device=torch.device("cpu"), train=config["train"],
-                              evaluation=config["evaluation"], workdir=root / "work" / name)
-
-        scorers = {"text": fit_strategy(STRATEGY, registry, ctx("text")),
-                   "ease-l2sp": fit_strategy(EASE_STRATEGY, registry, ctx("ease-l2sp"))}
-        for name in ("EASE", "BPR", "ItemKNN", "Pop"):
-            entry = {"baseline": name, "params": {"epochs": 1}} if name == "BPR" else {"baseline": name}
-            scorers[name] = registry.get("baseline", name)(entry.get("params")).fit(ctx(name))
-        paths = {}
-        for name, scorer in scorers.items():
-            kind = "strategy" if name in ("text", "ease-l2sp") else "baseline"
-            entry = {"text": STRATEGY, "ease-l2sp": EASE_STRATEGY}.get(name) or (
-                {"baseline": name, "params": {"epochs": 1}} if name == "BPR" else {"baseline": name})
-            paths[name] = write_artifact(root / name, kind=kind, method=name, entry=entry, seed=0, config=config,
-                                         data=data, registry=registry, scorer=scorer, run_id=f"run-{name}")
-    return {"data": data, "config": config, "scorers": scorers, "paths": paths, "root": root}
+def world(artifact_world):
+    """Prepared synthetic data; the text strategy, an EASE strategy and four baselines as artifacts."""
+    return artifact_world("art", {
+        "text": STRATEGY, "ease-l2sp": EASE_STRATEGY, "EASE": {"baseline": "EASE"},
+        "BPR": {"baseline": "BPR", "params": {"epochs": 1}}, "ItemKNN": {"baseline": "ItemKNN"},
+        "Pop": {"baseline": "Pop"},
+    }, train={"epochs": 10, "learning_rate": 0.01, "stopping_step": 3},
+        evaluation={"ks": [5, 10], "valid_metric": "ndcg@10", "user_groups": [5, 10]})
 
 
 def test_a_closed_form_strategy_is_fitted_again_on_the_grown_data(world, tmp_path):

@@ -19,12 +19,8 @@ import pytest
 import torch
 
 import xdplug
-from xdplug.artifact import write_artifact
 from xdplug.artifact.format import _write_manifest
 from xdplug.cli import main
-from xdplug.config import load_config
-from xdplug.context import FitContext
-from xdplug.data.prepare import prepare
 from xdplug.errors import ArtifactError
 
 STRATEGY = {"name": "id", "encoder": "id", "fusion": "id", "adaptation": "target-only",
@@ -34,31 +30,11 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(artifact_world):
     """Prepared synthetic data, an ID strategy and EASE written as artifacts."""
-    from xdplug.model.strategy import fit_strategy
-    from xdplug.plugins import make_plugin_manager
-
-    root = tmp_path_factory.mktemp("damage")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("XDPLUG_HOME", str(root / "home"))
-        registry = make_plugin_manager().registry
-        config = load_config(data={
-            "name": "damage", "dataset": {"recipe": "synthetic"}, "seeds": [0], "device": "cpu",
-            "train": {"epochs": 2, "learning_rate": 0.01, "stopping_step": 3},
-            "evaluation": {"ks": [10], "valid_metric": "ndcg@10"},
-            "baselines": [{"baseline": "EASE"}], "strategies": [STRATEGY], "controls": "none"}, registry=registry)
-        data = prepare(registry.get("dataset", "synthetic")({}), config["dataset"], 0)
-        ctx = FitContext(data=data, seed=0, device=torch.device("cpu"), train=config["train"],
-                         evaluation=config["evaluation"], workdir=root / "work")
-        scorers = {"id": fit_strategy(STRATEGY, registry, ctx),
-                   "EASE": registry.get("baseline", "EASE")(None).fit(ctx)}
-        paths = {}
-        for name, scorer in scorers.items():
-            kind, entry = ("strategy", STRATEGY) if name == "id" else ("baseline", {"baseline": "EASE"})
-            paths[name] = write_artifact(root / name, kind=kind, method=name, entry=entry, seed=0, config=config,
-                                         data=data, registry=registry, scorer=scorer, run_id=f"run-{name}")
-    return {"data": data, "paths": paths}
+    return artifact_world("damage", {"id": STRATEGY, "EASE": {"baseline": "EASE"}},
+                          train={"epochs": 2, "learning_rate": 0.01, "stopping_step": 3},
+                          evaluation={"ks": [10], "valid_metric": "ndcg@10"})
 
 
 def tampered(world, name: str, tmp_path: Path, edit) -> Path:

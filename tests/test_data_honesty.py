@@ -88,7 +88,7 @@ def test_unknown_template_field_stops_the_files_recipe_and_the_run(tmp_path, syn
                                       "baselines": [{"baseline": "Pop"}], "output": {"dir": str(tmp_path / "out")}}))
     assert main(["run", str(config), "--quiet"]) == 2
     assert "dataset.text_template: unknown item field {titel}" in capsys.readouterr().err
-    assert not (tmp_path / "out" / "report.md").exists()
+    assert not (tmp_path / "out").exists()  # no report, and no empty run store or lock either
 
 
 def test_the_default_template_is_checked_like_any_other():

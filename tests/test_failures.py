@@ -459,6 +459,60 @@ def test_run_wait_waits_for_the_lock_then_runs(tmp_path, capsys, caplog):
         store.close()
 
 
+# -- a run that fails before recording anything leaves nothing behind ------------------------------
+
+def test_a_data_error_in_the_preflight_leaves_no_store_lock_or_folder(tmp_path, capsys, monkeypatch):
+    from xdplug.errors import DataError
+
+    path = write_config(tmp_path)
+    config = config_of(tmp_path)
+
+    def broken(*args, **kwargs):
+        raise DataError("dataset.params.target.interactions: column 'item' is missing")
+
+    monkeypatch.setattr(xdplug.engine.runner, "prepare_data", broken)
+    assert main(["run", path, "--quiet"]) == 2
+    assert "column 'item' is missing" in one_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "out").exists()  # the store, its lock and both folders the run made are gone
+    # a store that holds runs is kept as it was when a later run's preflight fails (it resumes from it)
+    monkeypatch.undo()
+    assert main(["run", path, "--quiet"]) == 0
+    monkeypatch.setattr(xdplug.engine.runner, "prepare_data", broken)
+    assert main(["run", path, "--quiet", "--force"]) == 2
+    store = RunStore(store_path(config))
+    try:
+        assert [r["status"] for r in store.runs()] == ["done"]
+    finally:
+        store.close()
+    assert lock_path(store_path(config)).exists()
+
+
+def test_a_run_waiting_on_a_lock_whose_file_is_discarded_locks_the_new_file(tmp_path):
+    from xdplug.errors import RunError
+    from xdplug.store import discard_store, store_lock
+
+    store = tmp_path / "out" / "runs.sqlite"
+    waiting, held = threading.Event(), []
+
+    def waiter():
+        with store_lock(store, wait=True, on_wait=lambda holder, lock: waiting.set()) as lock:
+            try:  # the file the waiter holds is the one at the path: a third run is refused
+                with store_lock(store):
+                    refused = False
+            except RunError:
+                refused = True
+            held.append((os.stat(lock).st_ino, refused))
+
+    with store_lock(store) as lock:
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        assert waiting.wait(10)
+        discard_store(store)  # the holder's run failed before recording anything
+        assert not lock.exists()
+    thread.join(10)
+    assert held == [(os.stat(lock).st_ino, True)]
+
+
 # -- executor flags are overrides, validated once ----------------------------------------------
 
 @pytest.mark.parametrize("flags, expected", [

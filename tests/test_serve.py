@@ -23,15 +23,11 @@ import httpx2 as httpx
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from starlette.testclient import TestClient
 
 import xdplug
 from xdplug.artifact import update_artifact, write_artifact
 from xdplug.cli import main
-from xdplug.config import load_config
-from xdplug.context import FitContext
-from xdplug.data.prepare import prepare
 from xdplug.serve.app import Limits, create_app
 from xdplug.serve.holder import ModelHolder, newest_version
 from xdplug.serve.metrics import Metrics
@@ -44,34 +40,15 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(artifact_world):
     """The text strategy (version 1 and, after `update`, version 2) and BPR as artifacts."""
-    from xdplug.model.strategy import fit_strategy
-    from xdplug.plugins import make_plugin_manager
-
-    root = tmp_path_factory.mktemp("serve")
+    world = artifact_world("serve", {"text": STRATEGY, "BPR": {"baseline": "BPR", "params": {"epochs": 1}}},
+                           train={"epochs": 4, "learning_rate": 0.01, "stopping_step": 3},
+                           evaluation={"ks": [5, 10], "valid_metric": "ndcg@10"},
+                           folders={"text": "models/text", "BPR": "bpr"}, metrics={"text": {"test": {"ndcg@10": 0.5}}})
+    paths, root = world["paths"], world["root"]
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("XDPLUG_HOME", str(root / "home"))
-        registry = make_plugin_manager().registry
-        config = load_config(data={
-            "name": "serve", "dataset": {"recipe": "synthetic"}, "seeds": [0], "device": "cpu",
-            "train": {"epochs": 4, "learning_rate": 0.01, "stopping_step": 3},
-            "evaluation": {"ks": [5, 10], "valid_metric": "ndcg@10"},
-            "baselines": [{"baseline": "BPR", "params": {"epochs": 1}}], "strategies": [STRATEGY]}, registry=registry)
-        data = prepare(registry.get("dataset", "synthetic")({}), config["dataset"], 0)
-
-        def ctx(name):
-            return FitContext(data=data, seed=0, device=torch.device("cpu"), train=config["train"],
-                              evaluation=config["evaluation"], workdir=root / "work" / name)
-
-        text = fit_strategy(STRATEGY, registry, ctx("text"))
-        bpr = registry.get("baseline", "BPR")({"epochs": 1}).fit(ctx("BPR"))
-        paths = {"text": write_artifact(root / "models" / "text", kind="strategy", method="text", entry=STRATEGY,
-                                        seed=0, config=config, data=data, registry=registry, scorer=text,
-                                        run_id="run-text", metrics={"test": {"ndcg@10": 0.5}}),
-                 "BPR": write_artifact(root / "bpr", kind="baseline", method="BPR", seed=0, config=config,
-                                       entry={"baseline": "BPR", "params": {"epochs": 1}}, data=data,
-                                       registry=registry, scorer=bpr, run_id="run-bpr")}
         rec = xdplug.load(paths["text"])
         rows = [(rec.users[u], rec.items[(7 * u + j) % len(rec.items)], 5) for u in range(20) for j in range(3)]
         new = root / "new.csv"
@@ -79,7 +56,7 @@ def world(tmp_path_factory):
         update_artifact(paths["text"], new, epochs=1)
         paths["text.v2"] = paths["text"].parent / "text.v2"
         assert paths["text.v2"].is_dir()
-    return {"data": data, "paths": paths, "rec": rec, "root": root}
+    return {**world, "rec": rec}
 
 
 def ready(client, timeout=60.0):
@@ -144,6 +121,44 @@ def test_batch_equals_single_calls(client, world):
         single = post(client, "/recommend", {"user": r["user"], "k": 4}).json()["items"]
         assert [i["item"] for i in r["items"]] == [i["item"] for i in single]
         assert np.allclose([i["score"] for i in r["items"]], [i["score"] for i in single], rtol=1e-5, atol=1e-6)
+
+
+def test_batch_serves_users_known_only_in_the_source_as_single_calls_do(world, fit_context, tiny_config, plugin_manager,
+                                                                       tmp_path):
+    from xdplug.model.strategy import fit_strategy
+
+    # a model that reads a user's source history (cross_domain_user): its artifact keeps the source
+    entry = {"name": "joint", "encoder": "id", "fusion": "id", "adaptation": "joint",
+             "params": {"model": {"dim": 8, "batch_users": 32, "cross_domain_user": "gate"}}}
+    config = tiny_config(strategies=[entry])
+    data, registry = fit_context.data, plugin_manager.registry
+    folder = write_artifact(tmp_path / "joint", kind="strategy", method="joint", entry=config["strategies"][0],
+                            seed=0, config=config, data=data, registry=registry,
+                            scorer=fit_strategy(config["strategies"][0], registry, fit_context))
+    targets = set(data.keys["target_users"])
+    source_only = [key for i, key in enumerate(data.keys["source_users"])
+                   if key not in targets and (data.source_train[:, 0] == i).any()][:2]
+    assert len(source_only) == 2
+    users = [source_only[0], data.keys["target_users"][3], source_only[1], source_only[0]]
+    with TestClient(create_app(folder, handle_sighup=False)) as client:
+        got = post(ready(client), "/recommend/batch", {"users": users, "k": 4})
+        assert got.status_code == 200, got.json()
+        results = got.json()["results"]
+        assert [r["user"] for r in results] == users
+        for r in results:
+            single = post(client, "/recommend", {"user": r["user"], "k": 4})
+            assert single.status_code == 200
+            assert [i["item"] for i in r["items"]] == [i["item"] for i in single.json()["items"]]
+            assert np.allclose([i["score"] for i in r["items"]], [i["score"] for i in single.json()["items"]],
+                               rtol=1e-5, atol=1e-6)
+    # where a single call refuses a source-only user (this target-only model keeps no source history),
+    # the batch refuses them alike
+    text = xdplug.load(world["paths"]["text"])
+    with pytest.raises(xdplug.errors.ArtifactError) as single_error:
+        text.recommend(user=source_only[0])
+    with pytest.raises(xdplug.errors.ArtifactError) as batch_error:
+        text.recommend_users(users=[source_only[0]])
+    assert str(batch_error.value) == str(single_error.value)
 
 
 def test_health_model_and_metrics(client, world):

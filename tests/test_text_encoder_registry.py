@@ -100,7 +100,7 @@ def test_an_id_encoder_is_refused_when_the_baseline_is_checked(third_party):
     assert err.value.path == "baselines.text-knn.params.encoder.name"
     assert "'id' is not a text encoder a baseline can use" in str(err.value)
     assert "encoder 'id' has role 'id'" in str(err.value)
-    assert f"expected one of bert, {NAME}, wordllama (" in str(err.value)
+    assert f"expected one of bert, llm, {NAME}, wordllama (" in str(err.value)
 
 
 def test_an_unknown_name_lists_the_encoders_that_qualify(third_party):
@@ -108,7 +108,7 @@ def test_an_unknown_name_lists_the_encoders_that_qualify(third_party):
         text_knn(third_party, {"encoder": {"name": "gpt"}})
     assert err.value.path == "baselines.text-knn.params.encoder.name"
     # the third-party one is listed; id (role id) and test-no-vectors (no encode) are not
-    assert f"expected one of bert, {NAME}, wordllama (no plugin registers an encoder 'gpt';" in str(err.value)
+    assert f"expected one of bert, llm, {NAME}, wordllama (no plugin registers an encoder 'gpt';" in str(err.value)
 
 
 def test_a_text_encoder_without_encode_is_refused(third_party):

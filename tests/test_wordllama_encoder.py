@@ -141,7 +141,7 @@ def test_encoder_name_defaults_to_bert(plugin_manager):
 
 @pytest.mark.parametrize("name", ["gpt", 3])
 def test_unknown_encoder_name_is_refused(plugin_manager, fit_context, name):
-    with pytest.raises(ConfigError, match=r"is not a text encoder a baseline can use; expected one of bert, wordllama") as err:
+    with pytest.raises(ConfigError, match=r"is not a text encoder a baseline can use; expected one of bert, llm, wordllama") as err:
         _baseline(plugin_manager, "text-knn", {"encoder": {"name": name}}).fit(fit_context)
     assert err.value.path == "baselines.text-knn.params.encoder.name"
 
@@ -156,7 +156,7 @@ def test_the_other_encoders_options_are_refused_naming_the_path(plugin_manager, 
 def test_text_baselines_refuse_a_bad_encoder_when_the_config_is_read(tiny_config, baseline):
     """The encoder's name and options are checked with the config, before any run starts."""
     with pytest.raises(ConfigError, match=rf"baselines\.{baseline}\.params\.encoder\.name: 'nope' is not a text "
-                                          r"encoder a baseline can use; expected one of bert, wordllama"):
+                                          r"encoder a baseline can use; expected one of bert, llm, wordllama"):
         tiny_config(baselines=[{"baseline": baseline, "params": {"encoder": {"name": "nope"}}}])
     with pytest.raises(ConfigError, match=rf"baselines\.{baseline}\.params\.encoder\.dim"):
         tiny_config(baselines=[{"baseline": baseline, "params": {"encoder": {"name": "wordllama", "dim": 100}}}])

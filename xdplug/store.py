@@ -125,6 +125,36 @@ def store_lock(path: str | Path, wait: bool = False, on_wait=None):
     except ImportError:  # pragma: no cover - not POSIX: no lock
         yield lock
         return
+    while True:
+        fd = _open_lock(lock)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _lock_holder(fd)
+                if not wait:
+                    raise RunError(f"the run store {path} is in use by another `xdplug run` ({holder} holds the lock "
+                                   f"{lock}); wait for it to finish, or run again with --wait to start after it") from None
+                if on_wait is not None:
+                    on_wait(holder, lock)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError as exc:  # ENOLCK, EOPNOTSUPP: a file system without locks
+                logger.warning("cannot lock %s (%s); two runs on this store at once would train twice", lock, exc)
+        except BaseException:
+            os.close(fd)
+            raise
+        if _still_linked(fd, lock):
+            break
+        os.close(fd)  # the holder removed the file we waited on (discard_store): lock the one there now
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield lock
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _open_lock(lock: Path) -> int:
     if lock.is_symlink():  # never write a pid through a link into someone else's file
         raise RunError(f"{lock}: the run store's lock file is a symbolic link; remove it (xdplug writes "
                        "its own lock file there) and run again")
@@ -136,24 +166,29 @@ def store_lock(path: str | Path, wait: bool = False, on_wait=None):
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise RunError(f"{lock}: the run store's lock file is not a regular file; remove it and run again")
+    return fd
+
+
+def _still_linked(fd: int, lock: Path) -> bool:
+    """Is the file open as ``fd`` still the one at ``lock`` (not removed or replaced meanwhile)?"""
     try:
+        here = os.stat(lock, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (here.st_dev, here.st_ino) == (mine.st_dev, mine.st_ino)
+
+
+def discard_store(path: str | Path) -> None:
+    """Remove a run store's files and its lock file: for a store a run created and then failed before
+    it recorded anything (a data error in the preflight), so nothing half-made stays in the output
+    folder. Called while holding the lock; a run that waited on it then locks a fresh file."""
+    path = Path(path)
+    for file in (path, *(path.with_name(path.name + end) for end in ("-wal", "-shm", "-journal")), lock_path(path)):
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _lock_holder(fd)
-            if not wait:
-                raise RunError(f"the run store {path} is in use by another `xdplug run` ({holder} holds the lock "
-                               f"{lock}); wait for it to finish, or run again with --wait to start after it") from None
-            if on_wait is not None:
-                on_wait(holder, lock)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except OSError as exc:  # ENOLCK, EOPNOTSUPP: a file system without locks
-            logger.warning("cannot lock %s (%s); two runs on this store at once would train twice", lock, exc)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield lock
-    finally:
-        os.close(fd)  # releases the lock
+            file.unlink()
+        except FileNotFoundError:
+            pass
 
 
 class RunStore:

@@ -128,7 +128,8 @@ def encoder_info(entry: dict, registry) -> dict | None:
     if encoder.role == "text" and hasattr(encoder, "model_id"):
         try:
             info["model_id"] = encoder.model_id
-            info["text_cache_key"] = TextEmbeddingCache.namespace(
+            # an encoder whose namespace holds more options than pooling and max_length names it itself
+            info["text_cache_key"] = getattr(encoder, "cache_namespace", None) or TextEmbeddingCache.namespace(
                 encoder.model_id, encoder.params.get("pooling", "mean"), encoder.params.get("max_length", 64))
         except XdplugError as exc:  # the model files are gone: the artifact still serves known items
             info["model_id"] = None

@@ -275,12 +275,36 @@ class Recommender:
         scores, targets = self.score_history(history)
         return self._top(scores, [np.array(targets if exclude_seen else [], dtype=np.int64)], k)[0]
 
+    def user_key(self, user) -> str:
+        """The key ``user`` is answered under: a target user's canonical key, or a source-only user's own
+        (one this model reads by ID, as :meth:`check_user` says; else ArtifactError)."""
+        key = str(user).strip()
+        if key in self._source_user_of:
+            self.source_history(key)
+            return key
+        return self.users[self.user_index(key)]
+
     def recommend_users(self, users=None, k: int = 10, exclude_seen: bool = True,
                         batch_size: int = 1024) -> dict[str, list[dict]]:
-        """Top-``k`` for many known users (all of them by default), scored in batches."""
+        """Top-``k`` for many known users (every target user by default), keyed by :meth:`user_key`.
+
+        Target users are scored in batches; a user known only in the source domain is answered as
+        :meth:`recommend` answers them (a new user whose history is their source items), so a batch
+        serves everyone a single call does.
+        """
         k = self._check_k(k)
-        index = np.arange(len(self.users)) if users is None else np.array([self.user_index(u) for u in users])
         out = {}
+        if users is None:
+            index = np.arange(len(self.users))
+        else:
+            index = []
+            for user in users:
+                key = str(user).strip()
+                if key in self._source_user_of:
+                    out[key] = self.recommend(user=key, k=k, exclude_seen=exclude_seen)
+                else:
+                    index.append(self.user_index(key))
+            index = np.array(index, dtype=np.int64)
         for start in range(0, len(index), batch_size):
             batch = index[start:start + batch_size]
             scores = self.score_users(batch)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from pathlib import Path
 
 from ..config import config_hash, validate
 from ..errors import RunError
@@ -18,7 +19,7 @@ from ..plugins import Plugins, make_plugin_manager
 from ..progress import progress_bar
 from ..recbole.compat import quiet_recbole_logging, resolve_device
 from ..report.collect import build_report
-from ..store import RunStore, store_lock
+from ..store import RunStore, discard_store, store_lock
 from ..tempdirs import sweep as sweep_scratch
 from .executors import make_executor
 from .plan import OUTPUT_FIX, expand, library_versions, output_dir, store_path
@@ -97,9 +98,15 @@ def run_benchmark(config: dict, plugins: Plugins | None = None, force: bool = Fa
         # the executor first: one that cannot start (ray missing) leaves nothing behind
         executor = make_executor(config, registry)
         stack.callback(executor.close)
+        new_folders = _missing_folders(out)
+        fresh = not store_path(config).exists()
         ensure_dir(out, "the output folder", OUTPUT_FIX)
         stack.enter_context(store_lock(store_path(config), wait=wait, on_wait=lambda holder, lock: logger.warning(
             "waiting for the run store %s: %s holds its lock %s", store_path(config), holder, lock)))
+        started = False
+        if fresh:  # runs after the store is closed, with the lock still held
+            stack.push(lambda kind, exc, tb: None if started or kind is None
+                       else _discard_new_store(store_path(config), new_folders))
         sweep_scratch()
         store = RunStore(store_path(config))
         stack.callback(store.close)
@@ -112,6 +119,7 @@ def run_benchmark(config: dict, plugins: Plugins | None = None, force: bool = Fa
         todo = [s for s in specs if force or store.status(s.run_id) not in ("done", "not_applicable")]
         if todo:
             preflight_data(config, registry, todo[0].seed, executor)
+        started = True  # from here on the store records trials and runs: a failure keeps it (resume)
         # trials (validation only) before the grid; the grid's runs carry the chosen parameters
         todo = tune_methods(config, store, executor, specs, todo, registry, progress=progress)
         bar = progress_bar(len(specs), "runs", unit="run", initial=len(specs) - len(todo), disable=not progress)
@@ -144,6 +152,27 @@ def run_benchmark(config: dict, plugins: Plugins | None = None, force: bool = Fa
         paths = build_report(config, store, registry)
         plugins.notify_report_written(paths, config)
         return paths
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    for path in (folder, *folder.parents):
+        if path.exists():
+            break
+        missing.append(path)
+    return missing
+
+
+def _discard_new_store(path: Path, new_folders: list[Path]) -> None:
+    """A run that created its store and failed before recording anything (a data error in the preflight)
+    leaves nothing behind: not the empty store, not its lock, not the folders it made."""
+    discard_store(path)
+    for folder in new_folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (something else was written there) or already gone
+            break
 
 
 def failed_runs(config: dict, registry, only: list[str] | None = None) -> list[dict]:

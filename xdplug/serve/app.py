@@ -199,7 +199,8 @@ def create_app(artifact, *, loader=None, device: str = "cpu", workers: int = 2, 
         k, exclude_seen = check_k(payload, limits), check_exclude_seen(payload)
         users = payload.get("users")
         if not isinstance(users, list) or not users:
-            raise HTTPError(400, f'"users" must be a non-empty list of known target users\' IDs, got '
+            raise HTTPError(400, f'"users" must be a non-empty list of known users\' IDs (target users, or '
+                                 'users known only in the source that the model reads), got '
                                  f"{json.dumps(users)[:80]}")
         if len(users) > limits.max_batch:
             raise HTTPError(413, f"{len(users)} users in one batch is over this server's limit of "
@@ -211,8 +212,8 @@ def create_app(artifact, *, loader=None, device: str = "cpu", workers: int = 2, 
             rec = served.rec
             canonical = []
             for u in users:
-                try:
-                    canonical.append(rec.users[rec.user_index(u)])
+                try:  # a target user, or one known only in the source that the model reads (as /recommend)
+                    canonical.append(rec.user_key(u))
                 except ArtifactError as exc:
                     raise HTTPError(404, str(exc)) from None
             out = rec.recommend_users(users=users, k=k, exclude_seen=exclude_seen)

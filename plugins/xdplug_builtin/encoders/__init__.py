@@ -1,5 +1,5 @@
-"""Built-in encoders: ``bert`` (BERT-family text), ``wordllama`` (static token-embedding text)
-and ``id`` (learned item IDs)."""
+"""Built-in encoders: ``bert`` (BERT-family text), ``llm`` (decoder-LLM text), ``wordllama``
+(static token-embedding text) and ``id`` (learned item IDs)."""
 
 from xdplug.api import hookimpl
 
@@ -8,8 +8,10 @@ from xdplug.api import hookimpl
 def register_encoders(register):
     from .bert import BertEncoder
     from .id import IdEncoder
+    from .llm import LlmEncoder
     from .wordllama import WordLlamaEncoder
 
     register(BertEncoder)
+    register(LlmEncoder)
     register(WordLlamaEncoder)
     register(IdEncoder)

@@ -409,8 +409,9 @@ class BertEncoder(Encoder):
                 "or leave model empty for the bundled all-MiniLM-L6-v2",
             ) from exc
 
-    def _load(self) -> None:
-        """Load tokenizer and weights (frozen, eval mode, pooler dropped)."""
+    def _load(self, device: torch.device | None = None) -> None:
+        """Load tokenizer and weights (frozen, eval mode, pooler dropped). ``device``, where they will
+        run, is unused here (they load in fp32 and autocast); a subclass may load for it."""
         if self._model is not None:
             return
         self._resolve()
@@ -447,7 +448,13 @@ class BertEncoder(Encoder):
         self._resolve()
         return int(self._config.hidden_size)
 
-    def _cache_space(self):
+    @property
+    def cache_namespace(self) -> str:
+        """The text cache's folder name for this encoder's vectors (recorded in an artifact's meta)."""
+        return self._cache_space().directory.name
+
+    def _cache_space(self, device: torch.device | None = None):
+        """The cache namespace of this encoder's options (``device``: where vectors are computed)."""
         if self._cache is None:
             self._cache = TextEmbeddingCache()
         # ONNX Runtime's vectors differ from torch's in the last bits: their own namespace
@@ -480,6 +487,15 @@ class BertEncoder(Encoder):
             start = stop
         return batches
 
+    def _padded_batches(self, ids: list[list[int]], lengths: np.ndarray, pad: int, device: torch.device):
+        """``(idx, batch)`` per budgeted batch: the rows' token ids right-padded with ``pad`` to the
+        batch's longest text (``int64 [len(idx), width]``)."""
+        for idx in self._batches(lengths, device):
+            batch = np.full((len(idx), int(lengths[idx].max())), pad, dtype=np.int64)
+            for row, i in enumerate(idx):
+                batch[row, : lengths[i]] = ids[i]
+            yield idx, batch
+
     def _compute(self, texts: list[str], device: torch.device) -> np.ndarray:
         """Run the model over ``texts`` (no cache): sorted, budgeted batches, inference mode."""
         model = self._model
@@ -494,11 +510,8 @@ class BertEncoder(Encoder):
         amp = self.amp_dtype(device)
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         with torch.inference_mode():
-            for idx in self._batches(lengths, device):
-                width = int(lengths[idx].max())
-                batch = np.full((len(idx), width), pad, dtype=np.int64)
-                for row, i in enumerate(idx):
-                    batch[row, : lengths[i]] = ids[i]
+            for idx, batch in self._padded_batches(ids, lengths, pad, device):
+                width = batch.shape[1]
                 if onnx is not None:
                     out[idx] = onnx(batch, np.arange(width)[None, :] < lengths[idx][:, None])
                     continue
@@ -538,7 +551,7 @@ class BertEncoder(Encoder):
         found = np.zeros(len(uniq), dtype=bool)
         space = keys = None
         if self.params["cache"] and uniq:
-            space = self._cache_space()
+            space = self._cache_space(dev)
             keys = [text_key(t) for t in uniq]
             found, hits = space.get(uniq, keys)
             if hits is not None and hits.shape[1] == self.dim:
@@ -550,7 +563,7 @@ class BertEncoder(Encoder):
         if len(missing):
             if self._model is None:
                 t0 = time.perf_counter()
-                self._load()
+                self._load(dev)
                 load_seconds = time.perf_counter() - t0
             new = self._compute([uniq[i] for i in missing], dev)
             vectors[missing] = new
@@ -559,7 +572,7 @@ class BertEncoder(Encoder):
         seconds = time.perf_counter() - start - load_seconds
         self.last_stats = {"encoded": int(len(missing)), "cached": int(found.sum()), "seconds": seconds,
                            "texts": len(texts), "unique": len(uniq), "load_seconds": load_seconds}
-        logger.info("bert: %d texts (%d unique): %d encoded, %d from cache in %.2fs",
+        logger.info("%s: %d texts (%d unique): %d encoded, %d from cache in %.2fs", self.name,
                     len(texts), len(uniq), len(missing), int(found.sum()), seconds)
         return vectors[inverse]
 
@@ -577,7 +590,7 @@ class BertEncoder(Encoder):
     def build(self, catalog, device) -> nn.Module:
         """Frozen: a buffer of every catalog text's vector. ``finetune_layers > 0``: BERT itself."""
         device = torch.device(device)
-        if self.params["finetune_layers"] > 0:
+        if self.params.get("finetune_layers", 0) > 0:
             return self._build_finetuned(catalog, device)
         x = self.embed(list(catalog.texts), device)
         whitening = None
