@@ -501,7 +501,7 @@ def test_cli_stops_with_the_error_when_the_first_load_fails(world, capsys, monke
     from xdplug import artifact
     from xdplug.errors import ArtifactError
 
-    def broken(path, device="cpu"):
+    def broken(path, device="cpu", registry=None):
         raise ArtifactError(f"{path}: cannot rebuild strategy 'text' from its spec: boom")
 
     monkeypatch.setattr(artifact, "load_artifact", broken)

@@ -285,7 +285,7 @@ def export_run(config: dict, method: str, seed: int | None = None, out: str | Pa
                      "reproduction": reproduction, "roundtrip": check}
 
 
-def check_roundtrip(folder: Path, scorer, data, n_users: int = 64, k: int = 10, registry=None) -> dict:
+def check_roundtrip(folder: Path, scorer, data, n_users: int = 64, k: int = 10, *, registry) -> dict:
     """Load ``folder`` back and compare its top-``k`` with ``scorer``'s for some users."""
     rec = load_artifact(folder, registry=registry)
     users = np.arange(min(n_users, data.n_target_users))

@@ -85,13 +85,18 @@ def cmd_serve(args) -> int:
     import torch
     import uvicorn
 
+    from ..artifact import load_artifact
+    from ..plugins import make_plugin_manager
     from ..recbole.compat import resolve_device
     from .app import Limits, create_app
 
     torch.set_num_threads(args.torch_threads)
     limits = Limits(max_body=args.max_body, max_k=args.max_k, max_batch=args.max_batch, timeout=args.timeout)
-    app = create_app(artifact, device=resolve_device(args.device), workers=args.workers, admin_token=token,
-                     limits=limits)
+    device = resolve_device(args.device)
+    # the command's plugins (xdplug.cli.main's), one registry for the server's life: every reload rebuilds through it
+    registry = (getattr(args, "plugins", None) or make_plugin_manager()).registry
+    app = create_app(artifact, loader=lambda path: load_artifact(path, device=device, registry=registry),
+                     device=device, workers=args.workers, admin_token=token, limits=limits)
     sock = bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
     # graceful shutdown: uvicorn stops accepting, then waits this long for requests in flight

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 
 def make_executor(config: dict, registry):
+    """The config's executor; the local one runs with the driver's ``registry``, Ray workers load their own."""
     kind = config["executor"]["kind"]
     if kind == "local":
         from .local import LocalExecutor

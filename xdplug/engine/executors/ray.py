@@ -118,7 +118,9 @@ def wants_gpu(device: str, ray) -> bool:
 class RayExecutor:
     """Runs grid cells as Ray tasks; the same interface as :class:`xdplug.engine.executors.local.LocalExecutor`."""
 
-    def __init__(self, config: dict, registry=None):
+    def __init__(self, config: dict):
+        """``config``: the validated config. No registry: each worker loads its own plugins (the
+        driver's allow/block lists forwarded), so every plugin a config names is installed on every node."""
         ex = config["executor"]
         self.config = config
         self.address = ex.get("address") or None
