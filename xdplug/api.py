@@ -30,7 +30,7 @@ Groups:
 from __future__ import annotations
 
 from .components import (DEFAULT_FAMILY, Adaptation, Baseline, Component, DatasetRecipe, Encoder, Evaluator, Fusion,
-                         ModelFamily, Strategy, declared_options, resolve_params)
+                         ModelFamily, Strategy, TuningStage, declared_options, resolve_params)
 from .config import config_hash
 from .context import FitContext
 from .data.catalog import ItemCatalog
@@ -68,7 +68,7 @@ __all__ = [
     "declared_options", "resolve_params",
     # model families: the base class, a resolved strategy, the transfer model's options and fit (the embedding
     # family's), the item-item family's closed forms (ItemItemProblem) and EASE's solution
-    "ModelFamily", "DEFAULT_FAMILY", "Strategy", "ModelOptions", "fit_transfer", "id_part_encoder", "ItemItemProblem",
+    "ModelFamily", "DEFAULT_FAMILY", "Strategy", "TuningStage", "ModelOptions", "fit_transfer", "id_part_encoder", "ItemItemProblem",
     "ease_matrix",
     # options
     "Option", "Int", "Float", "Bool", "Str", "Choice", "List", "Mapping",

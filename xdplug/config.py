@@ -56,7 +56,8 @@ PROTOCOL = {
 }
 
 _TUNING = {"trials": Int(None, 0, 100_000), "metric": str, "sampler_seed": _SEED, "space": ("map", None),
-           "start": ("choice", ["sampler", "config"])}
+           "start": ("choice", ["sampler", "config"]), "staged": bool, "stages": ("map", None),
+           "blend_trials": Int(None, 1, 100_000)}
 
 SCHEMA: dict[str, Any] = {
     "name": str,
@@ -542,6 +543,7 @@ def validate_components(config: dict, registry, source: str | None = None) -> No
     from .errors import UnknownComponentError
     from .spec import build_strategy
     from .spaces import validate_space_paths
+    from .stages import check_staged
     from .tasks import check_task
 
     def get(kind, name, path):
@@ -565,6 +567,7 @@ def validate_components(config: dict, registry, source: str | None = None) -> No
         encoder, _, _, _ = build_strategy(entry, registry, f"strategies[{i}]")
         encoder.check_files()  # a missing model directory is found now, not when the run reaches it
     validate_space_paths(config, registry, source)
+    check_staged(config, registry, source)
     check_task(config, registry, source)
 
 
