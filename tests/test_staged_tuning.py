@@ -138,3 +138,25 @@ def test_stages_are_part_of_the_search_identity(tiny_config):
     assert ta.identity() != tb.identity()
     assert [s.stage.name for s in tb.staged.stages] == ["ease", "lowpass"]
     assert dataclasses.replace(ta, staged=None).identity() != ta.identity()
+
+
+def test_the_report_flags_stage_values_at_their_edges_and_shows_the_split():
+    from xdplug.report.edges import describe_flag, tuning_edges
+    from xdplug.report.tables import budget_text, convergence
+
+    rank = {"params.model.factor_rank": {"type": "categorical", "choices": [32, 64, 128, 256, 512]}}
+    reg = {"params.model.reg_weight": {"type": "loguniform", "low": 8.0, "high": 32768.0}}
+    tu = {"budget": 6, "space": {**reg, **rank},
+          "chosen": {"params.model.reg_weight": 300.0, "params.model.factor_rank": 0},  # the blend left iALS out
+          "trials": [*({"number": i, "value": 0.1 + 0.1 * (i == 4), "stage": "ease"} for i in range(5)),
+                     {"number": 0, "value": 0.3, "stage": "ials"}, {"number": 0, "value": 0.35, "stage": "blend"}],
+          "staged": {"stages": [{"name": "ease", "budget": 2, "space": reg, "chosen": {"params.model.reg_weight": 300.0}},
+                                {"name": "ials", "budget": 4, "space": rank,
+                                 "chosen": {"params.model.factor_rank": 512}}],
+                     "blend": {"budget": 64}}}
+    flags = tuning_edges({"ensemble": tu})["ensemble"]
+    assert [(f["stage"], f["param"], f["edge"]) for f in flags] == [("ials", "params.model.factor_rank", "high")]
+    assert describe_flag(flags[0]).startswith("stage ials: params.model.factor_rank = 512 (high edge")
+    assert budget_text(tu) == "6 fits (ease 2, ials 4) + 64 blend evaluations of stored scores"
+    assert budget_text({"budget": 30}) == "30 trials"
+    assert convergence(tu) == ("ease: still improving (best at trial 5 of 5); ials: converged; blend: converged")
