@@ -50,13 +50,13 @@ def test_a_staged_search_spends_the_budget_by_stage_and_never_blends_below_its_b
     assert [s["name"] for s in stages] == ["ease", "lowpass", "ials"]
     # the controls' budget, in fits: every stage's fits add up to it; the blend only weighs stored scores
     assert tu["budget"] == 6 and sum(s["budget"] for s in stages) == 6
-    assert len([r for r in tu["trials"] if r["stage"] != "blend"]) == 6
-    assert tu["staged"]["blend"]["budget"] == 8 and tu["staged"]["blend"]["trials"] == 8
+    assert len([r for r in tu["trials"] if r["stage"] != "weights"]) == 6
+    assert tu["staged"]["weights"]["budget"] == 8 and tu["staged"]["weights"]["trials"] == 8
     best_component = max(s["best_value"] for s in stages)
     assert tu["best_value"] >= best_component
     # each component alone in the blend (stored scores) scores as its stage's best fit did
     for s in stages:
-        assert tu["staged"]["blend"]["alone"][s["name"]] == pytest.approx(s["best_value"], abs=1e-6)
+        assert tu["staged"]["weights"]["alone"][s["name"]] == pytest.approx(s["best_value"], abs=1e-6)
     # the grid run is the chosen blend: its validation value is the blend search's
     assert runs["ensemble"]["metrics"]["valid"]["ndcg@10"] == pytest.approx(tu["best_value"], abs=1e-6)
     for path, value in tu["chosen"].items():
@@ -122,7 +122,7 @@ def test_staged_is_refused_where_there_is_no_ensemble(tiny_config):
     l2sp = dict(joint(trials=4, staged=True), adaptation="l2sp")
     with pytest.raises(ConfigError, match=r"strategies\[0\]\.tuning\.staged.*declares no components"):
         tiny_config(strategies=[l2sp])
-    with pytest.raises(ConfigError, match=r"baselines\[1\]\.tuning\.staged.*baseline"):
+    with pytest.raises(ConfigError, match=r"baselines\[1\]\.tuning\.staged"):
         tiny_config(baselines=[{"baseline": "Pop"}, {"baseline": "EASE", "tuning": {"trials": 4, "staged": True}}])
     # the global switch stages what has stages and leaves the rest flat
     config = tiny_config(strategies=[l2sp | {"tuning": {}}], tuning={"trials": 4, "staged": True})
@@ -149,14 +149,14 @@ def test_the_report_flags_stage_values_at_their_edges_and_shows_the_split():
     tu = {"budget": 6, "space": {**reg, **rank},
           "chosen": {"params.model.reg_weight": 300.0, "params.model.factor_rank": 0},  # the blend left iALS out
           "trials": [*({"number": i, "value": 0.1 + 0.1 * (i == 4), "stage": "ease"} for i in range(5)),
-                     {"number": 0, "value": 0.3, "stage": "ials"}, {"number": 0, "value": 0.35, "stage": "blend"}],
+                     {"number": 0, "value": 0.3, "stage": "ials"}, {"number": 0, "value": 0.35, "stage": "weights"}],
           "staged": {"stages": [{"name": "ease", "budget": 2, "space": reg, "chosen": {"params.model.reg_weight": 300.0}},
                                 {"name": "ials", "budget": 4, "space": rank,
                                  "chosen": {"params.model.factor_rank": 512}}],
-                     "blend": {"budget": 64}}}
+                     "weights": {"budget": 64}}}
     flags = tuning_edges({"ensemble": tu})["ensemble"]
     assert [(f["stage"], f["param"], f["edge"]) for f in flags] == [("ials", "params.model.factor_rank", "high")]
     assert describe_flag(flags[0]).startswith("stage ials: params.model.factor_rank = 512 (high edge")
     assert budget_text(tu) == "6 fits (ease 2, ials 4) + 64 blend evaluations of stored scores"
     assert budget_text({"budget": 30}) == "30 trials"
-    assert convergence(tu) == ("ease: still improving (best at trial 5 of 5); ials: converged; blend: converged")
+    assert convergence(tu) == ("ease: still improving (best at trial 5 of 5); ials: converged; weights: converged")

@@ -56,8 +56,9 @@ PROTOCOL = {
 }
 
 _TUNING = {"trials": Int(None, 0, 100_000), "metric": str, "sampler_seed": _SEED, "space": ("map", None),
-           "start": ("choice", ["sampler", "config"]), "staged": bool, "stages": ("map", None),
-           "blend_trials": Int(None, 1, 100_000)}
+           "start": ("choice", ["sampler", "config"])}
+#: a strategy's search may run in stages (xdplug/stages.py): an ensemble's components one by one, then the blend
+_STRATEGY_TUNING = {**_TUNING, "staged": bool, "stages": ("map", None), "blend_trials": Int(None, 1, 100_000)}
 
 SCHEMA: dict[str, Any] = {
     "name": str,
@@ -112,7 +113,7 @@ SCHEMA: dict[str, Any] = {
             "adaptation": ("map", None),
             "model": ("map", None),
         },
-        "tuning": _TUNING,
+        "tuning": _STRATEGY_TUNING,
     }),
     "output": {"dir": str, "store": str},
     "executor": {
@@ -123,7 +124,7 @@ SCHEMA: dict[str, Any] = {
         "cpus_per_task": Int(None, 1, 100_000),
         "gpus_per_task": Float(None, 0, 1024, low_open=True),
     },
-    "tuning": {**_TUNING, "storage": str},
+    "tuning": {**_STRATEGY_TUNING, "storage": str},
     "controls": {"set": ("choice", list(_controls.SETS)), "trials": Int(None, 0, 100_000)},
 }
 

@@ -89,7 +89,7 @@ class StagedSearch:
         best = max((t for t in counted(study)[:plan.blend_trials] if t.value is not None and math.isfinite(t.value)),
                    key=lambda t: t.value, default=None)
         blend_rows = [{"number": t.number, "value": t.value, "params": dict(t.params), "state": t.state.name.lower(),
-                       "stage": "blend", **({"error": t.user_attrs["error"]} if "error" in t.user_attrs else {})}
+                       "stage": "weights", **({"error": t.user_attrs["error"]} if "error" in t.user_attrs else {})}
                       for t in counted(study)[:plan.blend_trials]]
         weights = dict(best.params) if best else {}
         chosen = dict(self.chosen)
@@ -99,7 +99,7 @@ class StagedSearch:
         for s, r in zip(plan.stages, self.results):
             if "best_value" not in r:
                 chosen.update(s.stage.off)  # a stage whose every fit failed is left out
-        base["staged"]["blend"] = {"budget": plan.blend_trials, "trials": len(blend_rows), "space": space,
+        base["staged"]["weights"] = {"budget": plan.blend_trials, "trials": len(blend_rows), "space": space,
                                    "weights": weights, "study": study.study_name,
                                    "best_value": best.value if best else None, "alone": alone}
         out = {**base, "trials": rows + blend_rows, "chosen": chosen, "study": study.study_name}
@@ -150,7 +150,7 @@ class BlendScores:
         for stage in stages:
             entry = apply_params(mt.entry, {**chosen, **stage.stage.alone})
             run = replace(spec, run_id=f"{mt.method}.{stage.stage.name}#stored", seed=seed, entry=entry, evaluate_test=False)
-            with scratch_dir("blend") as work, torch.no_grad():
+            with scratch_dir("blend-scores") as work, torch.no_grad():
                 ctx = fit_context(run, config, self.data, self.device, Path(work), tensorboard=False)
                 scorer = fit_method(run, config, registry, ctx)
                 self.scores.append(torch.cat([

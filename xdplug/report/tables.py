@@ -382,7 +382,7 @@ def convergence(tuning: dict) -> str:
     stage's and the blend's, ``ease: converged; blend: ...``."""
     stages = (tuning.get("staged") or {}).get("stages")
     if stages is not None:
-        names = [s.get("name") for s in stages] + ["blend"]
+        names = [s.get("name") for s in stages] + ["weights"]
         return "; ".join(f"{name}: " + convergence({**tuning, "staged": None, "trials": [
             tr for tr in tuning.get("trials") or [] if tr.get("stage") == name]}) for name in names)
     trials = sorted((tr for tr in tuning.get("trials") or [] if as_float(tr.get("value")) is not None),
@@ -404,7 +404,7 @@ def budget_text(tuning: dict) -> str:
     if not staged.get("stages"):
         return f"{fmt_value(tuning.get('budget'))} trials"
     split = ", ".join(f"{s.get('name')} {fmt_value(s.get('budget'))}" for s in staged["stages"])
-    blend = (staged.get("blend") or {}).get("budget")
+    blend = (staged.get("weights") or {}).get("budget")
     return (f"{fmt_value(tuning.get('budget'))} fits ({split})"
             + (f" + {fmt_value(blend)} blend evaluations of stored scores" if blend is not None else ""))
 
