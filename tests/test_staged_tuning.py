@@ -160,3 +160,18 @@ def test_the_report_flags_stage_values_at_their_edges_and_shows_the_split():
     assert budget_text(tu) == "6 fits (ease 2, ials 4) + 64 blend evaluations of stored scores"
     assert budget_text({"budget": 30}) == "30 trials"
     assert convergence(tu) == ("ease: still improving (best at trial 5 of 5); ials: converged; weights: converged")
+
+
+def test_the_item_item_family_declares_well_formed_stages(plugin_manager):
+    from xdplug.testing import check_family
+
+    registry = plugin_manager.registry
+    family = registry.get("family", "ease")
+    parts = {name: registry.get("adaptation", name) for name in ("joint", "target-only", "l2sp")}
+    for name, adaptation in parts.items():
+        check_family(family, components=(registry.get("encoder", "id"), registry.get("fusion", "id"), adaptation))
+    ids = (registry.get("encoder", "id"), registry.get("fusion", "id"))
+    joint_ease = family.tuning_stages(*ids, parts["joint"])[0].space
+    assert "params.adaptation.source_weight" in joint_ease and "params.model.source_norm" in joint_ease
+    assert "params.adaptation.source_weight" not in family.tuning_stages(*ids, parts["target-only"])[0].space
+    assert family.tuning_stages(*ids, parts["l2sp"]) == []  # EASE alone: not an ensemble

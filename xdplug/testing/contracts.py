@@ -348,9 +348,13 @@ def check_adaptation(cls: type, params: dict | None = None, data=None, workdir: 
 # -- model families ---------------------------------------------------------------------
 
 
-def check_family(cls: type, params: dict | None = None):
+def check_family(cls: type, params: dict | None = None, components: tuple | None = None):
     """A model family declares how an artifact restores it and implements ``fit(ctx, strategy)``;
-    its ``search_space`` names its own options (``params.model.OPTION``). Returns an instance."""
+    its ``search_space`` names its own options (``params.model.OPTION``). With ``components``
+    (encoder, fusion, adaptation classes) its ``tuning_stages`` for them are well formed: unique
+    names, valid spaces of parameter paths, a blend weight that no stage searches. Returns an instance."""
+    from ..spaces import check_space
+
     family = check_component(cls, ModelFamily, params)
     label = _label(cls)
     _expect(cls.export in ("state", "refit", None), f"{label}: export must be 'state', 'refit' or None")
@@ -358,6 +362,15 @@ def check_family(cls: type, params: dict | None = None):
     for param in cls.search_space:
         _expect(param.startswith("params.model.") and param.rpartition(".")[2] in cls.defaults,
                 f"{label}: search_space path {param!r} is not params.model.<one of its options>")
+    stages = cls.tuning_stages(*components) if components else []
+    _expect(len({s.name for s in stages}) == len(stages), f"{label}: tuning_stages names repeat")
+    searched = {p for s in stages for p in s.space}
+    for s in stages:
+        check_space(s.space, f"{label}.tuning_stages.{s.name}.space")
+        for path in [s.weight, *s.alone, *s.off]:
+            _expect(isinstance(path, str) and path.startswith("params."),
+                    f"{label}: stage {s.name!r} names {path!r}, not a parameter path (params....)")
+        _expect(s.weight not in searched, f"{label}: stage {s.name!r}'s weight {s.weight!r} is also searched by a stage")
     return family
 
 

@@ -122,6 +122,9 @@ class ItemItemFamily(ModelFamily):
     @classmethod
     def documented_spaces(cls, adaptations) -> dict:
         return {"model": copy.deepcopy(cls.search_space), "pooled_model": copy.deepcopy(cls.pooled_search_space),
+                "stages": {"ease": copy.deepcopy(cls.ease_stage_space), "lowpass": copy.deepcopy(cls.filter_stage_space),
+                           "ials": copy.deepcopy(cls.factor_stage_space)},
+                "pooled_ease_stage": copy.deepcopy(cls.pooled_ease_stage_space),
                 "adaptation": {a.name: copy.deepcopy(a.cls.closed_form_search_space) for a in adaptations
                                if a.cls.closed_form_search_space}}
 
