@@ -175,3 +175,16 @@ def test_the_item_item_family_declares_well_formed_stages(plugin_manager):
     assert "params.adaptation.source_weight" in joint_ease and "params.model.source_norm" in joint_ease
     assert "params.adaptation.source_weight" not in family.tuning_stages(*ids, parts["target-only"])[0].space
     assert family.tuning_stages(*ids, parts["l2sp"]) == []  # EASE alone: not an ensemble
+
+
+def test_malformed_stages_are_named():
+    from xdplug.components import TuningStage
+    from xdplug.stages import stage_problems
+
+    good = TuningStage("a", {"params.model.x": {"type": "uniform", "low": 0.0, "high": 1.0}}, {}, "params.model.w", {})
+    assert stage_problems([good]) == []
+    problems = stage_problems([good, good, TuningStage("b", {"params.model.w": {"type": "uniform", "low": 1, "high": 0}},
+                                                        {"model.x": 0}, "params.model.x", {})])
+    assert any("repeat" in p for p in problems) and any("low < high" in p for p in problems)
+    assert any("'model.x', not a parameter path" in p for p in problems)
+    assert any("weight 'params.model.x' is also searched" in p for p in problems)

@@ -193,3 +193,22 @@ def default_split(trials: int, sizes: list[int]) -> list[int]:
     for i, n in zip(open_, counts):
         out[i] = n
     return out
+
+
+def stage_problems(stages: list[TuningStage]) -> list[str]:
+    """What is wrong with a family's declared stages (``xdplug.testing.check_family``): repeated
+    names, an invalid space, a value path that is not ``params....``, a blend weight a stage searches."""
+    from .spaces import check_space
+
+    out = [] if len({s.name for s in stages}) == len(stages) else ["tuning_stages names repeat"]
+    searched = {p for s in stages for p in s.space}
+    for s in stages:
+        try:
+            check_space(s.space, f"tuning_stages.{s.name}.space")
+        except ConfigError as exc:
+            out.append(str(exc))
+        out += [f"stage {s.name!r} names {p!r}, not a parameter path (params....)" for p in [s.weight, *s.alone, *s.off]
+                if not (isinstance(p, str) and p.startswith("params."))]
+        if s.weight in searched:
+            out.append(f"stage {s.name!r}'s weight {s.weight!r} is also searched by a stage")
+    return out

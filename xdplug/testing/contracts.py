@@ -353,7 +353,7 @@ def check_family(cls: type, params: dict | None = None, components: tuple | None
     its ``search_space`` names its own options (``params.model.OPTION``). With ``components``
     (encoder, fusion, adaptation classes) its ``tuning_stages`` for them are well formed: unique
     names, valid spaces of parameter paths, a blend weight that no stage searches. Returns an instance."""
-    from ..spaces import check_space
+    from ..stages import stage_problems
 
     family = check_component(cls, ModelFamily, params)
     label = _label(cls)
@@ -362,15 +362,8 @@ def check_family(cls: type, params: dict | None = None, components: tuple | None
     for param in cls.search_space:
         _expect(param.startswith("params.model.") and param.rpartition(".")[2] in cls.defaults,
                 f"{label}: search_space path {param!r} is not params.model.<one of its options>")
-    stages = cls.tuning_stages(*components) if components else []
-    _expect(len({s.name for s in stages}) == len(stages), f"{label}: tuning_stages names repeat")
-    searched = {p for s in stages for p in s.space}
-    for s in stages:
-        check_space(s.space, f"{label}.tuning_stages.{s.name}.space")
-        for path in [s.weight, *s.alone, *s.off]:
-            _expect(isinstance(path, str) and path.startswith("params."),
-                    f"{label}: stage {s.name!r} names {path!r}, not a parameter path (params....)")
-        _expect(s.weight not in searched, f"{label}: stage {s.name!r}'s weight {s.weight!r} is also searched by a stage")
+    for problem in stage_problems(cls.tuning_stages(*components) if components else []):
+        _expect(False, f"{label}: {problem}")
     return family
 
 
