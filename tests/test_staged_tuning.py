@@ -66,6 +66,10 @@ def test_a_staged_search_spends_the_budget_by_stage_and_never_blends_below_its_b
         assert node[path.split(".")[-1]] == value
     # a later stage searched with the earlier stages' choices fixed; the report sees every stage's space
     assert set(tu["space"]) == {p for s in stages for p in s["space"]}
+    # a second run resumes every stage's study and the blend's: no new trial, the same choice
+    run_benchmark(config, progress=False, force=True)
+    again, _ = meta_and_runs(config)
+    assert again["ensemble"]["chosen"] == tu["chosen"] and len(again["ensemble"]["trials"]) == len(tu["trials"])
 
 
 def test_the_blend_of_stored_scores_is_what_the_fitted_blend_scores(plugin_manager, tmp_path):
