@@ -4,7 +4,9 @@ How it works (``run_benchmark`` calls :func:`tune_methods` before the grid):
 
 * Every baseline and strategy with a search space gets ``tuning.trials``
   trials (the same budget for every method unless its own ``tuning.trials``
-  says otherwise; the report lists each method's budget).
+  says otherwise; the report lists each method's budget). An ensemble with
+  ``tuning.staged`` spends them component by component, then weighs the
+  components on stored validation scores (``staged.py``).
 * A trial trains the method with the trial's parameters applied to its config
   entry (dotted paths such as ``params.reg_weight`` or ``params.model.dim``) on
   the split of the **first seed**, and evaluates the **validation split
