@@ -76,7 +76,7 @@ class ItemItemFamily(ModelFamily):
         "params.model.item_norm": {"type": "uniform", "low": 0.0, "high": 1.0},
     }
     pooled_ease_stage_space = {"params.model.source_norm": {"type": "uniform", "low": 0.0, "high": 1.0}}
-    filter_stage_space = {"params.model.filter_rank": {"type": "int", "low": 8, "high": 512, "log": True}}
+    filter_stage_space = {"params.model.filter_rank": {"type": "int", "low": 2, "high": 512, "log": True}}
     factor_stage_space = {
         "params.model.factor_rank": {"type": "categorical", "choices": [32, 64, 128, 256, 512]},
         "params.model.factor_reg": {"type": "loguniform", "low": 1.0e-3, "high": 1.0e4},
