@@ -140,7 +140,7 @@ def test_the_cycle_finder_finds_a_cycle():
 LAYERS = {  # (progress, npzfile, tasks, names, controls, configfile, serve: modules of other branches, named ahead)
     "leaves": ("errors", "options", "paths", "tempdirs", "version", "frozen", "identity", "metrics", "progress",
                "npzfile", "tasks", "names", "controls"),
-    "plugin contract": ("hookspecs", "components", "spec", "spaces", "registry", "plugins"),
+    "plugin contract": ("hookspecs", "components", "spec", "spaces", "stages", "registry", "plugins"),
     "data": ("data", "textcache"),
     "configuration": ("config", "configfile"),
     "training contract": ("context", "evaluation", "recbole"),

@@ -25,11 +25,32 @@ def _config(**sections) -> dict:
     return load_config(data={"strategies": [STRATEGY], **sections})
 
 
+def test_a_config_of_baselines_only_gets_no_controls_unless_it_asks():
+    baselines = {"baselines": [{"baseline": "text-knn"}]}
+    assert control_methods(load_config(data=baselines)) == []
+    asked = load_config(data={**baselines, "controls": "strong", "tuning": {"trials": 3}})
+    assert control_methods(asked) == NAMES and asked["controls"]["trials"] == 3
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
-def test_every_shipped_config_that_compares_strategies_expands_the_same_controls(path):
+def test_no_shipped_search_starts_from_written_values(path):
+    """Searches start from the defaults, not from values a study chose on the same split: no
+    ``tuning.start: config``, and an ensemble strategy searches in stages with the controls' budget."""
     config = load_config(path)
-    if not config["strategies"]:
-        assert control_methods(config) == [], "a config of baselines only gets no controls by default"
+    blocks = [("tuning", config.get("tuning") or {})] + [
+        (f"{key}[{i}].tuning", e.get("tuning") or {}) for key in ("baselines", "strategies")
+        for i, e in enumerate(config[key])]
+    assert [where for where, block in blocks if block.get("start", "sampler") != "sampler"] == []
+    for entry in config["strategies"]:
+        if (entry.get("tuning") or {}).get("staged"):
+            assert entry["tuning"]["trials"] <= config["controls"].get("trials", 0), entry.get("name")
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_every_shipped_config_that_compares_methods_expands_the_same_controls(path):
+    config = load_config(path)
+    if config["dataset"].get("protocol", {}).get("task") == "next-item":  # the strong set ranks for the
+        assert control_methods(config) == []  # general protocol; next-item compares its sequential controls
         return
     if config["name"] == "scale":  # the documented opt-out: a cost benchmark at 10^5 items
         assert config["controls"] == {"set": "none"} and control_methods(config) == []

@@ -35,7 +35,7 @@ or the plugin docs.
 from __future__ import annotations
 
 from .components import (Adaptation, Baseline, DatasetRecipe, Encoder, Evaluator, Fusion, ModelFamily, Strategy,
-                         declared_options)
+                         TuningStage, declared_options)
 from .config import config_hash
 from .context import FitContext
 from .data.catalog import ItemCatalog
@@ -72,7 +72,7 @@ __all__ = [
     "declared_options",
     # model families: the base class, a resolved strategy, the transfer model's options and fit (the embedding
     # family's), the item-item family's closed forms (ItemItemProblem) and EASE's solution
-    "ModelFamily", "Strategy", "ModelOptions", "fit_transfer", "id_part_encoder", "ItemItemProblem",
+    "ModelFamily", "Strategy", "TuningStage", "ModelOptions", "fit_transfer", "id_part_encoder", "ItemItemProblem",
     "ease_matrix",
     # options
     "Option", "Int", "Float", "Bool", "Str", "Choice", "List", "Mapping",

@@ -208,6 +208,24 @@ class Strategy:
     path: str
 
 
+@dataclass(frozen=True)
+class TuningStage:
+    """One component of an ensemble strategy, as a staged search tunes it (``ModelFamily.tuning_stages``).
+
+    A staged search fits the strategy with ``alone`` written over it (the other components switched
+    off, this one at full weight) and searches ``space`` (this component's own parameters, the
+    earlier stages' choices fixed); the blend stage then searches each component's ``weight`` (a
+    parameter path) over the stored validation scores, and writes ``off`` where a component's
+    weight is 0 (so the fitted blend does not compute it).
+    """
+
+    name: str
+    space: dict
+    alone: dict
+    weight: str
+    off: dict
+
+
 class ModelFamily(Component):
     """A model family: what a strategy's encoder, fusion and adaptation become, and how it is fitted.
 
@@ -248,6 +266,24 @@ class ModelFamily(Component):
     def fit(self, ctx: FitContext, strategy: Strategy):
         """Fit ``strategy`` on ``ctx.data`` and return a scorer (the interface of ``Baseline.fit``'s)."""
         raise NotImplementedError
+
+    @classmethod
+    def tuning_stages(cls, encoder: type, fusion: type, adaptation: type) -> list[TuningStage]:
+        """The components a staged search (``tuning.staged: true``) tunes one by one, in order, for a
+        strategy of these component classes; empty (the default): its strategies are not ensembles."""
+        return []
+
+    @classmethod
+    def blend(cls, scores: list, weights: list[float]):
+        """The scores of the blend, from each component's stored scores when fitted alone (``[users,
+        items]`` tensors over every target user) and the blend weights, exactly as this family's
+        fitted strategy with those weights scores. Default: each component divided by the spread of
+        its scores over all target users, times its weight, summed."""
+        total = None
+        for part, weight in zip(scores, weights):
+            term = part * (float(weight) / (float(part.double().std(correction=0)) + 1e-12))
+            total = term if total is None else total + term
+        return total
 
 
 class Evaluator(Component):

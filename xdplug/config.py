@@ -57,6 +57,8 @@ PROTOCOL = {
 
 _TUNING = {"trials": Int(None, 0, 100_000), "metric": str, "sampler_seed": _SEED, "space": ("map", None),
            "start": ("choice", ["sampler", "config"])}
+#: a strategy's search may run in stages (xdplug/stages.py): an ensemble's components one by one, then the blend
+_STRATEGY_TUNING = {**_TUNING, "staged": bool, "stages": ("map", None), "blend_trials": Int(None, 1, 100_000)}
 
 SCHEMA: dict[str, Any] = {
     "name": str,
@@ -111,7 +113,7 @@ SCHEMA: dict[str, Any] = {
             "adaptation": ("map", None),
             "model": ("map", None),
         },
-        "tuning": _TUNING,
+        "tuning": _STRATEGY_TUNING,
     }),
     "output": {"dir": str, "store": str},
     "executor": {
@@ -122,7 +124,7 @@ SCHEMA: dict[str, Any] = {
         "cpus_per_task": Int(None, 1, 100_000),
         "gpus_per_task": Float(None, 0, 1024, low_open=True),
     },
-    "tuning": {**_TUNING, "storage": str},
+    "tuning": {**_STRATEGY_TUNING, "storage": str},
     "controls": {"set": ("choice", list(_controls.SETS)), "trials": Int(None, 0, 100_000)},
 }
 
@@ -542,6 +544,7 @@ def validate_components(config: dict, registry, source: str | None = None) -> No
     from .errors import UnknownComponentError
     from .spec import build_strategy
     from .spaces import validate_space_paths
+    from .stages import check_staged
     from .tasks import check_task
 
     def get(kind, name, path):
@@ -567,6 +570,7 @@ def validate_components(config: dict, registry, source: str | None = None) -> No
         encoder, _, _, _ = build_strategy(entry, registry, f"strategies[{i}]")
         encoder.check_files()  # a missing model directory is found now, not when the run reaches it
     validate_space_paths(config, registry, source)
+    check_staged(config, registry, source)
     check_task(config, registry, source)
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from ..version import __version__
 from ..config import OUTPUT_FIX, canonical_json, default_baseline_name, default_strategy_name, output_dir, store_path
-from .tuning import method_tuning
+from .settings import method_tuning
 
 __all__ = ["OUTPUT_FIX", "RunSpec", "expand", "library_versions", "output_dir", "store_path", "tuning_identity"]
 

@@ -205,11 +205,23 @@ def _dan_items(b: np.ndarray, raw: sp.csr_matrix, item_norm: float) -> np.ndarra
 
 
 def _combine(rows: sp.csr_matrix, b: np.ndarray, r: sp.csr_matrix, nt: int, options: dict, seed: int) -> np.ndarray:
-    """``B / std(rows B) + filter_weight * F / std(rows F)``, F the low-pass filter of ``r`` (or ``B``)."""
+    """``ease_weight * B / std(rows B) + filter_weight * F / std(rows F)``, F the low-pass filter of ``r``
+    (or ``B`` itself without the filter)."""
     if not options["filter_rank"]:
         return b
     f = low_pass(r, nt, options["filter_rank"], seed, options.get("filter_solver") == "exact")
-    return b / _scores_std(rows, b) + options["filter_weight"] * f / _scores_std(rows, f)
+    return _ease_part(rows, b, options) + options["filter_weight"] * f / _scores_std(rows, f)
+
+
+def _ease_part(rows: sp.csr_matrix, b: np.ndarray, options: dict) -> np.ndarray:
+    """EASE's standardised term of a sum, ``ease_weight * B / std(rows B)`` (0 when its weight is)."""
+    weight = options.get("ease_weight", 1.0)
+    return b * (weight / _scores_std(rows, b)) if weight else np.zeros_like(b)
+
+
+def _ease_off(options: dict) -> bool:
+    """``ease_weight: 0``: EASE is left out of the sum, and not solved."""
+    return options.get("ease_weight", 1.0) == 0
 
 
 def _scores_std(rows: sp.csr_matrix, m: np.ndarray) -> float:
@@ -222,7 +234,7 @@ def _with_factors(x: sp.csr_matrix, b: np.ndarray, raw: sp.csr_matrix, nt: int, 
     if not options.get("factor_rank", 0):
         return ItemItemScorer(x, b, known, ctx.device)
     if not options["filter_rank"]:  # _combine standardised B only with the filter on
-        b = b / _scores_std(x, b)
+        b = _ease_part(x, b, options)
     ctx.log(f"closed-form: iALS term, {options['factor_rank']} factors, {ALS_ITERATIONS} sweeps")
     return ItemItemScorer(x, b, known, ctx.device, factors=FactorTerm(raw, nt, options, ctx.seed, ctx.device))
 
@@ -252,7 +264,7 @@ def _sparse_scorer(ctx, rows, b, r, nt: int, options: dict, known) -> SparseItem
     left, right = low_pass_factors(r, nt, options["filter_rank"], ctx.seed)
     std_b = scores_std(rows, b=b) + 1e-12
     std_f = scores_std(rows, low_rank=(left, right)) + 1e-12
-    return SparseItemItemScorer(rows, b, known, ctx.device, scale=1.0 / std_b,
+    return SparseItemItemScorer(rows, b, known, ctx.device, scale=options.get("ease_weight", 1.0) / std_b,
                                 low_rank=(left, right, options["filter_weight"] / std_f))
 
 
@@ -321,6 +333,9 @@ def _fit(ctx, form: str, options: dict, label: str, weight: float | None = None)
     if options["source_norm"] and form != "pooled":
         raise ConfigError("params.model.source_norm", "weights the source rows of joint's pooled matrix; "
                           f"{label!r} has none (set source_norm: 0)")
+    if _ease_off(options) and not (options["filter_rank"] or options.get("factor_rank", 0)):
+        raise ConfigError("params.model.ease_weight", "0 leaves EASE out of the sum, but no other term is on "
+                          "(filter_rank, factor_rank): nothing would score")
     dense_terms = [key for key in ("item_norm", "user_norm", "factor_rank") if options.get(key, 0)]
     if dense_terms and (sparse or (form != "target" and not (form == "pooled" and len(data.shared_items) == 0))):
         key = dense_terms[0]
@@ -334,6 +349,10 @@ def _fit(ctx, form: str, options: dict, label: str, weight: float | None = None)
     if form == "target" and sparse:
         return _sparse_scorer(ctx, target, sparse_ease(target, options["reg_weight"], k), target, n_items,
                               options, known)
+    if form == "target" and _ease_off(options):
+        b = np.zeros((n_items, n_items))
+        b = _combine(target, b, target, n_items, options, ctx.seed)
+        return _with_factors(target, b, target, n_items, options, ctx, known)
     if form == "target":
         gram_t = _dan_gram(target, target, options.get("user_norm", 0.0))
         b = _dan_items(ease_matrix(gram_t, options["reg_weight"]), target, options.get("item_norm", 0.0))
@@ -360,8 +379,9 @@ def _fit(ctx, form: str, options: dict, label: str, weight: float | None = None)
         b = _ease_with_prior(gram_t, options["reg_weight"], weight,
                              ease_matrix(gram_s, options["source_reg_weight"]))
     else:  # pooled
-        b = _combine(target, ease_matrix(gram_t + weight * gram_s, options["reg_weight"]), sp.vstack([target, source]).tocsr(),
-                     n_items, options, ctx.seed)
+        b = np.zeros((n_items, n_items)) if _ease_off(options) else ease_matrix(gram_t + weight * gram_s,
+                                                                                 options["reg_weight"])
+        b = _combine(target, b, sp.vstack([target, source]).tocsr(), n_items, options, ctx.seed)
     return ItemItemScorer(target, b, known, ctx.device)
 
 
@@ -406,6 +426,10 @@ def _fit_pooled_users(ctx, options: dict, w: float) -> ItemItemScorer:
         k = options.get("neighbors", 200)
         ctx.log(f"closed-form joint: sparse solver, {k} neighbours per item, {x.shape[1]} columns")
         return _sparse_scorer(ctx, x, sparse_ease(x, reg, k, columns=np.arange(nt)), x, nt, options, known)
-    b = _ease_columns(_dan_gram(x, raw, options.get("user_norm", 0.0)), reg, nt)
-    b = _combine(x, _dan_items(b, raw, options.get("item_norm", 0.0)), x, nt, options, ctx.seed)
+    if _ease_off(options):  # the other terms alone (a staged search scores each component by itself)
+        b = np.zeros((x.shape[1], nt))
+    else:
+        b = _dan_items(_ease_columns(_dan_gram(x, raw, options.get("user_norm", 0.0)), reg, nt), raw,
+                       options.get("item_norm", 0.0))
+    b = _combine(x, b, x, nt, options, ctx.seed)
     return _with_factors(x, b, raw, nt, options, ctx, known)

@@ -256,7 +256,10 @@ def _tuning(ctx: ReportContext, figures: Collection[str]) -> list[Block]:
                   f"last {t.CONVERGED_TAIL:.0%} of the trials (more trials may find better values). "
                   f"At the edge of its range: a chosen value within {EDGE_TOLERANCE:.0%} of its range's width "
                   "from a bound (on the log axis for log-scaled ranges; a bound of 0 on a linear range and "
-                  "booleans are not flagged): the optimum may lie outside the space, so widen it."),
+                  "booleans are not flagged): the optimum may lie outside the space, so widen it. "
+                  "A staged search (tuning.staged) tunes each component of an ensemble alone, its stages "
+                  "splitting the method's fits, then weighs the components on their stored validation "
+                  "scores; its flags are its stages'."),
         t.tuning_summary_table(ctx),
     ]
     edges = tuning_edges(tuning)
@@ -310,7 +313,7 @@ def _protocol(ctx: ReportContext) -> list[Block]:
         blocks += [Heading(3, "Split"), t.split_table(dataset["split"])]
     if dataset.get("protocol"):
         blocks += [Heading(3, "Evaluation protocol"), t.key_value_table(list(dataset["protocol"].items()))]
-    budgets = [f"{m}: {(tu or {}).get('budget', '–')} trials" for m, tu in (data.get("tuning") or {}).items()]
+    budgets = [f"{m}: {t.budget_text(tu or {})}" for m, tu in (data.get("tuning") or {}).items()]
     if budgets:
         blocks += [Heading(3, "Tuning budget"), Bullets(budgets)]
     if data.get("versions"):

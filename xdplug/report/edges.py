@@ -4,7 +4,7 @@ On both sparse pairs of issue 31 the tuned iALS chose a regularisation of 96-99 
 bound of 100, and nothing in the report said so. A chosen value within
 :data:`EDGE_TOLERANCE` of its range's width from a bound (in log space for log-scaled ranges)
 is flagged here, for controls and strategies alike; the report shows the flags in its tuning
-table and in ``report.json``. A bound of 0 on a linear range is the option's natural limit
+table and in ``report.json``; a staged search's flags are its stages'. A bound of 0 on a linear range is the option's natural limit
 (the term is off), not a cut, and is not flagged; numeric categorical choices (three or more)
 are flagged at their smallest and largest choice.
 """
@@ -81,11 +81,23 @@ def edge_flags(space: dict, chosen: dict, tolerance: float = EDGE_TOLERANCE) -> 
     return out
 
 
+def method_edges(t: dict | None) -> list[dict]:
+    """The edge flags of one method's search. A staged search's are its stages' (each stage's space
+    and choice, ``stage`` named in the flag, whether or not the blend kept the component); its blend
+    weights are not flagged: their ranking depends on their ratios only, and ``[0, 1]^n`` holds them all."""
+    t = t or {}
+    stages = (t.get("staged") or {}).get("stages")
+    if stages is None:
+        return edge_flags(t.get("space") or {}, t.get("chosen") or {})
+    return [dict(flag, stage=s.get("name")) for s in stages
+            for flag in edge_flags(s.get("space") or {}, s.get("chosen") or {})]
+
+
 def tuning_edges(tuning: dict | None) -> dict[str, list[dict]]:
     """The edge flags of every tuned method of a report's ``tuning`` data (methods without any left out)."""
     out = {}
     for method, t in (tuning or {}).items():
-        flags = edge_flags((t or {}).get("space") or {}, (t or {}).get("chosen") or {})
+        flags = method_edges(t)
         if flags:
             out[str(method)] = flags
     return out
@@ -96,4 +108,6 @@ def describe_flag(flag: dict) -> str:
     def fmt(x):
         return f"{x:g}" if isinstance(x, float) else str(x)
 
-    return f"{flag['param']} = {fmt(flag['value'])} ({flag['edge']} edge of [{fmt(flag['low'])}, {fmt(flag['high'])}])"
+    stage = f"stage {flag['stage']}: " if flag.get("stage") else ""
+    return (f"{stage}{flag['param']} = {fmt(flag['value'])} ({flag['edge']} edge of [{fmt(flag['low'])}, "
+            f"{fmt(flag['high'])}])")

@@ -24,7 +24,7 @@ from .aggregate import (
     short_error,
 )
 from .blocks import Cell, Table
-from .edges import describe_flag, edge_flags
+from .edges import describe_flag, method_edges
 
 DASH = "–"
 
@@ -364,7 +364,8 @@ def methods_table(ctx: ReportContext) -> Table:
 def tuning_table(method: str, tuning: dict) -> Table:
     """Every trial of one method's hyper-parameter search."""
     rows = [
-        [Cell(str(t.get("number"))), Cell(fmt_num(t.get("value"))), Cell(fmt_params(t.get("params")))]
+        [Cell((f"{t['stage']} " if t.get("stage") else "") + str(t.get("number"))), Cell(fmt_num(t.get("value"))),
+         Cell(fmt_params(t.get("params")))]
         for t in tuning.get("trials") or []
     ]
     return Table(["Trial", "Value", "Parameters"], rows, [True, True, False])
@@ -376,7 +377,13 @@ CONVERGED_TAIL = 0.2
 
 def convergence(tuning: dict) -> str:
     """``converged`` or ``still improving (best at trial 28 of 30)``: did the best validation value
-    move within the last ``CONVERGED_TAIL`` of the trials (in trial order)?"""
+    move within the last ``CONVERGED_TAIL`` of the trials (in trial order)? A staged search: each
+    stage's and the blend's, ``ease: converged; blend: ...``."""
+    stages = (tuning.get("staged") or {}).get("stages")
+    if stages is not None:
+        names = [s.get("name") for s in stages] + ["weights"]
+        return "; ".join(f"{name}: " + convergence({**tuning, "staged": None, "trials": [
+            tr for tr in tuning.get("trials") or [] if tr.get("stage") == name]}) for name in names)
     trials = sorted((tr for tr in tuning.get("trials") or [] if as_float(tr.get("value")) is not None),
                     key=lambda tr: tr.get("number") or 0)
     if not trials:
@@ -389,6 +396,18 @@ def convergence(tuning: dict) -> str:
     return "converged"
 
 
+def budget_text(tuning: dict) -> str:
+    """A method's budget: ``30 trials``, or a staged search's fits by stage and its blend evaluations,
+    ``30 fits (ease 15, lowpass 5, ials 10) + 64 blend evaluations of stored scores``."""
+    staged = tuning.get("staged") or {}
+    if not staged.get("stages"):
+        return f"{fmt_value(tuning.get('budget'))} trials"
+    split = ", ".join(f"{s.get('name')} {fmt_value(s.get('budget'))}" for s in staged["stages"])
+    blend = (staged.get("weights") or {}).get("budget")
+    return (f"{fmt_value(tuning.get('budget'))} fits ({split})"
+            + (f" + {fmt_value(blend)} blend evaluations of stored scores" if blend is not None else ""))
+
+
 def tuning_summary_table(ctx: ReportContext) -> Table:
     """Budget, trials run, best validation value, whether it still moved, and the chosen parameters."""
     rows = []
@@ -397,10 +416,11 @@ def tuning_summary_table(ctx: ReportContext) -> Table:
         values = [v for tr in t.get("trials") or [] if (v := as_float(tr.get("value"))) is not None]
         maximize = str(t.get("direction", "maximize")).lower() != "minimize"
         best = (max(values) if maximize else min(values)) if values else None
-        flags = edge_flags(t.get("space") or {}, t.get("chosen") or {})
+        flags = method_edges(t)
         rows.append([
             Cell(str(method) + (" (control)" if ctx.is_control(str(method)) else "")),
-            Cell(fmt_value(t.get("budget"))), Cell(str(len(t.get("trials") or []))),
+            Cell(budget_text(t) if t.get("staged") else fmt_value(t.get("budget"))),
+            Cell(str(len(t.get("trials") or []))),
             Cell(fmt_num(best)), Cell(convergence(t)), Cell(fmt_params(t.get("chosen"))),
             Cell("; ".join(describe_flag(f) for f in flags) or DASH),
         ])

@@ -27,18 +27,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..components import (
-    Adaptation,
-    Baseline,
-    DEFAULT_FAMILY,
-    Component,
-    DatasetRecipe,
-    Encoder,
-    Evaluator,
-    Fusion,
-    ModelFamily,
-    resolve_params,
-)
+from ..components import (DEFAULT_FAMILY, Adaptation, Baseline, Component, DatasetRecipe, Encoder, Evaluator, Fusion,
+                          ModelFamily, resolve_params)
 from ..errors import ConfigError
 from ..tasks import check_tasks_declaration
 from .synthetic import synthetic_catalog, tiny_ranking_result  # noqa: F401 - part of the contract API
@@ -351,9 +341,13 @@ def check_adaptation(cls: type, params: dict | None = None, data=None, workdir: 
 # -- model families ---------------------------------------------------------------------
 
 
-def check_family(cls: type, params: dict | None = None):
+def check_family(cls: type, params: dict | None = None, components: tuple | None = None):
     """A model family declares how an artifact restores it and implements ``fit(ctx, strategy)``;
-    its ``search_space`` names its own options (``params.model.OPTION``). Returns an instance."""
+    its ``search_space`` names its own options (``params.model.OPTION``). With ``components``
+    (encoder, fusion, adaptation classes) its ``tuning_stages`` for them are well formed: unique
+    names, valid spaces of parameter paths, a blend weight that no stage searches. Returns an instance."""
+    from ..stages import stage_problems
+
     family = check_component(cls, ModelFamily, params)
     label = _label(cls)
     _expect(cls.export in ("state", "refit", None), f"{label}: export must be 'state', 'refit' or None")
@@ -361,6 +355,8 @@ def check_family(cls: type, params: dict | None = None):
     for param in cls.search_space:
         _expect(param.startswith("params.model.") and param.rpartition(".")[2] in cls.defaults,
                 f"{label}: search_space path {param!r} is not params.model.<one of its options>")
+    problems = stage_problems(cls.tuning_stages(*components) if components else [])
+    _expect(not problems, f"{label}: {'; '.join(problems)}")
     return family
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 
-from xdplug.api import Adaptation, Choice, ConfigError, Float, Int, ItemItemProblem, ModelFamily
+from xdplug.api import Adaptation, Choice, ConfigError, Float, Int, ItemItemProblem, ModelFamily, TuningStage
 
 
 class ItemItemFamily(ModelFamily):
@@ -23,6 +23,9 @@ class ItemItemFamily(ModelFamily):
     defaults = {
         "reg_weight": Float(250.0, 0, 1e9, low_open=True),  # L2 weight of the target's item-item matrix
         "source_reg_weight": Float(1000.0, 0, 1e9, low_open=True),  # L2 weight of the source's matrix
+        # weight of EASE's standardised scores in the sum with the filter / iALS terms; 0 = EASE left
+        # out (not solved), as a staged search scores the other components alone
+        "ease_weight": Float(1.0, 0, 1e6),
         # target-only / joint: rank of GF-CF's low-pass filter over the (pooled) training matrix, added
         # to the EASE scores with filter_weight (both standardised); 0 = off
         "filter_rank": Int(0, 0, 4096),
@@ -64,6 +67,44 @@ class ItemItemFamily(ModelFamily):
         "params.model.source_norm": {"type": "uniform", "low": 0.0, "high": 1.0},
     }
 
+    #: staged tuning (``tuning.staged: true``): EASE with DAN's normalisation (and, pooled, the source's
+    #: weight and row normalisation), then the low-pass filter, then the iALS term, each alone; then
+    #: the three weights on their stored validation scores. iALS's ranges are the iALS control's.
+    ease_stage_space = {
+        "params.model.reg_weight": {"type": "loguniform", "low": 8.0, "high": 32768.0},
+        "params.model.user_norm": {"type": "uniform", "low": 0.0, "high": 1.0},
+        "params.model.item_norm": {"type": "uniform", "low": 0.0, "high": 1.0},
+    }
+    pooled_ease_stage_space = {"params.model.source_norm": {"type": "uniform", "low": 0.0, "high": 1.0}}
+    filter_stage_space = {"params.model.filter_rank": {"type": "int", "low": 2, "high": 512, "log": True}}
+    factor_stage_space = {
+        "params.model.factor_rank": {"type": "categorical", "choices": [32, 64, 128, 256, 512]},
+        "params.model.factor_reg": {"type": "loguniform", "low": 1.0e-3, "high": 1.0e4},
+        "params.model.factor_alpha": {"type": "loguniform", "low": 0.1, "high": 1000.0},
+    }
+
+    @classmethod
+    def tuning_stages(cls, encoder, fusion, adaptation) -> list[TuningStage]:
+        """EASE, the low-pass filter and the iALS term of target-only and joint (the forms that have
+        them); the other closed forms are EASE alone, not an ensemble."""
+        if adaptation.uses_source and not adaptation.closed_form_pooled:
+            return []
+        ease = copy.deepcopy(cls.ease_stage_space)
+        if adaptation.closed_form_pooled:
+            ease.update(copy.deepcopy(cls.pooled_ease_stage_space))
+            ease.update(copy.deepcopy(adaptation.closed_form_search_space))
+        m = "params.model."
+        return [
+            TuningStage("ease", ease, {m + "ease_weight": 1.0, m + "filter_rank": 0, m + "factor_rank": 0},
+                        m + "ease_weight", {m + "ease_weight": 0.0}),
+            TuningStage("lowpass", copy.deepcopy(cls.filter_stage_space),
+                        {m + "ease_weight": 0.0, m + "filter_weight": 1.0, m + "factor_rank": 0},
+                        m + "filter_weight", {m + "filter_rank": 0}),
+            TuningStage("ials", copy.deepcopy(cls.factor_stage_space),
+                        {m + "ease_weight": 0.0, m + "filter_rank": 0, m + "factor_weight": 1.0},
+                        m + "factor_weight", {m + "factor_rank": 0}),
+        ]
+
     def check(self, strategy):
         if strategy.encoder.role != "id" or set(strategy.fusion.uses) != {"id"}:
             raise ConfigError(f"{strategy.path}.encoder", "params.model.family: ease is an item-ID model; use "
@@ -81,6 +122,9 @@ class ItemItemFamily(ModelFamily):
     @classmethod
     def documented_spaces(cls, adaptations) -> dict:
         return {"model": copy.deepcopy(cls.search_space), "pooled_model": copy.deepcopy(cls.pooled_search_space),
+                "stages": {"ease": copy.deepcopy(cls.ease_stage_space), "lowpass": copy.deepcopy(cls.filter_stage_space),
+                           "ials": copy.deepcopy(cls.factor_stage_space)},
+                "pooled_ease_stage": copy.deepcopy(cls.pooled_ease_stage_space),
                 "adaptation": {a.name: copy.deepcopy(a.cls.closed_form_search_space) for a in adaptations
                                if a.cls.closed_form_search_space}}
 

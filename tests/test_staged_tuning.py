@@ -1,0 +1,194 @@
+"""Staged tuning of an ensemble (issue 31 item 3): each component alone, then the blend weights on
+stored validation scores, within the controls' budget; the blend is never worse than its best part."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from xdplug.config import load_config, store_path
+from xdplug.context import FitContext
+from xdplug.data.prepare import prepare
+from xdplug.engine.runner import run_benchmark
+from xdplug.errors import ConfigError
+from xdplug.model.strategy import fit_strategy
+from xdplug.spec import family_class
+from xdplug.stages import default_split
+from xdplug.store import RunStore
+from xdplug.testing.synthetic import SyntheticRecipe
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+USERS_SHARED = {"recipe": "synthetic", "params": {"n_shared_items": 0, "n_shared_users": 50}}
+
+
+def joint(**tuning):
+    return {"name": "ensemble", "encoder": "id", "fusion": "id", "adaptation": "joint",
+            "params": {"model": {"family": "ease"}}, "tuning": tuning}
+
+
+def meta_and_runs(config):
+    store = RunStore(store_path(config))
+    try:
+        return store.get_meta("tuning"), {r["method"]: r for r in store.runs()}
+    finally:
+        store.close()
+
+
+def test_a_staged_search_spends_the_budget_by_stage_and_never_blends_below_its_best_component(tiny_config):
+    small = {"params.model.factor_rank": {"type": "categorical", "choices": [2, 4, 8]},
+             "params.model.filter_rank": {"type": "int", "low": 2, "high": 16}}
+    config = tiny_config(dataset=USERS_SHARED, baselines=[],
+                         strategies=[joint(trials=6, staged=True, blend_trials=8, space=small)])
+    run_benchmark(config, progress=False)
+    meta, runs = meta_and_runs(config)
+    tu = meta["ensemble"]
+    stages = tu["staged"]["stages"]
+    assert [s["name"] for s in stages] == ["ease", "lowpass", "ials"]
+    # the controls' budget, in fits: every stage's fits add up to it; the blend only weighs stored scores
+    assert tu["budget"] == 6 and sum(s["budget"] for s in stages) == 6
+    assert len([r for r in tu["trials"] if r["stage"] != "weights"]) == 6
+    assert tu["staged"]["weights"]["budget"] == 8 and tu["staged"]["weights"]["trials"] == 8
+    best_component = max(s["best_value"] for s in stages)
+    assert tu["best_value"] >= best_component
+    # each component alone in the blend (stored scores) scores as its stage's best fit did
+    for s in stages:
+        assert tu["staged"]["weights"]["alone"][s["name"]] == pytest.approx(s["best_value"], abs=1e-6)
+    # the grid run is the chosen blend: its validation value is the blend search's
+    assert runs["ensemble"]["metrics"]["valid"]["ndcg@10"] == pytest.approx(tu["best_value"], abs=1e-6)
+    for path, value in tu["chosen"].items():
+        node = runs["ensemble"]["spec"]
+        for part in path.split(".")[:-1]:
+            node = node[part]
+        assert node[path.split(".")[-1]] == value
+    # a later stage searched with the earlier stages' choices fixed; the report sees every stage's space
+    assert set(tu["space"]) == {p for s in stages for p in s["space"]}
+    # a second run resumes every stage's study and the blend's: no new trial, the same choice
+    run_benchmark(config, progress=False, force=True)
+    again, _ = meta_and_runs(config)
+    assert again["ensemble"]["chosen"] == tu["chosen"] and len(again["ensemble"]["trials"]) == len(tu["trials"])
+
+
+def test_the_blend_of_stored_scores_is_what_the_fitted_blend_scores(plugin_manager, tmp_path):
+    """The identity the blend search rests on: ``ModelFamily.blend`` of each component's scores alone
+    equals the family's fitted strategy with those weights."""
+    registry = plugin_manager.registry
+    cfg = load_config(data={"dataset": {"recipe": "synthetic"}, "baselines": [{"baseline": "Pop"}]})
+    data = prepare(SyntheticRecipe(USERS_SHARED["params"]), cfg["dataset"], 7)
+    ctx = FitContext(data=data, seed=3, device=torch.device("cpu"), train=cfg["train"],
+                     evaluation=cfg["evaluation"], workdir=tmp_path)
+    base = {"reg_weight": 20.0, "user_norm": 0.3, "filter_rank": 6, "factor_rank": 4, "factor_reg": 0.1}
+    entry = joint()
+    stages = family_class(entry, registry).tuning_stages(*(registry.get(k, entry[k]) for k in
+                                                           ("encoder", "fusion", "adaptation")))
+
+    def scores(model: dict) -> torch.Tensor:
+        e = dict(entry, params={"model": {"family": "ease", **base, **model}})
+        return fit_strategy(e, registry, ctx).score(torch.arange(data.n_target_users))
+
+    parts = [scores({k.rsplit(".", 1)[1]: v for k, v in s.alone.items()}) for s in stages]
+    weights = [0.7, 0.2, 0.4]
+    fitted = scores({"ease_weight": 0.7, "filter_weight": 0.2, "factor_weight": 0.4})
+    blended = family_class(entry, registry).blend(parts, weights)
+    assert np.allclose(blended.numpy(), fitted.numpy(), atol=1e-4)
+    # EASE left out is not solved, and nothing left at all is refused
+    with pytest.raises(ConfigError, match="ease_weight"):
+        scores({"ease_weight": 0.0, "filter_rank": 0, "factor_rank": 0})
+
+
+def test_default_split_follows_the_parameter_counts():
+    assert default_split(30, [5, 1, 3]) == [15, 5, 10]
+    assert sum(default_split(7, [5, 1, 3])) == 7 and min(default_split(3, [5, 1, 3])) == 1
+    assert default_split(5, [0, 2]) == [1, 4]  # nothing to search: one fit of its written values
+
+
+@pytest.mark.parametrize("tuning, match", [
+    ({"trials": 6, "staged": True, "stages": {"ease": 3, "knn": 3}}, r"stages\.knn.*declares: ease, lowpass, ials"),
+    ({"trials": 6, "staged": True, "stages": {"ease": 3, "lowpass": 2}}, r"splits 5 fits.*add up to 6"),
+    ({"trials": 2, "staged": True}, r"2 fits cannot tune 3 components"),
+    ({"trials": 6, "staged": True, "start": "config"}, r"start: config does not apply"),
+    ({"trials": 6, "staged": True, "blend_trials": 2}, r"blend_trials.*at least 4"),
+    ({"trials": 6, "stages": {"ease": 6}}, r"stages.*add staged: true"),
+    ({"trials": 6, "staged": True, "space": {"params.model.dim": {"type": "int", "low": 8, "high": 64}}},
+     r"params.model.dim"),
+    ({"trials": 6, "staged": True, "space": {"params.model.neighbors": {"type": "int", "low": 8, "high": 64}}},
+     r"parameter of no stage"),
+])
+def test_bad_staged_configs_are_named(tiny_config, tuning, match):
+    with pytest.raises(ConfigError, match=match):
+        tiny_config(dataset=USERS_SHARED, strategies=[joint(**tuning)])
+
+
+def test_staged_is_refused_where_there_is_no_ensemble(tiny_config):
+    l2sp = dict(joint(trials=4, staged=True), adaptation="l2sp")
+    with pytest.raises(ConfigError, match=r"strategies\[0\]\.tuning\.staged.*declares no components"):
+        tiny_config(strategies=[l2sp])
+    with pytest.raises(ConfigError, match=r"baselines\[1\]\.tuning\.staged"):
+        tiny_config(baselines=[{"baseline": "Pop"}, {"baseline": "EASE", "tuning": {"trials": 4, "staged": True}}])
+    # the global switch stages what has stages and leaves the rest flat
+    config = tiny_config(strategies=[l2sp | {"tuning": {}}], tuning={"trials": 4, "staged": True})
+    assert config["tuning"]["staged"] is True
+
+
+def test_stages_are_part_of_the_search_identity(tiny_config, plugin_manager):
+    from xdplug.engine.tuning import method_tuning
+
+    a = tiny_config(dataset=USERS_SHARED, strategies=[joint(trials=6, staged=True)])
+    b = tiny_config(dataset=USERS_SHARED, strategies=[joint(trials=6, staged=True, stages={"ease": 4, "lowpass": 2})])
+    ta, tb = (method_tuning(c, "strategy", c["strategies"][0], "strategies[0]", plugin_manager.registry) for c in (a, b))
+    assert ta.identity() != tb.identity()
+    assert [s.stage.name for s in tb.staged.stages] == ["ease", "lowpass"]
+    assert dataclasses.replace(ta, staged=None).identity() != ta.identity()
+
+
+def test_the_report_flags_stage_values_at_their_edges_and_shows_the_split():
+    from xdplug.report.edges import describe_flag, tuning_edges
+    from xdplug.report.tables import budget_text, convergence
+
+    rank = {"params.model.factor_rank": {"type": "categorical", "choices": [32, 64, 128, 256, 512]}}
+    reg = {"params.model.reg_weight": {"type": "loguniform", "low": 8.0, "high": 32768.0}}
+    tu = {"budget": 6, "space": {**reg, **rank},
+          "chosen": {"params.model.reg_weight": 300.0, "params.model.factor_rank": 0},  # the blend left iALS out
+          "trials": [*({"number": i, "value": 0.1 + 0.1 * (i == 4), "stage": "ease"} for i in range(5)),
+                     {"number": 0, "value": 0.3, "stage": "ials"}, {"number": 0, "value": 0.35, "stage": "weights"}],
+          "staged": {"stages": [{"name": "ease", "budget": 2, "space": reg, "chosen": {"params.model.reg_weight": 300.0}},
+                                {"name": "ials", "budget": 4, "space": rank,
+                                 "chosen": {"params.model.factor_rank": 512}}],
+                     "weights": {"budget": 64}}}
+    flags = tuning_edges({"ensemble": tu})["ensemble"]
+    assert [(f["stage"], f["param"], f["edge"]) for f in flags] == [("ials", "params.model.factor_rank", "high")]
+    assert describe_flag(flags[0]).startswith("stage ials: params.model.factor_rank = 512 (high edge")
+    assert budget_text(tu) == "6 fits (ease 2, ials 4) + 64 blend evaluations of stored scores"
+    assert budget_text({"budget": 30}) == "30 trials"
+    assert convergence(tu) == ("ease: still improving (best at trial 5 of 5); ials: converged; weights: converged")
+
+
+def test_the_item_item_family_declares_well_formed_stages(plugin_manager):
+    from xdplug.testing import check_family
+
+    registry = plugin_manager.registry
+    family = registry.get("family", "ease")
+    parts = {name: registry.get("adaptation", name) for name in ("joint", "target-only", "l2sp")}
+    for name, adaptation in parts.items():
+        check_family(family, components=(registry.get("encoder", "id"), registry.get("fusion", "id"), adaptation))
+    ids = (registry.get("encoder", "id"), registry.get("fusion", "id"))
+    joint_ease = family.tuning_stages(*ids, parts["joint"])[0].space
+    assert "params.adaptation.source_weight" in joint_ease and "params.model.source_norm" in joint_ease
+    assert "params.adaptation.source_weight" not in family.tuning_stages(*ids, parts["target-only"])[0].space
+    assert family.tuning_stages(*ids, parts["l2sp"]) == []  # EASE alone: not an ensemble
+
+
+def test_malformed_stages_are_named():
+    from xdplug.components import TuningStage
+    from xdplug.stages import stage_problems
+
+    good = TuningStage("a", {"params.model.x": {"type": "uniform", "low": 0.0, "high": 1.0}}, {}, "params.model.w", {})
+    assert stage_problems([good]) == []
+    problems = stage_problems([good, good, TuningStage("b", {"params.model.w": {"type": "uniform", "low": 1, "high": 0}},
+                                                        {"model.x": 0}, "params.model.x", {})])
+    assert any("repeat" in p for p in problems) and any("low < high" in p for p in problems)
+    assert any("'model.x', not a parameter path" in p for p in problems)
+    assert any("weight 'params.model.x' is also searched" in p for p in problems)
