@@ -18,9 +18,10 @@ import torch
 import yaml
 
 import xdplug
-from xdplug.artifact import export_run, update_artifact, verify_artifact
+from xdplug.artifact import export_run, update_artifact, verify_artifact, write_artifact
 from xdplug.cli import main
 from xdplug.config import load_config
+from xdplug.context import FitContext
 from xdplug.errors import ArtifactError, DataError, RunError, XdplugError
 from xdplug.testing.synthetic import GENRES
 
