@@ -43,3 +43,20 @@ def example_plugin():
     if not found:
         pytest.fail(f"the example plugin is not installed; run `{EXAMPLE_INSTALL}` (part of the test setup)")
     return found[0]
+
+
+@pytest.fixture
+def run_config():
+    """``run_config(config)``: run a validated config's grid and return its stored runs by (method, seed)."""
+    def run(config: dict) -> dict:
+        from xdplug.engine.plan import expand, store_path
+        from xdplug.engine.runner import run_benchmark
+        from xdplug.store import RunStore
+
+        run_benchmark(config, progress=False)
+        store = RunStore(store_path(config))
+        try:
+            return {(r["method"], r["seed"]): r for r in store.runs([s.run_id for s in expand(config)])}
+        finally:
+            store.close()
+    return run

@@ -16,7 +16,6 @@ import pytest
 import torch
 
 from xdplug.api import Adaptation, ConfigError, Float, ModelFamily, ease_matrix, hookimpl
-from xdplug.engine.runner import run_benchmark
 
 CORE = Path(__file__).resolve().parents[1] / "xdplug"
 
@@ -131,20 +130,11 @@ def test_family_and_adaptation_checks_name_the_key(family_plugin, tiny_config):
         tiny_config(strategies=[dict(POPULARITY, encoder="bert", fusion="text")])
 
 
-def test_grid_tuning_export_and_recommend(family_plugin, tiny_config, tmp_path):
+def test_grid_tuning_export_and_recommend(family_plugin, tiny_config, run_config, tmp_path):
     from xdplug.artifact import export_run, load_artifact
-    from xdplug.engine.plan import expand
 
     config = tiny_config(strategies=[BLEND, dict(POPULARITY, tuning={"trials": 2})])
-    run_benchmark(config, progress=False)
-    from xdplug.store import RunStore
-    from xdplug.engine.plan import store_path
-
-    store = RunStore(store_path(config))
-    try:
-        runs = {(r["method"], r["seed"]): r for r in store.runs([s.run_id for s in expand(config)])}
-    finally:
-        store.close()
+    runs = run_config(config)
     for method in ("blend-ease", "popularity"):
         run = runs[(method, 0)]
         assert run["status"] == "done", run["error"]

@@ -49,7 +49,8 @@ class Block:
 
 
 class FixedPrior:
-    """A prior mean that does not move: ``weight * ||x - mean||^2`` on the listed rows (L2-SP)."""
+    """A prior mean that does not move: ``weight * ||x - mean||^2`` on the listed rows (L2-SP); ``mean``
+    has a row per entity (the others are not read)."""
 
     def __init__(self, mean: np.ndarray, weight: float, rows: np.ndarray | None = None):
         self.mean = np.asarray(mean, dtype=np.float64)
@@ -58,7 +59,7 @@ class FixedPrior:
 
     def terms(self, n: int, factors: np.ndarray, warm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         mean, weight = np.zeros((n, self.mean.shape[1])), np.zeros(n)
-        mean[self.rows], weight[self.rows] = self.mean, self.weight
+        mean[self.rows], weight[self.rows] = self.mean[self.rows], self.weight
         return mean, weight
 
 
@@ -231,11 +232,18 @@ class FactorModel:
 
     # -- fitting ---------------------------------------------------------------------------------
     def init(self, seed: int, shared: np.ndarray | None = None, rows: list | None = None) -> None:
-        """Small random factors (or the given ones)."""
+        """Small random factors as implicit draws them (the first block's rows, then the shared side, then
+        the other blocks' rows: a block added after the first leaves their draws unchanged), or the given ones."""
         rng = np.random.default_rng(seed)
-        self.rows = [rng.random((b.matrix.shape[0], self.k)) * 0.01 for b in self.blocks] if rows is None \
-            else [np.asarray(r, dtype=np.float64) for r in rows]
-        self.shared = rng.random((self.n_shared, self.k)) * 0.01 if shared is None else np.asarray(shared, np.float64)
+
+        def draw(n):
+            return rng.random((n, self.k), dtype=np.float32).astype(np.float64) * 0.01
+
+        first = draw(self.blocks[0].matrix.shape[0])
+        self.shared = draw(self.n_shared) if shared is None else np.asarray(shared, np.float64)
+        self.rows = [first] + [draw(b.matrix.shape[0]) for b in self.blocks[1:]]
+        if rows is not None:
+            self.rows = [np.asarray(r, dtype=np.float64) for r in rows]
 
     def fit(self, iterations: int, seed: int = 0, init: bool = True) -> FactorModel:
         if init:

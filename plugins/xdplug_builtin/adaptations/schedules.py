@@ -1,7 +1,9 @@
 """Adaptations that are schedules: which domain trains when, and what may change.
 
-Four of them also run in the item-item family (``params.model.family: ease``) and carry their
-closed form there (``closed_form(problem)``, ``xdplug.api.ItemItemProblem``).
+Four of them also run in the item-item family (``params.model.family: ease``) and the factor family
+(``factor``) and carry their form there (``closed_form(problem)``): each family hands its own problem
+(``xdplug.api.ItemItemProblem``, the factor family's ``FactorProblem``) with the same verbs,
+``target()``, ``source()``, ``with_prior(weight)`` and ``pooled(weight)``.
 """
 
 from __future__ import annotations
@@ -10,15 +12,15 @@ import torch
 
 from xdplug.api import Adaptation, Float
 
-#: the transfer model and the closed-form item-item family
-BOTH = frozenset({"embedding", "ease"})
+#: the transfer model, the closed-form item-item family and the factor family
+FAMILIES = frozenset({"embedding", "ease", "factor"})
 
 
 class TargetOnly(Adaptation):
     name = "target-only"
     description = "No transfer: train on the target only (the no-transfer control)"
     uses_source = False
-    families = BOTH
+    families = FAMILIES
 
     def fit(self, session):
         session.train(["target"], phase="target")
@@ -31,7 +33,7 @@ class ZeroShot(Adaptation):
     name = "zero-shot"
     description = "Train on the source only, score the target with no target training"
     uses_target = False
-    families = BOTH
+    families = FAMILIES
 
     def fit(self, session):
         session.train(["source"], phase="source", validate_on="source")
@@ -88,7 +90,7 @@ class L2SP(Adaptation):
     search_space = {"params.adaptation.weight": {"type": "loguniform", "low": 1.0e-4, "high": 1.0}}
     #: closed form: the pull towards the source's EASE solution, on the Gram-matrix scale
     closed_form_search_space = {"params.adaptation.weight": {"type": "loguniform", "low": 1.0, "high": 10000.0}}
-    families = BOTH
+    families = FAMILIES
 
     def fit(self, session):
         session.train(["source"], phase="source", validate_on="source")
@@ -110,7 +112,7 @@ class Joint(Adaptation):
     #: form are the item-item family's pooled_search_space)
     closed_form_search_space = {"params.adaptation.source_weight": {"type": "loguniform", "low": 0.01, "high": 16.0}}
     closed_form_pooled = True
-    families = BOTH
+    families = FAMILIES
 
     def fit(self, session):
         session.train(["source", "target"], phase="joint",
