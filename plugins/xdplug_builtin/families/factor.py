@@ -31,7 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from xdplug.api import (Adaptation, ConfigError, FactorBlock, FactorModel, FixedPrior, Float, Int, ModelFamily,
+from xdplug.api import (Adaptation, Bool, ConfigError, FactorBlock, FactorModel, FixedPrior, Float, Int, ModelFamily,
                         NotApplicableError, TextPrior)
 
 
@@ -45,6 +45,7 @@ class FactorFamily(ModelFamily):
         "regularization": Float(0.01, 0, 1e6, help="L2 on every factor (iALS's parametrisation)"),
         "alpha": Float(1.0, 0, 1e6, low_open=True, help="weight of an observed pair (an unobserved one: 1)"),
         "iterations": Int(15, 1, 1000, help="ALS sweeps"),
+        "use_cg": Bool(True, help="3 conjugate-gradient steps per row and sweep, as implicit (false: exact solves)"),
         "nu": Float(0.0, 0, 4, help="frequency-scaled L2 (Rendle et al. 2022): reg x (count / mean)^nu"),
         "offset_reg": Float(0.0, 0, 1e9, help="joint: L2 of the target's own offset on the shared factors (0: none)"),
         "text_weight": Float(1.0, 0, 1e9, help="text encoders: strength of the text prior on item factors"),
@@ -231,7 +232,7 @@ class FactorProblem:
         o = self.options
         return FactorModel(blocks, n_shared, int(o["factors"]), o["regularization"], o["alpha"], nu=o["nu"],
                            shared_priors=list(shared_priors) + self._shared_item_priors(n_shared),
-                           offset_reg=offset_reg)
+                           offset_reg=offset_reg, solver="cg" if o["use_cg"] else "exact", dtype=torch.float32)
 
     def _fit(self, blocks, n_shared: int, shared_priors=(), offset_reg: float = 0.0, fold_in: bool = False):
         data = self.ctx.data
@@ -269,6 +270,6 @@ class FactorProblem:
 def _fold_in_user(model: FactorModel, row: sp.csr_matrix, items: np.ndarray) -> np.ndarray:
     """Users shared: a new user's factor from their target items against the target items' factors."""
     helper = FactorModel([FactorBlock(row, np.arange(row.shape[1]))], row.shape[1], model.k, model.reg, model.alpha,
-                         model.unobserved)
+                         model.unobserved, solver="exact")
     helper.shared = items
     return helper.fold_in(row, 0)
