@@ -159,3 +159,44 @@ def test_grid_tuning_export_and_recommend(register_plugin, tiny_config, run_conf
         rec = load_artifact(folder)
         recs = rec.recommend(user=rec.ids["users"][0], k=3)
         assert len(recs) == 3 and all(r["item"] in rec.ids["items"] for r in recs)
+
+
+@pytest.fixture
+def users_shared(tmp_path):
+    """The synthetic pair with 50 users shared and no items shared, and a FitContext on it."""
+    from xdplug.config import load_config
+    from xdplug.data.prepare import prepare
+    from xdplug.testing.contracts import make_fit_context
+    from xdplug.testing.synthetic import SyntheticRecipe
+
+    cfg = load_config(data={"dataset": {"recipe": "synthetic"}, "baselines": [{"baseline": "Pop"}]})
+    data = prepare(SyntheticRecipe({"n_shared_items": 0, "n_shared_users": 50}), cfg["dataset"], 7)
+    assert len(data.shared_items) == 0 and len(data.shared_users) == 50
+    return make_fit_context(data, tmp_path / "fit", seed=3)
+
+
+def test_users_shared_the_user_factors_are_shared(register_plugin, plugin_manager, users_shared):
+    from xdplug.api import NotApplicableError
+    from xdplug.model.strategy import fit_strategy
+
+    register_plugin(HashedTextPlugin(), name="hashed-text")
+    ctx = users_shared
+    users = torch.arange(ctx.data.n_target_users)
+
+    def fit(adaptation, encoder="id", fusion="id", **adapt):
+        entry = {"name": "f", "encoder": encoder, "fusion": fusion, "adaptation": adaptation,
+                 "params": {"model": {"family": "factor", "factors": 6, "iterations": 4, "regularization": 0.1},
+                            "adaptation": adapt}}
+        return fit_strategy(entry, plugin_manager.registry, ctx)
+
+    target = fit("target-only").score(users).numpy()
+    np.testing.assert_allclose(fit("joint", source_weight=0.0).score(users).numpy(), target, atol=1e-6)
+    joint = fit("joint", source_weight=1.0)
+    assert np.abs(joint.score(users).numpy() - target).max() > 1e-2
+    assert fit("l2sp", weight=10.0).score(users).shape == target.shape
+    text = fit("joint", encoder="hashed-text", fusion="gate", source_weight=1.0)
+    assert np.abs(text.score(users).numpy() - joint.score(users).numpy()).max() > 1e-3
+    history = joint.score_history([0, 1, 2])
+    assert history.shape == (1, ctx.data.n_target_items) and torch.isfinite(history).all()
+    with pytest.raises(NotApplicableError, match="zero-shot through items"):
+        fit("zero-shot")

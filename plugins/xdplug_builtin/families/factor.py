@@ -58,7 +58,7 @@ class FactorFamily(ModelFamily):
         "params.model.alpha": {"type": "loguniform", "low": 0.1, "high": 1000.0},
     }
     #: added where the encoder gives text: the prior's strength
-    text_search_space = {"params.model.text_weight": {"type": "loguniform", "low": 1.0e-2, "high": 1.0e3}}
+    text_search_space = {"params.model.text_weight": {"type": "loguniform", "low": 1.0e-2, "high": 1.0e4}}
 
     def check(self, strategy):
         uses, role = set(strategy.fusion.uses), strategy.encoder.role
