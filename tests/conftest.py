@@ -88,3 +88,20 @@ def artifact_world(tmp_path_factory):
         return {"data": data, "config": config, "scorers": scorers, "paths": paths, "root": root}
 
     return build
+
+
+@pytest.fixture
+def run_config(plugin_manager):
+    """``run_config(config)``: run a validated config's grid and return its stored runs by (method, seed)."""
+    def run(config: dict) -> dict:
+        from xdplug.engine.plan import expand, store_path
+        from xdplug.engine.runner import run_benchmark
+        from xdplug.store import RunStore
+
+        run_benchmark(config, plugin_manager, progress=False)
+        store = RunStore(store_path(config))
+        try:
+            return {(r["method"], r["seed"]): r for r in store.runs([s.run_id for s in expand(config, plugin_manager.registry)])}
+        finally:
+            store.close()
+    return run

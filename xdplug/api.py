@@ -50,6 +50,7 @@ from .evaluation import RankingResult, rank_split
 from .hookspecs import hookimpl
 from .metrics import METRICS, csr_lists, hit_matrix, mean, metric_matrix, pad_columns, per_user_metrics, quick_metric
 from .model.als import fit_als
+from .model.factor import Block as FactorBlock, FactorModel, FixedPrior, TextPrior
 from .model.linear import ItemItemProblem, ease_matrix
 from .model.session import TrainingSession
 from .model.sparse_item_item import sparse_ease
@@ -87,6 +88,8 @@ __all__ = [
     "input_batch",
     # the sparse EASE solver (item-item baselines beyond the dense limit) and iALS's fit
     "sparse_ease", "fit_als",
+    # collective weighted ALS with prior means (the factor family's solver)
+    "FactorModel", "FactorBlock", "FixedPrior", "TextPrior",
     # data
     "RawDomain", "RawDomains", "read_atomic", "refuse_nonfinite", "validate_inter", "read_table", "sniff_separator",
     "normalise_key", "ItemCatalog", "CrossDomainData", "downloads_dir", "TextEmbeddingCache", "text_key",

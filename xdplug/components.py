@@ -180,9 +180,11 @@ class Adaptation(Component):
         raise NotImplementedError
 
     def closed_form(self, problem: ItemItemProblem):
-        """Its closed form in a family that solves one: return a scorer from ``problem`` (the item-item
-        family passes an :class:`~xdplug.model.linear.ItemItemProblem`: ``problem.target()``,
-        ``problem.pooled(w)``, or a ``B`` of its own through ``problem.scorer(b)``)."""
+        """Its closed form in a family that solves one: return a scorer from ``problem``. Each such family
+        passes its own problem (the item-item family an :class:`~xdplug.model.linear.ItemItemProblem`;
+        a factor family its own), with the verbs ``problem.target()``, ``problem.source()``,
+        ``problem.with_prior(w)`` and ``problem.pooled(w)``; the item-item one also takes a ``B`` of its
+        own through ``problem.scorer(b)``. ``closed_form_search_space`` is this method's search space."""
         raise NotImplementedError
 
     def model_parts(self, model) -> dict:

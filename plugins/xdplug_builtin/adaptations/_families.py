@@ -1,4 +1,5 @@
 """The model families the schedule adaptations run in."""
 
-#: the transfer model and the closed-form item-item family
-BOTH = frozenset({"embedding", "ease"})
+#: the transfer model, the closed-form item-item family and the factor family (whose problems offer the
+#: same closed-form verbs: target(), source(), with_prior(weight), pooled(weight))
+FAMILIES = frozenset({"embedding", "ease", "factor"})

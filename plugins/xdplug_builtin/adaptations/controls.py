@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from xdplug.api import Adaptation
 
-from ._families import BOTH
+from ._families import FAMILIES
 
 
 class TargetOnly(Adaptation):
     name = "target-only"
     description = "No transfer: train on the target only (the no-transfer control)"
     uses_source = False
-    families = BOTH
+    families = FAMILIES
 
     def fit(self, session):
         session.train(["target"], phase="target")
@@ -26,7 +26,7 @@ class ZeroShot(Adaptation):
     name = "zero-shot"
     description = "Train on the source only, score the target with no target training"
     uses_target = False
-    families = BOTH
+    families = FAMILIES
 
     def fit(self, session):
         session.train(["source"], phase="source", validate_on="source")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from xdplug.api import Adaptation, Float
 
-from ._families import BOTH
+from ._families import FAMILIES
 
 
 class Joint(Adaptation):
@@ -16,7 +16,7 @@ class Joint(Adaptation):
     #: form are the item-item family's pooled_search_space)
     closed_form_search_space = {"params.adaptation.source_weight": {"type": "loguniform", "low": 0.01, "high": 16.0}}
     closed_form_pooled = True
-    families = BOTH
+    families = FAMILIES
 
     def fit(self, session):
         session.train(["source", "target"], phase="joint",

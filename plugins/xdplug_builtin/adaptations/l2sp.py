@@ -7,7 +7,7 @@ import torch
 
 from xdplug.api import Adaptation, Float
 
-from ._families import BOTH
+from ._families import FAMILIES
 
 
 def l2sp_penalty(model, anchor: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -26,7 +26,7 @@ class L2SP(Adaptation):
     search_space = {"params.adaptation.weight": {"type": "loguniform", "low": 1.0e-4, "high": 1.0}}
     #: closed form: the pull towards the source's EASE solution, on the Gram-matrix scale
     closed_form_search_space = {"params.adaptation.weight": {"type": "loguniform", "low": 1.0, "high": 10000.0}}
-    families = BOTH
+    families = FAMILIES
 
     def fit(self, session):
         session.train(["source"], phase="source", validate_on="source")
