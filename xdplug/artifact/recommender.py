@@ -21,8 +21,8 @@ from ..config import SCHEMA, _check, check_pooling, validate
 from ..context import FitContext
 from ..data.text import normalise_key
 from ..errors import ArtifactError, ConfigError, NotApplicableError, UnknownComponentError, XdplugError
-from ..model.strategy import build_model, build_strategy, fit_strategy
-from ..spec import family_class
+from ..model.strategy import build_strategy, fit_strategy
+from ..spec import family_class, resolve_strategy
 from ..model.text_table import TextTable
 from ..plugins import get_plugins
 from ..recbole.compat import quiet_recbole_logging
@@ -35,14 +35,17 @@ MAX_SEED = 2**32 - 1
 
 def build_strategy_model(entry: dict, registry, data, device, seed: int, *, text_module=None, rb=None,
                          user_rows=None, n_union_users=None, path: str = "strategy"):
-    """The transfer model of a strategy spec, built by :func:`~xdplug.model.strategy.build_model` (the one
-    place it is constructed) under ``seed``, not trained. Returns ``(model, encoder, options)``."""
-    encoder, fusion, adaptation, options = build_strategy(entry, registry, path)
+    """The model of a strategy spec, built by its family (``ModelFamily.build``; the embedding family's is
+    :func:`~xdplug.model.strategy.build_model`, the one place the transfer model is constructed) under
+    ``seed``, not trained. Returns ``(model, encoder, options)``."""
+    strategy = resolve_strategy(entry, registry, path)
     device = torch.device(device)
+    restore = {"text_module": text_module, "user_rows": user_rows, "n_union_users": n_union_users}
+    if rb is not None:
+        restore["rb"] = rb
     with seeded(seed):
-        model = build_model(encoder, fusion, options, registry, data, device, seed, rb, text_module=text_module,
-                            user_rows=user_rows, n_union_users=n_union_users, path=path, adaptation=adaptation)
-    return model, encoder, options
+        model = strategy.family.build(strategy, data, device, seed, **restore)
+    return model, strategy.encoder, strategy.options
 
 
 def _text_module_from_state(state: dict, encoder, data, device):

@@ -1,6 +1,7 @@
 """Adaptations that are schedules: which domain trains when, and what may change.
 
-Four of them also run in the item-item family (``params.model.family: ease``) and carry their
+All of them run in the sequence family too (``params.model.family: sequence``: the same phases over
+a sequence tower). Four of them also run in the item-item family (``params.model.family: ease``) and carry their
 closed form there (``closed_form(problem)``, ``xdplug.api.ItemItemProblem``).
 """
 
@@ -10,8 +11,10 @@ import torch
 
 from xdplug.api import Adaptation, Float
 
-#: the transfer model and the closed-form item-item family
-BOTH = frozenset({"embedding", "ease"})
+#: the transfer model, the closed-form item-item family and the next-item sequence tower
+BOTH = frozenset({"embedding", "ease", "sequence"})
+#: the trained families (a schedule of phases, no closed form)
+TRAINED = frozenset({"embedding", "sequence"})
 
 
 class TargetOnly(Adaptation):
@@ -43,6 +46,7 @@ class ZeroShot(Adaptation):
 class Finetune(Adaptation):
     name = "finetune"
     description = "Pretrain on the source, then train everything on the target"
+    families = TRAINED
     defaults = {"target_learning_rate": Float(0.0, 0, 10, help="0: the phase's own learning rate")}
     search_space = {"params.adaptation.target_learning_rate": {"type": "loguniform", "low": 1.0e-4, "high": 1.0e-2}}
 
@@ -66,6 +70,7 @@ def adaptor_and_id_parameters(model) -> list[torch.nn.Parameter]:
 class Freeze(Adaptation):
     name = "freeze"
     description = "Pretrain on the source, then train only the text adaptor and ID parts on the target"
+    families = TRAINED
 
     def fit(self, session):
         session.train(["source"], phase="source", validate_on="source")

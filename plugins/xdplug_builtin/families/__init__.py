@@ -1,4 +1,5 @@
-"""Built-in model families: ``embedding`` (the transfer model) and ``ease`` (closed-form item-item)."""
+"""Built-in model families: ``embedding`` (the transfer model), ``ease`` (closed-form item-item) and
+``sequence`` (the next-item sequence tower)."""
 
 from xdplug.api import hookimpl
 
@@ -7,6 +8,7 @@ from xdplug.api import hookimpl
 def register_families(register):
     from .embedding import EmbeddingFamily
     from .item_item import ItemItemFamily
+    from .sequence import SequenceFamily
 
-    for cls in (EmbeddingFamily, ItemItemFamily):
+    for cls in (EmbeddingFamily, ItemItemFamily, SequenceFamily):
         register(cls)
