@@ -92,7 +92,7 @@ def test_an_item_absent_from_training_is_scored_through_its_text(xdplug_home, pl
                                times={**data.times, "target_train": data.times["target_train"][keep]},
                                sequence_cache={}, split_cache={})
     registry = plugin_manager.registry
-    scorer = fit_strategy(entry(encoder="bert", fusion="gate"), registry, make_fit_context(data, tmp_path, epochs=2))
+    scorer = fit_strategy(entry(encoder="bert", fusion="gate"), registry, make_fit_context(data, tmp_path, epochs=1))
     model, row = scorer.model, int(data.catalog.target_rows[unseen])
     assert not bool(model.id_known[row]) and bool(scorer.item_known[unseen])
     inputs = data.sequences("test")

@@ -76,6 +76,10 @@ class SequenceTower(FusedItems, nn.Module):
         self.position = nn.Embedding(options["max_length"], d)
         self.interleave = options["cross_domain"] == "interleave"
         self.domain_embedding = nn.Embedding(2, d) if self.interleave else None
+        for table in (self.position, self.domain_embedding):  # on the item vectors' scale, not N(0, 1)
+            if table is not None:
+                nn.init.normal_(table.weight, std=0.02)
+        self.input_norm = nn.LayerNorm(d)  # SASRec's: items + positions normalised before the blocks
         layer = nn.TransformerEncoderLayer(d, options["n_heads"], dim_feedforward=options["inner_size"],
                                            dropout=options["dropout"], activation="gelu", batch_first=True,
                                            norm_first=True)
@@ -124,7 +128,7 @@ class SequenceTower(FusedItems, nn.Module):
         if self.domain_embedding is not None and domains is not None:
             x = x + self.domain_embedding(domains.long().clamp_min(0))
         mask = nn.Transformer.generate_square_subsequent_mask(length, device=rows.device, dtype=x.dtype)
-        return self.norm(self.transformer(self.dropout(x), mask=mask, is_causal=True))
+        return self.norm(self.transformer(self.dropout(self.input_norm(x)), mask=mask, is_causal=True))
 
     def scores_against(self, u: torch.Tensor, vectors: torch.Tensor, item_rows: torch.Tensor) -> torch.Tensor:
         """Scores of outputs ``u`` against catalog ``item_rows``."""
