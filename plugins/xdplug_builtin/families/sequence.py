@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from xdplug.api import (NEXT_ITEM, Bool, Choice, ConfigError, Float, Int, ModelFamily, Sequences, Str,
+from xdplug.api import (NEXT_ITEM, Choice, ConfigError, Float, Int, ModelFamily, ModelOptions, Sequences,
                         TrainingSession, UserItems, id_part_encoder, item_parts, merged_sequences,
                         source_sequences, trainer_config, validate_target, validate_users)
 
@@ -108,28 +108,18 @@ class SequenceFamily(ModelFamily):
                    "full softmax; inductive through text")
     tasks = (NEXT_ITEM,)
     export = "state"
+    #: the options it shares with the embedding family are declared as there (one meaning per name)
     defaults = {
-        "dim": Int(64, 1, 4096),
-        "id_encoder": Str("id"),  # the ID part's encoder where the strategy's encoder is a text encoder
+        **{key: ModelOptions._options[key] for key in (
+            "dim", "id_encoder", "loss", "negatives", "adaptor", "id_dropout", "item_bias", "temperature", "amp",
+            "batch_users", "epochs", "learning_rate", "weight_decay")},
         "n_layers": Int(2, 1, 64),
         "n_heads": Int(2, 1, 64),
         "inner_size": Int(256, 1, 65536),  # the transformer's feed-forward width
         "dropout": Float(0.2, 0, 1, high_open=True),
         "max_length": Int(50, 1, 10_000),  # the most recent items an input keeps
-        # auto: full softmax up to SOFTMAX_MAX_ITEMS items, sampled (shared uniform negatives) above
-        "loss": Choice("auto", ["auto", "softmax", "sampled_softmax"]),
-        "negatives": Int(256, 1, 1_000_000),
-        "adaptor": Choice("linear", ["linear", "mlp"]),  # text vector -> model dimension
-        "id_dropout": Float(0.1, 0, 1, high_open=True),  # probability of hiding an item's ID part in training
-        "item_bias": Bool(True),
-        "temperature": Float(1.0, 0, 1000, low_open=True),
         # interleave: a target user's input holds their source events in time (domain embedding per event)
         "cross_domain": Choice("off", ["off", "interleave"]),
-        "amp": Choice("auto", ["auto", "off", "bf16"]),  # auto: bf16 autocast on CUDA devices with bf16
-        "batch_users": Int(128, 1, 10_000_000),  # training windows per step
-        "epochs": Int(0, 0, 100_000),  # 0: use train.epochs
-        "learning_rate": Float(0.0, 0, 10),  # 0: use train.learning_rate
-        "weight_decay": Float(0.0, 0, 10),
     }
     search_space = {
         "params.model.learning_rate": {"type": "loguniform", "low": 1.0e-4, "high": 1.0e-2},
@@ -139,6 +129,9 @@ class SequenceFamily(ModelFamily):
 
     def check(self, strategy):
         options = strategy.options
+        if options["loss"] == "bpr":
+            raise ConfigError(f"{strategy.path}.params.model.loss", "the sequence tower trains with softmax or "
+                              "sampled_softmax (auto: softmax up to 20,000 items), not bpr")
         if options["dim"] % options["n_heads"]:
             raise ConfigError(f"{strategy.path}.params.model.n_heads", f"params.model.dim ({options['dim']}) must "
                               f"be a multiple of n_heads ({options['n_heads']}): the attention splits it across heads")

@@ -10,7 +10,8 @@ Training rows are windows of the time-ordered training sequences: a sequence lon
 after the first is a next-item target exactly once per epoch (what RecBole's prefix augmentation
 gives SASRec, without one example per prefix). Position ``t``'s output reads the items at ``0..t``
 only (a causal mask) and is scored against every item of the domain (full softmax) or, above
-``SOFTMAX_MAX_ITEMS`` items or with ``loss: sampled_softmax``, against shared uniform negatives.
+``SOFTMAX_MAX_ITEMS`` items or with ``loss: sampled_softmax``, against ``negatives`` shared uniform
+negatives (accidental hits masked).
 
 ``cross_domain: interleave`` reads each target user's two domains merged in time (source events
 strictly before the target predicted, ``xdplug.api.merged_sequences``) with a domain embedding per
@@ -173,7 +174,7 @@ class SequenceTower(FusedItems, nn.Module):
             return h.sum() * 0.0
         domain_rows = self.domain_rows[domain].to(device)
         loss = self.options["loss"]
-        if loss == "softmax" or (loss == "auto" and len(domain_rows) <= SOFTMAX_MAX_ITEMS):
+        if loss == "softmax" or (loss == "auto" and len(domain_rows) <= SOFTMAX_MAX_ITEMS):  # (bpr: refused)
             return F.cross_entropy(self.scores_against(out, vectors, domain_rows), target)
         k = self.options["negatives"]
         negatives = torch.as_tensor(self.negative_rng.integers(0, len(domain_rows), k), device=device)
