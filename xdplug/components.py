@@ -251,7 +251,8 @@ class ModelFamily(Component):
         weights into it). ``restore`` carries what an artifact stored about the layout (``text_module``,
         ``user_rows``, ``n_union_users``); a family ignores what it does not read. The model serves an
         artifact through ``item_vectors()``, ``score_users("target", users, vectors=...)``,
-        ``new_user_vector(vectors, catalog_rows)`` (rows oldest first) and ``scores_against(u, vectors, rows)``.
+        ``new_user_vector(vectors, catalog_rows)`` and ``scores_against(u, vectors, rows)``; a model whose
+        ``reads_order`` is True gets a history's rows in the order given (oldest first), others sorted.
         """
         raise NotImplementedError
 

@@ -191,8 +191,10 @@ class Recommender:
             examples = ", ".join(repr(i) for i in self.items[:3])
             raise ArtifactError(f"unknown item{'s' if len(unknown) > 1 else ''} {shown}: not in the catalog of "
                                 f"{self.path.name} ({len(self.items)} target items, for example {examples})")
-        # in the order given (a sequence model reads it as oldest first), an item given twice at its latest place
-        rows = np.array(list(dict.fromkeys(reversed(rows)))[::-1], dtype=np.int64)
+        if getattr(self.model, "reads_order", False):  # a sequence model: oldest first, a repeat at its latest place
+            rows = np.array(list(dict.fromkeys(reversed(rows)))[::-1], dtype=np.int64)
+        else:  # a set: one canonical order, so the same items score bit for bit the same
+            rows = np.array(sorted(set(rows)), dtype=np.int64)
         return rows, self._targets_among(rows)
 
     def _targets_among(self, rows) -> list[int]:

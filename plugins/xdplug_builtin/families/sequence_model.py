@@ -62,6 +62,9 @@ def padded(values: np.ndarray, starts: np.ndarray, ends: np.ndarray, width: int,
 class SequenceTower(FusedItems, nn.Module):
     """Fused item vectors -> causal transformer -> the next item's scores."""
 
+    #: a history is read in its order (an artifact keeps the order a request gives)
+    reads_order = True
+
     def __init__(self, data, text_module, id_module, fusion_module, fusion_uses, options: dict, seed: int):
         super().__init__()
         d = options["dim"]
