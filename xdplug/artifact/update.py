@@ -269,6 +269,10 @@ def update_artifact(path: str | Path, interactions: str | Path, items: str | Pat
         raise ArtifactError(f"{src}: {meta['method']!r} (family: {family_name(meta['spec'])}) is refitted from its "
                             "data when loaded; it has no weights to fine-tune: refit it on the grown data with "
                             "`xdplug run` (seconds)")
+    if getattr(rec.model, "reads_order", False):  # its users are sequences: update fine-tunes set-based models
+        raise ArtifactError(f"{src}: {meta['method']!r} (family: {family_name(meta['spec'])}) reads each user's "
+                            "interactions in time order; update does not fine-tune sequence models yet: retrain it "
+                            "on the grown data with `xdplug run`")
     if out:  # before any training: an existing -o is never overwritten
         check_replaceable(out, overwrite=False)
     # where the new version goes must be writable: known now, not after the fine-tuning
