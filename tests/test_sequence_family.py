@@ -225,3 +225,16 @@ def test_interleaved_input_on_a_hand_made_timeline(xdplug_home, plugin_manager):
             m.item_id.weight[s3] = torch.linspace(-1, 1, m.item_id.weight.shape[1])
     assert not torch.allclose(model.score_split(users, "test"), before)
     torch.testing.assert_close(plain.score_split(users, "test"), plain_before)
+
+
+def test_a_family_declares_its_tasks_and_how_it_is_rebuilt():
+    from xdplug.components import ModelFamily
+    from xdplug.errors import ComponentDefinitionError
+    from xdplug.registry import Registry
+
+    register = Registry().register_callback("family", "checker")
+    with pytest.raises(ComponentDefinitionError, match=r"family 'odd': tasks must be a non-empty tuple"):
+        register(type("Odd", (ModelFamily,), {"name": "odd", "description": "d", "tasks": ("sessions",)}))
+    with pytest.raises(ComponentDefinitionError, match=r"export = 'state' needs build\(\) implemented"):
+        register(type("Stateful", (ModelFamily,), {"name": "stateful", "description": "d", "export": "state"}))
+    register(type("Fine", (ModelFamily,), {"name": "fine", "description": "d", "tasks": ("next-item",)}))
