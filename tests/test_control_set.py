@@ -10,7 +10,7 @@ import yaml
 
 from xdplug.cli import main
 from xdplug.config import load_config
-from xdplug.controls import STRONG, control_entries, control_methods, strategy_budget
+from xdplug.controls import NEXT_ITEM_STRONG, STRONG, control_entries, control_methods, strategy_budget
 from xdplug.errors import ConfigError
 from xdplug.frozen import thaw
 
@@ -49,21 +49,22 @@ def test_no_shipped_search_starts_from_written_values(path):
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_every_shipped_config_that_compares_methods_expands_the_same_controls(path):
     config = load_config(path)
-    if config["dataset"].get("protocol", {}).get("task") == "next-item":  # the strong set ranks for the
-        assert control_methods(config) == []  # general protocol; next-item compares its sequential controls
-        return
-    if config["name"] == "scale":  # the documented opt-out: a cost benchmark at 10^5 items
+    if config["name"] in ("scale", "next-item"):  # the documented opt-outs: a cost benchmark at 10^5 items,
+        # a tour of the sequential baselines (untuned, no strategy)
         assert config["controls"] == {"set": "none"} and control_methods(config) == []
         return
     assert config["controls"]["set"] == "strong"
     trials = config["controls"]["trials"]
     pooled = config["dataset"].get("align") != "none"
+    task = config["dataset"]["protocol"].get("task", "general")
     controls = [e for e in config["baselines"] if e.get("control")]
-    assert controls == control_entries("strong", trials, pooled)  # same methods, same budget each
-    assert control_methods(config) == (NAMES if pooled else list(STRONG))
+    assert controls == control_entries("strong", trials, pooled, task)  # same methods, same budget each
+    strong = NEXT_ITEM_STRONG if task == "next-item" else STRONG  # the sequential set ranks sequences
+    assert control_methods(config) == ([n for b in strong for n in (b, f"{b} (pooled)")] if pooled else list(strong))
     # never tuned less than a strategy they are compared with, and tuned at all
     assert trials >= strategy_budget(config)[0] and trials > 0
-    if config["dataset"]["recipe"] == "ml1m-genres" or config["name"].startswith("user-overlap"):
+    overlap = config["dataset"]["recipe"] == "ml1m-genres" or config["name"].startswith("user-overlap")
+    if task == "general" and overlap:
         assert {"iALS", "iALS (pooled)"} <= set(control_methods(config))
 
 

@@ -179,7 +179,10 @@ def test_default_spaces_are_documented_and_valid(plugin_manager):
     DEFAULT_SPACES = {k: v for k, v in spaces.items() if k not in ("pooled", "family")}
     POOLED_SPACES, EASE_FAMILY_SPACES = spaces["pooled"], spaces["family"]["ease"]
     assert documented == dict(DEFAULT_SPACES, pooled=POOLED_SPACES, family=spaces["family"])
-    assert set(spaces["family"]) == {"embedding", "ease", "factor"}
+    assert set(spaces["family"]) == {"embedding", "ease", "factor", "sequence"}
+    sequence_entry = {"encoder": "id", "fusion": "id", "adaptation": "finetune", "params": {"model": {"family": "sequence"}}}
+    for param, dist in spaces["family"]["sequence"]["model"].items():
+        assert param_problem("strategy", sequence_entry, param, dist, registry) is None, param
     for adaptation in ("target-only", *EASE_FAMILY_SPACES["adaptation"]):
         ease_entry = {"encoder": "id", "fusion": "id", "adaptation": adaptation,
                       "params": {"model": {"family": "ease"}}}

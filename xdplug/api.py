@@ -40,22 +40,23 @@ from .config import config_hash
 from .context import FitContext
 from .data.catalog import ItemCatalog
 from .data.crossdomain import CrossDomainData
-from .data.sequences import Sequences, merged_sequences, pooled_training_sequences
+from .data.sequences import Sequences, merged_sequences, pooled_training_sequences, source_sequences
 from .data.raw import RawDomain, RawDomains, read_atomic, refuse_nonfinite, validate_inter
 from .data.tables import read_table, sniff_separator
 from .data.text import normalise_key
 from .errors import (ArtifactError, ConfigError, DataError, NotApplicableError,
                      XdplugError)
-from .evaluation import RankingResult, rank_split
+from .evaluation import RankingResult, UserItems, rank_split
 from .hookspecs import hookimpl
 from .metrics import METRICS, csr_lists, hit_matrix, mean, metric_matrix, pad_columns, per_user_metrics, quick_metric
 from .model.als import fit_als
 from .model.factor import Block as FactorBlock, FactorModel, FixedPrior, TextPrior
 from .model.linear import ItemItemProblem, ease_matrix
-from .model.session import TrainingSession
+from .model.sampling import SOFTMAX_MAX_ITEMS, amp_dtype, autocast
+from .model.session import TrainingSession, validate_target, validate_users
 from .model.sparse_item_item import sparse_ease
-from .model.strategy import fit_transfer, id_part_encoder
-from .model.transfer import ModelOptions
+from .model.strategy import build_model, fit_transfer, id_part_encoder, item_parts, trainer_config
+from .model.transfer import FusedItems, ModelOptions, text_adaptor
 from .model.text_table import TextTable
 from .options import Bool, Choice, Float, Int, List, Mapping, Option, Str
 from .tasks import GENERAL, NEXT_ITEM
@@ -73,8 +74,12 @@ __all__ = [
     "declared_options",
     # model families: the base class, a resolved strategy, the transfer model's options and fit (the embedding
     # family's), the item-item family's closed forms (ItemItemProblem) and EASE's solution
-    "ModelFamily", "Strategy", "TuningStage", "ModelOptions", "fit_transfer", "id_part_encoder", "ItemItemProblem",
-    "ease_matrix",
+    "ModelFamily", "Strategy", "TuningStage", "ModelOptions", "fit_transfer", "build_model", "id_part_encoder",
+    "ItemItemProblem", "ease_matrix",
+    # a family's own model over the fused item vectors: its parts, its trainer settings and session scorer
+    # (validate_target / validate_users), mixed precision (amp_dtype: bf16 autocast on CUDA)
+    "item_parts", "FusedItems", "text_adaptor", "trainer_config", "validate_target", "validate_users",
+    "amp_dtype", "autocast", "SOFTMAX_MAX_ITEMS", "UserItems",
     # options
     "Option", "Int", "Float", "Bool", "Str", "Choice", "List", "Mapping",
     # errors
@@ -84,7 +89,8 @@ __all__ = [
     "METRICS", "csr_lists", "hit_matrix", "pad_columns", "metric_matrix", "per_user_metrics", "mean",
     "quick_metric", "evaluates_as_code", "literal_value",
     # the next-item task: its sequences, the pooled merge, RecBole's sequential fields
-    "GENERAL", "NEXT_ITEM", "Sequences", "merged_sequences", "pooled_training_sequences", "sequence_data",
+    "GENERAL", "NEXT_ITEM", "Sequences", "merged_sequences", "pooled_training_sequences", "source_sequences",
+    "sequence_data",
     "input_batch",
     # the sparse EASE solver (item-item baselines beyond the dense limit) and iALS's fit
     "sparse_ease", "fit_als",

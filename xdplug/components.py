@@ -241,6 +241,10 @@ class ModelFamily(Component):
     #: weights are stored and loaded into ``model.strategy.build_model``'s model), ``"refit"``
     #: (training-free and deterministic: fitted again from the stored data at load) or ``None``
     export: ClassVar[str | None] = None
+    #: the ``dataset.protocol.task`` values its strategies rank for (``xdplug.tasks``); a config asking a
+    #: strategy of this family for another task is refused at validation. Under ``next-item`` its scorer
+    #: has ``score_split(users, split)`` (see ``Baseline.fit``)
+    tasks: ClassVar[tuple[str, ...]] = ("general",)
 
     def check(self, strategy: Strategy) -> None:
         """Configuration-time checks of a resolved strategy in this family (nothing is built): raise
@@ -286,6 +290,16 @@ class ModelFamily(Component):
             term = part * (float(weight) / (float(part.double().std(correction=0)) + 1e-12))
             total = term if total is None else total + term
         return total
+
+    def build(self, strategy: Strategy, data: CrossDomainData, device: torch.device, seed: int, **restore):
+        """The untrained model of ``strategy`` on ``data`` (``export = "state"``: an artifact loads its
+        weights into it). ``restore`` carries what an artifact stored about the layout (``text_module``,
+        ``user_rows``, ``n_union_users``); a family ignores what it does not read. The model serves an
+        artifact through ``item_vectors()``, ``score_users("target", users, vectors=...)``,
+        ``new_user_vector(vectors, catalog_rows)`` and ``scores_against(u, vectors, rows)``; a model whose
+        ``reads_order`` is True gets a history's rows in the order given (oldest first), others sorted.
+        """
+        raise NotImplementedError
 
 
 class Evaluator(Component):

@@ -542,10 +542,10 @@ def check_pooling(entry: dict, cls, path: str, source: str | None = None) -> Non
 def validate_components(config: dict, registry, source: str | None = None) -> None:
     """Check every component name against the registry and build each with its options."""
     from .errors import UnknownComponentError
-    from .spec import build_strategy
+    from .spec import build_strategy, family_class
     from .spaces import validate_space_paths
     from .stages import check_staged
-    from .tasks import check_task
+    from .tasks import check_family_task, check_task, task_of
 
     def get(kind, name, path):
         try:
@@ -567,6 +567,8 @@ def validate_components(config: dict, registry, source: str | None = None) -> No
     for i, entry in enumerate(config["strategies"]):
         for kind in ("encoder", "fusion", "adaptation"):
             get(kind, entry[kind], f"strategies[{i}].{kind}")
+        check_family_task(family_class(entry, registry, f"strategies[{i}]"), registry,
+                          task_of(ds.get("protocol")), f"strategies[{i}]", source)
         encoder, _, _, _ = build_strategy(entry, registry, f"strategies[{i}]")
         encoder.check_files()  # a missing model directory is found now, not when the run reaches it
     validate_space_paths(config, registry, source)

@@ -18,12 +18,16 @@ from typing import Any
 
 from .errors import ConfigError
 from .names import default_baseline_name, default_strategy_name
+from .tasks import GENERAL, NEXT_ITEM, task_of
 
 #: the strong set, in report order: training-free and closed forms, the factor model, neighbourhoods, popularity
 STRONG = ("EASE", "iALS", "RP3beta", "GF-CF", "SANSA", "ItemKNN", "Pop")
 #: every control of the strong set also runs pooled (source rows stacked under the target's) where
 #: the domains may share users or items; on data that share none those runs are "not applicable"
 POOLED = STRONG
+#: the strong set under ``dataset.protocol.task: next-item`` (the general set ranks no sequence): RecBole's
+#: sequential models, the closed-form item-to-item model, popularity; each also pooled where data are shared
+NEXT_ITEM_STRONG = ("SASRec", "GRU4Rec", "seq-ease", "Pop")
 #: the sets a config can name; ``auto`` is ``strong`` where the config has a strategy, ``none`` otherwise
 SETS = ("auto", "strong", "none")
 
@@ -54,14 +58,14 @@ def resolved_set(config: dict) -> str:
     return name
 
 
-def control_entries(name: str, trials: int, pooled: bool = True) -> list[dict]:
-    """The baseline entries of control set ``name``, each tuned with ``trials`` trials."""
+def control_entries(name: str, trials: int, pooled: bool = True, task: str = GENERAL) -> list[dict]:
+    """The baseline entries of control set ``name`` for ``task``, each tuned with ``trials`` trials."""
     if name == "none":
         return []
     out = []
-    for baseline in STRONG:
+    for baseline in NEXT_ITEM_STRONG if task == NEXT_ITEM else STRONG:
         out.append({"baseline": baseline, "control": name, "tuning": {"trials": trials}})
-        if pooled and baseline in POOLED:
+        if pooled and (task == NEXT_ITEM or baseline in POOLED):
             out.append({"baseline": baseline, "pooled": True, "control": name, "tuning": {"trials": trials}})
     return out
 
@@ -90,7 +94,7 @@ def expand(config: dict, source: str | None = None) -> dict:
                           "(the largest strategy budget)", source)
     trials = controls.get("trials", max(floor, (config.get("tuning") or {}).get("trials", 0)))
     pooled = config["dataset"].get("align") != "none"  # nothing shared: the pooled model is the target-only one
-    wanted = control_entries(name, trials, pooled)
+    wanted = control_entries(name, trials, pooled, task_of(config["dataset"].get("protocol")))
     baselines = list(config.get("baselines") or [])
     written = [(i, e) for i, e in enumerate(baselines) if isinstance(e, dict) and "control" in e]
     if written:  # a resolved config loaded again: its control entries must be exactly the set's

@@ -158,10 +158,13 @@ def _check_capabilities(cls, plugin: str) -> None:
                                          and all(isinstance(f, str) for f in cls.families)):
         raise ComponentDefinitionError(f"{label}: families must be a non-empty set of model family names, "
                                        f"got {cls.families!r}")
-    if cls.kind == "baseline":
+    if cls.kind in ("baseline", "family"):
         problem = check_tasks_declaration(getattr(cls, "tasks", None))
         if problem:
             raise ComponentDefinitionError(f"{label}: tasks {problem}")
+    if cls.kind == "family" and cls.export == "state" and cls.build is components.ModelFamily.build:
+        raise ComponentDefinitionError(f"{label}: export = 'state' needs build() implemented (an artifact loads "
+                                       "its weights into the model build() returns)")
     if cls.kind == "baseline" and cls.export == "state":
         for method in ("export_state", "restore"):
             if getattr(cls, method) is getattr(components.Baseline, method):

@@ -2,7 +2,8 @@
 
 ``dataset.protocol.task`` picks one: ``general`` (the default: a set of held-out items per
 user, docs/protocol.md section 1) or ``next-item`` (each user's interactions in time order, the
-next one held out, section 3). A method declares the tasks it ranks for (``Baseline.tasks``);
+next one held out, section 3). A method declares the tasks it ranks for (``Baseline.tasks``; a
+strategy's model family, ``ModelFamily.tasks``);
 a config that asks a method for another task is refused here, before any data is prepared,
 instead of producing a number that measures something else (a set-based model never reads the
 order of a sequence; a sequence model has no meaning on a shuffled split).
@@ -20,10 +21,6 @@ TASKS = (GENERAL, NEXT_ITEM)
 LEAVE_ONE_OUT = "leave-one-out"
 GLOBAL_TIME = "global-time"
 SEQUENCE_SPLITS = (LEAVE_ONE_OUT, GLOBAL_TIME)
-
-#: the tasks the transfer strategies rank for (a sequence tower, when it comes, adds next-item)
-STRATEGY_TASKS = (GENERAL,)
-
 
 def task_of(protocol: dict | None) -> str:
     """The task of a ``dataset.protocol`` mapping (``general`` when the key is absent, so every
@@ -51,7 +48,8 @@ def refusal(kind: str, name: str, tasks: tuple, task: str) -> str:
 
 
 def check_task(config: dict, registry, source: str | None = None) -> None:
-    """Every method of ``config`` ranks for its task, and the dataset options make sense for it."""
+    """Every baseline of ``config`` ranks for its task, and the dataset options make sense for it (a
+    strategy's family: :func:`check_family_task`, by the config's validation, which resolves families)."""
     dataset = config["dataset"]
     protocol = dataset["protocol"]
     task = task_of(protocol)
@@ -65,9 +63,11 @@ def check_task(config: dict, registry, source: str | None = None) -> None:
         cls = registry.get("baseline", entry["baseline"], f"baselines[{i}].baseline")
         if task not in cls.tasks:
             raise ConfigError(f"baselines[{i}].baseline", refusal("baseline", cls.name, cls.tasks, task), source)
-    for i, entry in enumerate(config["strategies"]):
-        if task not in STRATEGY_TASKS:
-            raise ConfigError(f"strategies[{i}]", f"the transfer strategies rank for the "
-                              f"{' and '.join(STRATEGY_TASKS)} protocol, not for dataset.protocol.task {task!r} "
-                              "(a sequence model family is not built yet); under next-item compare baselines",
-                              source)
+
+
+def check_family_task(family: type, registry, task: str, path: str, source: str | None = None) -> None:
+    """A strategy's model family ranks for ``task`` (``ModelFamily.tasks``)."""
+    if task not in family.tasks:
+        able = [n for n in registry.names("family") if task in registry.get("family", n).tasks]
+        raise ConfigError(f"{path}.params.model.family", refusal("model family", family.name, family.tasks, task)
+                          + f"; families that rank for it: {', '.join(able) or 'none'}", source)

@@ -171,6 +171,9 @@ def _write_data(folder: Path, data, keep_source: bool, extra: dict | None = None
         "catalog_source_rows": np.asarray(data.catalog.source_rows, dtype=np.int64),
         "catalog_target_rows": np.asarray(data.catalog.target_rows, dtype=np.int64),
         "cold_items": np.asarray(data.cold_items, dtype=np.int64),
+        # next-item: what precedes each test target, time-ordered (a sequence model's input of a known user)
+        **({"target_test_input": np.asarray(data.target_test_input, dtype=np.int64).reshape(-1, 2)}
+           if data.target_test_input is not None else {}),
         **(extra or {}),
     }
     write_npz(folder / "arrays.npz", arrays, compress=True)
@@ -181,7 +184,7 @@ def _write_data(folder: Path, data, keep_source: bool, extra: dict | None = None
 #: the arrays of ``data/arrays.npz``: name -> (dimensions, required)
 ARRAYS = {"target_train": (2, True), "target_valid": (2, True), "target_test": (2, True),
           "source_train": (2, True), "catalog_source_rows": (1, True), "catalog_target_rows": (1, True),
-          "cold_items": (1, False), "model_user_rows_target": (1, False), "model_user_rows_source": (1, False)}
+          "cold_items": (1, False), "target_test_input": (2, False), "model_user_rows_target": (1, False), "model_user_rows_source": (1, False)}
 #: the lists of ``data/keys.json``
 KEY_LISTS = ("target_users", "target_items", "source_users", "source_items", "catalog", "texts")
 
@@ -234,6 +237,7 @@ def _check_shapes(file: Path, headers: dict, n: dict[str, int]) -> None:
     at_most = {"target_train": n["target_users"] * n["target_items"],
                "target_valid": n["target_users"] * n["target_items"],
                "target_test": n["target_users"] * n["target_items"],
+               "target_test_input": n["target_users"] * n["target_items"],
                "source_train": n["source_users"] * n["source_items"], "cold_items": n["target_items"]}
     for name, (shape, _) in headers.items():
         if name in exact and shape[0] != exact[name][1]:
@@ -255,7 +259,10 @@ def _check_ranges(file: Path, arrays: dict, n: dict[str, int]) -> None:
     for name, users, items in (("target_train", "target_users", "target_items"),
                                ("target_valid", "target_users", "target_items"),
                                ("target_test", "target_users", "target_items"),
+                               ("target_test_input", "target_users", "target_items"),
                                ("source_train", "source_users", "source_items")):
+        if name not in arrays:  # optional (next-item only)
+            continue
         pairs = arrays[name]
         inside(f"{name} (users)", pairs[:, 0], n[users], f"{users.replace('_', ' ')[:-1]} indices")
         inside(f"{name} (items)", pairs[:, 1], n[items], f"{items.replace('_', ' ')[:-1]} indices")

@@ -21,8 +21,8 @@ from ..config import SCHEMA, _check, check_pooling, validate
 from ..context import FitContext
 from ..data.text import normalise_key
 from ..errors import ArtifactError, ConfigError, NotApplicableError, UnknownComponentError, XdplugError
-from ..model.strategy import build_model, build_strategy, fit_strategy
-from ..spec import family_class
+from ..model.strategy import build_strategy, fit_strategy
+from ..spec import family_class, resolve_strategy
 from ..model.text_table import TextTable
 from ..plugins import installed_registry
 from ..recbole.compat import quiet_recbole_logging
@@ -35,14 +35,17 @@ MAX_SEED = 2**32 - 1
 
 def build_strategy_model(entry: dict, registry, data, device, seed: int, *, text_module=None, rb=None,
                          user_rows=None, n_union_users=None, path: str = "strategy"):
-    """The transfer model of a strategy spec, built by :func:`~xdplug.model.strategy.build_model` (the one
-    place it is constructed) under ``seed``, not trained. Returns ``(model, encoder, options)``."""
-    encoder, fusion, adaptation, options = build_strategy(entry, registry, path)
+    """The model of a strategy spec, built by its family (``ModelFamily.build``; the embedding family's is
+    :func:`~xdplug.model.strategy.build_model`, the one place the transfer model is constructed) under
+    ``seed``, not trained. Returns ``(model, encoder, options)``."""
+    strategy = resolve_strategy(entry, registry, path)
     device = torch.device(device)
+    restore = {"text_module": text_module, "user_rows": user_rows, "n_union_users": n_union_users}
+    if rb is not None:
+        restore["rb"] = rb
     with seeded(seed):
-        model = build_model(encoder, fusion, options, registry, data, device, seed, rb, text_module=text_module,
-                            user_rows=user_rows, n_union_users=n_union_users, path=path, adaptation=adaptation)
-    return model, encoder, options
+        model = strategy.family.build(strategy, data, device, seed, **restore)
+    return model, strategy.encoder, strategy.options
 
 
 def _text_module_from_state(state: dict, encoder, data, device):
@@ -194,7 +197,10 @@ class Recommender:
             examples = ", ".join(repr(i) for i in self.items[:3])
             raise ArtifactError(f"unknown item{'s' if len(unknown) > 1 else ''} {shown}: not in the catalog of "
                                 f"{self.path.name} ({len(self.items)} target items, for example {examples})")
-        rows = np.array(sorted(set(rows)), dtype=np.int64)
+        if getattr(self.model, "reads_order", False):  # a sequence model: oldest first, a repeat at its latest place
+            rows = np.array(list(dict.fromkeys(reversed(rows)))[::-1], dtype=np.int64)
+        else:  # a set: one canonical order, so the same items score bit for bit the same
+            rows = np.array(sorted(set(rows)), dtype=np.int64)
         return rows, self._targets_among(rows)
 
     def _targets_among(self, rows) -> list[int]:

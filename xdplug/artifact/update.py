@@ -36,6 +36,7 @@ from ..model.strategy import TrainingConfig, build_strategy, fit_strategy, model
 from ..plugins import installed_registry
 from ..recbole.compat import quiet_recbole_logging
 from ..recbole.dataset import training_config
+from ..spec import family_name
 from ..weights import load_state, rng_kept, seeded
 from .export import write_artifact
 from .format import MANIFEST, check_replaceable, copy_data, next_version_path
@@ -321,6 +322,10 @@ def update_artifact(path: str | Path, interactions: str | Path, items: str | Pat
     refit = rec.model is None
     _, fusion, _, _ = build_strategy(meta["spec"], registry, "strategy")
     reads_text = "text" in fusion.uses  # then new items need their text
+    if getattr(rec.model, "reads_order", False):  # its users are sequences: update fine-tunes set-based models
+        raise ArtifactError(f"{src}: {meta['method']!r} (family: {family_name(meta['spec'])}) reads each user's "
+                            "interactions in time order; update does not fine-tune sequence models yet: retrain it "
+                            "on the grown data with `xdplug run`")
     if out:  # before any training: an existing -o is never overwritten
         check_replaceable(out, overwrite=False)
     # where the new version goes must be writable: known now, not after the fine-tuning

@@ -81,10 +81,11 @@ class CrossDomainData:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         if split not in self.sequence_cache:
+            # an artifact keeps the order of the pairs, not their times
             if split == "test":
-                pairs, times = self.target_test_input, self.times["target_test_input"]
+                pairs, times = self.target_test_input, self.times.get("target_test_input")
             else:
-                pairs, times = self.target_train, self.times["target_train"]
+                pairs, times = self.target_train, self.times.get("target_train")
             self.sequence_cache[split] = Sequences.from_pairs(pairs, self.n_target_users, times)
         return self.sequence_cache[split]
 

@@ -24,7 +24,8 @@ from ..evaluation import rank_split
 from ..model.strategy import fit_strategy
 from ..recbole.compat import quiet_recbole_logging, resolve_device
 from ..recbole.trainer import learning_problems
-from ..tasks import STRATEGY_TASKS, refusal
+from ..spec import family_class
+from ..tasks import check_family_task, refusal
 from ..tempdirs import make as scratch_dir
 from .plan import RunSpec, output_dir
 
@@ -99,8 +100,8 @@ def fit_method(spec: RunSpec, config: dict, registry, ctx: FitContext):
         if (pooled or cls.needs_shared_ids) and not ctx.data.has_shared_ids:
             raise NotApplicableError(NEEDS_SHARED)
         return baseline.fit(ctx, pooled=pooled)
-    if task not in STRATEGY_TASKS:
-        raise ConfigError(spec.path, f"the transfer strategies rank for the general protocol, not for {task!r}")
+    # validation refuses it first; this guards the API
+    check_family_task(family_class(spec.entry, registry, spec.path), registry, task, spec.path)
     return fit_strategy(spec.entry, registry, ctx, spec.path)
 
 

@@ -32,35 +32,22 @@ SOURCE_VALID_USERS = 1000
 SOURCE_VALID_FRACTION = 0.2
 
 
-class TrainingSession:
-    def __init__(self, ctx: FitContext, model, config, options: dict, uses_source: bool, uses_target: bool):
+class TransferScorer:
+    """The transfer model's side of a session: the users a phase trains, the source-validation slice it
+    holds out, and the validation score (target: the fixed split; source: the held-out slice).
+
+    A model family with another model hands :class:`TrainingSession` its own object with the same three
+    methods (``hold_out_source()``, ``train_users(domain)``, ``validate(on)``), so the adaptations'
+    schedules run unchanged over any model.
+    """
+
+    def __init__(self, ctx: FitContext, model):
         self.ctx = ctx
         self.model = model
-        self.config = config
-        self.options = options
-        self.uses_source = uses_source
-        self.uses_target = uses_target
-        self.phases: list[dict] = []
-        #: held-out slices a phase can validate on besides the target's split: name -> (domain, users,
-        #: positives, masked items); the source's is ``"source"``
-        self.slices: dict[str, tuple] = {}
-        if uses_source:
-            self.add_slice("source", "source", *self._hold_out_source())
-
-    def add_slice(self, name: str, domain: str, users: np.ndarray, positives, masked: list) -> None:
-        """A held-out slice of ``domain`` to validate phases on (``validate_on=name``): ``users``,
-        their held-out ``positives`` (one array per user, or :class:`UserItems`) and the items
-        ranked out for each (``masked``). An empty slice validates nothing: the phase keeps its
-        last epoch."""
-        self.slices[name] = (domain, np.asarray(users, dtype=np.int64), positives, masked)
-
-    @property
-    def source_valid(self):
-        """The held-out source slice ``(users, positives, masked)``, or None."""
-        return self.slices["source"][1:] if "source" in self.slices else None
+        self.source_valid = None
 
     # -- source validation slice ------------------------------------------------------
-    def _hold_out_source(self):
+    def hold_out_source(self) -> None:
         data = self.ctx.data
         pairs = data.source_train
         rng = np.random.default_rng(self.ctx.seed + 101)
@@ -78,24 +65,72 @@ class TrainingSession:
         order = np.argsort(valid_pairs[:, 0], kind="stable")
         positives = UserItems(np.concatenate([[0], np.cumsum(per_user)]), valid_pairs[order, 1])
         masked = [hist.local_items[hist.indptr[u]:hist.indptr[u + 1]] for u in users]
-        return users, positives, masked
+        self.source_valid = users, positives, masked
+
+    def train_users(self, domain: str) -> np.ndarray:
+        """The rows a phase on ``domain`` batches (users with training items)."""
+        return self.model.histories[domain].active_users()
 
     # -- validation -------------------------------------------------------------------
     def validate(self, on: str) -> float:
-        metric, k = self.ctx.valid_metric
         model = self.model
         if on == "target":
-            result = rank_split(lambda u: model.score_users("target", u), self.ctx.data, "valid", [k],
-                                self.ctx.device, self.ctx.evaluation["user_groups"])
-            return quick_metric(result, metric, k)
+            return validate_target(self.ctx, lambda u: model.score_users("target", u))
+        users, positives, masked = self.source_valid
+        return validate_users(self.ctx, lambda u: model.score_users("source", u), users, positives, masked,
+                              self.ctx.data.n_source_items)
+
+
+def validate_target(ctx: FitContext, score_fn) -> float:
+    """The validation metric of ``score_fn`` on the target's fixed validation split."""
+    metric, k = ctx.valid_metric
+    result = rank_split(score_fn, ctx.data, "valid", [k], ctx.device, ctx.evaluation["user_groups"])
+    return quick_metric(result, metric, k)
+
+
+def validate_users(ctx: FitContext, score_fn, users, positives: UserItems, masked, n_items: int) -> float:
+    """The validation metric of ``score_fn`` on held-out ``positives`` of ``users`` (a source slice)."""
+    metric, k = ctx.valid_metric
+    topk, _ = rank_users(score_fn, users, positives, masked, n_items, k, device=ctx.device)
+    result = RankingResult(users=users, topk=topk, positives=positives, ks=[k], n_items=n_items,
+                           train_counts=np.zeros(len(users)), item_popularity=np.zeros(n_items))
+    return quick_metric(result, metric, k)
+
+
+class TrainingSession:
+    def __init__(self, ctx: FitContext, model, config, options: dict, uses_source: bool, uses_target: bool,
+                 scorer=None):
+        """``scorer``: the model family's side of the session (:class:`TransferScorer`'s methods); the
+        transfer model's by default."""
+        self.ctx = ctx
+        self.model = model
+        self.config = config
+        self.options = options
+        self.uses_source = uses_source
+        self.uses_target = uses_target
+        self.phases: list[dict] = []
+        self.scorer = scorer if scorer is not None else TransferScorer(ctx, model)
+        #: held-out slices a phase can validate on besides the target's split and the source's: name ->
+        #: (domain, users, positives, masked items)
+        self.slices: dict[str, tuple] = {}
+        if uses_source:
+            self.scorer.hold_out_source()
+
+    def add_slice(self, name: str, domain: str, users: np.ndarray, positives, masked: list) -> None:
+        """A held-out slice of ``domain`` to validate phases on (``validate_on=name``): ``users``,
+        their held-out ``positives`` (one array per user, or :class:`UserItems`) and the items
+        ranked out for each (``masked``). An empty slice validates nothing: the phase keeps its
+        last epoch."""
+        self.slices[name] = (domain, np.asarray(users, dtype=np.int64), positives, masked)
+
+    def validate(self, on: str) -> float:
+        """The validation score of the model now, on ``"target"``, ``"source"`` or an added slice."""
+        if on not in self.slices:
+            return self.scorer.validate(on)
         domain, users, positives, masked = self.slices[on]
         n_items = self.ctx.data.n_source_items if domain == "source" else self.ctx.data.n_target_items
-        topk, _ = rank_users(lambda u: model.score_users(domain, u), users, positives, masked,
-                             n_items, k, device=self.ctx.device)
-        result = RankingResult(users=users, topk=topk, positives=positives, ks=[k],
-                               n_items=n_items, train_counts=np.zeros(len(users)),
-                               item_popularity=np.zeros(n_items))
-        return quick_metric(result, metric, k)
+        return validate_users(self.ctx, lambda u: self.model.score_users(domain, u), users, positives, masked,
+                              n_items)
 
     # -- phases -----------------------------------------------------------------------
     def train(self, domains: Iterable[str] = ("target",), *, phase: str | None = None,
@@ -127,7 +162,7 @@ class TrainingSession:
             model.mark_trained(domain)
         model.domain_weight = {"source": 1.0, "target": 1.0, **(weights or {})}
         model.extra_losses = list(extra_losses or [])
-        users = {d: users[d] if users is not None else model.histories[d].active_users() for d in domains}
+        users = {d: users[d] if users is not None else self.scorer.train_users(d) for d in domains}
         loader = UserBatches(users, self.options["batch_users"], self.ctx.seed + len(self.phases))
         cfg = self.config.final_config_dict
         cfg["epochs"] = epochs or self.options["epochs"] or self.ctx.train["epochs"]

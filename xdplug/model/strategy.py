@@ -20,7 +20,7 @@ from ..spec import build_strategy, resolve_strategy
 from .session import TrainingSession
 
 __all__ = ["StrategyScorer", "TrainingConfig", "build_model", "build_strategy", "check_memory", "fit_strategy",
-           "fit_transfer", "model_class"]
+           "fit_transfer", "item_parts", "model_class", "trainer_config"]
 
 logger = logging.getLogger(__name__)
 
@@ -106,20 +106,10 @@ def build_model(encoder, fusion, options: dict, registry, data, device: torch.de
     """
     from .transfer import TransferModel
 
-    if "text" in fusion.uses and text_module is None:
-        text_module = encoder.build(data.catalog, device)
-    if text_module is not None:
-        text_module = text_module.to(device)
-    fusion_module = fusion.build(options["dim"])
+    text_module, id_module, fusion_module = item_parts(encoder, fusion, options, registry, data, device,
+                                                       text_module, path)
     if user_rows is None:
         user_rows, n_union_users = default_user_rows(data)
-    id_module = None
-    if "id" in fusion.uses:
-        id_encoder = encoder if encoder.role == "id" else id_part_encoder(options, registry, path)
-        id_encoder.params["dim"] = id_encoder.params.get("dim") or options["dim"]
-        if id_encoder.params["dim"] != options["dim"]:
-            raise ConfigError(f"{path}.params.encoder.dim", f"must equal params.model.dim ({options['dim']})")
-        id_module = id_encoder.build(data.catalog, device)
     config = rb.config if rb is not None else _stub_config(device)
     model = TransferModel(config, _StubDataset(data.n_target_users, data.n_target_items), data,
                           text_module if "text" in fusion.uses else None, id_module, fusion_module,
@@ -131,6 +121,31 @@ def build_model(encoder, fusion, options: dict, registry, data, device: torch.de
     for name, part in (adaptation.model_parts(model) if adaptation is not None else {}).items():
         model.add_module(name, part)
     return model.to(device)
+
+
+def item_parts(encoder, fusion, options: dict, registry, data, device: torch.device, text_module=None,
+               path: str = "strategy") -> tuple:
+    """The modules of fused item vectors: ``(text_module, id_module, fusion_module)`` (``None`` for a part the
+    fusion does not read). ``text_module`` replaces the encoder's (a frozen table restored from weights)."""
+    if "text" in fusion.uses and text_module is None:
+        text_module = encoder.build(data.catalog, device)
+    if text_module is not None:
+        text_module = text_module.to(device)
+    fusion_module = fusion.build(options["dim"])
+    id_module = None
+    if "id" in fusion.uses:
+        id_encoder = encoder if encoder.role == "id" else id_part_encoder(options, registry, path)
+        id_encoder.params["dim"] = id_encoder.params.get("dim") or options["dim"]
+        if id_encoder.params["dim"] != options["dim"]:
+            raise ConfigError(f"{path}.params.encoder.dim", f"must equal params.model.dim ({options['dim']})")
+        id_module = id_encoder.build(data.catalog, device)
+    return text_module if "text" in fusion.uses else None, id_module, fusion_module
+
+
+def trainer_config(ctx: FitContext):
+    """RecBole's trainer ``Config`` a :class:`TrainingSession` runs phases with (epochs, learning rate,
+    early stopping, device; no RecBole dataset is built)."""
+    return training_config(ctx, model_class(), {"train_neg_sample_args": None})
 
 
 def id_part_encoder(options: dict, registry, path: str):
@@ -178,7 +193,7 @@ def fit_transfer(ctx: FitContext, strategy) -> StrategyScorer:
     encoder, fusion, adaptation, options = strategy.encoder, strategy.fusion, strategy.adaptation, strategy.options
     registry, path, data = strategy.registry, strategy.path, ctx.data
     init_seed(ctx.seed, True)
-    rb = TrainingConfig(training_config(ctx, model_class(), {"train_neg_sample_args": None}))
+    rb = TrainingConfig(trainer_config(ctx))
     init_seed(ctx.seed, True)  # where RecBole's Dataset was once loaded: the model's draws stay the same
     # the text module first: its width, not a guess, goes into the memory check made before the model exists
     text_module = encoder.build(data.catalog, ctx.device) if "text" in fusion.uses else None

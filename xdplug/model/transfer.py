@@ -102,11 +102,42 @@ def _check_options(options: dict) -> None:
         option.check(options.get(key, option.default), f"params.model.{key}")
 
 
+def text_adaptor(text_dim: int, dim: int, kind: str) -> nn.Module:
+    """The text vector -> model dimension map (``adaptor``: ``linear`` or ``mlp``)."""
+    if kind == "linear":
+        return nn.Linear(text_dim, dim)
+    return nn.Sequential(nn.Linear(text_dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+
+
+class FusedItems:
+    """Item vectors from the model's parts: ``fusion(adaptor(text_encoder(rows)), item_id(rows), id_known)``.
+
+    Shared by every model over the catalog's fused item vectors (the transfer model, a family's
+    sequence model): it reads ``text_encoder``, ``adaptor``, ``item_id``, ``fusion``, ``uses_text``,
+    ``uses_id``, ``id_known`` (a boolean buffer over catalog rows), ``n_catalog`` and
+    ``options["id_dropout"]``.
+    """
+
+    def item_vectors(self, rows: torch.Tensor | None = None, train: bool = False) -> torch.Tensor:
+        """Fused vectors of catalog ``rows`` (all rows when None)."""
+        device = self.id_known.device
+        if rows is None:
+            rows = torch.arange(self.n_catalog, device=device)
+        text = self.adaptor(self.text_encoder(rows)) if self.uses_text else None
+        ids = self.item_id(rows) if self.uses_id else None
+        known = self.id_known[rows]
+        if train and self.uses_id and self.options["id_dropout"] > 0:
+            # drawn over the whole catalog, then indexed: the same random stream whichever rows are encoded
+            keep = torch.rand(self.n_catalog, device=device) >= self.options["id_dropout"]
+            known = known & keep[rows]
+        return self.fusion(text, ids, known)
+
+
 def _make_model_class():
     from recbole.model.abstract_recommender import GeneralRecommender
     from recbole.utils import InputType
 
-    class TransferModel(GeneralRecommender):
+    class TransferModel(GeneralRecommender, FusedItems):
         input_type = InputType.POINTWISE
 
         def __init__(self, config, dataset, data, text_encoder, id_encoder,
@@ -123,11 +154,7 @@ def _make_model_class():
             self.uses_id = "id" in fusion_uses
             self.text_encoder = text_encoder if self.uses_text else None
             if self.uses_text:
-                text_dim = text_encoder.out_dim
-                if options["adaptor"] == "linear":
-                    self.adaptor = nn.Linear(text_dim, d)
-                else:
-                    self.adaptor = nn.Sequential(nn.Linear(text_dim, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
+                self.adaptor = text_adaptor(text_encoder.out_dim, d, options["adaptor"])
             self.item_id = id_encoder if self.uses_id else None
             self.fusion = fusion_module
             self.item_bias = nn.Parameter(torch.zeros(n_items)) if options["item_bias"] else None
@@ -179,20 +206,6 @@ def _make_model_class():
             return self.cross_mode != "off" or getattr(self, "user_bridge", None) is not None
 
         # -- item and user vectors ------------------------------------------------------
-        def item_vectors(self, rows: torch.Tensor | None = None, train: bool = False) -> torch.Tensor:
-            """Fused vectors of catalog ``rows`` (all rows when None)."""
-            device = self.id_known.device
-            if rows is None:
-                rows = torch.arange(self.n_catalog, device=device)
-            text = self.adaptor(self.text_encoder(rows)) if self.uses_text else None
-            ids = self.item_id(rows) if self.uses_id else None
-            known = self.id_known[rows]
-            if train and self.uses_id and self.options["id_dropout"] > 0:
-                # drawn over the whole catalog, then indexed: the same random stream whichever rows are encoded
-                keep = torch.rand(self.n_catalog, device=device) >= self.options["id_dropout"]
-                known = known & keep[rows]
-            return self.fusion(text, ids, known)
-
         def local(self, item_rows: torch.Tensor) -> torch.Tensor:
             """Catalog rows -> rows of the vectors a training step encoded (the same rows outside a step)."""
             return item_rows if self.step_lookup is None else self.step_lookup[item_rows]

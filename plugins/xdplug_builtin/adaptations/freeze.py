@@ -6,6 +6,8 @@ import torch
 
 from xdplug.api import Adaptation
 
+from ._families import TRAINED
+
 
 def adaptor_and_id_parameters(model) -> list[torch.nn.Parameter]:
     """The parts that adapt a pretrained model to a new domain: text adaptor, IDs, biases."""
@@ -22,6 +24,7 @@ def adaptor_and_id_parameters(model) -> list[torch.nn.Parameter]:
 class Freeze(Adaptation):
     name = "freeze"
     description = "Pretrain on the source, then train only the text adaptor and ID parts on the target"
+    families = TRAINED
 
     def fit(self, session):
         session.train(["source"], phase="source", validate_on="source")

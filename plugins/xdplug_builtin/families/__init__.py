@@ -1,5 +1,5 @@
-"""Built-in model families: ``embedding`` (the transfer model), ``ease`` (closed-form item-item) and ``factor``
-(iALS factors across domains)."""
+"""Built-in model families: ``embedding`` (the transfer model), ``ease`` (closed-form item-item), ``factor``
+(iALS factors across domains) and ``sequence`` (the next-item sequence tower)."""
 
 from xdplug.api import hookimpl
 
@@ -9,6 +9,7 @@ def register_families(register):
     from .embedding import EmbeddingFamily
     from .factor import FactorFamily
     from .item_item import ItemItemFamily
+    from .sequence import SequenceFamily
 
-    for cls in (EmbeddingFamily, ItemItemFamily, FactorFamily):
+    for cls in (EmbeddingFamily, ItemItemFamily, FactorFamily, SequenceFamily):
         register(cls)

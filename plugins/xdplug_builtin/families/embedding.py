@@ -7,7 +7,7 @@ default search space and fits it by running the adaptation's schedule.
 
 from __future__ import annotations
 
-from xdplug.api import ModelFamily, ModelOptions, fit_transfer, id_part_encoder
+from xdplug.api import ModelFamily, ModelOptions, build_model, fit_transfer, id_part_encoder
 
 
 class EmbeddingFamily(ModelFamily):
@@ -23,3 +23,7 @@ class EmbeddingFamily(ModelFamily):
 
     def fit(self, ctx, strategy):
         return fit_transfer(ctx, strategy)
+
+    def build(self, strategy, data, device, seed, **restore):
+        return build_model(strategy.encoder, strategy.fusion, strategy.options, strategy.registry, data, device,
+                           seed, path=strategy.path, adaptation=strategy.adaptation, **restore)
