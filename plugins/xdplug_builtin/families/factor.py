@@ -32,7 +32,7 @@ import scipy.sparse as sp
 import torch
 
 from xdplug.api import (Adaptation, Bool, ConfigError, FactorBlock, FactorModel, FixedPrior, Float, Int, ModelFamily,
-                        NotApplicableError, TextPrior)
+                        NotApplicableError, TextPrior, TuningStage)
 
 
 class FactorFamily(ModelFamily):
@@ -79,6 +79,23 @@ class FactorFamily(ModelFamily):
     def strategy_space(cls, encoder, fusion, adaptation) -> dict:
         text = cls.text_search_space if encoder.role == "text" and "text" in fusion.uses else {}
         return copy.deepcopy({**cls.search_space, **text, **adaptation.closed_form_search_space})
+
+    #: staged tuning (``tuning.staged: true``) refines one model: its iALS core first (the transfer
+    #: levers at 0: the target-only model, searched over the iALS control's space), then only the
+    #: levers (the source's weight, the text prior's strength) with the core fixed. Tuned together,
+    #: 4-5 parameters overfit 10-20 trials; the core alone is what the iALS control tunes.
+    blends_stages = False
+
+    @classmethod
+    def tuning_stages(cls, encoder, fusion, adaptation) -> list[TuningStage]:
+        """``core`` (factors, regularisation, alpha; every transfer lever at 0) then ``transfer`` (the
+        adaptation's weight and the text prior's strength); none where there is no lever to set apart."""
+        space = cls.strategy_space(encoder, fusion, adaptation)
+        levers = {p: r for p, r in space.items() if p not in cls.search_space}
+        if not levers:
+            return []
+        core = {p: r for p, r in space.items() if p in cls.search_space}
+        return [TuningStage("core", core, {p: 0.0 for p in levers}), TuningStage("transfer", levers, {})]
 
     @classmethod
     def documented_spaces(cls, adaptations) -> dict:
