@@ -192,6 +192,10 @@ def test_malformed_stages_are_named():
     assert any("repeat" in p for p in problems) and any("low < high" in p for p in problems)
     assert any("'model.x', not a parameter path" in p for p in problems)
     assert any("weight 'params.model.x' is also searched" in p for p in problems)
+    refine = TuningStage("c", {}, {})
+    assert stage_problems([refine], blend=False) == [] and stage_problems([good], blend=False) == [
+        "stage 'a' has a blend weight, but the family's stages refine one model"]
+    assert stage_problems([refine]) == ["stage 'c' has no blend weight, but the family blends its stages"]
 
 
 FACTOR_JOINT = {"name": "factor-joint", "encoder": "id", "fusion": "id", "adaptation": "joint",

@@ -205,9 +205,10 @@ def default_split(trials: int, sizes: list[int]) -> list[int]:
     return out
 
 
-def stage_problems(stages: list[TuningStage]) -> list[str]:
+def stage_problems(stages: list[TuningStage], blend: bool = True) -> list[str]:
     """What is wrong with a family's declared stages (``xdplug.testing.check_family``): repeated
-    names, an invalid space, a value path that is not ``params....``, a blend weight a stage searches."""
+    names, an invalid space, a value path that is not ``params....``, a blend weight a stage searches,
+    a blending family's stage without a weight or a refining family's (``blend`` False) with one."""
     from .spaces import check_space
 
     out = [] if len({s.name for s in stages}) == len(stages) else ["tuning_stages names repeat"]
@@ -220,6 +221,9 @@ def stage_problems(stages: list[TuningStage]) -> list[str]:
         named = [*([s.weight] if s.weight is not None else []), *s.alone, *s.off]
         out += [f"stage {s.name!r} names {p!r}, not a parameter path (params....)" for p in named
                 if not (isinstance(p, str) and p.startswith("params."))]
+        if (s.weight is None) == blend:
+            out.append(f"stage {s.name!r} " + ("has no blend weight, but the family blends its stages" if blend
+                                               else "has a blend weight, but the family's stages refine one model"))
         if s.weight is not None and s.weight in searched:
             out.append(f"stage {s.name!r}'s weight {s.weight!r} is also searched by a stage")
     return out
