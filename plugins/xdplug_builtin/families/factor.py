@@ -153,8 +153,12 @@ class FactorProblem:
         return self._fit([self._target_block()], data.n_target_items)
 
     def pooled(self, weight: float):
-        """Collective factorisation: the source's matrix shares the shared side's factors, its loss x ``weight``."""
+        """Collective factorisation: the source's matrix shares the shared side's factors, its loss x ``weight``.
+        Weight 0 with no offset and no text prior is target-only iALS exactly, and is fitted as such (a
+        staged search's core stage fits it: the source's million interactions would change nothing)."""
         self._shared_or_refuse()
+        if weight == 0 and not self.options["offset_reg"] and (self.encoder is None or not self.options["text_weight"]):
+            return self.target()
         return self._fit([self._target_block(), self._source_block(weight)], self._n_shared(),
                          offset_reg=self.options["offset_reg"])
 
