@@ -200,3 +200,15 @@ def test_users_shared_the_user_factors_are_shared(register_plugin, plugin_manage
     assert history.shape == (1, ctx.data.n_target_items) and torch.isfinite(history).all()
     with pytest.raises(NotApplicableError, match="zero-shot through items"):
         fit("zero-shot")
+
+
+def test_the_solver_with_a_source_of_weight_zero_is_target_only_ials():
+    """Collective factorisation at source weight 0 in the solver itself (the family fits that case as
+    target-only directly): the target's factors are those of the target block alone."""
+    target, source = _matrix(50, 30, 0.15, 3), _matrix(80, 45, 0.1, 4)
+    cols = np.concatenate([np.arange(30), 30 + np.arange(15)])[np.random.default_rng(0).permutation(45)]
+    alone = FactorModel([FactorBlock(target, np.arange(30))], 30, 6, 0.5, 2.0).fit(4, 9)
+    both = FactorModel([FactorBlock(target, np.arange(30)), FactorBlock(source, cols, 0.0)], 45, 6, 0.5, 2.0).fit(4, 9)
+    np.testing.assert_allclose(both.rows[0] @ both.shared[:30].T, alone.rows[0] @ alone.shared.T, atol=1e-5)
+    weighted = FactorModel([FactorBlock(target, np.arange(30)), FactorBlock(source, cols, 1.0)], 45, 6, 0.5, 2.0).fit(4, 9)
+    assert np.abs(weighted.rows[0] @ weighted.shared[:30].T - alone.rows[0] @ alone.shared.T).max() > 1e-2

@@ -192,3 +192,77 @@ def test_malformed_stages_are_named():
     assert any("repeat" in p for p in problems) and any("low < high" in p for p in problems)
     assert any("'model.x', not a parameter path" in p for p in problems)
     assert any("weight 'params.model.x' is also searched" in p for p in problems)
+    refine = TuningStage("c", {}, {})
+    assert stage_problems([refine], blend=False) == [] and stage_problems([good], blend=False) == [
+        "stage 'a' has a blend weight, but the family's stages refine one model"]
+    assert stage_problems([refine]) == ["stage 'c' has no blend weight, but the family blends its stages"]
+
+
+FACTOR_JOINT = {"name": "factor-joint", "encoder": "id", "fusion": "id", "adaptation": "joint",
+                "params": {"model": {"family": "factor", "factors": 8, "iterations": 3}}}
+SOURCE_WEIGHT = "params.adaptation.source_weight"
+
+
+def test_a_refining_family_returns_its_best_stage_never_worse_than_its_core(tiny_config):
+    """The factor family's stages refine one model (its iALS core, then the transfer levers): no blend,
+    the budget split adds up to the controls', and the result is never worse on validation than the core."""
+    config = tiny_config(baselines=[], strategies=[dict(FACTOR_JOINT, tuning={
+        "trials": 5, "staged": True, "stages": {"core": 3, "transfer": 2}})])
+    run_benchmark(config, progress=False)
+    meta, runs = meta_and_runs(config)
+    tu = meta["factor-joint"]
+    stages = tu["staged"]["stages"]
+    assert [s["name"] for s in stages] == ["core", "transfer"]
+    assert tu["budget"] == 5 and [s["budget"] for s in stages] == [3, 2] and len(tu["trials"]) == 5
+    assert "weights" not in tu["staged"] and {r["stage"] for r in tu["trials"]} == {"core", "transfer"}
+    assert set(stages[0]["space"]) == {"params.model.regularization", "params.model.alpha"}  # factors: written
+    assert set(stages[1]["space"]) == {SOURCE_WEIGHT}
+    core, transfer = (s["best_value"] for s in stages)
+    assert tu["best_value"] == max(core, transfer) >= core
+    chosen = tu["chosen"]
+    assert chosen[SOURCE_WEIGHT] == (0.0 if tu["staged"]["result"] == "core" else stages[1]["chosen"][SOURCE_WEIGHT])
+    assert {p: chosen[p] for p in stages[0]["chosen"]} == stages[0]["chosen"]  # the core stays as chosen
+    # the grid run fits the chosen model: its validation value is the winning stage's best trial's
+    assert runs["factor-joint"]["metrics"]["valid"]["ndcg@10"] == pytest.approx(tu["best_value"], abs=1e-6)
+    run_benchmark(config, progress=False, force=True)  # resumes: no new trial, the same choice
+    again, _ = meta_and_runs(config)
+    assert again["factor-joint"]["chosen"] == chosen and len(again["factor-joint"]["trials"]) == 5
+
+
+@pytest.mark.parametrize("values, result", [((0.30, 0.25), "core"), ((0.30, 0.30), "core"), ((0.30, 0.31), "transfer")])
+def test_a_refined_result_is_the_best_stage_with_its_levers(values, result):
+    """Transfer worse than (or tied with) the core: the core with every lever off, the model stage 1 scored."""
+    from types import SimpleNamespace
+
+    from xdplug.components import TuningStage
+    from xdplug.engine.staged import StagedSearch
+    from xdplug.stages import PlannedStage
+
+    reg = "params.model.regularization"
+    stages = (PlannedStage(TuningStage("core", {}, {SOURCE_WEIGHT: 0.0}), {}, 3),
+              PlannedStage(TuningStage("transfer", {}, {}), {}, 2))
+    search = StagedSearch({}, SimpleNamespace(staged=SimpleNamespace(stages=stages)), "sqlite://")
+    search.results = [{"chosen": {reg: 5.0}, "best_value": values[0], "study": "a"},
+                      {"chosen": {SOURCE_WEIGHT: 0.1}, "best_value": values[1], "study": "b"}]
+    out = search._refined()
+    assert out["staged"]["result"] == result and out["best_value"] == max(values)
+    assert out["chosen"] == {reg: 5.0, SOURCE_WEIGHT: 0.0 if result == "core" else 0.1}
+
+
+def test_the_factor_family_declares_a_core_then_its_transfer_levers(plugin_manager, tiny_config):
+    from xdplug.testing import check_family
+
+    registry = plugin_manager.registry
+    family = registry.get("family", "factor")
+    assert family.blends_stages is False
+    ids = (registry.get("encoder", "id"), registry.get("fusion", "id"))
+    joint_stages = family.tuning_stages(*ids, registry.get("adaptation", "joint"))
+    check_family(family, components=(*ids, registry.get("adaptation", "joint")))
+    assert [s.name for s in joint_stages] == ["core", "transfer"]
+    assert set(joint_stages[0].space) == {"params.model.factors", "params.model.regularization", "params.model.alpha"}
+    assert joint_stages[0].alone == {SOURCE_WEIGHT: 0.0} and set(joint_stages[1].space) == {SOURCE_WEIGHT}
+    assert family.tuning_stages(*ids, registry.get("adaptation", "target-only")) == []  # iALS alone: no lever
+    with pytest.raises(ConfigError, match=r"strategies\[0\]\.tuning\.blend_trials: .*no blend"):
+        tiny_config(strategies=[dict(FACTOR_JOINT, tuning={"trials": 4, "staged": True, "blend_trials": 8})])
+    with pytest.raises(ConfigError, match=r"strategies\[0\]\.tuning\.staged: .*declares no components"):
+        tiny_config(strategies=[dict(FACTOR_JOINT, adaptation="target-only", tuning={"trials": 4, "staged": True})])

@@ -11,7 +11,7 @@ The engine calls only the methods documented here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .errors import ConfigError
@@ -218,14 +218,15 @@ class TuningStage:
     off, this one at full weight) and searches ``space`` (this component's own parameters, the
     earlier stages' choices fixed); the blend stage then searches each component's ``weight`` (a
     parameter path) over the stored validation scores, and writes ``off`` where a component's
-    weight is 0 (so the fitted blend does not compute it).
+    weight is 0 (so the fitted blend does not compute it). A family whose stages refine one model
+    (``ModelFamily.blends_stages = False``) has no blend: ``weight`` and ``off`` stay unset.
     """
 
     name: str
     space: dict
     alone: dict
-    weight: str
-    off: dict
+    weight: str | None = None
+    off: dict = field(default_factory=dict)
 
 
 class ModelFamily(Component):
@@ -237,6 +238,10 @@ class ModelFamily(Component):
     """
 
     kind = "family"
+    #: ``True``: a staged search's stages are components of an ensemble, weighed at the end on their
+    #: stored scores; ``False``: they are successive refinements of one model (a core, then levers on
+    #: top of it), and the result is the best stage's model, every earlier choice fixed (no blend)
+    blends_stages: ClassVar[bool] = True
     #: how an artifact restores a fitted strategy of this family: ``"state"`` (the transfer model's
     #: weights are stored and loaded into ``model.strategy.build_model``'s model), ``"refit"``
     #: (training-free and deterministic: fitted again from the stored data at load) or ``None``

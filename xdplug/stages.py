@@ -5,7 +5,8 @@ space overfits a 30-trial budget, or needs a start chosen on the same split. A s
 (``tuning.staged: true``) spends the same fits component by component instead: each component
 alone over its own parameters (the family declares the components: ``ModelFamily.tuning_stages``),
 the earlier stages' choices fixed, then only the blend weights over the components' stored
-validation scores (no fit per blend trial). This module resolves the plan from a config entry
+validation scores (no fit per blend trial). A family whose stages refine one model (the factor
+family: its iALS core, then the transfer levers on top) has no blend: the best stage's model wins. This module resolves the plan from a config entry
 (no registry state, no torch); ``engine/staged.py`` runs it.
 
 Config (per method, or ``tuning.staged`` / ``tuning.blend_trials`` for every strategy that has
@@ -43,6 +44,9 @@ class PlannedStage:
 class StagedPlan:
     stages: tuple[PlannedStage, ...]
     blend_trials: int
+    #: False: the stages refine one model (``ModelFamily.blends_stages``): the best stage's model is
+    #: the result, no blend search
+    blend: bool = True
 
     @property
     def space(self) -> dict:
@@ -56,7 +60,8 @@ class StagedPlan:
         return {s.stage.weight: dict(BLEND_WEIGHT) for s in self.stages}
 
     def identity(self) -> dict:
-        return {"stages": {s.stage.name: s.trials for s in self.stages}, "blend_trials": self.blend_trials}
+        stages = {s.stage.name: s.trials for s in self.stages}
+        return {"stages": stages, "blend_trials": self.blend_trials} if self.blend else {"stages": stages, "refine": True}
 
 
 def wants_staged(own: dict, glob: dict) -> bool:
@@ -164,6 +169,11 @@ def staged_plan(kind: str, entry: dict, registry, trials: int, own: dict, glob: 
         if sum(counts) != trials:
             raise ConfigError(f"{path}.tuning.stages", f"splits {sum(counts)} fits, but the method's budget is "
                               f"{trials} trials (the controls' budget); make them add up to {trials}", source)
+    if not family_class(entry, registry, path).blends_stages:
+        if "blend_trials" in own:
+            raise ConfigError(f"{path}.tuning.blend_trials", "this family's stages refine one model, one after the "
+                              "other; there is no blend to search (drop blend_trials)", source)
+        return StagedPlan(tuple(PlannedStage(s, space, n) for s, space, n in zip(chosen, spaces, counts)), 0, False)
     blend = own.get("blend_trials", glob.get("blend_trials", DEFAULT_BLEND_TRIALS))
     if isinstance(blend, bool) or not isinstance(blend, int) or blend < len(chosen) + 1:
         raise ConfigError(f"{where}.blend_trials", f"expected at least {len(chosen) + 1} (each component alone, "
@@ -195,9 +205,10 @@ def default_split(trials: int, sizes: list[int]) -> list[int]:
     return out
 
 
-def stage_problems(stages: list[TuningStage]) -> list[str]:
+def stage_problems(stages: list[TuningStage], blend: bool = True) -> list[str]:
     """What is wrong with a family's declared stages (``xdplug.testing.check_family``): repeated
-    names, an invalid space, a value path that is not ``params....``, a blend weight a stage searches."""
+    names, an invalid space, a value path that is not ``params....``, a blend weight a stage searches,
+    a blending family's stage without a weight or a refining family's (``blend`` False) with one."""
     from .spaces import check_space
 
     out = [] if len({s.name for s in stages}) == len(stages) else ["tuning_stages names repeat"]
@@ -207,8 +218,12 @@ def stage_problems(stages: list[TuningStage]) -> list[str]:
             check_space(s.space, f"tuning_stages.{s.name}.space")
         except ConfigError as exc:
             out.append(str(exc))
-        out += [f"stage {s.name!r} names {p!r}, not a parameter path (params....)" for p in [s.weight, *s.alone, *s.off]
+        named = [*([s.weight] if s.weight is not None else []), *s.alone, *s.off]
+        out += [f"stage {s.name!r} names {p!r}, not a parameter path (params....)" for p in named
                 if not (isinstance(p, str) and p.startswith("params."))]
-        if s.weight in searched:
+        if (s.weight is None) == blend:
+            out.append(f"stage {s.name!r} " + ("has no blend weight, but the family blends its stages" if blend
+                                               else "has a blend weight, but the family's stages refine one model"))
+        if s.weight is not None and s.weight in searched:
             out.append(f"stage {s.name!r}'s weight {s.weight!r} is also searched by a stage")
     return out

@@ -8,7 +8,8 @@ every stage's choice and scores every target user; the blend search only weighs 
 scores (``ModelFamily.blend``, which scores exactly as the fitted blend does) and ranks the
 validation split: no fit per blend trial. The blend study's first trials are each component alone
 (weight 1, the others 0) and all of them at weight 1, so the blend it returns is never worse on
-validation than its best component.
+validation than its best component. A family whose stages refine one model
+(``ModelFamily.blends_stages = False``) has no blend: the best stage's model is the result.
 
 Every study lives in the tuning storage beside the flat ones, so a second ``xdplug run`` resumes.
 """
@@ -75,6 +76,8 @@ class StagedSearch:
         if not tuned:
             return {**base, "trials": rows, "chosen": {},
                     "note": "every trial of every stage failed; the method's configured parameters are used"}
+        if not plan.blend:
+            return {**base, **self._refined(), "trials": rows}
         stages = [s for s, _ in tuned]
         space = {s.stage.weight: dict(BLEND_WEIGHT) for s in stages}
         study = self._blend_study(space, stages)
@@ -102,6 +105,22 @@ class StagedSearch:
         if best:
             out["best_value"] = best.value
         return out
+
+    def _refined(self) -> dict:
+        """A family whose stages refine one model: the stage with the best validation value (the
+        earliest on a tie) gives the result, every choice up to it fixed and its ``alone`` written
+        over them, i.e. exactly the model its best trial fitted. So the result is never worse on
+        validation than the first stage's best (the core with the later levers off)."""
+        best, chosen, result = None, {}, {}
+        for planned, r in zip(self.mt.staged.stages, self.results):
+            chosen = {**chosen, **r.get("chosen", {})}
+            if "best_value" in r and (best is None or r["best_value"] > best):
+                best = r["best_value"]
+                result = {"chosen": {**chosen, **planned.stage.alone}, "best_value": best, "study": r.get("study"),
+                          "stage": planned.stage.name}
+        stage = result.pop("stage")
+        return {**result, "staged": {"stages": [_stage_record(s, r) for s, r in zip(self.mt.staged.stages, self.results)],
+                                     "result": stage}}
 
     def _blend_study(self, space: dict, stages: list):
         import optuna

@@ -381,7 +381,7 @@ def convergence(tuning: dict) -> str:
     stage's and the blend's, ``ease: converged; blend: ...``."""
     stages = (tuning.get("staged") or {}).get("stages")
     if stages is not None:
-        names = [s.get("name") for s in stages] + ["weights"]
+        names = [s.get("name") for s in stages] + (["weights"] if "weights" in tuning["staged"] else [])
         return "; ".join(f"{name}: " + convergence({**tuning, "staged": None, "trials": [
             tr for tr in tuning.get("trials") or [] if tr.get("stage") == name]}) for name in names)
     trials = sorted((tr for tr in tuning.get("trials") or [] if as_float(tr.get("value")) is not None),

@@ -355,7 +355,7 @@ def check_family(cls: type, params: dict | None = None, components: tuple | None
     for param in cls.search_space:
         _expect(param.startswith("params.model.") and param.rpartition(".")[2] in cls.defaults,
                 f"{label}: search_space path {param!r} is not params.model.<one of its options>")
-    problems = stage_problems(cls.tuning_stages(*components) if components else [])
+    problems = stage_problems(cls.tuning_stages(*components) if components else [], cls.blends_stages)
     _expect(not problems, f"{label}: {'; '.join(problems)}")
     return family
 

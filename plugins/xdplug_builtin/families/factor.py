@@ -32,7 +32,7 @@ import scipy.sparse as sp
 import torch
 
 from xdplug.api import (Adaptation, Bool, ConfigError, FactorBlock, FactorModel, FixedPrior, Float, Int, ModelFamily,
-                        NotApplicableError, TextPrior)
+                        NotApplicableError, TextPrior, TuningStage)
 
 
 class FactorFamily(ModelFamily):
@@ -79,6 +79,23 @@ class FactorFamily(ModelFamily):
     def strategy_space(cls, encoder, fusion, adaptation) -> dict:
         text = cls.text_search_space if encoder.role == "text" and "text" in fusion.uses else {}
         return copy.deepcopy({**cls.search_space, **text, **adaptation.closed_form_search_space})
+
+    #: staged tuning (``tuning.staged: true``) refines one model: its iALS core first (the transfer
+    #: levers at 0: the target-only model, searched over the iALS control's space), then only the
+    #: levers (the source's weight, the text prior's strength) with the core fixed. Tuned together,
+    #: 4-5 parameters overfit 10-20 trials; the core alone is what the iALS control tunes.
+    blends_stages = False
+
+    @classmethod
+    def tuning_stages(cls, encoder, fusion, adaptation) -> list[TuningStage]:
+        """``core`` (factors, regularisation, alpha; every transfer lever at 0) then ``transfer`` (the
+        adaptation's weight and the text prior's strength); none where there is no lever to set apart."""
+        space = cls.strategy_space(encoder, fusion, adaptation)
+        levers = {p: r for p, r in space.items() if p not in cls.search_space}
+        if not levers:
+            return []
+        core = {p: r for p, r in space.items() if p in cls.search_space}
+        return [TuningStage("core", core, {p: 0.0 for p in levers}), TuningStage("transfer", levers, {})]
 
     @classmethod
     def documented_spaces(cls, adaptations) -> dict:
@@ -136,8 +153,12 @@ class FactorProblem:
         return self._fit([self._target_block()], data.n_target_items)
 
     def pooled(self, weight: float):
-        """Collective factorisation: the source's matrix shares the shared side's factors, its loss x ``weight``."""
+        """Collective factorisation: the source's matrix shares the shared side's factors, its loss x ``weight``.
+        Weight 0 with no offset and no text prior is target-only iALS exactly, and is fitted as such (a
+        staged search's core stage fits it: the source's million interactions would change nothing)."""
         self._shared_or_refuse()
+        if weight == 0 and not self.options["offset_reg"] and (self.encoder is None or not self.options["text_weight"]):
+            return self.target()
         return self._fit([self._target_block(), self._source_block(weight)], self._n_shared(),
                          offset_reg=self.options["offset_reg"])
 
