@@ -34,6 +34,8 @@ import torch
 from xdplug.api import (Adaptation, Bool, ConfigError, FactorBlock, FactorModel, FixedPrior, Float, Int, ModelFamily,
                         NotApplicableError, TextPrior, TuningStage)
 
+from ..baselines.ials import IALS
+
 
 class FactorFamily(ModelFamily):
     name = "factor"
@@ -51,12 +53,9 @@ class FactorFamily(ModelFamily):
         "text_weight": Float(1.0, 0, 1e9, help="text encoders: strength of the text prior on item factors"),
         "text_ridge": Float(1.0, 0, 1e9, low_open=True, help="L2 of the text map W's ridge regression"),
     }
-    #: the iALS control's space (plugins/xdplug_builtin/baselines/ials.py), so the two search alike
-    search_space = {
-        "params.model.factors": {"type": "categorical", "choices": [32, 64, 128, 256, 512]},
-        "params.model.regularization": {"type": "loguniform", "low": 1.0e-3, "high": 1.0e4},
-        "params.model.alpha": {"type": "loguniform", "low": 0.1, "high": 1000.0},
-    }
+    #: the iALS control's space, read from it (``params.X`` -> ``params.model.X``), so the two search alike
+    search_space = {f"params.model.{path.removeprefix('params.')}": copy.deepcopy(dist)
+                    for path, dist in IALS.search_space.items()}
     #: added where the encoder gives text: the prior's strength
     text_search_space = {"params.model.text_weight": {"type": "loguniform", "low": 1.0e-2, "high": 1.0e4}}
 
