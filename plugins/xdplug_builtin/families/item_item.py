@@ -80,7 +80,7 @@ class ItemItemFamily(ModelFamily):
     factor_stage_space = {
         "params.model.factor_rank": {"type": "categorical", "choices": [32, 64, 128, 256, 512]},
         "params.model.factor_reg": {"type": "loguniform", "low": 1.0e-3, "high": 1.0e4},
-        "params.model.factor_alpha": {"type": "loguniform", "low": 0.1, "high": 1000.0},
+        "params.model.factor_alpha": {"type": "loguniform", "low": 0.1, "high": 1.0e4},
     }
 
     @classmethod
