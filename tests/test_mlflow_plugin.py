@@ -42,8 +42,8 @@ def test_a_quickstart_run_is_logged_to_a_local_file_store(plugin_manager, tmp_pa
 
     uri = (tmp_path / "mlruns").as_uri()  # file:///.../mlruns
     monkeypatch.setenv("XDPLUG_MLFLOW_TRACKING_URI", uri)
-    config = load_config(QUICKSTART, overrides=[f"output.dir={tmp_path / 'out'}", "controls.trials=0"],
-                         registry=plugin_manager.registry)  # Pop and EASE are controls: untuned here
+    config = load_config(QUICKSTART, overrides=[f"output.dir={tmp_path / 'out'}"],
+                         registry=plugin_manager.registry)  # Pop and EASE: controls (EASE tuned, 10 trials)
     paths = run_benchmark(config, plugins=plugin_manager, progress=False, only=["Pop", "EASE"])
     store = RunStore(Path(paths["json"]).parent / "runs.sqlite")
     stored = {r["method"]: r for r in store.runs() if r["method"] in ("Pop", "EASE")}
@@ -96,8 +96,7 @@ def test_a_quickstart_run_is_logged_to_a_local_file_store(plugin_manager, tmp_pa
     # same parent run
     run_benchmark(config, plugins=plugin_manager, progress=False, only=["Pop", "EASE"])
     closed = client.get_run(parent.info.run_id).info.end_time
-    assert main(["report", str(QUICKSTART), "--set", f"output.dir={tmp_path / 'out'}",
-                 "--set", "controls.trials=0"]) == 0
+    assert main(["report", str(QUICKSTART), "--set", f"output.dir={tmp_path / 'out'}"]) == 0
     assert client.get_run(parent.info.run_id).info.end_time > closed  # the report was logged and closed again
     again = client.search_runs([experiment.experiment_id])
     assert len(again) == 3
