@@ -310,3 +310,33 @@ def test_bad_core_levers_are_named(tiny_config, levers, match):
                     tuning={"core_levers": {SOURCE_WEIGHT: 1.0}})
     with pytest.raises(ConfigError, match=r"core_levers: applies to a staged search only"):
         tiny_config(dataset=USERS_SHARED, strategies=[dict(FACTOR_JOINT, tuning={"trials": 4, "core_levers": {SOURCE_WEIGHT: 1.0}})])
+
+
+OFFSET = {"params.model.offset_reg": {"type": "loguniform", "low": 0.01, "high": 1.0e4}}
+
+
+def test_levers_join_the_last_stage_only_and_are_checked(tiny_config, plugin_manager):
+    """``tuning.levers``: a further option searched with the family's levers (the core keeps its default)."""
+    from xdplug.engine.tuning import method_tuning
+
+    tuning = {"trials": 9, "staged": True, "levers": OFFSET}
+    config = tiny_config(dataset=USERS_SHARED, strategies=[dict(FACTOR_JOINT, tuning=tuning)])
+    mt = method_tuning(config, "strategy", config["strategies"][0], "strategies[0]", plugin_manager.registry)
+    core, transfer = mt.staged.stages
+    assert set(transfer.space) == {SOURCE_WEIGHT, *OFFSET} and not set(OFFSET) & set(core.space)
+    assert (core.trials, transfer.trials) == (5, 4)  # 2 + 1 and 2 + 1 parameters: 9 fits shared alike
+    plain = tiny_config(dataset=USERS_SHARED, strategies=[dict(FACTOR_JOINT, tuning={"trials": 9, "staged": True})])
+    assert method_tuning(plain, "strategy", plain["strategies"][0], "strategies[0]",
+                         plugin_manager.registry).identity() != mt.identity()
+    for levers, match in [
+        ({SOURCE_WEIGHT: OFFSET["params.model.offset_reg"]}, r"levers\.params\.adaptation\.source_weight: is already searched"),
+        ({"params.model.nope": OFFSET["params.model.offset_reg"]}, r"levers\.params\.model\.nope: no such option"),
+        ({"params.model.offset_reg": {"type": "loguniform", "low": 0.0, "high": 1.0}}, r"levers\.params\.model\.offset_reg"),
+    ]:
+        with pytest.raises(ConfigError, match=match):
+            tiny_config(dataset=USERS_SHARED, strategies=[dict(FACTOR_JOINT, tuning=dict(tuning, levers=levers))])
+    written = dict(FACTOR_JOINT, params={"model": {**FACTOR_JOINT["params"]["model"], "offset_reg": 1.0}})
+    with pytest.raises(ConfigError, match=r"levers\.params\.model\.offset_reg: is written by the entry"):
+        tiny_config(dataset=USERS_SHARED, strategies=[dict(written, tuning=tuning)])
+    with pytest.raises(ConfigError, match=r"tuning\.levers: applies to stages that refine one model"):
+        tiny_config(dataset=USERS_SHARED, strategies=[joint(trials=6, staged=True, levers=OFFSET)])

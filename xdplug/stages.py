@@ -110,12 +110,12 @@ def staged_plan(kind: str, entry: dict, registry, trials: int, own: dict, glob: 
     """The staged plan of one method, or None when its search is flat; a ConfigError for a bad one.
     What the entry writes is fixed, not searched (as in a flat search)."""
     where = f"{path}.tuning" if "staged" in own else "tuning"
-    for key in ("stages", "core_levers"):
+    for key in ("stages", "core_levers", "levers"):
         if key in glob:
             raise ConfigError(f"tuning.{key}", "names a family's components: set it in a strategy's own tuning block",
                               source)
     if not wants_staged(own, glob):
-        for key in ("stages", "blend_trials", "core_levers"):
+        for key in ("stages", "blend_trials", "core_levers", "levers"):
             if key in own:
                 raise ConfigError(f"{path}.tuning.{key}", "applies to a staged search only; add staged: true", source)
         return None
@@ -160,6 +160,10 @@ def staged_plan(kind: str, entry: dict, registry, trials: int, own: dict, glob: 
         space = {p: copy.deepcopy(overrides.get(p, d)) for p, d in s.space.items() if not _is_set(entry, p)}
         spaces.append(space)
     owned = {p for s in chosen for p in s.space}
+    if "levers" in own and family_class(entry, registry, path).blends_stages:
+        raise ConfigError(f"{path}.tuning.levers", "applies to stages that refine one model (the factor family); "
+                          "this family blends its components, each fitted alone (drop levers)", source)
+    spaces[-1].update(_extra_levers(own.get("levers"), kind, entry, registry, owned, f"{path}.tuning.levers", source))
     for param in overrides:
         if param not in owned:
             raise ConfigError(f"{path}.tuning.space.{param}", "is a parameter of no stage of this staged search "
@@ -190,6 +194,28 @@ def staged_plan(kind: str, entry: dict, registry, trials: int, own: dict, glob: 
         raise ConfigError(f"{where}.blend_trials", f"expected at least {len(chosen) + 1} (each component alone, "
                           f"then all of them), got {blend!r}", source)
     return StagedPlan(tuple(PlannedStage(s, space, n) for s, space, n in zip(chosen, spaces, counts)), blend)
+
+
+def _extra_levers(levers, kind: str, entry: dict, registry, owned: set, path: str, source: str | None) -> dict:
+    """``tuning.levers``: further options the last stage searches beside the family's levers (e.g. the
+    factor family's ``params.model.offset_reg``: the target's own offset on the shared factors),
+    each from its default (off) in the earlier stages. Off by default: the family's levers only."""
+    from .spaces import check_space, param_problem
+
+    if levers is None:
+        return {}
+    if not isinstance(levers, dict) or not levers:
+        raise ConfigError(path, f"expected a mapping of parameter paths to distributions, got {levers!r}", source)
+    check_space(levers, path, source)
+    for param, dist in levers.items():
+        if param in owned:
+            raise ConfigError(f"{path}.{param}", "is already searched by a stage; tuning.space sets its range", source)
+        if _is_set(entry, param):
+            raise ConfigError(f"{path}.{param}", "is written by the entry, so it is fixed; drop one of them", source)
+        problem = param_problem(kind, entry, param, dist, registry)
+        if problem:
+            raise ConfigError(f"{path}.{param}", problem, source)
+    return copy.deepcopy(levers)
 
 
 def _core_levers(levers, first: TuningStage, path: str, source: str | None) -> dict:
