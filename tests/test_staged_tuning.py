@@ -266,3 +266,77 @@ def test_the_factor_family_declares_a_core_then_its_transfer_levers(plugin_manag
         tiny_config(strategies=[dict(FACTOR_JOINT, tuning={"trials": 4, "staged": True, "blend_trials": 8})])
     with pytest.raises(ConfigError, match=r"strategies\[0\]\.tuning\.staged: .*declares no components"):
         tiny_config(strategies=[dict(FACTOR_JOINT, adaptation="target-only", tuning={"trials": 4, "staged": True})])
+
+
+def test_core_levers_tune_the_core_with_a_lever_on_and_keep_it_in_the_result(tiny_config, plugin_manager):
+    """``core_levers: {source_weight: 1}``: the core's fits are the pooled model (same trial parameters
+    as the target-only core, other values), the search has its own identity, and a core result keeps
+    the lever at 1 (the model its best trial fitted), never worse on validation than the core."""
+    from xdplug.engine.tuning import method_tuning
+
+    split = {"trials": 5, "staged": True, "stages": {"core": 3, "transfer": 2}}
+    metas = {}
+    for levers in (None, {SOURCE_WEIGHT: 1.0}):
+        tuning = dict(split, **({"core_levers": levers} if levers else {}))
+        config = tiny_config(dataset=USERS_SHARED, baselines=[], strategies=[dict(FACTOR_JOINT, tuning=tuning)])
+        run_benchmark(config, progress=False)
+        metas[bool(levers)] = meta_and_runs(config)[0]["factor-joint"]
+        mt = method_tuning(config, "strategy", config["strategies"][0], "strategies[0]", plugin_manager.registry)
+        assert mt.staged.stages[0].stage.alone == {SOURCE_WEIGHT: 1.0 if levers else 0.0}
+        assert ("core_levers" in mt.identity()["staged"]) == bool(levers)
+    off, on = ([t for t in metas[k]["trials"] if t["stage"] == "core"] for k in (False, True))
+    assert off[0]["params"] == on[0]["params"]  # the same sampler's first core parameters ...
+    assert off[0]["value"] != pytest.approx(on[0]["value"], abs=1e-9)  # ... fitted with the source on
+    tu = metas[True]
+    core = tu["staged"]["stages"][0]["best_value"]
+    assert tu["best_value"] >= core
+    if tu["staged"]["result"] == "core":
+        assert tu["chosen"][SOURCE_WEIGHT] == 1.0
+
+
+@pytest.mark.parametrize("levers, match", [
+    ({"params.model.alpha": 1.0}, r"core_levers\.params\.model\.alpha: is not a lever stage 'core' switches off"),
+    ({SOURCE_WEIGHT: "one"}, r"core_levers\.params\.adaptation\.source_weight: expected a number"),
+    ([1.0], r"core_levers: expected a mapping"),
+])
+def test_bad_core_levers_are_named(tiny_config, levers, match):
+    tuning = {"trials": 4, "staged": True, "core_levers": levers}
+    with pytest.raises(ConfigError, match=match):
+        tiny_config(dataset=USERS_SHARED, strategies=[dict(FACTOR_JOINT, tuning=tuning)])
+    with pytest.raises(ConfigError, match=r"core_levers: applies to stages that refine one model"):
+        tiny_config(dataset=USERS_SHARED, strategies=[joint(trials=6, staged=True, core_levers={"params.model.filter_rank": 8})])
+    with pytest.raises(ConfigError, match=r"^tuning\.core_levers: .*strategy's own tuning block"):
+        tiny_config(dataset=USERS_SHARED, strategies=[dict(FACTOR_JOINT, tuning={"trials": 4, "staged": True})],
+                    tuning={"core_levers": {SOURCE_WEIGHT: 1.0}})
+    with pytest.raises(ConfigError, match=r"core_levers: applies to a staged search only"):
+        tiny_config(dataset=USERS_SHARED, strategies=[dict(FACTOR_JOINT, tuning={"trials": 4, "core_levers": {SOURCE_WEIGHT: 1.0}})])
+
+
+OFFSET = {"params.model.offset_reg": {"type": "loguniform", "low": 0.01, "high": 1.0e4}}
+
+
+def test_levers_join_the_last_stage_only_and_are_checked(tiny_config, plugin_manager):
+    """``tuning.levers``: a further option searched with the family's levers (the core keeps its default)."""
+    from xdplug.engine.tuning import method_tuning
+
+    tuning = {"trials": 9, "staged": True, "levers": OFFSET}
+    config = tiny_config(dataset=USERS_SHARED, strategies=[dict(FACTOR_JOINT, tuning=tuning)])
+    mt = method_tuning(config, "strategy", config["strategies"][0], "strategies[0]", plugin_manager.registry)
+    core, transfer = mt.staged.stages
+    assert set(transfer.space) == {SOURCE_WEIGHT, *OFFSET} and not set(OFFSET) & set(core.space)
+    assert (core.trials, transfer.trials) == (5, 4)  # 2 + 1 and 2 + 1 parameters: 9 fits shared alike
+    plain = tiny_config(dataset=USERS_SHARED, strategies=[dict(FACTOR_JOINT, tuning={"trials": 9, "staged": True})])
+    assert method_tuning(plain, "strategy", plain["strategies"][0], "strategies[0]",
+                         plugin_manager.registry).identity() != mt.identity()
+    for levers, match in [
+        ({SOURCE_WEIGHT: OFFSET["params.model.offset_reg"]}, r"levers\.params\.adaptation\.source_weight: is already searched"),
+        ({"params.model.nope": OFFSET["params.model.offset_reg"]}, r"levers\.params\.model\.nope: no such option"),
+        ({"params.model.offset_reg": {"type": "loguniform", "low": 0.0, "high": 1.0}}, r"levers\.params\.model\.offset_reg"),
+    ]:
+        with pytest.raises(ConfigError, match=match):
+            tiny_config(dataset=USERS_SHARED, strategies=[dict(FACTOR_JOINT, tuning=dict(tuning, levers=levers))])
+    written = dict(FACTOR_JOINT, params={"model": {**FACTOR_JOINT["params"]["model"], "offset_reg": 1.0}})
+    with pytest.raises(ConfigError, match=r"levers\.params\.model\.offset_reg: is written by the entry"):
+        tiny_config(dataset=USERS_SHARED, strategies=[dict(written, tuning=tuning)])
+    with pytest.raises(ConfigError, match=r"tuning\.levers: applies to stages that refine one model"):
+        tiny_config(dataset=USERS_SHARED, strategies=[joint(trials=6, staged=True, levers=OFFSET)])

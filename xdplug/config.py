@@ -58,7 +58,8 @@ PROTOCOL = {
 _TUNING = {"trials": Int(None, 0, 100_000), "metric": str, "sampler_seed": _SEED, "space": ("map", None),
            "start": ("choice", ["sampler", "config"])}
 #: a strategy's search may run in stages (xdplug/stages.py): an ensemble's components one by one, then the blend
-_STRATEGY_TUNING = {**_TUNING, "staged": bool, "stages": ("map", None), "blend_trials": Int(None, 1, 100_000)}
+_STRATEGY_TUNING = {**_TUNING, "staged": bool, "stages": ("map", None), "blend_trials": Int(None, 1, 100_000),
+                    "core_levers": ("map", None), "levers": ("map", None)}
 
 SCHEMA: dict[str, Any] = {
     "name": str,

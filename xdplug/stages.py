@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .components import TuningStage
 from .errors import ConfigError
@@ -47,6 +47,8 @@ class StagedPlan:
     #: False: the stages refine one model (``ModelFamily.blends_stages``): the best stage's model is
     #: the result, no blend search
     blend: bool = True
+    #: ``tuning.core_levers``: the later stages' levers' values while the first stage is tuned (default off)
+    core_levers: tuple = ()
 
     @property
     def space(self) -> dict:
@@ -61,7 +63,8 @@ class StagedPlan:
 
     def identity(self) -> dict:
         stages = {s.stage.name: s.trials for s in self.stages}
-        return {"stages": stages, "blend_trials": self.blend_trials} if self.blend else {"stages": stages, "refine": True}
+        out = {"stages": stages, "blend_trials": self.blend_trials} if self.blend else {"stages": stages, "refine": True}
+        return {**out, "core_levers": dict(self.core_levers)} if self.core_levers else out
 
 
 def wants_staged(own: dict, glob: dict) -> bool:
@@ -107,11 +110,12 @@ def staged_plan(kind: str, entry: dict, registry, trials: int, own: dict, glob: 
     """The staged plan of one method, or None when its search is flat; a ConfigError for a bad one.
     What the entry writes is fixed, not searched (as in a flat search)."""
     where = f"{path}.tuning" if "staged" in own else "tuning"
-    if "stages" in glob:
-        raise ConfigError("tuning.stages", "names a family's components: set it in a strategy's own tuning block",
-                          source)
+    for key in ("stages", "core_levers", "levers"):
+        if key in glob:
+            raise ConfigError(f"tuning.{key}", "names a family's components: set it in a strategy's own tuning block",
+                              source)
     if not wants_staged(own, glob):
-        for key in ("stages", "blend_trials"):
+        for key in ("stages", "blend_trials", "core_levers", "levers"):
             if key in own:
                 raise ConfigError(f"{path}.tuning.{key}", "applies to a staged search only; add staged: true", source)
         return None
@@ -147,12 +151,19 @@ def staged_plan(kind: str, entry: dict, registry, trials: int, own: dict, glob: 
             if isinstance(n, bool) or not isinstance(n, int) or n < 1:
                 raise ConfigError(f"{path}.tuning.stages.{name}", f"expected a number of fits >= 1, got {n!r}", source)
         chosen = [s for s in declared if s.name in split]  # the family's order
+    levers = _core_levers(own.get("core_levers"), chosen[0], f"{path}.tuning.core_levers", source)
+    if levers:
+        chosen[0] = replace(chosen[0], alone={**chosen[0].alone, **levers})
     overrides = own.get("space") or {}
     spaces = []
     for s in chosen:
         space = {p: copy.deepcopy(overrides.get(p, d)) for p, d in s.space.items() if not _is_set(entry, p)}
         spaces.append(space)
     owned = {p for s in chosen for p in s.space}
+    if "levers" in own and family_class(entry, registry, path).blends_stages:
+        raise ConfigError(f"{path}.tuning.levers", "applies to stages that refine one model (the factor family); "
+                          "this family blends its components, each fitted alone (drop levers)", source)
+    spaces[-1].update(_extra_levers(own.get("levers"), kind, entry, registry, owned, f"{path}.tuning.levers", source))
     for param in overrides:
         if param not in owned:
             raise ConfigError(f"{path}.tuning.space.{param}", "is a parameter of no stage of this staged search "
@@ -173,12 +184,57 @@ def staged_plan(kind: str, entry: dict, registry, trials: int, own: dict, glob: 
         if "blend_trials" in own:
             raise ConfigError(f"{path}.tuning.blend_trials", "this family's stages refine one model, one after the "
                               "other; there is no blend to search (drop blend_trials)", source)
-        return StagedPlan(tuple(PlannedStage(s, space, n) for s, space, n in zip(chosen, spaces, counts)), 0, False)
+        return StagedPlan(tuple(PlannedStage(s, space, n) for s, space, n in zip(chosen, spaces, counts)), 0, False,
+                          tuple(sorted(levers.items())))
+    if levers:
+        raise ConfigError(f"{path}.tuning.core_levers", "applies to stages that refine one model (the factor family); "
+                          "this family blends its components, each fitted alone (drop core_levers)", source)
     blend = own.get("blend_trials", glob.get("blend_trials", DEFAULT_BLEND_TRIALS))
     if isinstance(blend, bool) or not isinstance(blend, int) or blend < len(chosen) + 1:
         raise ConfigError(f"{where}.blend_trials", f"expected at least {len(chosen) + 1} (each component alone, "
                           f"then all of them), got {blend!r}", source)
     return StagedPlan(tuple(PlannedStage(s, space, n) for s, space, n in zip(chosen, spaces, counts)), blend)
+
+
+def _extra_levers(levers, kind: str, entry: dict, registry, owned: set, path: str, source: str | None) -> dict:
+    """``tuning.levers``: further options the last stage searches beside the family's levers (e.g. the
+    factor family's ``params.model.offset_reg``: the target's own offset on the shared factors),
+    each from its default (off) in the earlier stages. Off by default: the family's levers only."""
+    from .spaces import check_space, param_problem
+
+    if levers is None:
+        return {}
+    if not isinstance(levers, dict) or not levers:
+        raise ConfigError(path, f"expected a mapping of parameter paths to distributions, got {levers!r}", source)
+    check_space(levers, path, source)
+    for param, dist in levers.items():
+        if param in owned:
+            raise ConfigError(f"{path}.{param}", "is already searched by a stage; tuning.space sets its range", source)
+        if _is_set(entry, param):
+            raise ConfigError(f"{path}.{param}", "is written by the entry, so it is fixed; drop one of them", source)
+        problem = param_problem(kind, entry, param, dist, registry)
+        if problem:
+            raise ConfigError(f"{path}.{param}", problem, source)
+    return copy.deepcopy(levers)
+
+
+def _core_levers(levers, first: TuningStage, path: str, source: str | None) -> dict:
+    """``tuning.core_levers``: values the first stage's fits give the levers it switches off (its
+    ``alone``), e.g. the factor family's joint at ``source_weight: 1`` (pooled) instead of 0 (target
+    only), where the later levers' optimum core differs from the target-only one. Only the
+    first stage's switches may be named; absent: the family's off values."""
+    if levers is None:
+        return {}
+    if not isinstance(levers, dict) or not levers:
+        raise ConfigError(path, f"expected a mapping of the first stage's levers to values, e.g. "
+                          f"{{{', '.join(f'{p}: 1.0' for p in first.alone) or '...'}}}; got {levers!r}", source)
+    for param, value in levers.items():
+        if param not in first.alone:
+            raise ConfigError(f"{path}.{param}", f"is not a lever stage {first.name!r} switches off; it switches: "
+                              f"{', '.join(first.alone) or 'none'}", source)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{path}.{param}", f"expected a number, got {value!r}", source)
+    return {p: float(v) for p, v in levers.items()}
 
 
 def default_split(trials: int, sizes: list[int]) -> list[int]:
