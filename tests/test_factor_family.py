@@ -212,3 +212,20 @@ def test_the_solver_with_a_source_of_weight_zero_is_target_only_ials():
     np.testing.assert_allclose(both.rows[0] @ both.shared[:30].T, alone.rows[0] @ alone.shared.T, atol=1e-5)
     weighted = FactorModel([FactorBlock(target, np.arange(30)), FactorBlock(source, cols, 1.0)], 45, 6, 0.5, 2.0).fit(4, 9)
     assert np.abs(weighted.rows[0] @ weighted.shared[:30].T - alone.rows[0] @ alone.shared.T).max() > 1e-2
+
+
+def test_the_refine_scales_multiply_the_cores_l2_and_alpha(plugin_manager, fit_context):
+    """reg_scale and alpha_scale (the refine stage's parameters) are the core's L2 and alpha multiplied:
+    the same model as writing the products; at 1 (their default) nothing changes."""
+    from xdplug.model.strategy import fit_strategy
+
+    def scores(**model):
+        entry = {"name": "f", "encoder": "id", "fusion": "id", "adaptation": "joint",
+                 "params": {"model": {"family": "factor", "factors": 6, "iterations": 4, **model},
+                            "adaptation": {"source_weight": 0.5}}}
+        return fit_strategy(entry, plugin_manager.registry, fit_context).score(
+            torch.arange(fit_context.data.n_target_users)).numpy()
+
+    scaled = scores(regularization=0.2, alpha=3.0, reg_scale=4.0, alpha_scale=0.5)
+    np.testing.assert_allclose(scaled, scores(regularization=0.8, alpha=1.5), atol=1e-6)
+    assert np.abs(scaled - scores(regularization=0.2, alpha=3.0)).max() > 1e-2

@@ -105,6 +105,27 @@ def test_default_split_follows_the_parameter_counts():
     assert default_split(5, [0, 2]) == [1, 4]  # nothing to search: one fit of its written values
 
 
+def test_a_declared_share_fixes_a_stages_fits_whatever_the_others_search():
+    # the factor family's core (3 parameters, 40 %): the same 8 of 20 fits with one lever or two
+    assert default_split(20, [3, 1, 3], [0.4, None, None]) == [8, 4, 8]
+    assert default_split(20, [3, 2, 3], [0.4, None, None]) == [8, 5, 7]
+    assert default_split(20, [3, 2, 3]) == [7, 6, 7]  # by parameter count the core lost a fit
+    assert default_split(3, [3, 2, 3], [0.4, None, None]) == [1, 1, 1]  # every stage keeps one fit
+    assert sum(default_split(7, [3, 2, 3], [0.9, None, None])) == 7
+
+
+def test_stage_shares_are_checked():
+    from xdplug.components import TuningStage
+    from xdplug.stages import stage_problems
+
+    space = {"params.model.a": {"type": "uniform", "low": 0.0, "high": 1.0}}
+    assert stage_problems([TuningStage("a", space, {}, share=0.4)], blend=False) == []
+    assert any("share must be a fraction" in p for p in stage_problems([TuningStage("a", space, {}, share=1.5)],
+                                                                       blend=False))
+    halves = [TuningStage("a", space, {}, share=0.5), TuningStage("b", dict(space), {}, share=0.5)]
+    assert any("add up to 1 or more" in p for p in stage_problems(halves, blend=False))
+
+
 @pytest.mark.parametrize("tuning, match", [
     ({"trials": 6, "staged": True, "stages": {"ease": 3, "knn": 3}}, r"stages\.knn.*declares: ease, lowpass, ials"),
     ({"trials": 6, "staged": True, "stages": {"ease": 3, "lowpass": 2}}, r"splits 5 fits.*add up to 6"),
@@ -229,6 +250,25 @@ def test_a_refining_family_returns_its_best_stage_never_worse_than_its_core(tiny
     assert again["factor-joint"]["chosen"] == chosen and len(again["factor-joint"]["trials"]) == 5
 
 
+def test_the_refine_stage_rescales_the_fixed_core_and_never_loses_to_it(tiny_config):
+    """Three stages by default: refine searches only its own scales over the core and the levers as chosen;
+    the result is the best stage's model, never worse on validation than the core."""
+    config = tiny_config(baselines=[], strategies=[dict(FACTOR_JOINT, tuning={"trials": 6, "staged": True})])
+    run_benchmark(config, progress=False)
+    meta, runs = meta_and_runs(config)
+    tu = meta["factor-joint"]
+    stages = tu["staged"]["stages"]
+    assert [s["name"] for s in stages] == ["core", "transfer", "refine"] and sum(s["budget"] for s in stages) == 6
+    refine = [r for r in tu["trials"] if r["stage"] == "refine"]
+    assert refine and all(set(r["params"]) == {"params.model.reg_scale", "params.model.alpha_scale",
+                                                "params.model.nu"} for r in refine)
+    values = [s["best_value"] for s in stages]
+    assert tu["best_value"] == max(values) >= values[0]
+    winner = tu["staged"]["result"]
+    assert ("params.model.reg_scale" in tu["chosen"]) == (winner == "refine")
+    assert runs["factor-joint"]["metrics"]["valid"]["ndcg@10"] == pytest.approx(tu["best_value"], abs=1e-6)
+
+
 @pytest.mark.parametrize("values, result", [((0.30, 0.25), "core"), ((0.30, 0.30), "core"), ((0.30, 0.31), "transfer")])
 def test_a_refined_result_is_the_best_stage_with_its_levers(values, result):
     """Transfer worse than (or tied with) the core: the core with every lever off, the model stage 1 scored."""
@@ -258,9 +298,16 @@ def test_the_factor_family_declares_a_core_then_its_transfer_levers(plugin_manag
     ids = (registry.get("encoder", "id"), registry.get("fusion", "id"))
     joint_stages = family.tuning_stages(*ids, registry.get("adaptation", "joint"))
     check_family(family, components=(*ids, registry.get("adaptation", "joint")))
-    assert [s.name for s in joint_stages] == ["core", "transfer"]
+    assert [s.name for s in joint_stages] == ["core", "transfer", "refine"]
     assert set(joint_stages[0].space) == {"params.model.factors", "params.model.regularization", "params.model.alpha"}
     assert joint_stages[0].alone == {SOURCE_WEIGHT: 0.0} and set(joint_stages[1].space) == {SOURCE_WEIGHT}
+    # refine: the core's L2 and alpha rescaled and nu, nothing written over the earlier choices
+    assert set(joint_stages[2].space) == {"params.model.reg_scale", "params.model.alpha_scale", "params.model.nu"}
+    assert joint_stages[2].alone == {}
+    # the core's share is the family's, so a strategy with text and a source searches the same core
+    text_joint = family.tuning_stages(registry.get("encoder", "bert"), registry.get("fusion", "gate"),
+                                      registry.get("adaptation", "joint"))
+    assert joint_stages[0].share == text_joint[0].share == 0.4 and len(text_joint[1].space) == 2
     assert family.tuning_stages(*ids, registry.get("adaptation", "target-only")) == []  # iALS alone: no lever
     with pytest.raises(ConfigError, match=r"strategies\[0\]\.tuning\.blend_trials: .*no blend"):
         tiny_config(strategies=[dict(FACTOR_JOINT, tuning={"trials": 4, "staged": True, "blend_trials": 8})])

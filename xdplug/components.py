@@ -227,6 +227,9 @@ class TuningStage:
     alone: dict
     weight: str | None = None
     off: dict = field(default_factory=dict)
+    #: the fraction of the method's fits this stage gets by default (None: by parameter count). A family
+    #: fixes its core's share so strategies with more levers do not search a weaker core
+    share: float | None = None
 
 
 class ModelFamily(Component):

@@ -11,7 +11,8 @@ family: its iALS core, then the transfer levers on top) has no blend: the best s
 
 Config (per method, or ``tuning.staged`` / ``tuning.blend_trials`` for every strategy that has
 stages): ``staged: true``; ``stages: {ease: 15, lowpass: 5, ials: 10}`` picks components and
-splits ``trials`` among them (default: every stage, shares by parameter count + 1);
+splits ``trials`` among them (default: every stage, shares by parameter count + 1, or the share a
+stage declares: the factor family's core gets 40 % whatever its levers);
 ``blend_trials`` (default :data:`DEFAULT_BLEND_TRIALS`) evaluations of the weights on stored scores.
 """
 
@@ -174,7 +175,7 @@ def staged_plan(kind: str, entry: dict, registry, trials: int, own: dict, glob: 
                           f"{trials} fits cannot tune {len(chosen)} components one by one; give at least "
                           f"{len(chosen)}", source)
     if split is None:
-        counts = default_split(trials, [len(space) for space in spaces])
+        counts = default_split(trials, [len(space) for space in spaces], [s.share for s in chosen])
     else:
         counts = [split[s.name] for s in chosen]
         if sum(counts) != trials:
@@ -237,11 +238,18 @@ def _core_levers(levers, first: TuningStage, path: str, source: str | None) -> d
     return {p: float(v) for p, v in levers.items()}
 
 
-def default_split(trials: int, sizes: list[int]) -> list[int]:
+def default_split(trials: int, sizes: list[int], shares: list[float | None] | None = None) -> list[int]:
     """``trials`` shared in proportion to each stage's parameter count + 1 (largest remainders), at
-    least 1 each; a stage with nothing left to search gets exactly 1 (a fit of its written values)."""
+    least 1 each; a stage with nothing left to search gets exactly 1 (a fit of its written values). A
+    stage with a declared ``share`` (a fraction of ``trials``) gets that many fits first, rounded."""
+    shares = shares or [None] * len(sizes)
     fixed = [1 if size == 0 else 0 for size in sizes]
-    open_ = [i for i, size in enumerate(sizes) if size]
+    for i, (size, share) in enumerate(zip(sizes, shares)):
+        if size and share is not None:
+            fixed[i] = max(1, round(trials * share))
+    open_ = [i for i, size in enumerate(sizes) if size and shares[i] is None]
+    while trials - sum(fixed) < len(open_) and max(fixed) > 1:  # a share leaves every other stage one fit
+        fixed[fixed.index(max(fixed))] -= 1
     left = trials - sum(fixed)
     if not open_:
         return fixed
@@ -282,4 +290,8 @@ def stage_problems(stages: list[TuningStage], blend: bool = True) -> list[str]:
                                                else "has a blend weight, but the family's stages refine one model"))
         if s.weight is not None and s.weight in searched:
             out.append(f"stage {s.name!r}'s weight {s.weight!r} is also searched by a stage")
+        if s.share is not None and not (isinstance(s.share, (int, float)) and 0 < s.share < 1):
+            out.append(f"stage {s.name!r}'s share must be a fraction in (0, 1), got {s.share!r}")
+    if sum(s.share for s in stages if isinstance(s.share, (int, float))) >= 1:
+        out.append("the stages' shares add up to 1 or more, leaving no fit for the others")
     return out

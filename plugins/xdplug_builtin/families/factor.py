@@ -37,6 +37,12 @@ from xdplug.api import (Adaptation, Bool, ConfigError, FactorBlock, FactorModel,
 from ..baselines.ials import IALS
 
 
+#: the core's share of a staged search's fits, the same for every strategy of the family: split by
+#: parameter count, a strategy with two levers (text and a source) got a core one fit short of the
+#: others' and a weaker iALS under its levers (ml1m-ml100k-sparse, 20 fits: 7 vs 8)
+CORE_SHARE = 0.4
+
+
 class FactorFamily(ModelFamily):
     name = "factor"
     description = ("iALS factors across domains: shared factors (collective), L2-SP towards the source's, "
@@ -52,12 +58,22 @@ class FactorFamily(ModelFamily):
         "offset_reg": Float(0.0, 0, 1e9, help="joint: L2 of the target's own offset on the shared factors (0: none)"),
         "text_weight": Float(1.0, 0, 1e9, help="text encoders: strength of the text prior on item factors"),
         "text_ridge": Float(1.0, 0, 1e9, low_open=True, help="L2 of the text map W's ridge regression"),
+        "reg_scale": Float(1.0, 0, 1e6, low_open=True, help="multiplies regularization (a staged search's refine "
+                           "stage re-tunes the core's L2 with the levers on)"),
+        "alpha_scale": Float(1.0, 0, 1e6, low_open=True, help="multiplies alpha (the refine stage, as reg_scale)"),
     }
     #: the iALS control's space, read from it (``params.X`` -> ``params.model.X``), so the two search alike
     search_space = {f"params.model.{path.removeprefix('params.')}": copy.deepcopy(dist)
                     for path, dist in IALS.search_space.items()}
     #: added where the encoder gives text: the prior's strength
     text_search_space = {"params.model.text_weight": {"type": "loguniform", "low": 1.0e-2, "high": 1.0e4}}
+    #: the refine stage (staged tuning, after the levers): the core's L2 and alpha rescaled around their
+    #: choice, and the frequency scaling of the L2 (Rendle et al. 2022); neutral (1, 1, 0): the transfer stage.
+    #: A source or a text prior changes how much each factor is determined by data, so the core's
+    #: regularisation, chosen with the levers off, is rarely the best one with them on.
+    refine_search_space = {"params.model.reg_scale": {"type": "loguniform", "low": 0.1, "high": 10.0},
+                           "params.model.alpha_scale": {"type": "loguniform", "low": 0.1, "high": 10.0},
+                           "params.model.nu": {"type": "uniform", "low": 0.0, "high": 1.0}}
 
     def check(self, strategy):
         uses, role = set(strategy.fusion.uses), strategy.encoder.role
@@ -81,24 +97,30 @@ class FactorFamily(ModelFamily):
 
     #: staged tuning (``tuning.staged: true``) refines one model: its iALS core first (the transfer
     #: levers at 0: the target-only model, searched over the iALS control's space), then only the
-    #: levers (the source's weight, the text prior's strength) with the core fixed. Tuned together,
-    #: 4-5 parameters overfit 10-20 trials; the core alone is what the iALS control tunes.
+    #: levers (the source's weight, the text prior's strength) with the core fixed, then ``refine``:
+    #: the core's L2 and alpha rescaled (and nu) with the levers fixed. Tuned together, 4-5 parameters
+    #: overfit 10-20 trials; the core alone is what the iALS control tunes.
     blends_stages = False
 
     @classmethod
     def tuning_stages(cls, encoder, fusion, adaptation) -> list[TuningStage]:
-        """``core`` (factors, regularisation, alpha; every transfer lever at 0) then ``transfer`` (the
-        adaptation's weight and the text prior's strength); none where there is no lever to set apart."""
+        """``core`` (factors, regularisation, alpha; every transfer lever at 0), ``transfer`` (the
+        adaptation's weight and the text prior's strength), then ``refine`` (:attr:`refine_search_space`);
+        none where there is no lever to set apart. ``tuning.stages: {core: .., transfer: ..}`` keeps the
+        first two only."""
         space = cls.strategy_space(encoder, fusion, adaptation)
         levers = {p: r for p, r in space.items() if p not in cls.search_space}
         if not levers:
             return []
         core = {p: r for p, r in space.items() if p in cls.search_space}
-        return [TuningStage("core", core, {p: 0.0 for p in levers}), TuningStage("transfer", levers, {})]
+        return [TuningStage("core", core, {p: 0.0 for p in levers}, share=CORE_SHARE),
+                TuningStage("transfer", levers, {}),
+                TuningStage("refine", copy.deepcopy(cls.refine_search_space), {})]
 
     @classmethod
     def documented_spaces(cls, adaptations) -> dict:
         return {"model": copy.deepcopy(cls.search_space), "text": copy.deepcopy(cls.text_search_space),
+                "refine": copy.deepcopy(cls.refine_search_space),
                 "adaptation": {a.name: copy.deepcopy(a.cls.closed_form_search_space) for a in adaptations
                                if "factor" in a.cls.families and a.cls.closed_form_search_space}}
 
@@ -250,7 +272,8 @@ class FactorProblem:
     # -- fitting -----------------------------------------------------------------------------------
     def _model(self, blocks, n_shared: int, shared_priors=(), offset_reg: float = 0.0) -> FactorModel:
         o = self.options
-        return FactorModel(blocks, n_shared, int(o["factors"]), o["regularization"], o["alpha"], nu=o["nu"],
+        return FactorModel(blocks, n_shared, int(o["factors"]), o["regularization"] * o["reg_scale"],
+                           o["alpha"] * o["alpha_scale"], nu=o["nu"],
                            shared_priors=list(shared_priors) + self._shared_item_priors(n_shared),
                            offset_reg=offset_reg, solver="cg" if o["use_cg"] else "exact", dtype=torch.float32)
 
