@@ -362,16 +362,17 @@ def test_bad_core_levers_are_named(tiny_config, levers, match):
 OFFSET = {"params.model.offset_reg": {"type": "loguniform", "low": 0.01, "high": 1.0e4}}
 
 
-def test_levers_join_the_last_stage_only_and_are_checked(tiny_config, plugin_manager):
+def test_levers_join_the_levers_stage_only_and_are_checked(tiny_config, plugin_manager):
     """``tuning.levers``: a further option searched with the family's levers (the core keeps its default)."""
     from xdplug.engine.tuning import method_tuning
 
     tuning = {"trials": 9, "staged": True, "levers": OFFSET}
     config = tiny_config(dataset=USERS_SHARED, strategies=[dict(FACTOR_JOINT, tuning=tuning)])
     mt = method_tuning(config, "strategy", config["strategies"][0], "strategies[0]", plugin_manager.registry)
-    core, transfer = mt.staged.stages
-    assert set(transfer.space) == {SOURCE_WEIGHT, *OFFSET} and not set(OFFSET) & set(core.space)
-    assert (core.trials, transfer.trials) == (5, 4)  # 2 + 1 and 2 + 1 parameters: 9 fits shared alike
+    core, transfer, refine = mt.staged.stages
+    assert set(transfer.space) == {SOURCE_WEIGHT, *OFFSET} and not set(OFFSET) & (set(core.space) | set(refine.space))
+    # the core's 40 % share (4 of 9), the other 5 by parameter count + 1: transfer 2 + 1, refine 3 + 1
+    assert (core.trials, transfer.trials, refine.trials) == (4, 2, 3)
     plain = tiny_config(dataset=USERS_SHARED, strategies=[dict(FACTOR_JOINT, tuning={"trials": 9, "staged": True})])
     assert method_tuning(plain, "strategy", plain["strategies"][0], "strategies[0]",
                          plugin_manager.registry).identity() != mt.identity()

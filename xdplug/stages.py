@@ -164,7 +164,9 @@ def staged_plan(kind: str, entry: dict, registry, trials: int, own: dict, glob: 
     if "levers" in own and family_class(entry, registry, path).blends_stages:
         raise ConfigError(f"{path}.tuning.levers", "applies to stages that refine one model (the factor family); "
                           "this family blends its components, each fitted alone (drop levers)", source)
-    spaces[-1].update(_extra_levers(own.get("levers"), kind, entry, registry, owned, f"{path}.tuning.levers", source))
+    # the levers' stage: the one after the core (the factor family's transfer; refine follows it)
+    spaces[min(1, len(spaces) - 1)].update(_extra_levers(own.get("levers"), kind, entry, registry, owned,
+                                                         f"{path}.tuning.levers", source))
     for param in overrides:
         if param not in owned:
             raise ConfigError(f"{path}.tuning.space.{param}", "is a parameter of no stage of this staged search "
@@ -198,7 +200,7 @@ def staged_plan(kind: str, entry: dict, registry, trials: int, own: dict, glob: 
 
 
 def _extra_levers(levers, kind: str, entry: dict, registry, owned: set, path: str, source: str | None) -> dict:
-    """``tuning.levers``: further options the last stage searches beside the family's levers (e.g. the
+    """``tuning.levers``: further options the levers' stage searches beside the family's levers (e.g. the
     factor family's ``params.model.offset_reg``: the target's own offset on the shared factors),
     each from its default (off) in the earlier stages. Off by default: the family's levers only."""
     from .spaces import check_space, param_problem
