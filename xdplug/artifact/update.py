@@ -36,7 +36,7 @@ from ..model.strategy import TrainingConfig, build_strategy, fit_strategy, model
 from ..plugins import installed_registry
 from ..recbole.compat import quiet_recbole_logging
 from ..recbole.dataset import training_config
-from ..spec import family_name
+from ..spec import resolve_strategy
 from ..weights import load_state, rng_kept, seeded
 from .export import write_artifact
 from .format import MANIFEST, check_replaceable, copy_data, next_version_path
@@ -66,11 +66,14 @@ def mapped_columns(df: pd.DataFrame, mapping: dict[str, str], roles: tuple[str, 
     return pd.concat([out, df[rest]], axis=1) if rest else out
 
 
-def read_new_interactions(file: str | Path, min_rating: float, columns: dict[str, str] | None = None):
+def read_new_interactions(file: str | Path, min_rating: float, columns: dict[str, str] | None = None,
+                          ordered: bool = False):
     """``user,item[,rating][,timestamp]`` rows; rated rows below ``min_rating`` are not positives.
 
     ``columns`` maps roles to the names of the user's files (the recipe's
     :meth:`~xdplug.components.DatasetRecipe.update_columns`); the standard names work too.
+    ``ordered`` (a sequence model): the rows come back in time order, by ``timestamp`` where the
+    file has one (numbers or dates; ties keep the file's order), else in the file's order.
     """
     file = Path(file).expanduser()
     df = read_table(file, "the new interactions", strip_columns=True)
@@ -98,7 +101,28 @@ def read_new_interactions(file: str | Path, min_rating: float, columns: dict[str
             row = int(np.flatnonzero(bad.to_numpy())[0])
             raise DataError(f"expected numbers, got {raw.iloc[row]!r} (row {row + 1})", str(file), rating)
         keep = (ratings.isna() | (ratings >= min_rating)).to_numpy()
+    if ordered and "timestamp" in df.columns:
+        df = df.iloc[np.argsort(_timestamps(df["timestamp"], file, named.get("timestamp", "timestamp")),
+                                kind="stable")]
+        keep = keep[df.index.to_numpy()]
     return df.loc[keep, ["user", "item"]].drop_duplicates().reset_index(drop=True), int((~keep).sum())
+
+
+def _timestamps(column: pd.Series, file: Path, name: str) -> np.ndarray:
+    """A timestamp column as numbers: numbers as given, dates (ISO 8601) as seconds; anything else,
+    or an empty cell, is one error naming the row."""
+    raw = column.astype(str).str.strip().where(column.notna(), "")
+    values = pd.to_numeric(raw.where(raw != ""), errors="coerce")
+    if values.isna().any() and not values.notna().any():  # no number at all: dates
+        dates = pd.to_datetime(raw.where(raw != ""), errors="coerce", utc=True, format="ISO8601")
+        values = (dates - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+    bad = values.isna() | ~np.isfinite(values)
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(f"expected a time (a number or an ISO date), got {raw.iloc[row]!r} (row {row + 1}, line "
+                        f"{row + 2} of the file); a sequence model appends the new events in time order",
+                        str(file), name)
+    return values.to_numpy(dtype=np.float64)
 
 
 def update_columns(config: dict, registry) -> dict[str, dict[str, str]]:
@@ -206,6 +230,28 @@ def _holdout(pairs: np.ndarray, fraction: float, rng: np.random.Generator) -> np
     return held
 
 
+def _holdout_latest(pairs: np.ndarray, fraction: float) -> np.ndarray:
+    """Boolean mask: the latest ``fraction`` of each user's new pairs (in time order; users with two or
+    more keep their earliest for training), what a sequence model must predict from what came before."""
+    held = np.zeros(len(pairs), dtype=bool)
+    if fraction <= 0 or not len(pairs):
+        return held
+    for user in np.unique(pairs[:, 0]):
+        mine = np.flatnonzero(pairs[:, 0] == user)
+        if len(mine) >= 2:
+            held[mine[len(mine) - min(len(mine) - 1, max(1, int(round(fraction * len(mine))))):]] = True
+    return held
+
+
+def _timeline(*parts: np.ndarray) -> np.ndarray:
+    """(user, item) pairs grouped by user in ascending order, each user's events of ``parts[0]`` first,
+    then ``parts[1]``'s, ...; each part's own order kept (a sequence's layout, ``Sequences.from_pairs``)."""
+    parts = [np.asarray(p, dtype=np.int64).reshape(-1, 2) for p in parts]
+    pairs = np.concatenate(parts)
+    rank = np.concatenate([np.full(len(p), i) for i, p in enumerate(parts)])
+    return pairs[np.lexsort((np.arange(len(pairs)), rank, pairs[:, 0]))]
+
+
 def _slice_metrics(score_fn, users, positives, masked, n_items, device, valid_metric: str = "ndcg@10") -> dict:
     """NDCG@10, Recall@10 and the valid metric of a held-out slice (ranked as every split is: full sort,
     seen items masked)."""
@@ -255,20 +301,24 @@ def _fine_tune(ctx, meta: dict, registry, weights: Path, state: dict, text_modul
     def score(u):
         return model.score_users("target", u)
 
-    session = TrainingSession(ctx, model, rb.config, options, uses_source=False, uses_target=True)
-    session.add_slice("update", "target", *held_out)
     before = measured(score)
     snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}
     touched = np.unique(train_new[:, 0]) if len(train_new) else np.zeros(0, dtype=np.int64)
-    others = np.setdiff1d(model.histories["target"].active_users(), touched)
+    histories = getattr(model, "histories", None)  # a sequence model's users are their training sequences
+    active = histories["target"].active_users() if histories else np.unique(ctx.data.target_train[:, 0])
+    others = np.setdiff1d(active, touched)
     n_replay = min(len(others), int(round(replay * len(touched))))
     replayed = rng.choice(others, size=n_replay, replace=False) if n_replay else np.zeros(0, dtype=np.int64)
     train_users = np.union1d(touched, replayed).astype(np.int64)
+    # the family's side of the session (a sequence tower batches the windows of these users' sequences)
+    scorer, rows = resolve_strategy(meta["spec"], registry, "strategy").family.update_rows(ctx, model, train_users)
+    session = TrainingSession(ctx, model, rb.config, options, uses_source=False, uses_target=True, scorer=scorer)
+    session.add_slice("update", "target", *held_out)
     if progress:
         progress(f"fine-tuning on {len(train_users)} users for up to {epochs} epochs")
     with seeded(meta["seed"] + seed + 1):  # the same update gives the same model
         record = session.train(("target",), phase="update", epochs=epochs, learning_rate=learning_rate,
-                               validate_on="update", users={"target": train_users})
+                               validate_on="update", users={"target": rows})
     model.eval()
     after = measured(score)
     kept = "updated"
@@ -322,10 +372,8 @@ def update_artifact(path: str | Path, interactions: str | Path, items: str | Pat
     refit = rec.model is None
     _, fusion, _, _ = build_strategy(meta["spec"], registry, "strategy")
     reads_text = "text" in fusion.uses  # then new items need their text
-    if getattr(rec.model, "reads_order", False):  # its users are sequences: update fine-tunes set-based models
-        raise ArtifactError(f"{src}: {meta['method']!r} (family: {family_name(meta['spec'])}) reads each user's "
-                            "interactions in time order; update does not fine-tune sequence models yet: retrain it "
-                            "on the grown data with `xdplug run`")
+    # a sequence model reads each user's events in order: new ones are appended after the known ones
+    ordered = bool(getattr(rec.model, "reads_order", False))
     if out:  # before any training: an existing -o is never overwritten
         check_replaceable(out, overwrite=False)
     # where the new version goes must be writable: known now, not after the fine-tuning
@@ -334,7 +382,7 @@ def update_artifact(path: str | Path, interactions: str | Path, items: str | Pat
     config = meta["config"]
     columns = update_columns(config, registry)  # the user's own column names (the files recipe's mapping)
     new, below = read_new_interactions(interactions, config["dataset"]["protocol"]["min_rating"],
-                                       columns["interactions"])
+                                       columns["interactions"], ordered)
     update_warnings: list[str] = []
     item_table = None
     if items is not None:
@@ -437,19 +485,29 @@ def update_artifact(path: str | Path, interactions: str | Path, items: str | Pat
     known = set(map(tuple, np.concatenate([data.target_train, data.target_valid, data.target_test]).tolist()))
     fresh = np.array([tuple(p) not in known for p in pairs.tolist()], dtype=bool)
     already = int((~fresh).sum())
-    pairs = np.unique(pairs[fresh], axis=0)
+    if ordered:  # time order kept; a pair named twice (two IDs of one item) counts at its first time
+        pairs = pairs[fresh]
+        pairs = pairs[np.sort(np.unique(pairs, axis=0, return_index=True)[1])]
+    else:
+        pairs = np.unique(pairs[fresh], axis=0)
     if not len(pairs):
         raise DataError("no new interactions: every row is already known to the artifact"
                         + (f" or rated below {config['dataset']['protocol']['min_rating']}" if below else ""),
                         str(interactions))
     rng = np.random.default_rng(seed)
-    held = _holdout(pairs, holdout, rng)
+    held = _holdout_latest(pairs, holdout) if ordered else _holdout(pairs, holdout, rng)
     train_new, valid_new = pairs[~held], pairs[held]
 
     catalog = ItemCatalog(keys=keys["catalog"], texts=keys["texts"], source_rows=data.catalog.source_rows.copy(),
                           target_rows=np.array(target_rows, dtype=np.int64))
-    work_data = copy_data(data, keys=keys, catalog=catalog,
-                           target_train=np.concatenate([data.target_train, train_new]).astype(np.int64))
+    if ordered:  # each user's whole timeline trains and is the input: known events, then the new ones
+        known_events = (data.target_test_input if data.summary.get("updates")  # a grown version holds them all
+                        else _timeline(data.target_test_input, data.target_test))
+        history = _timeline(known_events, train_new)
+        work_data = copy_data(data, keys=keys, catalog=catalog, target_train=history, target_test_input=history)
+    else:
+        work_data = copy_data(data, keys=keys, catalog=catalog,
+                              target_train=np.concatenate([data.target_train, train_new]).astype(np.int64))
     # -- the held-out slice, ranked as every split is: seen items masked ------------------------
     seen_all = np.concatenate([work_data.target_train, data.target_valid, data.target_test, valid_new])
     order = np.argsort(valid_new[:, 0], kind="stable")
@@ -510,7 +568,11 @@ def update_artifact(path: str | Path, interactions: str | Path, items: str | Pat
                               valid_metric)
 
         # -- the new version: every new interaction joins the users' histories -------------------
-        final = copy_data(work_data, target_train=np.concatenate([work_data.target_train, valid_new]).astype(np.int64))
+        if ordered:  # the held-out events are each user's latest
+            history = _timeline(work_data.target_train, valid_new)
+            final = copy_data(work_data, target_train=history, target_test_input=history)
+        else:
+            final = copy_data(work_data, target_train=np.concatenate([work_data.target_train, valid_new]).astype(np.int64))
         final.summary.setdefault("updates", []).append({"interactions": int(len(pairs)), "users": len(new_users),
                                                         "items": len(new_items)})
         report = {
