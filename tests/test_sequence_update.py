@@ -22,11 +22,10 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TINY = {"family": "sequence", "dim": 16, "max_length": 10, "n_layers": 1, "inner_size": 32, "batch_users": 32}
 
 
-@pytest.fixture
-def tower(xdplug_home, plugin_manager, tmp_path):
-    """An ID-item tower fitted on the synthetic next-item data and exported."""
-    registry = plugin_manager.registry
-    spec = {"name": "tower", "encoder": "id", "fusion": "id", "adaptation": "target-only", "params": {"model": TINY}}
+def exported(registry, tmp_path, encoder="id", fusion="id"):
+    """A tower fitted on the synthetic next-item data and exported."""
+    spec = {"name": "tower", "encoder": encoder, "fusion": fusion, "adaptation": "target-only",
+            "params": {"model": TINY}}
     config = load_config(data={"name": "seq", "dataset": {"recipe": "synthetic", "protocol": {"task": "next-item"}},
                                "seeds": [0], "strategies": [spec], "controls": "none"}, registry=registry)
     data = prepare(registry.get("dataset", "synthetic")({}), config["dataset"], 0)
@@ -34,6 +33,12 @@ def tower(xdplug_home, plugin_manager, tmp_path):
     scorer = fit_strategy(spec, registry, make_fit_context(data, tmp_path / "work", epochs=2))
     return write_artifact(tmp_path / "tower", kind="strategy", method="tower", entry=spec, seed=0, config=config,
                           data=data, registry=registry, scorer=scorer)
+
+
+@pytest.fixture
+def tower(xdplug_home, plugin_manager, tmp_path):
+    """An ID-item tower, exported."""
+    return exported(plugin_manager.registry, tmp_path)
 
 
 def new_events(rec, tmp_path, rows) -> str:
@@ -103,3 +108,28 @@ def test_a_bad_timestamp_is_one_clear_error(tower, tmp_path):
     with pytest.raises(DataError, match=r"new\.csv, field 'timestamp': expected a time \(a number or an ISO "
                                         r"date\), got 'soon' \(row 2, line 3 of the file\)"):
         update_artifact(tower, path, out=tmp_path / "v2")
+
+
+def test_a_text_tower_scores_a_new_item_through_its_text(xdplug_home, plugin_manager, tmp_path):
+    from xdplug.artifact.update import _new_item_texts
+    from xdplug.model.strategy import build_strategy
+
+    folder = exported(plugin_manager.registry, tmp_path, encoder="bert", fusion="gate")
+    rec = xdplug.load(folder)
+    # the new item is only ever some users' latest event: held out, so no training sequence holds it
+    rows = [(user, rec.items[i], 100 + t) for user in rec.users[:10] for t, i in enumerate(
+        [i for i in range(len(rec.items)) if not rec._seen[rec.user_index(user), i]][:2])]
+    rows += [(user, "t-new", 200) for user in rec.users[:10]]
+    items = tmp_path / "items.csv"
+    pd.DataFrame({"item": ["t-new"], "title": ["Space Adventure Story 99"], "year": ["1999"],
+                  "genres": ["space adventure"]}).to_csv(items, index=False)
+    report = update_artifact(folder, new_events(rec, tmp_path, rows), items=items, epochs=1, out=tmp_path / "v2")
+    v2 = xdplug.load(report["path"])
+    row = v2.data.catalog.target_rows[v2.items.index("t-new")]
+    assert not bool(v2.model.id_known[row])  # its ID never trained: the fusion reads its text only
+    encoder = build_strategy(v2.meta["spec"], plugin_manager.registry, "strategy")[0]
+    text = v2.data.catalog.texts[row]
+    torch.testing.assert_close(v2.model.text_encoder.table[row], _new_item_texts(encoder, [text], v2.extras, "cpu")[0])
+    scores, _ = v2.score_history([rec.items[0], rec.items[1]])
+    assert torch.isfinite(scores[0, v2.items.index("t-new")])
+    assert "t-new" in [r["item"] for r in v2.recommend(history=[rec.items[0]], k=len(v2.items))]
