@@ -79,6 +79,11 @@ def test_update_appends_new_events_in_time_order(tower, tmp_path, capsys):
     validated = [v2.items[i] for i in v2.data.sequences("test")[v2.user_index(rec.users[40])]]
     assert validated[-2:] == [cue, "brand-new"]
     assert "brand-new" in [r["item"] for r in v2.recommend(history=validated[:-1], k=10)]
+    # a second update appends to the grown timeline (nothing of it is appended twice)
+    (tmp_path / "more").mkdir()
+    more = new_events(rec, tmp_path / "more", [(user, unseen[7], 1)])
+    v3 = xdplug.load(update_artifact(report["path"], more, epochs=1, out=tmp_path / "v3")["path"])
+    assert [v3.items[i] for i in v3.data.sequences("test")[u]] == timeline + [unseen[7]]
     # the CLI's --history reads the grown catalog
     from xdplug.cli import main
 
