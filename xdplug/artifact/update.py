@@ -4,7 +4,8 @@ New users and items are appended after the ones the artifact knows (a new item
 gets its text vector and a fresh ID row); the fine-tuning is one phase of the
 :class:`~xdplug.model.session.TrainingSession` a run fits a strategy with (same
 trainer, RecBole config and early stopping on the config's valid metric), validated
-on the slice of new interactions it held out.
+on the slice of new interactions it held out. A sequence model's new events are appended to
+each user's sequence in time order, and the slice it validates on is each user's latest ones.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from ..weights import load_state, rng_kept, seeded
 from .export import write_artifact
 from .format import MANIFEST, check_replaceable, copy_data, next_version_path
 from .recommender import TextTable, build_strategy_model, fit_context, load_artifact
+from .sequence_update import holdout_latest, timeline, timestamps
 
 logger = logging.getLogger(__name__)
 
@@ -102,27 +104,10 @@ def read_new_interactions(file: str | Path, min_rating: float, columns: dict[str
             raise DataError(f"expected numbers, got {raw.iloc[row]!r} (row {row + 1})", str(file), rating)
         keep = (ratings.isna() | (ratings >= min_rating)).to_numpy()
     if ordered and "timestamp" in df.columns:
-        df = df.iloc[np.argsort(_timestamps(df["timestamp"], file, named.get("timestamp", "timestamp")),
+        df = df.iloc[np.argsort(timestamps(df["timestamp"], file, named.get("timestamp", "timestamp")),
                                 kind="stable")]
         keep = keep[df.index.to_numpy()]
     return df.loc[keep, ["user", "item"]].drop_duplicates().reset_index(drop=True), int((~keep).sum())
-
-
-def _timestamps(column: pd.Series, file: Path, name: str) -> np.ndarray:
-    """A timestamp column as numbers: numbers as given, dates (ISO 8601) as seconds; anything else,
-    or an empty cell, is one error naming the row."""
-    raw = column.astype(str).str.strip().where(column.notna(), "")
-    values = pd.to_numeric(raw.where(raw != ""), errors="coerce")
-    if values.isna().any() and not values.notna().any():  # no number at all: dates
-        dates = pd.to_datetime(raw.where(raw != ""), errors="coerce", utc=True, format="ISO8601")
-        values = (dates - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
-    bad = values.isna() | ~np.isfinite(values)
-    if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataError(f"expected a time (a number or an ISO date), got {raw.iloc[row]!r} (row {row + 1}, line "
-                        f"{row + 2} of the file); a sequence model appends the new events in time order",
-                        str(file), name)
-    return values.to_numpy(dtype=np.float64)
 
 
 def update_columns(config: dict, registry) -> dict[str, dict[str, str]]:
@@ -228,28 +213,6 @@ def _holdout(pairs: np.ndarray, fraction: float, rng: np.random.Generator) -> np
         chosen = rng.choice(count, size=n_hold, replace=False)
         held[order[start + chosen]] = True
     return held
-
-
-def _holdout_latest(pairs: np.ndarray, fraction: float) -> np.ndarray:
-    """Boolean mask: the latest ``fraction`` of each user's new pairs (in time order; users with two or
-    more keep their earliest for training), what a sequence model must predict from what came before."""
-    held = np.zeros(len(pairs), dtype=bool)
-    if fraction <= 0 or not len(pairs):
-        return held
-    for user in np.unique(pairs[:, 0]):
-        mine = np.flatnonzero(pairs[:, 0] == user)
-        if len(mine) >= 2:
-            held[mine[len(mine) - min(len(mine) - 1, max(1, int(round(fraction * len(mine))))):]] = True
-    return held
-
-
-def _timeline(*parts: np.ndarray) -> np.ndarray:
-    """(user, item) pairs grouped by user in ascending order, each user's events of ``parts[0]`` first,
-    then ``parts[1]``'s, ...; each part's own order kept (a sequence's layout, ``Sequences.from_pairs``)."""
-    parts = [np.asarray(p, dtype=np.int64).reshape(-1, 2) for p in parts]
-    pairs = np.concatenate(parts)
-    rank = np.concatenate([np.full(len(p), i) for i, p in enumerate(parts)])
-    return pairs[np.lexsort((np.arange(len(pairs)), rank, pairs[:, 0]))]
 
 
 def _slice_metrics(score_fn, users, positives, masked, n_items, device, valid_metric: str = "ndcg@10") -> dict:
@@ -495,15 +458,15 @@ def update_artifact(path: str | Path, interactions: str | Path, items: str | Pat
                         + (f" or rated below {config['dataset']['protocol']['min_rating']}" if below else ""),
                         str(interactions))
     rng = np.random.default_rng(seed)
-    held = _holdout_latest(pairs, holdout) if ordered else _holdout(pairs, holdout, rng)
+    held = holdout_latest(pairs, holdout) if ordered else _holdout(pairs, holdout, rng)
     train_new, valid_new = pairs[~held], pairs[held]
 
     catalog = ItemCatalog(keys=keys["catalog"], texts=keys["texts"], source_rows=data.catalog.source_rows.copy(),
                           target_rows=np.array(target_rows, dtype=np.int64))
     if ordered:  # each user's whole timeline trains and is the input: known events, then the new ones
         known_events = (data.target_test_input if data.summary.get("updates")  # a grown version holds them all
-                        else _timeline(data.target_test_input, data.target_test))
-        history = _timeline(known_events, train_new)
+                        else timeline(data.target_test_input, data.target_test))
+        history = timeline(known_events, train_new)
         work_data = copy_data(data, keys=keys, catalog=catalog, target_train=history, target_test_input=history)
     else:
         work_data = copy_data(data, keys=keys, catalog=catalog,
@@ -569,7 +532,7 @@ def update_artifact(path: str | Path, interactions: str | Path, items: str | Pat
 
         # -- the new version: every new interaction joins the users' histories -------------------
         if ordered:  # the held-out events are each user's latest
-            history = _timeline(work_data.target_train, valid_new)
+            history = timeline(work_data.target_train, valid_new)
             final = copy_data(work_data, target_train=history, target_test_input=history)
         else:
             final = copy_data(work_data, target_train=np.concatenate([work_data.target_train, valid_new]).astype(np.int64))
