@@ -77,7 +77,13 @@ def main() -> None:
         trainer.fit(train, valid, saved=True, show_progress=False, callback_fn=after_epoch)
     except TimeUp:
         capped = True
-    result = trainer.evaluate(test, load_best_model=True, model_file=trainer.saved_model_file, show_progress=False)
+    # the best validated state, from the checkpoint this run wrote (torch >= 2.6 refuses RecBole's own
+    # load of it: weights_only); then RecBole's evaluator on the test split
+    import torch
+
+    checkpoint = torch.load(trainer.saved_model_file, map_location="cpu", weights_only=False)
+    model.load_state_dict(checkpoint["state_dict"])
+    result = trainer.evaluate(test, load_best_model=False, show_progress=False)
     best = max(epochs, key=lambda e: e["valid_ndcg@10"])
     print(json.dumps({"dataset": "ml-100k", "users": int(dataset.user_num - 1), "items": int(dataset.item_num - 1),
                       "interactions": int(dataset.inter_num), "learning_rate": args.learning_rate,
