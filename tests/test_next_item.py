@@ -241,6 +241,40 @@ def test_sequential_baselines_train_and_rank(xdplug_home, plugin_manager, tmp_pa
     assert result.topk.shape == (len(data.target_test), 10)
 
 
+def test_bert4rec_trains_on_its_masks_and_scores_as_recbole(xdplug_home, plugin_manager, tmp_path, one_torch_thread):
+    import torch
+
+    from xdplug.recbole.sequences import input_batch
+    from xdplug.testing.contracts import make_fit_context
+
+    data = prepare_next_item()
+    ctx = make_fit_context(data, tmp_path / "bert4rec", epochs=1)
+    scorer = plugin_manager.registry.get("baseline", "BERT4Rec")(
+        {"hidden_size": 16, "inner_size": 32, "n_layers": 1, "max_length": 5}).fit(ctx)
+    rb = scorer.rb
+    # RecBole's masking transform makes its training batches (MASK_ITEM_SEQ, MASK_INDEX, ...)
+    batch = next(iter(rb.train_loader))
+    assert rb.config["MASK_ITEM_SEQ"] in batch.interaction and rb.config["MASK_INDEX"] in batch.interaction
+    assert (batch[rb.config["MASK_ITEM_SEQ"]] == scorer.model.mask_token).any()
+    # our inputs score exactly as RecBole's own examples: a full-length prefix and a short one
+    lengths = rb.dataset.inter_feat["item_length"]
+    rows = [int((lengths == 5).nonzero()[0]), int((lengths == 2).nonzero()[0])]
+    catalog_row = {int(rb_id): row for row, rb_id in enumerate(scorer.catalog_ids) if rb_id}
+    scorer.model.eval()
+    with torch.no_grad():
+        own = scorer.model.full_sort_predict(rb.dataset.inter_feat[torch.tensor(rows)])
+    for i, row in enumerate(rows):
+        ids = rb.dataset.inter_feat["item_id_list"][row][:int(lengths[row])].numpy()
+        prefix = Sequences(np.array([0, len(ids)]), np.array([catalog_row[i] for i in ids]))
+        ours = scorer._scores(input_batch(rb.config, scorer.catalog_ids, prefix, np.array([0]), "cpu"))
+        torch.testing.assert_close(ours, own[i].view(1, -1)[:, scorer.item_index])
+
+
+def test_bert4rec_refuses_a_mask_ratio_that_masks_nothing(plugin_manager):
+    with pytest.raises(ConfigError, match="mask_ratio.*masks no item"):
+        plugin_manager.registry.get("baseline", "BERT4Rec")({"mask_ratio": 0.1, "max_length": 5})
+
+
 # -- config refusals ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("sections, path, message", [

@@ -143,11 +143,6 @@ def test_export_and_recommend_with_a_recent_history(xdplug_home, plugin_manager,
     reverse = rec.recommend(history=keys[::-1], k=5)
     assert [g["score"] for g in reverse] != [g["score"] for g in got]  # the order is read
     assert not {g["item"] for g in got} & set(keys)
-    from xdplug.artifact import update_artifact
-    from xdplug.errors import ArtifactError
-
-    with pytest.raises(ArtifactError, match="update does not fine-tune sequence models yet"):
-        update_artifact(folder, interactions=tmp_path / "none.csv")
 
 
 # -- end to end -----------------------------------------------------------------------------------

@@ -281,6 +281,12 @@ class ModelFamily(Component):
         """Fit ``strategy`` on ``ctx.data`` and return a scorer (the interface of ``Baseline.fit``'s)."""
         raise NotImplementedError
 
+    def update_rows(self, ctx: FitContext, model, users: np.ndarray) -> tuple:
+        """``xdplug update``'s fine-tuning on the grown data ``ctx.data``: the scorer its
+        ``TrainingSession`` is handed (None: the transfer model's) and the rows a phase batches to
+        train ``users``. Default: the users themselves."""
+        return None, users
+
     @classmethod
     def tuning_stages(cls, encoder: type, fusion: type, adaptation: type) -> list[TuningStage]:
         """The components a staged search (``tuning.staged: true``) tunes one by one, in order, for a

@@ -4,7 +4,8 @@ New users and items are appended after the ones the artifact knows (a new item
 gets its text vector and a fresh ID row); the fine-tuning is one phase of the
 :class:`~xdplug.model.session.TrainingSession` a run fits a strategy with (same
 trainer, RecBole config and early stopping on the config's valid metric), validated
-on the slice of new interactions it held out.
+on the slice of new interactions it held out. A sequence model's new events are appended to
+each user's sequence in time order, and the slice it validates on is each user's latest ones.
 """
 
 from __future__ import annotations
@@ -36,11 +37,12 @@ from ..model.strategy import TrainingConfig, build_strategy, fit_strategy, model
 from ..plugins import installed_registry
 from ..recbole.compat import quiet_recbole_logging
 from ..recbole.dataset import training_config
-from ..spec import family_name
+from ..spec import resolve_strategy
 from ..weights import load_state, rng_kept, seeded
 from .export import write_artifact
 from .format import MANIFEST, check_replaceable, copy_data, next_version_path
 from .recommender import TextTable, build_strategy_model, fit_context, load_artifact
+from .sequence_update import holdout_latest, timeline, timestamps
 
 logger = logging.getLogger(__name__)
 
@@ -66,11 +68,14 @@ def mapped_columns(df: pd.DataFrame, mapping: dict[str, str], roles: tuple[str, 
     return pd.concat([out, df[rest]], axis=1) if rest else out
 
 
-def read_new_interactions(file: str | Path, min_rating: float, columns: dict[str, str] | None = None):
+def read_new_interactions(file: str | Path, min_rating: float, columns: dict[str, str] | None = None,
+                          ordered: bool = False):
     """``user,item[,rating][,timestamp]`` rows; rated rows below ``min_rating`` are not positives.
 
     ``columns`` maps roles to the names of the user's files (the recipe's
     :meth:`~xdplug.components.DatasetRecipe.update_columns`); the standard names work too.
+    ``ordered`` (a sequence model): the rows come back in time order, by ``timestamp`` where the
+    file has one (numbers or dates; ties keep the file's order), else in the file's order.
     """
     file = Path(file).expanduser()
     df = read_table(file, "the new interactions", strip_columns=True)
@@ -98,6 +103,10 @@ def read_new_interactions(file: str | Path, min_rating: float, columns: dict[str
             row = int(np.flatnonzero(bad.to_numpy())[0])
             raise DataError(f"expected numbers, got {raw.iloc[row]!r} (row {row + 1})", str(file), rating)
         keep = (ratings.isna() | (ratings >= min_rating)).to_numpy()
+    if ordered and "timestamp" in df.columns:
+        df = df.iloc[np.argsort(timestamps(df["timestamp"], file, named.get("timestamp", "timestamp")),
+                                kind="stable")]
+        keep = keep[df.index.to_numpy()]
     return df.loc[keep, ["user", "item"]].drop_duplicates().reset_index(drop=True), int((~keep).sum())
 
 
@@ -255,20 +264,24 @@ def _fine_tune(ctx, meta: dict, registry, weights: Path, state: dict, text_modul
     def score(u):
         return model.score_users("target", u)
 
-    session = TrainingSession(ctx, model, rb.config, options, uses_source=False, uses_target=True)
-    session.add_slice("update", "target", *held_out)
     before = measured(score)
     snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}
     touched = np.unique(train_new[:, 0]) if len(train_new) else np.zeros(0, dtype=np.int64)
-    others = np.setdiff1d(model.histories["target"].active_users(), touched)
+    histories = getattr(model, "histories", None)  # a sequence model's users are their training sequences
+    active = histories["target"].active_users() if histories else np.unique(ctx.data.target_train[:, 0])
+    others = np.setdiff1d(active, touched)
     n_replay = min(len(others), int(round(replay * len(touched))))
     replayed = rng.choice(others, size=n_replay, replace=False) if n_replay else np.zeros(0, dtype=np.int64)
     train_users = np.union1d(touched, replayed).astype(np.int64)
+    # the family's side of the session (a sequence tower batches the windows of these users' sequences)
+    scorer, rows = resolve_strategy(meta["spec"], registry, "strategy").family.update_rows(ctx, model, train_users)
+    session = TrainingSession(ctx, model, rb.config, options, uses_source=False, uses_target=True, scorer=scorer)
+    session.add_slice("update", "target", *held_out)
     if progress:
         progress(f"fine-tuning on {len(train_users)} users for up to {epochs} epochs")
     with seeded(meta["seed"] + seed + 1):  # the same update gives the same model
         record = session.train(("target",), phase="update", epochs=epochs, learning_rate=learning_rate,
-                               validate_on="update", users={"target": train_users})
+                               validate_on="update", users={"target": rows})
     model.eval()
     after = measured(score)
     kept = "updated"
@@ -322,10 +335,8 @@ def update_artifact(path: str | Path, interactions: str | Path, items: str | Pat
     refit = rec.model is None
     _, fusion, _, _ = build_strategy(meta["spec"], registry, "strategy")
     reads_text = "text" in fusion.uses  # then new items need their text
-    if getattr(rec.model, "reads_order", False):  # its users are sequences: update fine-tunes set-based models
-        raise ArtifactError(f"{src}: {meta['method']!r} (family: {family_name(meta['spec'])}) reads each user's "
-                            "interactions in time order; update does not fine-tune sequence models yet: retrain it "
-                            "on the grown data with `xdplug run`")
+    # a sequence model reads each user's events in order: new ones are appended after the known ones
+    ordered = bool(getattr(rec.model, "reads_order", False))
     if out:  # before any training: an existing -o is never overwritten
         check_replaceable(out, overwrite=False)
     # where the new version goes must be writable: known now, not after the fine-tuning
@@ -334,7 +345,7 @@ def update_artifact(path: str | Path, interactions: str | Path, items: str | Pat
     config = meta["config"]
     columns = update_columns(config, registry)  # the user's own column names (the files recipe's mapping)
     new, below = read_new_interactions(interactions, config["dataset"]["protocol"]["min_rating"],
-                                       columns["interactions"])
+                                       columns["interactions"], ordered)
     update_warnings: list[str] = []
     item_table = None
     if items is not None:
@@ -437,19 +448,29 @@ def update_artifact(path: str | Path, interactions: str | Path, items: str | Pat
     known = set(map(tuple, np.concatenate([data.target_train, data.target_valid, data.target_test]).tolist()))
     fresh = np.array([tuple(p) not in known for p in pairs.tolist()], dtype=bool)
     already = int((~fresh).sum())
-    pairs = np.unique(pairs[fresh], axis=0)
+    if ordered:  # time order kept; a pair named twice (two IDs of one item) counts at its first time
+        pairs = pairs[fresh]
+        pairs = pairs[np.sort(np.unique(pairs, axis=0, return_index=True)[1])]
+    else:
+        pairs = np.unique(pairs[fresh], axis=0)
     if not len(pairs):
         raise DataError("no new interactions: every row is already known to the artifact"
                         + (f" or rated below {config['dataset']['protocol']['min_rating']}" if below else ""),
                         str(interactions))
     rng = np.random.default_rng(seed)
-    held = _holdout(pairs, holdout, rng)
+    held = holdout_latest(pairs, holdout) if ordered else _holdout(pairs, holdout, rng)
     train_new, valid_new = pairs[~held], pairs[held]
 
     catalog = ItemCatalog(keys=keys["catalog"], texts=keys["texts"], source_rows=data.catalog.source_rows.copy(),
                           target_rows=np.array(target_rows, dtype=np.int64))
-    work_data = copy_data(data, keys=keys, catalog=catalog,
-                           target_train=np.concatenate([data.target_train, train_new]).astype(np.int64))
+    if ordered:  # each user's whole timeline trains and is the input: known events, then the new ones
+        known_events = (data.target_test_input if data.summary.get("updates")  # a grown version holds them all
+                        else timeline(data.target_test_input, data.target_test))
+        history = timeline(known_events, train_new)
+        work_data = copy_data(data, keys=keys, catalog=catalog, target_train=history, target_test_input=history)
+    else:
+        work_data = copy_data(data, keys=keys, catalog=catalog,
+                              target_train=np.concatenate([data.target_train, train_new]).astype(np.int64))
     # -- the held-out slice, ranked as every split is: seen items masked ------------------------
     seen_all = np.concatenate([work_data.target_train, data.target_valid, data.target_test, valid_new])
     order = np.argsort(valid_new[:, 0], kind="stable")
@@ -510,7 +531,11 @@ def update_artifact(path: str | Path, interactions: str | Path, items: str | Pat
                               valid_metric)
 
         # -- the new version: every new interaction joins the users' histories -------------------
-        final = copy_data(work_data, target_train=np.concatenate([work_data.target_train, valid_new]).astype(np.int64))
+        if ordered:  # the held-out events are each user's latest
+            history = timeline(work_data.target_train, valid_new)
+            final = copy_data(work_data, target_train=history, target_test_input=history)
+        else:
+            final = copy_data(work_data, target_train=np.concatenate([work_data.target_train, valid_new]).astype(np.int64))
         final.summary.setdefault("updates", []).append({"interactions": int(len(pairs)), "users": len(new_users),
                                                         "items": len(new_items)})
         report = {

@@ -1,4 +1,4 @@
-"""RecBole's sequential recommenders (SASRec, GRU4Rec) as next-item baselines.
+"""RecBole's sequential recommenders (SASRec, GRU4Rec, BERT4Rec) as next-item baselines.
 
 They run under ``dataset.protocol.task: next-item`` only (a shuffled general split has no order
 to read). Training goes through the same path as the general RecBole baselines: RecBole's
@@ -6,7 +6,8 @@ to read). Training goes through the same path as the general RecBole baselines: 
 ``item_id_list`` / ``item_length`` per prefix), RecBole's trainer with xdplug's validation and
 the best validation state kept in memory (``fit_recbole``). Ranking reads the input sequence of
 the split ranked (``score_split``): a validation target follows the training sequence, a test
-target follows it and the validation target.
+target follows it and the validation target. BERT4Rec trains on RecBole's own masking transform
+(``transform: mask_itemseq``, applied by its train loader) and ranks with a mask appended to the input.
 
 ``pooled: true`` trains on each user's two domains merged in time (source events strictly
 before the held-out target; source-only users' sequences where items are shared) and ranks the
@@ -18,11 +19,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from xdplug.api import NEXT_ITEM, Choice, ConfigError, Int, Sequences, input_batch, merged_sequences, sequence_data
+from xdplug.api import NEXT_ITEM, Choice, ConfigError, Float, Int, Sequences, input_batch, merged_sequences, sequence_data
 
 from .recbole_models import TRAINING_OPTIONS, RecboleBaseline, _declare, _yaml_defaults
 
-MODELS = ("SASRec", "GRU4Rec")
+MODELS = ("SASRec", "GRU4Rec", "BERT4Rec")
 
 _LR = {"type": "loguniform", "low": 1.0e-4, "high": 1.0e-2}
 #: default search spaces (small: a trial trains a transformer on 2 CPU cores)
@@ -34,10 +35,17 @@ SEQUENTIAL_SEARCH_SPACES: dict[str, dict] = {
     "GRU4Rec": {"params.learning_rate": _LR,
                 "params.hidden_size": {"type": "categorical", "choices": [64, 128, 256]},
                 "params.dropout_prob": {"type": "uniform", "low": 0.0, "high": 0.6}},
+    "BERT4Rec": {"params.learning_rate": _LR,
+                 "params.n_layers": {"type": "int", "low": 1, "high": 3},
+                 "params.hidden_dropout_prob": {"type": "uniform", "low": 0.1, "high": 0.6},
+                 "params.attn_dropout_prob": {"type": "uniform", "low": 0.1, "high": 0.6},
+                 "params.mask_ratio": {"type": "uniform", "low": 0.1, "high": 0.6}},
 }
 
 #: RecBole's string options of these models and the values they accept
-_CHOICES = {"hidden_act": ("gelu", "relu", "swish", "tanh", "sigmoid"), "loss_type": ("CE", "BPR")}
+_CHOICES = {"hidden_act": ("gelu", "relu", "swish", "tanh", "sigmoid"), "loss_type": ("CE", "BPR"),
+            # BERT4Rec's training examples come from RecBole's masking transform; nothing else trains it
+            "transform": ("mask_itemseq",)}
 
 
 class RecboleSequenceScorer:
@@ -98,6 +106,9 @@ class RecboleSequentialBaseline(RecboleBaseline):
         super().__init__(params, path)
         path = path or f"{self.kind}:{self.name}"
         heads, hidden = self.params.get("n_heads"), self.params.get("hidden_size")
+        if "mask_ratio" in self.params and int(self.params["mask_ratio"] * self.params["max_length"]) < 1:
+            raise ConfigError(f"{path}.mask_ratio", f"{self.params['mask_ratio']} x max_length "
+                              f"{self.params['max_length']} masks no item: BERT4Rec would have nothing to predict")
         if heads and hidden and hidden % heads:
             raise ConfigError(f"{path}.hidden_size", f"{hidden} must be a multiple of n_heads ({heads}): "
                               "the attention splits the hidden state across the heads")
@@ -123,6 +134,8 @@ def recbole_sequential_baselines() -> list[type]:
     for model in MODELS:
         defaults = {key: Choice(value, _CHOICES[key]) if key in _CHOICES else _declare(key, value)
                     for key, value in _yaml_defaults(model).items()}
+        if "mask_ratio" in defaults:  # a probability (BERT4Rec's share of masked items)
+            defaults["mask_ratio"] = Float(defaults["mask_ratio"].default, 0, 1, low_open=True)
         defaults.update({k: v for k, v in TRAINING_OPTIONS.items() if k != "train_neg_sample_args"})
         defaults["max_length"] = Int(50, 1, 10_000, help="the most recent items a sequence keeps "
                                      "(RecBole's MAX_ITEM_LIST_LENGTH)")

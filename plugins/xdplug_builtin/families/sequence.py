@@ -163,3 +163,14 @@ class SequenceFamily(ModelFamily):
         adaptation.fit(session)
         model.eval()
         return scorer
+
+    def update_rows(self, ctx, model, users):
+        """``xdplug update``: the tower trains on the grown training sequences (``ctx.data``, new events
+        appended in time), batching the windows of ``users``."""
+        if model.interleave:
+            raise ConfigError("strategy.params.model.cross_domain", "update reads the target's events only; a "
+                              "tower with cross_domain: interleave is retrained on the grown data with `xdplug run`")
+        model.set_sequences("target", target_training_sequences(ctx.data, False))
+        starts, _ = model._windows["target"]
+        owners = model.sequences["target"].owners()[starts] if len(starts) else np.zeros(0, dtype=np.int64)
+        return SequenceScorer(ctx, model), np.flatnonzero(np.isin(owners, users))
