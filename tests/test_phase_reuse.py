@@ -77,6 +77,12 @@ def test_adaptations_from_one_pretraining_pretrain_once(xdplug_home, plugin_mana
     assert count_source_phases() == 1  # freeze and l2sp started from finetune's pretraining
     assert any("phase source: reused from" in m for m in messages)
     assert [p["phase"] for p in ctx.curves][:1] == ["source"]  # the reused phase's curve is reported
+    # LP-FT (finetune, first: freeze) starts from the same pretraining
+    spec = {**entry("finetune", family), "params": {**entry("finetune", family)["params"],
+                                                     "adaptation": {"first": "freeze"}}}
+    _, ctx = fit(registry, data, spec, tmp_path, "lpft")
+    assert count_source_phases() == 1
+    assert list(dict.fromkeys(p["phase"] for p in ctx.curves)) == ["source", "target-adaptor", "target"]
     # another seed, another model option, or another family: computed again
     fit(registry, data, entry("freeze", family), tmp_path, "seed1", seed=1)
     assert count_source_phases() == 2
