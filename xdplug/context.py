@@ -35,6 +35,9 @@ class FitContext:
     #: the registry the run's components came from: a component that reads another one by name (a text
     #: baseline's encoder) resolves it here, so a third-party component serves it like a built-in one
     registry: Any = None  # an xdplug.registry.Registry (not imported: the registry sits above the context)
+    #: the run's folder of reusable phase results (a source pretraining shared by the adaptations that start
+    #: from it: ``xdplug.model.reuse``); None: every phase is computed
+    reuse_dir: Path | None = None
 
     def component(self, kind: str, name: str, path: str | None = None) -> type:
         """The class registered as ``name`` of ``kind`` in this run's registry (an unknown name is an

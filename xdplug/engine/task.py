@@ -111,7 +111,7 @@ def fit_context(spec: RunSpec, config: dict, data, device, workdir: Path, progre
     return FitContext(data=data, seed=spec.seed, device=torch.device(device), train=config["train"],
                       evaluation=config["evaluation"], workdir=Path(workdir), progress=progress, registry=registry,
                       tensorboard_dir=output_dir(config) / "tensorboard" / f"{spec.method}-{spec.seed}"
-                      if tensorboard else None)
+                      if tensorboard else None, reuse_dir=output_dir(config) / "phases")
 
 
 def prepare_data(config: dict, registry, seed: int):

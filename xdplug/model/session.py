@@ -14,6 +14,7 @@ the users it names on it.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 from typing import Callable, Iterable
 
@@ -24,7 +25,9 @@ from ..context import FitContext
 from ..evaluation import RankingResult, UserItems, rank_split, rank_users
 from ..metrics import quick_metric
 from ..recbole.trainer import fit_recbole
+from ..version import __version__
 from .batches import Histories, UserBatches
+from .reuse import PhaseStore, code_digest, data_digest, digest, rng_state, set_rng_state
 
 logger = logging.getLogger(__name__)
 
@@ -158,6 +161,9 @@ class TrainingSession:
         if validate_on == "target" and not self.uses_target:
             validate_on = "source"
         model = self.model
+        # a plain source pretraining on a fresh model: its result depends on nothing an adaptation chose
+        reusable = (domains == ("source",) and validate_on == "source" and not self.phases and parameters is None
+                    and not extra_losses and not weights and users is None and self.ctx.reuse_dir is not None)
         for domain in domains:
             model.mark_trained(domain)
         model.domain_weight = {"source": 1.0, "target": 1.0, **(weights or {})}
@@ -171,8 +177,27 @@ class TrainingSession:
         cfg["learning_rate"] = learning_rate or self.options["learning_rate"] or self.ctx.train["learning_rate"]
         cfg["weight_decay"] = self.options["weight_decay"]
         params = [p for p in (parameters if parameters is not None else model.parameters()) if p.requires_grad]
+        if not reusable:
+            return self._fit(phase, domains, loader, validate_on, params)
+        key = self._phase_key(phase, domains, validate_on, len(loader))
+        store = PhaseStore(self.ctx.reuse_dir, self.ctx.log)
+        with store.claim(key):
+            entry = store.load(key, model)
+            if entry is not None:
+                return self._restore(entry, store.path(key))
+            record = self._fit(phase, domains, loader, validate_on, params)
+            try:
+                store.save(key, {"state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                                 "record": record, "curves": self.ctx.curves[self._phase_start:],
+                                 "rng": rng_state(model, self.ctx.device)})
+            except OSError as exc:  # a full or read-only disk costs the reuse, never the run
+                self.ctx.log(f"reuse: could not store the {phase} phase in {store.folder} ({exc})")
+            return record
+
+    def _fit(self, phase: str, domains: tuple, loader, validate_on: str, params: list) -> dict:
+        model = self.model
         self.ctx.log(f"phase {phase}: {len(loader)} batches/epoch, validating on {validate_on}")
-        start = len(self.ctx.curves)
+        start = self._phase_start = len(self.ctx.curves)
         trainer = fit_recbole(self.ctx, self.config, model, loader, lambda: self.validate(validate_on),
                               phase=phase, params=params)
         for point in self.ctx.curves[start:]:  # the report draws only target-validated curves
@@ -181,6 +206,35 @@ class TrainingSession:
         record = {"phase": phase, "domains": list(domains), "best_epoch": trainer.best_epoch,
                   "best_valid": float(trainer.best_valid_score), "validate_on": validate_on,
                   "learning_problem": trainer.learning_problem}
+        self.phases.append(record)
+        return record
+
+    # -- reuse of a source pretraining (xdplug.model.reuse) ---------------------------------------------
+    def _phase_key(self, phase: str, domains: tuple, validate_on: str, n_batches: int) -> str:
+        """Everything the phase's result depends on: initial weights, options, train block, data, random
+        states, device, code."""
+        ctx, cfg = self.ctx, self.config.final_config_dict
+        return digest({
+            "model": f"{type(self.model).__module__}.{type(self.model).__qualname__}",
+            "state": self.model.state_dict(), "options": json.dumps(self.options, sort_keys=True, default=repr),
+            "train": json.dumps(ctx.train, sort_keys=True, default=repr), "valid_metric": ctx.valid_metric,
+            "trainer": {k: repr(cfg.get(k)) for k in ("epochs", "eval_step", "learning_rate", "weight_decay",
+                                                    "stopping_step", "clip_grad_norm", "learner")},
+            "phase": [phase, list(domains), validate_on, n_batches], "seed": ctx.seed,
+            "device": ctx.device.type, "data": data_digest(ctx.data), "rng": rng_state(self.model, ctx.device),
+            "code": code_digest(self.model), "versions": [__version__, torch.__version__, np.__version__]})
+
+    def _restore(self, entry: dict, path) -> dict:
+        """The phase as computed: its best weights, record, curve and the random states after it."""
+        model = self.model
+        device = next(iter(model.state_dict().values())).device
+        model.load_state_dict({k: v.to(device) for k, v in entry["state"].items()})
+        set_rng_state(model, self.ctx.device, entry["rng"])
+        model.extra_losses = []
+        record = dict(entry["record"])
+        self.ctx.curves.extend(dict(point) for point in entry["curves"])
+        self.ctx.log(f"phase {record['phase']}: reused from {path} (best epoch {record['best_epoch']}, "
+                     f"valid {record['best_valid']:.4f})")
         self.phases.append(record)
         return record
 
