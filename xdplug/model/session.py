@@ -222,7 +222,7 @@ class TrainingSession:
                                                     "stopping_step", "clip_grad_norm", "learner")},
             "phase": [phase, list(domains), validate_on, n_batches], "seed": ctx.seed,
             "device": ctx.device.type, "data": data_digest(ctx.data), "rng": rng_state(self.model, ctx.device),
-            "code": code_digest(self.model), "versions": [__version__, torch.__version__, np.__version__]})
+            "code": code_digest(self.model, self.scorer), "versions": [__version__, torch.__version__, np.__version__]})
 
     def _restore(self, entry: dict, path) -> dict:
         """The phase as computed: its best weights, record, curve and the random states after it."""
