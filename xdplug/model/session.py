@@ -185,10 +185,11 @@ class TrainingSession:
             entry = store.load(key, model)
             if entry is not None:
                 return self._restore(entry, store.path(key))
+            start = len(self.ctx.curves)
             record = self._fit(phase, domains, loader, validate_on, params)
             try:
                 store.save(key, {"state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                                 "record": record, "curves": self.ctx.curves[self._phase_start:],
+                                 "record": record, "curves": self.ctx.curves[start:],
                                  "rng": rng_state(model, self.ctx.device)})
             except OSError as exc:  # a full or read-only disk costs the reuse, never the run
                 self.ctx.log(f"reuse: could not store the {phase} phase in {store.folder} ({exc})")
@@ -197,7 +198,7 @@ class TrainingSession:
     def _fit(self, phase: str, domains: tuple, loader, validate_on: str, params: list) -> dict:
         model = self.model
         self.ctx.log(f"phase {phase}: {len(loader)} batches/epoch, validating on {validate_on}")
-        start = self._phase_start = len(self.ctx.curves)
+        start = len(self.ctx.curves)
         trainer = fit_recbole(self.ctx, self.config, model, loader, lambda: self.validate(validate_on),
                               phase=phase, params=params)
         for point in self.ctx.curves[start:]:  # the report draws only target-validated curves
