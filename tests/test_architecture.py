@@ -139,7 +139,7 @@ def test_the_cycle_finder_finds_a_cycle():
 #: docs/architecture.md's layers, lowest first: a module imports only from its own layer or a lower one
 LAYERS = {  # (progress, npzfile, tasks, names, controls, configfile, serve: modules of other branches, named ahead)
     "leaves": ("errors", "options", "paths", "tempdirs", "version", "frozen", "identity", "metrics", "progress",
-               "npzfile", "tasks", "names", "controls"),
+               "npzfile", "tasks", "names", "controls", "atomicfile"),
     "plugin contract": ("hookspecs", "components", "spec", "spaces", "stages", "registry", "plugins"),
     "data": ("data", "textcache"),
     "configuration": ("config", "configfile"),

@@ -182,7 +182,7 @@ def test_xdplug_home_being_a_file_is_one_error(tmp_path, monkeypatch, capsys):
 
 
 class _FullDisk:
-    """``os`` for ``xdplug.report.publish``: each file gets half its bytes, then ENOSPC."""
+    """``os`` for ``xdplug.atomicfile``: each file gets half its bytes, then ENOSPC."""
 
     def __init__(self):
         self.writes = 0
@@ -214,7 +214,7 @@ class _FullDisk:
 
 def test_a_full_disk_while_writing_the_report_is_one_error_and_leaves_the_report_whole(
         tmp_path, monkeypatch, capsys):
-    import xdplug.report.publish as atomic
+    import xdplug.atomicfile as atomic
 
     path = write_config(tmp_path)
     assert main(["run", path, "--quiet"]) == 0

@@ -1,4 +1,5 @@
-"""All-or-nothing file writes, so a crash never leaves a truncated report that looks finished."""
+"""All-or-nothing file writes, so a crash never leaves a truncated file that looks finished (a report, a
+stored training phase)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def write_files_atomically(files: Mapping[Path, bytes]) -> None:
                 fh.write(payload)
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.chmod(tmp, 0o644)  # mkstemp's 0600 would make the report private
+            os.chmod(tmp, 0o644)  # mkstemp's 0600 would make the file private
         while staged:
             tmp, path = staged[0]
             os.replace(tmp, path)

@@ -13,8 +13,8 @@ run) loads the weights, the phase's record and curve, and the random states at t
 what follows trains exactly as after a computed phase.
 
 An entry is a ``torch.save`` file of tensors, numbers and strings, read with
-``torch.load(weights_only=True)`` (no pickled code), written atomically (a temp file, then
-``os.replace``); one whose key, format or weight shapes do not match, or that cannot be read, is
+``torch.load(weights_only=True)`` (no pickled code), written atomically
+(:func:`xdplug.atomicfile.write_files_atomically`); one whose key, format or weight shapes do not match, or that cannot be read, is
 ignored with a log line and recomputed. A lock file per key makes a second process wait for the
 first one's result instead of training the same phase twice.
 """
@@ -24,15 +24,17 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import inspect
+import io
 import json
 import logging
 import os
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from ..atomicfile import write_files_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -194,14 +196,6 @@ class PhaseStore:
     def save(self, key: str, entry: dict) -> None:
         """Write atomically: a reader sees the old file, the new one or none, never half of one."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".partial-", suffix=".pt")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                torch.save({"format": FORMAT, "key": key, **entry}, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path(key))
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        payload = io.BytesIO()
+        torch.save({"format": FORMAT, "key": key, **entry}, payload)
+        write_files_atomically({self.path(key): payload.getvalue()})

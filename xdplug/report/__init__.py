@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .aggregate import ReportContext, build_context
-from .publish import write_files_atomically
+from ..atomicfile import write_files_atomically
 from .document import build_document, title
 from .files import report_json, results_frame, summary_frame, to_csv
 from .figures import build_figures

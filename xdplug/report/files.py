@@ -199,7 +199,7 @@ def per_user_payload(frame: pd.DataFrame) -> tuple[str, bytes]:
 
 def write_per_user(runs: list[dict], out_dir: str | Path) -> Path:
     """Write the per-user file beside results.csv (atomically); remove the other format's stale copy."""
-    from .publish import write_files_atomically
+    from ..atomicfile import write_files_atomically
 
     out = Path(out_dir)
     name, payload = per_user_payload(per_user_frame(runs))
