@@ -67,7 +67,10 @@ def suggest(trial, space: dict) -> dict:
 
 
 def open_study(config: dict, mt, url: str):
+    """The method's study, new or resumed where an uninterrupted search would be (``sampler.py``)."""
     import optuna
+
+    from .sampler import replay_draws
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.TPESampler(seed=mt.sampler_seed, n_startup_trials=max(1, min(10, mt.trials // 2)),
@@ -75,9 +78,15 @@ def open_study(config: dict, mt, url: str):
     study = optuna.create_study(study_name=study_name(config, mt), storage=url, sampler=sampler,
                                 direction="maximize", load_if_exists=True)
     start = mt.start_params()
-    if start and not study.get_trials(deepcopy=False):  # a new study: its first trial is the written point
+    if start and not live_trials(study):  # a new study: its first trial is the written point
         study.enqueue_trial(start)
+    replay_draws(study)
     return study
+
+
+def live_trials(study) -> list:
+    """The study's trials but those Ctrl-C cut short (an interrupted start point is asked again)."""
+    return [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("interrupted")]
 
 
 def counted(study) -> list:

@@ -15,8 +15,9 @@ How it works (``run_benchmark`` calls :func:`tune_methods` before the grid):
 * One Optuna study per (method, tuning identity), TPE sampler seeded with
   ``tuning.sampler_seed``, stored in ``sqlite:///<output.dir>/tuning.sqlite``
   (or any SQLAlchemy URL in ``tuning.storage``) with ``load_if_exists``: a
-  second ``xdplug run`` resumes the search. The identity leaves the trial
-  count out, so raising ``trials`` adds trials to the same study.
+  second ``xdplug run`` resumes the search, drawing what an uninterrupted one
+  would (``sampler.py`` replays the sampler's random streams). The identity
+  leaves the trial count out, so raising ``trials`` adds trials to the same study.
 * The chosen parameters (best validation value among the first ``trials``
   counted trials) are applied to the method's grid runs, which compute test
   metrics once per seed as usual. The study's trials, the space, the choice
