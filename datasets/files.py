@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from xdplug.api import (read_table, sniff_separator, ConfigError, DataError, DatasetRecipe, normalise_key, Option,
-                        RawDomain, RawDomains, refuse_nonfinite)
+                        RawDomain, RawDomains, column_numbers)
 
 #: interaction roles and the column each role is read from unless ``columns`` says otherwise
 CSV_COLUMNS = {"user": "user", "item": "item", "rating": "rating", "timestamp": "timestamp"}
@@ -264,29 +264,6 @@ class DomainSpec:
         return read_table(file, "the file", sep=None if file.suffix in (".inter", ".item") or
                           file.suffix.lower() in PARQUET else self._separator(file))
 
-    def _numbers(self, df: pd.DataFrame, column: str, file: Path, dates: bool) -> pd.Series:
-        values = df[column]
-        if dates and pd.api.types.is_datetime64_any_dtype(values):  # Parquet timestamps: seconds
-            as_utc = values.dt.tz_localize("UTC") if values.dt.tz is None else values.dt.tz_convert("UTC")
-            return (as_utc - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
-        if pd.api.types.is_numeric_dtype(values):
-            refuse_nonfinite(values, values.astype(float), str(file), column)
-            return values.astype(float)
-        numbers = pd.to_numeric(values, errors="coerce")
-        refuse_nonfinite(values, numbers, str(file), column)  # "inf", "-inf", "nan": parsed, yet no rating
-        bad = numbers.isna() & values.notna() & (values.astype(str).str.strip() != "")
-        if bad.any() and dates:
-            # timestamps may be dates ("2021-03-04 12:00"): seconds since the epoch
-            parsed = pd.to_datetime(values[bad], errors="coerce", utc=True)
-            ok = parsed.notna()
-            numbers.loc[parsed.index[ok]] = (parsed[ok] - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
-            bad = numbers.isna() & values.notna() & (values.astype(str).str.strip() != "")
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            kind = "numbers or dates" if dates else "numbers"
-            raise DataError(f"expected {kind}, got {values[bad].iloc[0]!r} (row {row + 1})", str(file), column)
-        return numbers.astype(float)
-
     def load(self) -> RawDomain:
         raw = self._read(self.inter_path)
         if raw.empty:
@@ -301,11 +278,11 @@ class DomainSpec:
                 raise DataError(f"empty value in row {row + 1}", str(self.inter_path), column)
             inter[role_] = inter[role_].astype(str).str.strip()
         if not self.implicit and c["rating"] in raw.columns:
-            inter["rating"] = self._numbers(raw, c["rating"], self.inter_path, dates=False)
+            inter["rating"] = column_numbers(raw[c["rating"]], str(self.inter_path), c["rating"])
         else:
             inter["rating"] = np.nan  # implicit: every row is a positive
         if c["timestamp"] in raw.columns:
-            inter["timestamp"] = self._numbers(raw, c["timestamp"], self.inter_path, dates=True)
+            inter["timestamp"] = column_numbers(raw[c["timestamp"]], str(self.inter_path), c["timestamp"], dates=True)
         else:
             inter["timestamp"] = np.nan
         items = pd.DataFrame({"item": pd.Series([], dtype=str)})

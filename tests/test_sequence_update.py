@@ -110,8 +110,12 @@ def test_an_update_that_no_epoch_improves_keeps_the_previous_weights(tower, tmp_
 def test_a_bad_timestamp_is_one_clear_error(tower, tmp_path):
     rec = xdplug.load(tower)
     path = new_events(rec, tmp_path, [(rec.users[0], rec.items[0], 5), (rec.users[1], rec.items[1], "soon")])
-    with pytest.raises(DataError, match=r"new\.csv, field 'timestamp': expected a time \(a number or an ISO "
-                                        r"date\), got 'soon' \(row 2, line 3 of the file\)"):
+    with pytest.raises(DataError, match=r"new\.csv, field 'timestamp': expected numbers or dates, got 'soon' "
+                                        r"\(row 2\)"):
+        update_artifact(tower, path, out=tmp_path / "v2")
+    path = new_events(rec, tmp_path, [(rec.users[0], rec.items[0], 5), (rec.users[1], rec.items[1], "")])
+    with pytest.raises(DataError, match=r"field 'timestamp': expected a time \(a number or a date\), got an empty "
+                                        r"cell \(row 2, line 3 of the file\)"):
         update_artifact(tower, path, out=tmp_path / "v2")
 
 

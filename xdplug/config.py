@@ -16,13 +16,11 @@ import copy
 import dataclasses
 import difflib
 import hashlib
-import json
+import re
+import string
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-
-import re
-import string
 
 import yaml
 

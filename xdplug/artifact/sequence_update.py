@@ -9,23 +9,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..data.raw import column_numbers
 from ..errors import DataError
 
 
 def timestamps(column: pd.Series, file: Path, name: str) -> np.ndarray:
-    """A timestamp column as numbers: numbers as given, dates (ISO 8601) as seconds; anything else,
-    or an empty cell, is one error naming the row."""
-    raw = column.astype(str).str.strip().where(column.notna(), "")
-    values = pd.to_numeric(raw.where(raw != ""), errors="coerce")
-    if values.isna().any() and not values.notna().any():  # no number at all: dates
-        dates = pd.to_datetime(raw.where(raw != ""), errors="coerce", utc=True, format="ISO8601")
-        values = (dates - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
-    bad = values.isna() | ~np.isfinite(values)
-    if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataError(f"expected a time (a number or an ISO date), got {raw.iloc[row]!r} (row {row + 1}, line "
-                        f"{row + 2} of the file); a sequence model appends the new events in time order",
-                        str(file), name)
+    """A timestamp column as seconds (numbers as given, dates parsed; ``column_numbers``); an empty
+    cell is an error too: a sequence model appends the new events in time order."""
+    values = column_numbers(column, str(file), name, dates=True)
+    if values.isna().any():
+        row = int(np.flatnonzero(values.isna().to_numpy())[0])
+        raise DataError(f"expected a time (a number or a date), got an empty cell (row {row + 1}, line {row + 2} "
+                        "of the file); a sequence model appends the new events in time order", str(file), name)
     return values.to_numpy(dtype=np.float64)
 
 

@@ -106,6 +106,32 @@ def refuse_nonfinite(given: pd.Series, values: pd.Series, origin: str, column: s
                         origin, column)
 
 
+def column_numbers(values: pd.Series, origin: str, column: str, dates: bool = False) -> pd.Series:
+    """A column as floats: numbers as written and, with ``dates``, dates or Parquet timestamps as seconds
+    since the epoch (UTC). A blank cell stays NaN (missing); anything else unparsed is one DataError
+    naming the file, the column and the first bad row."""
+    if dates and pd.api.types.is_datetime64_any_dtype(values):  # Parquet timestamps: seconds
+        as_utc = values.dt.tz_localize("UTC") if values.dt.tz is None else values.dt.tz_convert("UTC")
+        return (as_utc - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+    if pd.api.types.is_numeric_dtype(values):
+        refuse_nonfinite(values, values.astype(float), origin, column)
+        return values.astype(float)
+    numbers = pd.to_numeric(values, errors="coerce")
+    refuse_nonfinite(values, numbers, origin, column)  # "inf", "-inf", "nan": parsed, yet no number
+    bad = numbers.isna() & values.notna() & (values.astype(str).str.strip() != "")
+    if bad.any() and dates:
+        # timestamps may be dates ("2021-03-04 12:00"): seconds since the epoch
+        parsed = pd.to_datetime(values[bad], errors="coerce", utc=True)
+        ok = parsed.notna()
+        numbers.loc[parsed.index[ok]] = (parsed[ok] - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+        bad = numbers.isna() & values.notna() & (values.astype(str).str.strip() != "")
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        kind = "numbers or dates" if dates else "numbers"
+        raise DataError(f"expected {kind}, got {values[bad].iloc[0]!r} (row {row + 1})", origin, column)
+    return numbers.astype(float)
+
+
 def dedupe_items(items: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     """One row per item ID: repeated identical rows go; of rows that disagree, the first stays.
 
