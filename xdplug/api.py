@@ -41,7 +41,7 @@ from .context import FitContext
 from .data.catalog import ItemCatalog
 from .data.crossdomain import CrossDomainData
 from .data.sequences import Sequences, merged_sequences, pooled_training_sequences, source_sequences
-from .data.raw import RawDomain, RawDomains, column_numbers, read_atomic, refuse_nonfinite, validate_inter
+from .data.raw import RawDomain, RawDomains, column_numbers, read_atomic, validate_inter
 from .data.tables import read_table, sniff_separator
 from .data.text import normalise_key
 from .errors import (ArtifactError, ConfigError, DataError, NotApplicableError,
@@ -97,7 +97,7 @@ __all__ = [
     # collective weighted ALS with prior means (the factor family's solver)
     "FactorModel", "FactorBlock", "FixedPrior", "TextPrior",
     # data
-    "RawDomain", "RawDomains", "column_numbers", "read_atomic", "refuse_nonfinite", "validate_inter", "read_table", "sniff_separator",
+    "RawDomain", "RawDomains", "column_numbers", "read_atomic", "validate_inter", "read_table", "sniff_separator",
     "normalise_key", "ItemCatalog", "CrossDomainData", "downloads_dir", "TextEmbeddingCache", "text_key",
     "TextTable",
     # export
