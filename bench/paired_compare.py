@@ -27,7 +27,7 @@ def compare(path: str, a: str, b: str, metric: str = "ndcg@10") -> dict:
     wide = df.groupby(["user", "method"])["value"].mean().unstack("method").dropna()  # seeds averaged per user
     x, y = wide[a].to_numpy(), wide[b].to_numpy()
     return {"metric": metric, "seeds": common, "users": len(wide), "a": x.mean(), "b": y.mean(),
-            "gain": x.mean() / y.mean() - 1, "t_p": stats.ttest_rel(x, y).pvalue,
+            "gain": x.mean() / y.mean() - 1, "t": stats.ttest_rel(x, y).statistic, "t_p": stats.ttest_rel(x, y).pvalue,
             "wilcoxon_p": stats.wilcoxon(x, y).pvalue if (x != y).any() else 1.0}
 
 
@@ -40,7 +40,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     r = compare(args.per_user_csv, args.a, args.b, args.metric)
     print(f"{args.a} vs {args.b} ({r['metric']}, seeds {r['seeds']} averaged, {r['users']} users): "
-          f"{r['a']:.4f} vs {r['b']:.4f} ({r['gain']:+.2%}), paired t p = {r['t_p']:.3g}, "
+          f"{r['a']:.4f} vs {r['b']:.4f} ({r['gain']:+.2%}), paired t = {r['t']:.2f} (p = {r['t_p']:.3g}), "
           f"Wilcoxon p = {r['wilcoxon_p']:.3g}")
 
 

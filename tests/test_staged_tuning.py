@@ -308,11 +308,33 @@ def test_the_factor_family_declares_a_core_then_its_transfer_levers(plugin_manag
     text_joint = family.tuning_stages(registry.get("encoder", "bert"), registry.get("fusion", "gate"),
                                       registry.get("adaptation", "joint"))
     assert joint_stages[0].share == text_joint[0].share == 0.4 and len(text_joint[1].space) == 2
-    assert family.tuning_stages(*ids, registry.get("adaptation", "target-only")) == []  # iALS alone: no lever
+    # iALS alone (no lever): core then refine, the no-transfer twin of the levered strategies
+    twin = family.tuning_stages(*ids, registry.get("adaptation", "target-only"))
+    assert [s.name for s in twin] == ["core", "refine"] and twin[0].alone == {}
+    assert twin[0].space == joint_stages[0].space and twin[1].space == joint_stages[2].space
     with pytest.raises(ConfigError, match=r"strategies\[0\]\.tuning\.blend_trials: .*no blend"):
         tiny_config(strategies=[dict(FACTOR_JOINT, tuning={"trials": 4, "staged": True, "blend_trials": 8})])
-    with pytest.raises(ConfigError, match=r"strategies\[0\]\.tuning\.staged: .*declares no components"):
-        tiny_config(strategies=[dict(FACTOR_JOINT, adaptation="target-only", tuning={"trials": 4, "staged": True})])
+
+
+def test_the_factor_twin_without_levers_spends_the_same_fits_on_core_then_refine(tiny_config, plugin_manager):
+    """``target-only`` with ``encoder: id`` staged: the core's share, the rest to refine (no empty transfer
+    stage), every fit spent, the result never worse than the core; a lever to add has no stage to join."""
+    from xdplug.engine.tuning import method_tuning
+
+    twin = dict(FACTOR_JOINT, name="factor", adaptation="target-only")
+    big = tiny_config(baselines=[], strategies=[dict(twin, tuning={"trials": 20, "staged": True})])
+    mt = method_tuning(big, "strategy", big["strategies"][0], "strategies[0]", plugin_manager.registry)
+    assert [(s.stage.name, s.trials) for s in mt.staged.stages] == [("core", 8), ("refine", 12)]
+    config = tiny_config(baselines=[], strategies=[dict(twin, tuning={"trials": 5, "staged": True})])
+    run_benchmark(config, progress=False)
+    meta, runs = meta_and_runs(config)
+    tu = meta["factor"]
+    stages = tu["staged"]["stages"]
+    assert [(s["name"], s["budget"]) for s in stages] == [("core", 2), ("refine", 3)] and len(tu["trials"]) == 5
+    assert tu["best_value"] == max(s["best_value"] for s in stages) >= stages[0]["best_value"]
+    assert runs["factor"]["metrics"]["valid"]["ndcg@10"] == pytest.approx(tu["best_value"], abs=1e-6)
+    with pytest.raises(ConfigError, match=r"strategies\[0\]\.tuning\.levers: .*has none \(stages: core, refine\)"):
+        tiny_config(strategies=[dict(twin, tuning={"trials": 5, "staged": True, "levers": OFFSET})])
 
 
 def test_core_levers_tune_the_core_with_a_lever_on_and_keep_it_in_the_result(tiny_config, plugin_manager):

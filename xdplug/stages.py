@@ -164,9 +164,15 @@ def staged_plan(kind: str, entry: dict, registry, trials: int, own: dict, glob: 
     if "levers" in own and family_class(entry, registry, path).blends_stages:
         raise ConfigError(f"{path}.tuning.levers", "applies to stages that refine one model (the factor family); "
                           "this family blends its components, each fitted alone (drop levers)", source)
-    # the levers' stage: the one after the core (the factor family's transfer; refine follows it)
-    spaces[min(1, len(spaces) - 1)].update(_extra_levers(own.get("levers"), kind, entry, registry, owned,
-                                                         f"{path}.tuning.levers", source))
+    # the levers' stage: the first after the core that searches what the core switches off (the factor
+    # family's transfer; refine follows it); a strategy with no lever (the family's twin) has none
+    extra = _extra_levers(own.get("levers"), kind, entry, registry, owned, f"{path}.tuning.levers", source)
+    at = next((i for i, s in enumerate(chosen[1:], 1) if set(s.space) & set(chosen[0].alone)), None)
+    if extra and at is None:
+        raise ConfigError(f"{path}.tuning.levers", f"joins the transfer levers' stage, and this search has none "
+                          f"(stages: {', '.join(s.name for s in chosen)}); drop levers", source)
+    if extra:
+        spaces[at].update(extra)
     for param in overrides:
         if param not in owned:
             raise ConfigError(f"{path}.tuning.space.{param}", "is a parameter of no stage of this staged search "

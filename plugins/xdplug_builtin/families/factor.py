@@ -105,16 +105,15 @@ class FactorFamily(ModelFamily):
     @classmethod
     def tuning_stages(cls, encoder, fusion, adaptation) -> list[TuningStage]:
         """``core`` (factors, regularisation, alpha; every transfer lever at 0), ``transfer`` (the
-        adaptation's weight and the text prior's strength), then ``refine`` (:attr:`refine_search_space`);
-        none where there is no lever to set apart. ``tuning.stages: {core: .., transfer: ..}`` keeps the
-        first two only."""
+        adaptation's weight and the text prior's strength), then ``refine`` (:attr:`refine_search_space`).
+        With no lever (``target-only``, ``encoder: id``: the levered strategies' no-transfer twin) there is
+        no transfer stage: core, then refine, so the twin is tuned like them with the same fits.
+        ``tuning.stages: {core: .., transfer: ..}`` keeps the first two only."""
         space = cls.strategy_space(encoder, fusion, adaptation)
         levers = {p: r for p, r in space.items() if p not in cls.search_space}
-        if not levers:
-            return []
         core = {p: r for p, r in space.items() if p in cls.search_space}
         return [TuningStage("core", core, {p: 0.0 for p in levers}, share=CORE_SHARE),
-                TuningStage("transfer", levers, {}),
+                *([TuningStage("transfer", levers, {})] if levers else []),
                 TuningStage("refine", copy.deepcopy(cls.refine_search_space), {})]
 
     @classmethod
