@@ -291,3 +291,21 @@ def test_a_slice_metric_is_checked_when_the_config_is_read(tiny_config):
         tiny_config(tuning={"metric": "ndcg@10|"})
     with pytest.raises(ConfigError, match="K=20 must be one of evaluation.ks"):
         tiny_config(tuning={"metric": "ndcg@20|cold items"})
+
+
+def test_a_narrowed_run_keeps_the_other_methods_searches_in_the_report(tiny_config):
+    """``--only`` tunes some methods; the report still shows every stored run's search, and not the
+    search of a method the config no longer has."""
+    import json
+
+    both = [{"baseline": "EASE"}, {"baseline": "ItemKNN"}]
+    config = tiny_config(baselines=both, tuning={"trials": 1})
+    run_benchmark(config, progress=False, only=["EASE"])
+    paths = run_benchmark(config, progress=False, only=["ItemKNN"])
+    stored, _ = tuning_meta(config)
+    assert set(stored) == {"EASE", "ItemKNN"} and len(stored["EASE"]["trials"]) == 1
+    assert set(json.loads(Path(paths["json"]).read_text())["data"]["tuning"]) == {"EASE", "ItemKNN"}
+
+    fewer = tiny_config(baselines=[{"baseline": "EASE"}], tuning={"trials": 1})
+    paths = run_benchmark(fewer, progress=False)
+    assert set(json.loads(Path(paths["json"]).read_text())["data"]["tuning"]) == {"EASE"}

@@ -77,7 +77,8 @@ def tune_methods(config: dict, store, executor, specs: list, todo: list, registr
         if spec.method not in methods:
             methods[spec.method] = method_tuning(config, spec.kind, spec.entry, spec.path, registry)
     pending_methods = {s.method for s in todo}
-    meta = {k: v for k, v in (store.get_meta("tuning") or {}).items() if k in methods}
+    stored = store.get_meta("tuning") or {}
+    meta = {k: v for k, v in stored.items() if k in methods}
     units: dict[str, tuple[MethodTuning, object]] = {}  # what the trial loop searches: name -> (tuning, spec)
     studies, remaining, staged = {}, {}, {}
     for name, mt in methods.items():
@@ -125,7 +126,9 @@ def tune_methods(config: dict, store, executor, specs: list, todo: list, registr
         meta[name] = search.finish(next(s for s in specs if s.method == name), registry, progress)
         meta[name]["seed"] = seed
         chosen[name] = meta[name]["chosen"]
-    store.set_meta("tuning", {name: meta[name] for name in methods if name in meta})
+    # methods outside this grid (``--only``) keep their records: the report shows every stored run's search
+    kept = {k: v for k, v in stored.items() if k not in methods}
+    store.set_meta("tuning", {**kept, **{name: meta[name] for name in methods if name in meta}})
     out = []
     for spec in todo:
         mt = methods.get(spec.method)
