@@ -106,6 +106,18 @@ def test_a_second_run_resumes_the_study(tiny_config, plugin_manager):
     assert third["EASE"]["trials"] == second["EASE"]["trials"] and runs_again["EASE"]["attempts"] == 1
 
 
+def test_a_run_narrowed_by_only_keeps_the_other_methods_tuning_record(tiny_config):
+    config = tiny_config(baselines=[{"baseline": "EASE"}, {"baseline": "ItemKNN"}], tuning={"trials": 1})
+    run_benchmark(config, progress=False, only=["ItemKNN"])
+    run_benchmark(config, progress=False, only=["EASE"])
+    meta, runs = tuning_meta(config)
+    assert list(meta) == ["EASE", "ItemKNN"]  # the grid's order, both searches recorded
+    assert len(meta["ItemKNN"]["trials"]) == 1 and meta["ItemKNN"]["chosen"]
+    assert set(runs) == {"EASE", "ItemKNN"}
+    report = (store_path(config).parent / "report.md").read_text()
+    assert "| ItemKNN | 1 | 1 |" in report  # its row of the report's tuning table
+
+
 def test_per_method_budgets_and_spaces(tiny_config, plugin_manager):
     config = tiny_config(
         baselines=[{"baseline": "EASE", "tuning": {"trials": 1, "space": {

@@ -39,6 +39,7 @@ from pathlib import Path
 
 from ..progress import progress_bar
 from ..spaces import configured
+from .plan import expand
 from .settings import MethodTuning, method_tuning, missing_metric  # noqa: F401 - method_tuning: the API
 from .staged import StagedSearch
 from .studies import STORE_FILE, apply_params, redact, storage_url, study_name, suggest, summarize  # noqa: F401
@@ -76,7 +77,8 @@ def tune_methods(config: dict, store, executor, specs: list, todo: list, registr
         if spec.method not in methods:
             methods[spec.method] = method_tuning(config, spec.kind, spec.entry, spec.path, registry)
     pending_methods = {s.method for s in todo}
-    meta = {k: v for k, v in (store.get_meta("tuning") or {}).items() if k in methods}
+    recorded = store.get_meta("tuning") or {}
+    meta = {k: v for k, v in recorded.items() if k in methods}
     units: dict[str, tuple[MethodTuning, object]] = {}  # what the trial loop searches: name -> (tuning, spec)
     studies, remaining, staged = {}, {}, {}
     for name, mt in methods.items():
@@ -124,7 +126,10 @@ def tune_methods(config: dict, store, executor, specs: list, todo: list, registr
         meta[name] = search.finish(next(s for s in specs if s.method == name), registry, progress)
         meta[name]["seed"] = seed
         chosen[name] = meta[name]["chosen"]
-    store.set_meta("tuning", {name: meta[name] for name in methods if name in meta})
+    # a call narrowed by --only keeps the record of the grid's other methods: the report shows them all
+    meta = {**{k: v for k, v in recorded.items() if k not in methods}, **meta}
+    grid = dict.fromkeys(s.method for s in expand(config, registry))
+    store.set_meta("tuning", {name: meta[name] for name in grid if name in meta})
     out = []
     for spec in todo:
         mt = methods.get(spec.method)
