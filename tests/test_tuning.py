@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -104,6 +105,21 @@ def test_a_second_run_resumes_the_study(tiny_config, plugin_manager):
     run_benchmark(more, progress=False)
     third, runs_again = tuning_meta(more)
     assert third["EASE"]["trials"] == second["EASE"]["trials"] and runs_again["EASE"]["attempts"] == 1
+
+
+def test_a_run_narrowed_by_only_keeps_the_other_methods_tuning_record(tiny_config):
+    config = tiny_config(baselines=[{"baseline": "EASE"}, {"baseline": "ItemKNN"}], tuning={"trials": 1})
+    run_benchmark(config, progress=False, only=["ItemKNN"])
+    run_benchmark(config, progress=False, only=["EASE"])
+    meta, runs = tuning_meta(config)
+    assert list(meta) == ["EASE", "ItemKNN"]  # the grid's order, both searches recorded
+    assert len(meta["ItemKNN"]["trials"]) == 1 and meta["ItemKNN"]["chosen"]
+    assert set(runs) == {"EASE", "ItemKNN"}
+    report = (store_path(config).parent / "report.md").read_text()
+    assert "| ItemKNN | 1 | 1 |" in report  # its row of the report's tuning table
+    # a method the config no longer has: its search leaves the record and the report
+    paths = run_benchmark(tiny_config(baselines=[{"baseline": "EASE"}], tuning={"trials": 1}), progress=False)
+    assert set(json.loads(Path(paths["json"]).read_text())["data"]["tuning"]) == {"EASE"}
 
 
 def test_per_method_budgets_and_spaces(tiny_config, plugin_manager):
@@ -291,21 +307,3 @@ def test_a_slice_metric_is_checked_when_the_config_is_read(tiny_config):
         tiny_config(tuning={"metric": "ndcg@10|"})
     with pytest.raises(ConfigError, match="K=20 must be one of evaluation.ks"):
         tiny_config(tuning={"metric": "ndcg@20|cold items"})
-
-
-def test_a_narrowed_run_keeps_the_other_methods_searches_in_the_report(tiny_config):
-    """``--only`` tunes some methods; the report still shows every stored run's search, and not the
-    search of a method the config no longer has."""
-    import json
-
-    both = [{"baseline": "EASE"}, {"baseline": "ItemKNN"}]
-    config = tiny_config(baselines=both, tuning={"trials": 1})
-    run_benchmark(config, progress=False, only=["EASE"])
-    paths = run_benchmark(config, progress=False, only=["ItemKNN"])
-    stored, _ = tuning_meta(config)
-    assert set(stored) == {"EASE", "ItemKNN"} and len(stored["EASE"]["trials"]) == 1
-    assert set(json.loads(Path(paths["json"]).read_text())["data"]["tuning"]) == {"EASE", "ItemKNN"}
-
-    fewer = tiny_config(baselines=[{"baseline": "EASE"}], tuning={"trials": 1})
-    paths = run_benchmark(fewer, progress=False)
-    assert set(json.loads(Path(paths["json"]).read_text())["data"]["tuning"]) == {"EASE"}

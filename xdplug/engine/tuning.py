@@ -15,9 +15,8 @@ How it works (``run_benchmark`` calls :func:`tune_methods` before the grid):
 * One Optuna study per (method, tuning identity), TPE sampler seeded with
   ``tuning.sampler_seed``, stored in ``sqlite:///<output.dir>/tuning.sqlite``
   (or any SQLAlchemy URL in ``tuning.storage``) with ``load_if_exists``: a
-  second ``xdplug run`` resumes the search, drawing what an uninterrupted one
-  would (``sampler.py`` replays the sampler's random streams). The identity
-  leaves the trial count out, so raising ``trials`` adds trials to the same study.
+  second ``xdplug run`` resumes the search. The identity leaves the trial
+  count out, so raising ``trials`` adds trials to the same study.
 * The chosen parameters (best validation value among the first ``trials``
   counted trials) are applied to the method's grid runs, which compute test
   metrics once per seed as usual. The study's trials, the space, the choice
@@ -40,6 +39,7 @@ from pathlib import Path
 
 from ..progress import progress_bar
 from ..spaces import configured
+from .plan import expand
 from .settings import MethodTuning, method_tuning, missing_metric  # noqa: F401 - method_tuning: the API
 from .staged import StagedSearch
 from .studies import STORE_FILE, apply_params, redact, storage_url, study_name, suggest, summarize  # noqa: F401
@@ -77,8 +77,8 @@ def tune_methods(config: dict, store, executor, specs: list, todo: list, registr
         if spec.method not in methods:
             methods[spec.method] = method_tuning(config, spec.kind, spec.entry, spec.path, registry)
     pending_methods = {s.method for s in todo}
-    stored = store.get_meta("tuning") or {}
-    meta = {k: v for k, v in stored.items() if k in methods}
+    recorded = store.get_meta("tuning") or {}
+    meta = {k: v for k, v in recorded.items() if k in methods}
     units: dict[str, tuple[MethodTuning, object]] = {}  # what the trial loop searches: name -> (tuning, spec)
     studies, remaining, staged = {}, {}, {}
     for name, mt in methods.items():
@@ -126,9 +126,10 @@ def tune_methods(config: dict, store, executor, specs: list, todo: list, registr
         meta[name] = search.finish(next(s for s in specs if s.method == name), registry, progress)
         meta[name]["seed"] = seed
         chosen[name] = meta[name]["chosen"]
-    # methods outside this grid (``--only``) keep their records: the report shows every stored run's search
-    kept = {k: v for k, v in stored.items() if k not in methods}
-    store.set_meta("tuning", {**kept, **{name: meta[name] for name in methods if name in meta}})
+    # a call narrowed by --only keeps the record of the grid's other methods: the report shows them all
+    meta = {**{k: v for k, v in recorded.items() if k not in methods}, **meta}
+    grid = dict.fromkeys(s.method for s in expand(config, registry))
+    store.set_meta("tuning", {name: meta[name] for name in grid if name in meta})
     out = []
     for spec in todo:
         mt = methods.get(spec.method)
