@@ -41,31 +41,27 @@ def _draw(trial, name: str, dist):
     raise TypeError(f"cannot replay a draw from {type(dist).__name__}")  # pragma: no cover - we only suggest these
 
 
-def _streams(sampler) -> dict:
-    """TPE's two random streams (Optuna internals: ``tests/test_tuning_resume.py`` pins them)."""
-    return {"tpe": sampler._rng, "startup": sampler._random_sampler._rng}
-
-
-def _take_streams(sampler, source) -> None:
-    streams = _streams(source)
-    sampler._rng, sampler._random_sampler._rng = streams["tpe"], streams["startup"]
+def _share_streams(ghost, sampler) -> None:
+    """``ghost`` draws from ``sampler``'s two random streams, TPE's and its start-up sampler's (Optuna
+    internals: ``tests/test_tuning_resume.py`` pins them)."""
+    ghost._rng, ghost._random_sampler._rng = sampler._rng, sampler._random_sampler._rng
 
 
 def replay_draws(study) -> int:
     """Advance ``study.sampler``'s random streams past the draws of the study's finished trials; return
     how many were replayed. A replayed draw that differs from the stored one is logged (the search goes
-    on). The replay runs on a copy of the sampler (a TPE sampler serves one study), whose streams the
-    study's sampler then takes."""
+    on). The replay runs on a copy of the sampler (a TPE sampler serves one study) that shares the
+    study's sampler's streams."""
     earlier = sorted((t for t in study.get_trials(deepcopy=False, states=_DONE)
                       if not t.user_attrs.get("interrupted")), key=lambda t: t.number)
+    if not earlier:
+        return 0
     try:
         ghost = copy.deepcopy(study.sampler)
-        _streams(ghost)
+        _share_streams(ghost, study.sampler)
     except AttributeError:  # another sampler or Optuna version: resuming draws afresh, as before
         logger.warning("study %s: this Optuna's TPE sampler cannot be replayed; a resumed search draws "
                        "other points than an uninterrupted one", study.study_name)
-        return 0
-    if not earlier:
         return 0
     shadow = optuna.create_study(storage=optuna.storages.InMemoryStorage(), sampler=ghost,
                                  direction=study.direction)
@@ -79,7 +75,6 @@ def replay_draws(study) -> int:
             if drawn != stored.params:
                 differs.append(stored.number)
         shadow.add_trial(stored)
-    _take_streams(study.sampler, ghost)
     if differs:
         logger.warning("study %s: resumed, but trials %s did not replay (drawn in parallel, or by another "
                        "budget or version); the rest of the search differs from an uninterrupted one",

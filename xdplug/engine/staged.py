@@ -25,7 +25,7 @@ from ..config import canonical_json
 from ..progress import progress_bar
 from ..spec import family_class
 from ..stages import BLEND_WEIGHT
-from .studies import apply_params, counted, live_trials, open_study, redact, study_name, suggest, summarize
+from .studies import apply_params, counted, open_study, redact, resumed_study, study_name, suggest, summarize
 
 #: users scored per call when the components' scores are stored
 SCORE_BATCH = 1024
@@ -125,20 +125,14 @@ class StagedSearch:
     def _blend_study(self, space: dict, stages: list):
         import optuna
 
-        from .sampler import replay_draws
-
         identity = canonical_json({"search": study_name(self.config, self.mt), "chosen": self.chosen,
                                    "stages": [s.stage.name for s in stages]})
         name = f"{self.mt.method}.blend-{hashlib.sha256(identity.encode()).hexdigest()[:12]}"
         sampler = optuna.samplers.TPESampler(seed=self.mt.sampler_seed, n_startup_trials=10)
-        study = optuna.create_study(study_name=name, storage=self.url, sampler=sampler, direction="maximize",
-                                    load_if_exists=True)
-        if not live_trials(study):  # a new study: each component alone, then all at weight 1
-            for s in stages:
-                study.enqueue_trial({p: 1.0 if p == s.stage.weight else 0.0 for p in space})
-            study.enqueue_trial({p: 1.0 for p in space})
-        replay_draws(study)
-        return study
+        # a new study: each component alone, then all at weight 1
+        starts = [{p: 1.0 if p == s.stage.weight else 0.0 for p in space} for s in stages]
+        starts.append({p: 1.0 for p in space})
+        return resumed_study(name, self.url, sampler, starts)
 
 
 def _stage_record(stage, result: dict) -> dict:

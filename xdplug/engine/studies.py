@@ -70,23 +70,28 @@ def open_study(config: dict, mt, url: str):
     """The method's study, new or resumed where an uninterrupted search would be (``sampler.py``)."""
     import optuna
 
-    from .sampler import replay_draws
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.TPESampler(seed=mt.sampler_seed, n_startup_trials=max(1, min(10, mt.trials // 2)),
                                          constant_liar=True)
-    study = optuna.create_study(study_name=study_name(config, mt), storage=url, sampler=sampler,
-                                direction="maximize", load_if_exists=True)
-    start = mt.start_params()
-    if start and not live_trials(study):  # a new study: its first trial is the written point
-        study.enqueue_trial(start)
+    start = mt.start_params()  # a new study's first trial is the written point
+    return resumed_study(study_name(config, mt), url, sampler, [start] if start else [])
+
+
+def resumed_study(name: str, url: str, sampler, starts: list[dict]):
+    """The study ``name``, new or resumed where an uninterrupted search would be (``sampler.py``):
+    ``starts`` are enqueued while it has no trial but ones Ctrl-C cut short (an interrupted start point
+    is asked again)."""
+    import optuna
+
+    from .sampler import replay_draws
+
+    study = optuna.create_study(study_name=name, storage=url, sampler=sampler, direction="maximize",
+                                load_if_exists=True)
+    if not any(not t.user_attrs.get("interrupted") for t in study.get_trials(deepcopy=False)):
+        for params in starts:
+            study.enqueue_trial(params)
     replay_draws(study)
     return study
-
-
-def live_trials(study) -> list:
-    """The study's trials but those Ctrl-C cut short (an interrupted start point is asked again)."""
-    return [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("interrupted")]
 
 
 def counted(study) -> list:
