@@ -143,8 +143,7 @@ def build_report(config: dict, store, registry, out_dir: str | Path | None = Non
                        + (f"; its runs come from config hash {', '.join(found)}: was the config changed "
                           "since those runs?" if found else "")
                        + " Run `xdplug run` with this config first.")
-    methods = {r["method"] for r in data["runs"]}
-    tuning = {m: t for m, t in (store.get_meta("tuning") or {}).items() if m in methods}  # not a method dropped since
+    tuning = store.get_meta("tuning")
     if tuning:
         data["tuning"] = tuning
     out = Path(out_dir) if out_dir else output_dir(config)
