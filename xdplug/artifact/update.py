@@ -24,7 +24,7 @@ import scipy.sparse as sp
 import torch
 
 from ..data.catalog import ItemCatalog
-from ..data.raw import refuse_nonfinite
+from ..data.raw import column_numbers
 from ..data.tables import read_table
 from ..data.text import normalise_key, render_texts, template_fields
 from ..errors import STORAGE_ERRNOS, ArtifactError, DataError, XdplugError, storage_error
@@ -94,14 +94,12 @@ def read_new_interactions(file: str | Path, min_rating: float, columns: dict[str
         raise DataError("no interactions (a header and no rows)", str(file))
     keep = np.ones(len(df), dtype=bool)
     if "rating" in df.columns:
-        raw = df["rating"].astype(str).where(df["rating"].notna())
-        ratings = pd.to_numeric(raw, errors="coerce")
         rating = named.get("rating", "rating")
-        refuse_nonfinite(raw, ratings, str(file), rating)  # inf would count as a positive
-        bad = ratings.isna() & raw.notna()
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataError(f"expected numbers, got {raw.iloc[row]!r} (row {row + 1})", str(file), rating)
+        ratings = column_numbers(df["rating"], str(file), rating)  # inf, which would count as a positive, refused
+        blank = ratings.isna() & df["rating"].notna()  # a cell of spaces: an error here, not "no rating"
+        if blank.any():
+            row = int(np.flatnonzero(blank.to_numpy())[0])
+            raise DataError(f"expected numbers, got {df['rating'].iloc[row]!r} (row {row + 1})", str(file), rating)
         keep = (ratings.isna() | (ratings >= min_rating)).to_numpy()
     if ordered and "timestamp" in df.columns:
         df = df.iloc[np.argsort(timestamps(df["timestamp"], file, named.get("timestamp", "timestamp")),
