@@ -34,14 +34,15 @@ V_k[t]^T D_i[t]^1/2``, and the scores become ``S_E / std(S_E) + filter_weight *
 S_L / std(S_L)`` (std over the training users' target scores); ``joint`` with
 ``source_norm`` a > 0 divides each user's source row by (its length / the
 median length)^a before both. ``item_norm`` / ``user_norm`` (dense target-only and
-joint over shared users) are DAN's normalisation (Park et al., SIGIR 2025, "Why is
+joint) are DAN's normalisation (Park et al., SIGIR 2025, "Why is
 normalization necessary for linear recommenders?", alpha = 1 - item_norm, beta = user_norm):
 the Gram matrix weights each user's row by (its length / the median length)^-user_norm, and the
 fitted ``B`` becomes ``D_I^item_norm B D_I[t]^-item_norm`` (item degrees of the unscaled rows;
 ``diag(B)`` stays 0), which divides each target item's scores by its degree^item_norm. Every
 term so far is linear in the user's row, so it is one matrix: scores = row x ``B``.
 ``factor_rank`` r > 0 adds one that is not: iALS (Hu et al. 2008, the ``implicit`` package's CPU
-solver, ``ALS_ITERATIONS`` sweeps, seeded) over the same binary (pooled) rows, ``factor_reg`` its
+solver, ``ALS_ITERATIONS`` sweeps, seeded) over the target users' binary rows (with their source
+columns where only users are shared; the source's own rows stay out where items are shared), ``factor_reg`` its
 L2 and ``factor_alpha`` the confidence of an observed pair; each user's factor solves a least
 squares weighted by their own items, and ``S_F = U V[t]^T`` joins the sum as
 ``factor_weight * S_F / std(S_F)`` (the EASE part standardised as with the filter).
@@ -337,11 +338,10 @@ def _fit(ctx, form: str, options: dict, label: str, weight: float | None = None)
         raise ConfigError("params.model.ease_weight", "0 leaves EASE out of the sum, but no other term is on "
                           "(filter_rank, factor_rank): nothing would score")
     dense_terms = [key for key in ("item_norm", "user_norm", "factor_rank") if options.get(key, 0)]
-    if dense_terms and (sparse or (form != "target" and not (form == "pooled" and len(data.shared_items) == 0))):
+    if dense_terms and (sparse or form not in ("target", "pooled")):
         key = dense_terms[0]
         raise ConfigError(f"params.model.{key}", "DAN's normalisation and the iALS term are terms of the dense "
-                          f"target-only and of joint where only users are shared; {label!r} here has "
-                          f"none (set {key}: 0)")
+                          f"target-only and joint; {label!r} here has none (set {key}: 0)")
     target = data.matrix("target", "train").astype(np.float64).tocsr()
     known = np.asarray(target.sum(0)).ravel() > 0
     if sparse:
@@ -364,6 +364,7 @@ def _fit(ctx, form: str, options: dict, label: str, weight: float | None = None)
         raise NotApplicableError("params.model.family ease moves the source's item-item structure through items "
                                  "both domains share; these domains share none (joint also works through shared users)")
     source, n_source = _source_on_shared_items(data)
+    raw_source = source
     if options["source_norm"]:
         lengths = np.bincount(data.source_train[:, 0], minlength=data.n_source_users).astype(np.float64)
         source = (sp.diags(_row_scale(lengths, options["source_norm"])) @ source).tocsr()
@@ -371,18 +372,35 @@ def _fit(ctx, form: str, options: dict, label: str, weight: float | None = None)
     ctx.log(f"closed-form {label} over {n_items} items ({n_source} source interactions on shared items)")
     if sparse:
         return _fit_sparse_shared_items(ctx, weight, options, form, target, source, known)
+    if form == "pooled":
+        return _fit_pooled_items(ctx, options, weight, target, source, raw_source, known)
     gram_t = (target.T @ target).toarray()
     gram_s = (source.T @ source).toarray()
     if form == "source":
         b = ease_matrix(gram_s, options["source_reg_weight"])
-    elif form == "prior":
+    else:  # prior
         b = _ease_with_prior(gram_t, options["reg_weight"], weight,
                              ease_matrix(gram_s, options["source_reg_weight"]))
-    else:  # pooled
-        b = np.zeros((n_items, n_items)) if _ease_off(options) else ease_matrix(gram_t + weight * gram_s,
-                                                                                 options["reg_weight"])
-        b = _combine(target, b, sp.vstack([target, source]).tocsr(), n_items, options, ctx.seed)
     return ItemItemScorer(target, b, known, ctx.device)
+
+
+def _fit_pooled_items(ctx, options: dict, w: float, target, source, raw_source, known) -> ItemItemScorer:
+    """``joint`` over shared items (dense): EASE on ``G_t + w G_s``, the source's rows stacked under the
+    target's. DAN weighs every stacked row by its own length and divides by the pooled item degrees;
+    the low-pass filter reads the stacked rows; the iALS term is fitted on the target's rows only
+    (the source's would outnumber them: weighing them is the factor family's collective model)."""
+    nt = target.shape[1]
+    if _ease_off(options):
+        b = np.zeros((nt, nt))
+    else:
+        raw = sp.vstack([target, raw_source]).tocsr()
+        if options.get("user_norm", 0.0):  # each row weighted by (its length / the median of all rows')^-a
+            gram = _dan_gram(sp.vstack([target, np.sqrt(w) * source]).tocsr(), raw, options["user_norm"])
+        else:
+            gram = (target.T @ target).toarray() + w * (source.T @ source).toarray()
+        b = _dan_items(ease_matrix(gram, options["reg_weight"]), raw, options.get("item_norm", 0.0))
+    b = _combine(target, b, sp.vstack([target, source]).tocsr(), nt, options, ctx.seed)
+    return _with_factors(target, b, target, nt, options, ctx, known)
 
 
 def _fit_sparse_shared_items(ctx, weight, options, form, target, source, known) -> SparseItemItemScorer:

@@ -41,7 +41,7 @@ class ItemItemFamily(ModelFamily):
         "item_norm": Float(0.0, 0, 1),
         "user_norm": Float(0.0, 0, 2),
         # target-only / joint (dense): rank of an iALS factor model (the implicit package) over the
-        # (pooled) training matrix, its standardised scores added with factor_weight; 0 = off.
+        # target users' (pooled) rows, its standardised scores added with factor_weight; 0 = off.
         # factor_reg: its L2 (implicit's parametrisation), factor_alpha: the confidence of an observed pair
         "factor_rank": Int(0, 0, 4096),
         "factor_weight": Float(0.25, 0, 1e6),
