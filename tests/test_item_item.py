@@ -162,5 +162,5 @@ def test_joint_over_shared_items_with_dan_filter_and_ials_terms(registry, data, 
     expected = s_e / s_e.std() + 0.7 * s_l / s_l.std() + 0.5 * s_f / s_f.std()
     assert np.abs(got - expected).max() < 1e-3 * np.abs(expected).max()
     # without the terms it is the plain pooled Gram (test above), and l2sp still has no such terms
-    with pytest.raises(ConfigError, match=r"params.model.factor_rank.*'l2sp' here has none \(set factor_rank: 0\)"):
+    with pytest.raises(ConfigError, match=r"params.model.factor_rank: .*terms of target-only and joint; 'l2sp' has none \(set factor_rank: 0\)"):
         fit_strategy(entry("l2sp", {"factor_rank": 4}, weight=10.0), registry, make_ctx(data, tmp_path))

@@ -33,7 +33,7 @@ right singular vectors (randomised SVD, seeded), ``S_L = R D_i^-1/2 V_k
 V_k[t]^T D_i[t]^1/2``, and the scores become ``S_E / std(S_E) + filter_weight *
 S_L / std(S_L)`` (std over the training users' target scores); ``joint`` with
 ``source_norm`` a > 0 divides each user's source row by (its length / the
-median length)^a before both. ``item_norm`` / ``user_norm`` (dense target-only and
+median length)^a before both. ``item_norm`` / ``user_norm`` (target-only and
 joint) are DAN's normalisation (Park et al., SIGIR 2025, "Why is
 normalization necessary for linear recommenders?", alpha = 1 - item_norm, beta = user_norm):
 the Gram matrix weights each user's row by (its length / the median length)^-user_norm, and the
@@ -51,7 +51,9 @@ Above ``MAX_ITEMS`` items (or with ``solver: sparse``) every form is solved by
 ``model/sparse_item_item.py``: each item regressed on its ``neighbors`` strongest
 co-occurring items (EASE itself when ``neighbors`` >= items - 1), a sparse ``B`` with at most
 ``neighbors`` entries per column; l2sp pulls each such regression towards the source's
-sparse solution, and the low-pass filter stays a rank-k factor pair (``O(items x rank)``).
+sparse solution, the low-pass filter stays a rank-k factor pair (``O(items x rank)``), DAN's
+terms weight the rows it reads and rescale the sparse ``B``, and the iALS term is the same
+factor model: a staged search samples them at any catalogue size.
 
 Adaptations that shape embeddings while they train (fine-tuning, adversarial, MMD,
 CORAL, consistency) have no closed form: they do not list the family. The forms need
@@ -197,11 +199,22 @@ def _dan_gram(x: sp.csr_matrix, raw: sp.csr_matrix, user_norm: float) -> np.ndar
     return (x.T @ sp.diags((lengths / np.median(lengths)) ** -user_norm) @ x).toarray()
 
 
-def _dan_items(b: np.ndarray, raw: sp.csr_matrix, item_norm: float) -> np.ndarray:
-    """``D_I^item_norm B D_I[:nt]^-item_norm`` (D_I: the column sums of ``raw``, at least 1)."""
+def _dan_rows(x: sp.csr_matrix, raw: sp.csr_matrix, user_norm: float) -> sp.csr_matrix:
+    """``x`` with each row scaled by the square root of ``_dan_gram``'s weight (the sparse solver reads rows,
+    not a Gram matrix: ``rows^T rows`` is that weighted Gram)."""
+    if not user_norm:
+        return x
+    lengths = np.maximum(np.asarray(raw.sum(1)).ravel(), 1.0)
+    return (sp.diags(np.sqrt((lengths / np.median(lengths)) ** -user_norm)) @ x).tocsr()
+
+
+def _dan_items(b, raw: sp.csr_matrix, item_norm: float):
+    """``D_I^item_norm B D_I[:nt]^-item_norm`` (D_I: the column sums of ``raw``, at least 1), dense or sparse."""
     if not item_norm:
         return b
     d = np.maximum(np.asarray(raw.sum(0)).ravel(), 1.0) ** item_norm
+    if sp.issparse(b):
+        return (sp.diags(d) @ b @ sp.diags(1.0 / d[:b.shape[1]])).tocsc()
     return b * d[:, None] / d[None, :b.shape[1]]
 
 
@@ -255,18 +268,32 @@ def use_sparse(options: dict, n_items: int) -> bool:
     return solver == "sparse" or (solver == "auto" and n_items > MAX_ITEMS)
 
 
-def _sparse_scorer(ctx, rows, b, r, nt: int, options: dict, known) -> SparseItemItemScorer:
-    """``_combine`` with a sparse ``B``: the filter stays its factor pair, the stds are computed in row batches."""
-    if not options["filter_rank"]:
+def _sparse_ease(x: sp.csr_matrix, raw: sp.csr_matrix, reg, options: dict, nt: int, columns=None):
+    """The sparse solver's EASE part with DAN's terms (an empty ``B`` when ``ease_weight`` is 0)."""
+    if _ease_off(options):
+        return sp.csc_matrix((x.shape[1], nt))
+    b = sparse_ease(_dan_rows(x, raw, options.get("user_norm", 0.0)), reg, options.get("neighbors", 200), columns)
+    return _dan_items(b, raw, options.get("item_norm", 0.0))
+
+
+def _sparse_scorer(ctx, rows, b, r, nt: int, options: dict, known, factor_rows=None) -> SparseItemItemScorer:
+    """``_combine`` and ``_with_factors`` with a sparse ``B``: the filter stays its factor pair, the stds are
+    computed in row batches; the iALS term (``factor_rows``: the rows it is fitted on) as in the dense scorer."""
+    filtered, factored = options["filter_rank"], options.get("factor_rank", 0)
+    if not (filtered or factored):
         return SparseItemItemScorer(rows, b, known, ctx.device)
-    if options.get("filter_solver") == "exact":
+    if filtered and options.get("filter_solver") == "exact":
         raise ConfigError("params.model.filter_solver", "exact eigendecomposes an items x items Gram matrix, "
                           "a term of the dense solver; with the sparse one use auto")
-    left, right = low_pass_factors(r, nt, options["filter_rank"], ctx.seed)
-    std_b = scores_std(rows, b=b) + 1e-12
-    std_f = scores_std(rows, low_rank=(left, right)) + 1e-12
-    return SparseItemItemScorer(rows, b, known, ctx.device, scale=options.get("ease_weight", 1.0) / std_b,
-                                low_rank=(left, right, options["filter_weight"] / std_f))
+    scale = options.get("ease_weight", 1.0) / (scores_std(rows, b=b) + 1e-12)
+    low_rank = factors = None
+    if filtered:
+        left, right = low_pass_factors(r, nt, options["filter_rank"], ctx.seed)
+        low_rank = (left, right, options["filter_weight"] / (scores_std(rows, low_rank=(left, right)) + 1e-12))
+    if factored:
+        ctx.log(f"closed-form: iALS term, {options['factor_rank']} factors, {ALS_ITERATIONS} sweeps")
+        factors = FactorTerm(rows if factor_rows is None else factor_rows, nt, options, ctx.seed, ctx.device)
+    return SparseItemItemScorer(rows, b, known, ctx.device, scale=scale, low_rank=low_rank, factors=factors)
 
 
 class ItemItemProblem:
@@ -337,18 +364,17 @@ def _fit(ctx, form: str, options: dict, label: str, weight: float | None = None)
     if _ease_off(options) and not (options["filter_rank"] or options.get("factor_rank", 0)):
         raise ConfigError("params.model.ease_weight", "0 leaves EASE out of the sum, but no other term is on "
                           "(filter_rank, factor_rank): nothing would score")
-    dense_terms = [key for key in ("item_norm", "user_norm", "factor_rank") if options.get(key, 0)]
-    if dense_terms and (sparse or form not in ("target", "pooled")):
-        key = dense_terms[0]
-        raise ConfigError(f"params.model.{key}", "DAN's normalisation and the iALS term are terms of the dense "
-                          f"target-only and joint; {label!r} here has none (set {key}: 0)")
+    terms = [key for key in ("item_norm", "user_norm", "factor_rank") if options.get(key, 0)]
+    if terms and form not in ("target", "pooled"):
+        raise ConfigError(f"params.model.{terms[0]}", "DAN's normalisation and the iALS term are terms of "
+                          f"target-only and joint; {label!r} has none (set {terms[0]}: 0)")
     target = data.matrix("target", "train").astype(np.float64).tocsr()
     known = np.asarray(target.sum(0)).ravel() > 0
     if sparse:
         ctx.log(f"closed-form {label}: sparse solver, {k} neighbours per item, {n_items} items")
     if form == "target" and sparse:
-        return _sparse_scorer(ctx, target, sparse_ease(target, options["reg_weight"], k), target, n_items,
-                              options, known)
+        return _sparse_scorer(ctx, target, _sparse_ease(target, target, options["reg_weight"], options, n_items),
+                              target, n_items, options, known)
     if form == "target" and _ease_off(options):
         b = np.zeros((n_items, n_items))
         b = _combine(target, b, target, n_items, options, ctx.seed)
@@ -371,7 +397,7 @@ def _fit(ctx, form: str, options: dict, label: str, weight: float | None = None)
     known = known | (np.asarray(source.sum(0)).ravel() > 0)
     ctx.log(f"closed-form {label} over {n_items} items ({n_source} source interactions on shared items)")
     if sparse:
-        return _fit_sparse_shared_items(ctx, weight, options, form, target, source, known)
+        return _fit_sparse_shared_items(ctx, weight, options, form, target, source, raw_source, known)
     if form == "pooled":
         return _fit_pooled_items(ctx, options, weight, target, source, raw_source, known)
     gram_t = (target.T @ target).toarray()
@@ -403,7 +429,7 @@ def _fit_pooled_items(ctx, options: dict, w: float, target, source, raw_source, 
     return _with_factors(target, b, target, nt, options, ctx, known)
 
 
-def _fit_sparse_shared_items(ctx, weight, options, form, target, source, known) -> SparseItemItemScorer:
+def _fit_sparse_shared_items(ctx, weight, options, form, target, source, raw_source, known) -> SparseItemItemScorer:
     """zero-shot, l2sp and joint over shared items with the sparse solver (the dense forms' analogues)."""
     k, nt = options.get("neighbors", 200), target.shape[1]
     if form == "source":
@@ -412,9 +438,10 @@ def _fit_sparse_shared_items(ctx, weight, options, form, target, source, known) 
         prior = sparse_ease(source, options["source_reg_weight"], k)
         b = sparse_ease(target, options["reg_weight"], k, prior=prior, prior_weight=weight)
         return SparseItemItemScorer(target, b, known, ctx.device)
-    w = weight  # pooled: a source row scaled by sqrt(w) counts w times in G_t + w G_s
-    b = sparse_ease(sp.vstack([target, np.sqrt(w) * source]).tocsr(), options["reg_weight"], k)
-    return _sparse_scorer(ctx, target, b, sp.vstack([target, source]).tocsr(), nt, options, known)
+    # pooled: a source row scaled by sqrt(w) counts w times in G_t + w G_s; DAN as in the dense form
+    x = sp.vstack([target, np.sqrt(weight) * source]).tocsr()
+    b = _sparse_ease(x, sp.vstack([target, raw_source]).tocsr(), options["reg_weight"], options, nt)
+    return _sparse_scorer(ctx, target, b, sp.vstack([target, source]).tocsr(), nt, options, known, target)
 
 
 def _fit_pooled_users(ctx, options: dict, w: float) -> ItemItemScorer:
@@ -443,7 +470,8 @@ def _fit_pooled_users(ctx, options: dict, w: float) -> ItemItemScorer:
     if sparse:
         k = options.get("neighbors", 200)
         ctx.log(f"closed-form joint: sparse solver, {k} neighbours per item, {x.shape[1]} columns")
-        return _sparse_scorer(ctx, x, sparse_ease(x, reg, k, columns=np.arange(nt)), x, nt, options, known)
+        return _sparse_scorer(ctx, x, _sparse_ease(x, raw, reg, options, nt, columns=np.arange(nt)), x, nt,
+                              options, known, raw)
     if _ease_off(options):  # the other terms alone (a staged search scores each component by itself)
         b = np.zeros((x.shape[1], nt))
     else:

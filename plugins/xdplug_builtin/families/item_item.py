@@ -35,12 +35,12 @@ class ItemItemFamily(ModelFamily):
         "filter_solver": Choice("auto", ["auto", "exact"]),
         # joint: each user's source row divided by (its length / median length)^source_norm
         "source_norm": Float(0.0, 0, 2),
-        # target-only / joint (dense): DAN's normalisation (Park et al., SIGIR 2025): the Gram matrix
+        # target-only / joint: DAN's normalisation (Park et al., SIGIR 2025): the Gram matrix
         # weights each user's row by (its length / median)^-user_norm, and B becomes
         # D_I^item_norm B D_I^-item_norm (D_I: item degrees; DAN's alpha = 1 - item_norm); 0 = off
         "item_norm": Float(0.0, 0, 1),
         "user_norm": Float(0.0, 0, 2),
-        # target-only / joint (dense): rank of an iALS factor model (the implicit package) over the
+        # target-only / joint: rank of an iALS factor model (the implicit package) over the
         # target users' (pooled) rows, its standardised scores added with factor_weight; 0 = off.
         # factor_reg: its L2 (implicit's parametrisation), factor_alpha: the confidence of an observed pair
         "factor_rank": Int(0, 0, 4096),
