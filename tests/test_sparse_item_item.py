@@ -172,6 +172,7 @@ def scores(scorer, data):
     ("target-only", {"item_norm": 0.3, "user_norm": 0.5, "factor_rank": 6, "factor_weight": 0.5}, {}),
     ("joint", {"item_norm": 0.2, "user_norm": 0.4, "filter_rank": 8, "factor_rank": 6}, {"source_weight": 0.25}),
     ("joint", {"ease_weight": 0.0, "factor_rank": 6}, {"source_weight": 0.25}),
+    ("l2sp", {"item_norm": 0.2, "user_norm": 0.4, "filter_rank": 8, "factor_rank": 6}, {"weight": 50.0}),
 ])
 def test_sparse_solver_with_all_neighbours_is_the_dense_solution(registry, data, tmp_path, adaptation, model,
                                                                    params):

@@ -318,6 +318,6 @@ def test_factor_term_off_and_refused(registry, data, tmp_path):
 
     entry = joint(factor_rank=4)
     entry["adaptation"], entry["params"]["adaptation"] = "zero-shot", {}
-    with pytest.raises(ConfigError, match="factor_rank: DAN's normalisation and the iALS term are terms of "
-                                          "target-only and joint; 'zero-shot' has none"):
+    with pytest.raises(ConfigError, match=r"factor_rank: DAN's normalisation and the iALS term are terms of the forms "
+                                          r"that train on the target \(target-only, l2sp, joint\); 'zero-shot' has none"):
         fit_strategy(entry, registry, make_ctx(data, tmp_path / "b"))

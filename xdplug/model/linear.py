@@ -355,19 +355,19 @@ def _fit(ctx, form: str, options: dict, label: str, weight: float | None = None)
     n_items = data.n_target_items
     sparse = use_sparse(options, n_items)
     k = options.get("neighbors", 200)
-    if options["filter_rank"] and form not in ("target", "pooled"):
-        raise ConfigError("params.model.filter_rank", f"the low-pass filter is a term of target-only and joint; "
-                          f"{label!r} has none (set filter_rank: 0)")
+    if options["filter_rank"] and form == "source":
+        raise ConfigError("params.model.filter_rank", f"the low-pass filter is a term of the forms that train on the "
+                          f"target (target-only, l2sp, joint); {label!r} has none (set filter_rank: 0)")
     if options["source_norm"] and form != "pooled":
         raise ConfigError("params.model.source_norm", "weights the source rows of joint's pooled matrix; "
                           f"{label!r} has none (set source_norm: 0)")
-    if _ease_off(options) and not (options["filter_rank"] or options.get("factor_rank", 0)):
+    if _ease_off(options) and (form == "source" or not (options["filter_rank"] or options.get("factor_rank", 0))):
         raise ConfigError("params.model.ease_weight", "0 leaves EASE out of the sum, but no other term is on "
                           "(filter_rank, factor_rank): nothing would score")
     terms = [key for key in ("item_norm", "user_norm", "factor_rank") if options.get(key, 0)]
-    if terms and form not in ("target", "pooled"):
-        raise ConfigError(f"params.model.{terms[0]}", "DAN's normalisation and the iALS term are terms of "
-                          f"target-only and joint; {label!r} has none (set {terms[0]}: 0)")
+    if terms and form == "source":
+        raise ConfigError(f"params.model.{terms[0]}", "DAN's normalisation and the iALS term are terms of the forms "
+                          f"that train on the target (target-only, l2sp, joint); {label!r} has none (set {terms[0]}: 0)")
     target = data.matrix("target", "train").astype(np.float64).tocsr()
     known = np.asarray(target.sum(0)).ravel() > 0
     if sparse:
@@ -400,14 +400,20 @@ def _fit(ctx, form: str, options: dict, label: str, weight: float | None = None)
         return _fit_sparse_shared_items(ctx, weight, options, form, target, source, raw_source, known)
     if form == "pooled":
         return _fit_pooled_items(ctx, options, weight, target, source, raw_source, known)
-    gram_t = (target.T @ target).toarray()
     gram_s = (source.T @ source).toarray()
     if form == "source":
-        b = ease_matrix(gram_s, options["source_reg_weight"])
-    else:  # prior
-        b = _ease_with_prior(gram_t, options["reg_weight"], weight,
-                             ease_matrix(gram_s, options["source_reg_weight"]))
-    return ItemItemScorer(target, b, known, ctx.device)
+        return ItemItemScorer(target, ease_matrix(gram_s, options["source_reg_weight"]), known, ctx.device)
+    # prior: DAN over the target's rows, the filter and the iALS term over them too (the source enters
+    # through B_s alone)
+    if _ease_off(options):
+        b = np.zeros((n_items, n_items))
+    else:
+        gram_t = _dan_gram(target, target, options.get("user_norm", 0.0))
+        b = _dan_items(_ease_with_prior(gram_t, options["reg_weight"], weight,
+                                        ease_matrix(gram_s, options["source_reg_weight"])),
+                       target, options.get("item_norm", 0.0))
+    b = _combine(target, b, target, n_items, options, ctx.seed)
+    return _with_factors(target, b, target, n_items, options, ctx, known)
 
 
 def _fit_pooled_items(ctx, options: dict, w: float, target, source, raw_source, known) -> ItemItemScorer:
@@ -435,9 +441,14 @@ def _fit_sparse_shared_items(ctx, weight, options, form, target, source, raw_sou
     if form == "source":
         return SparseItemItemScorer(target, sparse_ease(source, options["source_reg_weight"], k), known, ctx.device)
     if form == "prior":
-        prior = sparse_ease(source, options["source_reg_weight"], k)
-        b = sparse_ease(target, options["reg_weight"], k, prior=prior, prior_weight=weight)
-        return SparseItemItemScorer(target, b, known, ctx.device)
+        if _ease_off(options):
+            b = sp.csc_matrix((nt, nt))
+        else:
+            prior = sparse_ease(source, options["source_reg_weight"], k)
+            b = sparse_ease(_dan_rows(target, target, options.get("user_norm", 0.0)), options["reg_weight"], k,
+                            prior=prior, prior_weight=weight)
+            b = _dan_items(b, target, options.get("item_norm", 0.0))
+        return _sparse_scorer(ctx, target, b, target, nt, options, known)
     # pooled: a source row scaled by sqrt(w) counts w times in G_t + w G_s; DAN as in the dense form
     x = sp.vstack([target, np.sqrt(weight) * source]).tocsr()
     b = _sparse_ease(x, sp.vstack([target, raw_source]).tocsr(), options["reg_weight"], options, nt)
