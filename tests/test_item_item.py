@@ -129,3 +129,72 @@ def test_needs_shared_items(registry, tmp_path_factory, tmp_path):
     assert len(disjoint.shared_items) == 0
     with pytest.raises(NotApplicableError, match="through items both domains share; these domains share none"):
         fit_strategy(entry("l2sp", weight=10.0), registry, make_ctx(disjoint, tmp_path))
+
+
+TERMS = {"filter_rank": 5, "filter_weight": 0.7, "factor_rank": 6, "factor_weight": 0.5, "factor_reg": 0.5,
+         "factor_alpha": 3.0}
+
+
+def with_terms(target, s_e, filtered):
+    """``S_E / std + 0.7 S_L / std + 0.5 S_F / std`` (TERMS): S_L the low-pass filter (rank 5) of ``filtered``
+    scoring the target's rows (numpy SVD), S_F implicit's iALS fitted on the target's rows."""
+    from implicit.cpu.als import AlternatingLeastSquares
+    from threadpoolctl import threadpool_limits
+
+    du, di = filtered.sum(1), filtered.sum(0)
+    inv = lambda v: np.where(v > 0, 1 / np.sqrt(np.maximum(v, 1e-12)), 0.0)  # noqa: E731
+    v = np.linalg.svd(inv(du)[:, None] * filtered * inv(di)[None, :])[2][:TERMS["filter_rank"]].T
+    s_l = target @ (inv(di)[:, None] * v) @ (v.T * np.sqrt(di)[None, :])
+    with threadpool_limits(1, "blas"):
+        als = AlternatingLeastSquares(factors=6, regularization=0.5, alpha=3.0, iterations=15, random_state=3,
+                                      calculate_training_loss=False)
+        als.fit(sp.csr_matrix(target.astype(np.float32)), show_progress=False)
+    s_f = als.user_factors @ als.item_factors.T
+    return s_e / s_e.std() + 0.7 * s_l / s_l.std() + 0.5 * s_f / s_f.std()
+
+
+def dan_weights(rows, user_norm):
+    lengths = np.maximum(rows.sum(1), 1)
+    return (lengths / np.median(lengths)) ** -user_norm
+
+
+def dan_items(b, rows, item_norm):
+    d = np.maximum(rows.sum(0), 1) ** item_norm
+    return b * d[:, None] / d[None, :]
+
+
+def test_joint_over_shared_items_with_dan_filter_and_ials_terms(registry, data, tmp_path):
+    """Where items are shared, joint's DAN, low-pass and iALS terms against numpy and implicit directly:
+    DAN over the stacked rows [X_t; X_s] (G_t + w G_s, row weights and item degrees of both), the filter
+    of the stacked rows, the iALS term on the target's rows alone."""
+    w = 0.4
+    model = {"item_norm": 0.3, "user_norm": 0.5, **TERMS}
+    scorer = fit_strategy(entry("joint", model, source_weight=w), registry, make_ctx(data, tmp_path))
+    got = scorer.score(torch.arange(data.n_target_users)).numpy().astype(np.float64)
+    target, source = matrices(data)
+    stacked = np.vstack([target, source])
+    weights = dan_weights(stacked, 0.5) * np.r_[np.ones(len(target)), np.full(len(source), w)]
+    s_e = target @ dan_items(ease(stacked.T @ (weights[:, None] * stacked), 20.0), stacked, 0.3)
+    expected = with_terms(target, s_e, stacked)
+    assert np.abs(got - expected).max() < 1e-3 * np.abs(expected).max()
+    # without the terms it is the plain pooled Gram (test above); zero-shot trains on no target row to add them to
+    with pytest.raises(ConfigError, match=r"params.model.factor_rank: DAN's normalisation and the iALS term are terms "
+                                          r"of the forms that train on the target \(target-only, l2sp, joint\); "
+                                          r"'zero-shot' has none \(set factor_rank: 0\)"):
+        fit_strategy(entry("zero-shot", {"factor_rank": 4}), registry, make_ctx(data, tmp_path))
+
+
+def test_l2sp_with_dan_filter_and_ials_terms(registry, data, tmp_path):
+    """l2sp's terms: DAN over the target's rows around the prior, the filter and the iALS term of the target's rows."""
+    lam = 50.0
+    model = {"item_norm": 0.3, "user_norm": 0.5, **TERMS}
+    scorer = fit_strategy(entry("l2sp", model, weight=lam), registry, make_ctx(data, tmp_path))
+    got = scorer.score(torch.arange(data.n_target_users)).numpy().astype(np.float64)
+    target, source = matrices(data)
+    gram = target.T @ (dan_weights(target, 0.5)[:, None] * target)
+    p = np.linalg.inv(gram + (20.0 + lam) * np.eye(len(gram)))
+    c = p @ (gram + lam * ease(source.T @ source, 30.0))
+    b = c - p * (np.diag(c) / np.diag(p))[None, :]
+    np.fill_diagonal(b, 0.0)
+    expected = with_terms(target, target @ dan_items(b, target, 0.3), target)
+    assert np.abs(got - expected).max() < 1e-3 * np.abs(expected).max()

@@ -168,6 +168,11 @@ def scores(scorer, data):
     ("zero-shot", {}, {}),
     ("l2sp", {}, {"weight": 50.0}),
     ("joint", {"source_norm": 0.5, "filter_rank": 8}, {"source_weight": 0.25}),
+    # DAN's terms and the iALS term: what a staged search of target-only / joint samples, at any catalogue size
+    ("target-only", {"item_norm": 0.3, "user_norm": 0.5, "factor_rank": 6, "factor_weight": 0.5}, {}),
+    ("joint", {"item_norm": 0.2, "user_norm": 0.4, "filter_rank": 8, "factor_rank": 6}, {"source_weight": 0.25}),
+    ("joint", {"ease_weight": 0.0, "factor_rank": 6}, {"source_weight": 0.25}),
+    ("l2sp", {"item_norm": 0.2, "user_norm": 0.4, "filter_rank": 8, "factor_rank": 6}, {"weight": 50.0}),
 ])
 def test_sparse_solver_with_all_neighbours_is_the_dense_solution(registry, data, tmp_path, adaptation, model,
                                                                    params):
@@ -183,13 +188,19 @@ def test_sparse_solver_with_all_neighbours_is_the_dense_solution(registry, data,
                                rtol=1e-4, atol=1e-5)
 
 
-def test_sparse_joint_over_shared_users_is_the_dense_solution(registry, user_data, tmp_path):
-    model = {"source_norm": 0.3, "filter_rank": 6}
+@pytest.mark.parametrize("model", [
+    {"source_norm": 0.3, "filter_rank": 6},
+    {"source_norm": 0.3, "item_norm": 0.2, "user_norm": 0.4, "factor_rank": 6, "factor_weight": 0.7},
+])
+def test_sparse_joint_over_shared_users_is_the_dense_solution(registry, user_data, tmp_path, model):
     dense = fit_strategy(entry("joint", {**model, "solver": "dense"}, source_weight=0.5), registry,
                          make_ctx(user_data, tmp_path))
     sparse = fit_strategy(entry("joint", {**model, "solver": "sparse", "neighbors": 100_000}, source_weight=0.5),
                           registry, make_ctx(user_data, tmp_path))
     np.testing.assert_allclose(scores(sparse, user_data), scores(dense, user_data), rtol=1e-4, atol=1e-5)
+    items = [0, 3, 5]
+    np.testing.assert_allclose(sparse.score_history(items).numpy(), dense.score_history(items).numpy(),
+                               rtol=1e-4, atol=1e-5)
 
 
 def test_auto_is_dense_up_to_the_limit_and_sparse_above(registry, data, tmp_path, monkeypatch):

@@ -144,13 +144,13 @@ def test_bad_staged_configs_are_named(tiny_config, tuning, match):
 
 
 def test_staged_is_refused_where_there_is_no_ensemble(tiny_config):
-    l2sp = dict(joint(trials=4, staged=True), adaptation="l2sp")
+    zero_shot = dict(joint(trials=4, staged=True), adaptation="zero-shot")
     with pytest.raises(ConfigError, match=r"strategies\[0\]\.tuning\.staged.*declares no components"):
-        tiny_config(strategies=[l2sp])
+        tiny_config(strategies=[zero_shot])
     with pytest.raises(ConfigError, match=r"baselines\[1\]\.tuning\.staged"):
         tiny_config(baselines=[{"baseline": "Pop"}, {"baseline": "EASE", "tuning": {"trials": 4, "staged": True}}])
     # the global switch stages what has stages and leaves the rest flat
-    config = tiny_config(strategies=[l2sp | {"tuning": {}}], tuning={"trials": 4, "staged": True})
+    config = tiny_config(strategies=[zero_shot | {"tuning": {}}], tuning={"trials": 4, "staged": True})
     assert config["tuning"]["staged"] is True
 
 
@@ -192,14 +192,17 @@ def test_the_item_item_family_declares_well_formed_stages(plugin_manager):
 
     registry = plugin_manager.registry
     family = registry.get("family", "ease")
-    parts = {name: registry.get("adaptation", name) for name in ("joint", "target-only", "l2sp")}
+    parts = {name: registry.get("adaptation", name) for name in ("joint", "target-only", "l2sp", "zero-shot")}
     for name, adaptation in parts.items():
         check_family(family, components=(registry.get("encoder", "id"), registry.get("fusion", "id"), adaptation))
     ids = (registry.get("encoder", "id"), registry.get("fusion", "id"))
     joint_ease = family.tuning_stages(*ids, parts["joint"])[0].space
     assert "params.adaptation.source_weight" in joint_ease and "params.model.source_norm" in joint_ease
     assert "params.adaptation.source_weight" not in family.tuning_stages(*ids, parts["target-only"])[0].space
-    assert family.tuning_stages(*ids, parts["l2sp"]) == []  # EASE alone: not an ensemble
+    l2sp_ease = family.tuning_stages(*ids, parts["l2sp"])[0].space  # the pull and the source EASE's L2
+    assert {"params.adaptation.weight", "params.model.source_reg_weight", "params.model.user_norm"} <= set(l2sp_ease)
+    assert "params.model.source_norm" not in l2sp_ease
+    assert family.tuning_stages(*ids, parts["zero-shot"]) == []  # no target rows: EASE alone, not an ensemble
 
 
 def test_malformed_stages_are_named():

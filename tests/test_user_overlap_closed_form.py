@@ -274,8 +274,6 @@ def test_dan_terms_off_are_bit_identical(registry, data, tmp_path):
 def test_dan_terms_are_refused_where_they_have_no_closed_form(registry, data, tmp_path):
     from xdplug.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="item_norm.*dense target-only"):
-        fit_strategy(joint(0.5, item_norm=0.2, solver="sparse"), registry, make_ctx(data, tmp_path))
     with pytest.raises(ConfigError, match=r"user_norm.*\(set user_norm: 0\)"):
         entry = joint(user_norm=0.2)
         entry["adaptation"], entry["params"]["adaptation"] = "zero-shot", {}
@@ -318,5 +316,8 @@ def test_factor_term_off_and_refused(registry, data, tmp_path):
     assert default.factors is None
     from xdplug.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="factor_rank"):
-        fit_strategy(joint(0.5, factor_rank=4, solver="sparse"), registry, make_ctx(data, tmp_path / "b"))
+    entry = joint(factor_rank=4)
+    entry["adaptation"], entry["params"]["adaptation"] = "zero-shot", {}
+    with pytest.raises(ConfigError, match=r"factor_rank: DAN's normalisation and the iALS term are terms of the forms "
+                                          r"that train on the target \(target-only, l2sp, joint\); 'zero-shot' has none"):
+        fit_strategy(entry, registry, make_ctx(data, tmp_path / "b"))

@@ -33,15 +33,16 @@ right singular vectors (randomised SVD, seeded), ``S_L = R D_i^-1/2 V_k
 V_k[t]^T D_i[t]^1/2``, and the scores become ``S_E / std(S_E) + filter_weight *
 S_L / std(S_L)`` (std over the training users' target scores); ``joint`` with
 ``source_norm`` a > 0 divides each user's source row by (its length / the
-median length)^a before both. ``item_norm`` / ``user_norm`` (dense target-only and
-joint over shared users) are DAN's normalisation (Park et al., SIGIR 2025, "Why is
+median length)^a before both. ``item_norm`` / ``user_norm`` (target-only and
+joint) are DAN's normalisation (Park et al., SIGIR 2025, "Why is
 normalization necessary for linear recommenders?", alpha = 1 - item_norm, beta = user_norm):
 the Gram matrix weights each user's row by (its length / the median length)^-user_norm, and the
 fitted ``B`` becomes ``D_I^item_norm B D_I[t]^-item_norm`` (item degrees of the unscaled rows;
 ``diag(B)`` stays 0), which divides each target item's scores by its degree^item_norm. Every
 term so far is linear in the user's row, so it is one matrix: scores = row x ``B``.
 ``factor_rank`` r > 0 adds one that is not: iALS (Hu et al. 2008, the ``implicit`` package's CPU
-solver, ``ALS_ITERATIONS`` sweeps, seeded) over the same binary (pooled) rows, ``factor_reg`` its
+solver, ``ALS_ITERATIONS`` sweeps, seeded) over the target users' binary rows (with their source
+columns where only users are shared; the source's own rows stay out where items are shared), ``factor_reg`` its
 L2 and ``factor_alpha`` the confidence of an observed pair; each user's factor solves a least
 squares weighted by their own items, and ``S_F = U V[t]^T`` joins the sum as
 ``factor_weight * S_F / std(S_F)`` (the EASE part standardised as with the filter).
@@ -50,7 +51,9 @@ Above ``MAX_ITEMS`` items (or with ``solver: sparse``) every form is solved by
 ``model/sparse_item_item.py``: each item regressed on its ``neighbors`` strongest
 co-occurring items (EASE itself when ``neighbors`` >= items - 1), a sparse ``B`` with at most
 ``neighbors`` entries per column; l2sp pulls each such regression towards the source's
-sparse solution, and the low-pass filter stays a rank-k factor pair (``O(items x rank)``).
+sparse solution, the low-pass filter stays a rank-k factor pair (``O(items x rank)``), DAN's
+terms weight the rows it reads and rescale the sparse ``B``, and the iALS term is the same
+factor model: a staged search samples them at any catalogue size.
 
 Adaptations that shape embeddings while they train (fine-tuning, adversarial, MMD,
 CORAL, consistency) have no closed form: they do not list the family. The forms need
@@ -196,11 +199,22 @@ def _dan_gram(x: sp.csr_matrix, raw: sp.csr_matrix, user_norm: float) -> np.ndar
     return (x.T @ sp.diags((lengths / np.median(lengths)) ** -user_norm) @ x).toarray()
 
 
-def _dan_items(b: np.ndarray, raw: sp.csr_matrix, item_norm: float) -> np.ndarray:
-    """``D_I^item_norm B D_I[:nt]^-item_norm`` (D_I: the column sums of ``raw``, at least 1)."""
+def _dan_rows(x: sp.csr_matrix, raw: sp.csr_matrix, user_norm: float) -> sp.csr_matrix:
+    """``x`` with each row scaled by the square root of ``_dan_gram``'s weight (the sparse solver reads rows,
+    not a Gram matrix: ``rows^T rows`` is that weighted Gram)."""
+    if not user_norm:
+        return x
+    lengths = np.maximum(np.asarray(raw.sum(1)).ravel(), 1.0)
+    return (sp.diags(np.sqrt((lengths / np.median(lengths)) ** -user_norm)) @ x).tocsr()
+
+
+def _dan_items(b, raw: sp.csr_matrix, item_norm: float):
+    """``D_I^item_norm B D_I[:nt]^-item_norm`` (D_I: the column sums of ``raw``, at least 1), dense or sparse."""
     if not item_norm:
         return b
     d = np.maximum(np.asarray(raw.sum(0)).ravel(), 1.0) ** item_norm
+    if sp.issparse(b):
+        return (sp.diags(d) @ b @ sp.diags(1.0 / d[:b.shape[1]])).tocsc()
     return b * d[:, None] / d[None, :b.shape[1]]
 
 
@@ -254,18 +268,32 @@ def use_sparse(options: dict, n_items: int) -> bool:
     return solver == "sparse" or (solver == "auto" and n_items > MAX_ITEMS)
 
 
-def _sparse_scorer(ctx, rows, b, r, nt: int, options: dict, known) -> SparseItemItemScorer:
-    """``_combine`` with a sparse ``B``: the filter stays its factor pair, the stds are computed in row batches."""
-    if not options["filter_rank"]:
+def _sparse_ease(x: sp.csr_matrix, raw: sp.csr_matrix, reg, options: dict, nt: int, columns=None):
+    """The sparse solver's EASE part with DAN's terms (an empty ``B`` when ``ease_weight`` is 0)."""
+    if _ease_off(options):
+        return sp.csc_matrix((x.shape[1], nt))
+    b = sparse_ease(_dan_rows(x, raw, options.get("user_norm", 0.0)), reg, options.get("neighbors", 200), columns)
+    return _dan_items(b, raw, options.get("item_norm", 0.0))
+
+
+def _sparse_scorer(ctx, rows, b, r, nt: int, options: dict, known, factor_rows=None) -> SparseItemItemScorer:
+    """``_combine`` and ``_with_factors`` with a sparse ``B``: the filter stays its factor pair, the stds are
+    computed in row batches; the iALS term (``factor_rows``: the rows it is fitted on) as in the dense scorer."""
+    filtered, factored = options["filter_rank"], options.get("factor_rank", 0)
+    if not (filtered or factored):
         return SparseItemItemScorer(rows, b, known, ctx.device)
-    if options.get("filter_solver") == "exact":
+    if filtered and options.get("filter_solver") == "exact":
         raise ConfigError("params.model.filter_solver", "exact eigendecomposes an items x items Gram matrix, "
                           "a term of the dense solver; with the sparse one use auto")
-    left, right = low_pass_factors(r, nt, options["filter_rank"], ctx.seed)
-    std_b = scores_std(rows, b=b) + 1e-12
-    std_f = scores_std(rows, low_rank=(left, right)) + 1e-12
-    return SparseItemItemScorer(rows, b, known, ctx.device, scale=options.get("ease_weight", 1.0) / std_b,
-                                low_rank=(left, right, options["filter_weight"] / std_f))
+    scale = options.get("ease_weight", 1.0) / (scores_std(rows, b=b) + 1e-12)
+    low_rank = factors = None
+    if filtered:
+        left, right = low_pass_factors(r, nt, options["filter_rank"], ctx.seed)
+        low_rank = (left, right, options["filter_weight"] / (scores_std(rows, low_rank=(left, right)) + 1e-12))
+    if factored:
+        ctx.log(f"closed-form: iALS term, {options['factor_rank']} factors, {ALS_ITERATIONS} sweeps")
+        factors = FactorTerm(rows if factor_rows is None else factor_rows, nt, options, ctx.seed, ctx.device)
+    return SparseItemItemScorer(rows, b, known, ctx.device, scale=scale, low_rank=low_rank, factors=factors)
 
 
 class ItemItemProblem:
@@ -327,28 +355,26 @@ def _fit(ctx, form: str, options: dict, label: str, weight: float | None = None)
     n_items = data.n_target_items
     sparse = use_sparse(options, n_items)
     k = options.get("neighbors", 200)
-    if options["filter_rank"] and form not in ("target", "pooled"):
-        raise ConfigError("params.model.filter_rank", f"the low-pass filter is a term of target-only and joint; "
-                          f"{label!r} has none (set filter_rank: 0)")
+    if options["filter_rank"] and form == "source":
+        raise ConfigError("params.model.filter_rank", f"the low-pass filter is a term of the forms that train on the "
+                          f"target (target-only, l2sp, joint); {label!r} has none (set filter_rank: 0)")
     if options["source_norm"] and form != "pooled":
         raise ConfigError("params.model.source_norm", "weights the source rows of joint's pooled matrix; "
                           f"{label!r} has none (set source_norm: 0)")
-    if _ease_off(options) and not (options["filter_rank"] or options.get("factor_rank", 0)):
+    if _ease_off(options) and (form == "source" or not (options["filter_rank"] or options.get("factor_rank", 0))):
         raise ConfigError("params.model.ease_weight", "0 leaves EASE out of the sum, but no other term is on "
                           "(filter_rank, factor_rank): nothing would score")
-    dense_terms = [key for key in ("item_norm", "user_norm", "factor_rank") if options.get(key, 0)]
-    if dense_terms and (sparse or (form != "target" and not (form == "pooled" and len(data.shared_items) == 0))):
-        key = dense_terms[0]
-        raise ConfigError(f"params.model.{key}", "DAN's normalisation and the iALS term are terms of the dense "
-                          f"target-only and of joint where only users are shared; {label!r} here has "
-                          f"none (set {key}: 0)")
+    terms = [key for key in ("item_norm", "user_norm", "factor_rank") if options.get(key, 0)]
+    if terms and form == "source":
+        raise ConfigError(f"params.model.{terms[0]}", "DAN's normalisation and the iALS term are terms of the forms "
+                          f"that train on the target (target-only, l2sp, joint); {label!r} has none (set {terms[0]}: 0)")
     target = data.matrix("target", "train").astype(np.float64).tocsr()
     known = np.asarray(target.sum(0)).ravel() > 0
     if sparse:
         ctx.log(f"closed-form {label}: sparse solver, {k} neighbours per item, {n_items} items")
     if form == "target" and sparse:
-        return _sparse_scorer(ctx, target, sparse_ease(target, options["reg_weight"], k), target, n_items,
-                              options, known)
+        return _sparse_scorer(ctx, target, _sparse_ease(target, target, options["reg_weight"], options, n_items),
+                              target, n_items, options, known)
     if form == "target" and _ease_off(options):
         b = np.zeros((n_items, n_items))
         b = _combine(target, b, target, n_items, options, ctx.seed)
@@ -364,39 +390,69 @@ def _fit(ctx, form: str, options: dict, label: str, weight: float | None = None)
         raise NotApplicableError("params.model.family ease moves the source's item-item structure through items "
                                  "both domains share; these domains share none (joint also works through shared users)")
     source, n_source = _source_on_shared_items(data)
+    raw_source = source
     if options["source_norm"]:
         lengths = np.bincount(data.source_train[:, 0], minlength=data.n_source_users).astype(np.float64)
         source = (sp.diags(_row_scale(lengths, options["source_norm"])) @ source).tocsr()
     known = known | (np.asarray(source.sum(0)).ravel() > 0)
     ctx.log(f"closed-form {label} over {n_items} items ({n_source} source interactions on shared items)")
     if sparse:
-        return _fit_sparse_shared_items(ctx, weight, options, form, target, source, known)
-    gram_t = (target.T @ target).toarray()
+        return _fit_sparse_shared_items(ctx, weight, options, form, target, source, raw_source, known)
+    if form == "pooled":
+        return _fit_pooled_items(ctx, options, weight, target, source, raw_source, known)
     gram_s = (source.T @ source).toarray()
     if form == "source":
-        b = ease_matrix(gram_s, options["source_reg_weight"])
-    elif form == "prior":
-        b = _ease_with_prior(gram_t, options["reg_weight"], weight,
-                             ease_matrix(gram_s, options["source_reg_weight"]))
-    else:  # pooled
-        b = np.zeros((n_items, n_items)) if _ease_off(options) else ease_matrix(gram_t + weight * gram_s,
-                                                                                 options["reg_weight"])
-        b = _combine(target, b, sp.vstack([target, source]).tocsr(), n_items, options, ctx.seed)
-    return ItemItemScorer(target, b, known, ctx.device)
+        return ItemItemScorer(target, ease_matrix(gram_s, options["source_reg_weight"]), known, ctx.device)
+    # prior: DAN over the target's rows, the filter and the iALS term over them too (the source enters
+    # through B_s alone)
+    if _ease_off(options):
+        b = np.zeros((n_items, n_items))
+    else:
+        gram_t = _dan_gram(target, target, options.get("user_norm", 0.0))
+        b = _dan_items(_ease_with_prior(gram_t, options["reg_weight"], weight,
+                                        ease_matrix(gram_s, options["source_reg_weight"])),
+                       target, options.get("item_norm", 0.0))
+    b = _combine(target, b, target, n_items, options, ctx.seed)
+    return _with_factors(target, b, target, n_items, options, ctx, known)
 
 
-def _fit_sparse_shared_items(ctx, weight, options, form, target, source, known) -> SparseItemItemScorer:
+def _fit_pooled_items(ctx, options: dict, w: float, target, source, raw_source, known) -> ItemItemScorer:
+    """``joint`` over shared items (dense): EASE on ``G_t + w G_s``, the source's rows stacked under the
+    target's. DAN weighs every stacked row by its own length and divides by the pooled item degrees;
+    the low-pass filter reads the stacked rows; the iALS term is fitted on the target's rows only
+    (the source's would outnumber them: weighing them is the factor family's collective model)."""
+    nt = target.shape[1]
+    if _ease_off(options):
+        b = np.zeros((nt, nt))
+    else:
+        raw = sp.vstack([target, raw_source]).tocsr()
+        if options.get("user_norm", 0.0):  # each row weighted by (its length / the median of all rows')^-a
+            gram = _dan_gram(sp.vstack([target, np.sqrt(w) * source]).tocsr(), raw, options["user_norm"])
+        else:
+            gram = (target.T @ target).toarray() + w * (source.T @ source).toarray()
+        b = _dan_items(ease_matrix(gram, options["reg_weight"]), raw, options.get("item_norm", 0.0))
+    b = _combine(target, b, sp.vstack([target, source]).tocsr(), nt, options, ctx.seed)
+    return _with_factors(target, b, target, nt, options, ctx, known)
+
+
+def _fit_sparse_shared_items(ctx, weight, options, form, target, source, raw_source, known) -> SparseItemItemScorer:
     """zero-shot, l2sp and joint over shared items with the sparse solver (the dense forms' analogues)."""
     k, nt = options.get("neighbors", 200), target.shape[1]
     if form == "source":
         return SparseItemItemScorer(target, sparse_ease(source, options["source_reg_weight"], k), known, ctx.device)
     if form == "prior":
-        prior = sparse_ease(source, options["source_reg_weight"], k)
-        b = sparse_ease(target, options["reg_weight"], k, prior=prior, prior_weight=weight)
-        return SparseItemItemScorer(target, b, known, ctx.device)
-    w = weight  # pooled: a source row scaled by sqrt(w) counts w times in G_t + w G_s
-    b = sparse_ease(sp.vstack([target, np.sqrt(w) * source]).tocsr(), options["reg_weight"], k)
-    return _sparse_scorer(ctx, target, b, sp.vstack([target, source]).tocsr(), nt, options, known)
+        if _ease_off(options):
+            b = sp.csc_matrix((nt, nt))
+        else:
+            prior = sparse_ease(source, options["source_reg_weight"], k)
+            b = sparse_ease(_dan_rows(target, target, options.get("user_norm", 0.0)), options["reg_weight"], k,
+                            prior=prior, prior_weight=weight)
+            b = _dan_items(b, target, options.get("item_norm", 0.0))
+        return _sparse_scorer(ctx, target, b, target, nt, options, known)
+    # pooled: a source row scaled by sqrt(w) counts w times in G_t + w G_s; DAN as in the dense form
+    x = sp.vstack([target, np.sqrt(weight) * source]).tocsr()
+    b = _sparse_ease(x, sp.vstack([target, raw_source]).tocsr(), options["reg_weight"], options, nt)
+    return _sparse_scorer(ctx, target, b, sp.vstack([target, source]).tocsr(), nt, options, known, target)
 
 
 def _fit_pooled_users(ctx, options: dict, w: float) -> ItemItemScorer:
@@ -425,7 +481,8 @@ def _fit_pooled_users(ctx, options: dict, w: float) -> ItemItemScorer:
     if sparse:
         k = options.get("neighbors", 200)
         ctx.log(f"closed-form joint: sparse solver, {k} neighbours per item, {x.shape[1]} columns")
-        return _sparse_scorer(ctx, x, sparse_ease(x, reg, k, columns=np.arange(nt)), x, nt, options, known)
+        return _sparse_scorer(ctx, x, _sparse_ease(x, raw, reg, options, nt, columns=np.arange(nt)), x, nt,
+                              options, known, raw)
     if _ease_off(options):  # the other terms alone (a staged search scores each component by itself)
         b = np.zeros((x.shape[1], nt))
     else:

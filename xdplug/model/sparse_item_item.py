@@ -249,15 +249,17 @@ def scores_std(rows: sp.csr_matrix, b: sp.spmatrix | None = None, low_rank=None)
 
 
 class SparseItemItemScorer:
-    """Scores = ``scale x (row B) + weight x (row L) R``: EASE's scoring with a sparse ``B`` and an
-    optional low-rank term, dense ``[batch, n_target_items]`` float32 like ``ItemItemScorer``."""
+    """Scores = ``scale x (row B) + weight x (row L) R`` (+ the iALS term): EASE's scoring with a sparse
+    ``B``, an optional low-rank term and an optional ``FactorTerm``, dense ``[batch, n_target_items]``
+    float32 like ``ItemItemScorer``."""
 
     def __init__(self, rows: sp.csr_matrix, b: sp.spmatrix, item_known: np.ndarray, device,
-                 scale: float = 1.0, low_rank=None):
+                 scale: float = 1.0, low_rank=None, factors=None):
         self.rows = rows
         self.b = sp.csr_matrix(b)
         self.scale = scale
         self.low_rank = low_rank  # (L [n_rows_items, r], R [r, n_target_items], weight) or None
+        self.factors = factors  # model.linear.FactorTerm or None
         self.item_known = item_known
         self.device = device
 
@@ -272,11 +274,17 @@ class SparseItemItemScorer:
 
     def score(self, users: torch.Tensor) -> torch.Tensor:
         scores = self.operator(sp.csr_matrix(self.rows[users.cpu().numpy()]))
-        return torch.as_tensor(scores, dtype=torch.float32, device=self.device)
+        scores = torch.as_tensor(scores, dtype=torch.float32, device=self.device)
+        if self.factors is None:
+            return scores
+        return scores + self.factors.users[users.to(self.device)] @ self.factors.items
 
     def score_history(self, items: list[int]) -> torch.Tensor:
-        """A new user's scores from their target items: ``x B``."""
+        """A new user's scores from their target items: ``x B`` (+ their iALS factor, solved from them)."""
         items = np.unique(np.asarray(items, dtype=np.int64))
         x = sp.csr_matrix((np.ones(len(items)), (np.zeros(len(items), dtype=np.int64), items)),
                           shape=(1, self.b.shape[0]))
-        return torch.as_tensor(self.operator(x), dtype=torch.float32, device=self.device)
+        scores = torch.as_tensor(self.operator(x), dtype=torch.float32, device=self.device)
+        if self.factors is None:
+            return scores
+        return scores + self.factors.history(items.tolist()) @ self.factors.items

@@ -26,7 +26,7 @@ class ItemItemFamily(ModelFamily):
         # weight of EASE's standardised scores in the sum with the filter / iALS terms; 0 = EASE left
         # out (not solved), as a staged search scores the other components alone
         "ease_weight": Float(1.0, 0, 1e6),
-        # target-only / joint: rank of GF-CF's low-pass filter over the (pooled) training matrix, added
+        # target-only / l2sp / joint: rank of GF-CF's low-pass filter over the (pooled) training matrix, added
         # to the EASE scores with filter_weight (both standardised); 0 = off
         "filter_rank": Int(0, 0, 4096),
         "filter_weight": Float(0.5, 0, 1e6),
@@ -35,13 +35,13 @@ class ItemItemFamily(ModelFamily):
         "filter_solver": Choice("auto", ["auto", "exact"]),
         # joint: each user's source row divided by (its length / median length)^source_norm
         "source_norm": Float(0.0, 0, 2),
-        # target-only / joint (dense): DAN's normalisation (Park et al., SIGIR 2025): the Gram matrix
+        # target-only / l2sp / joint: DAN's normalisation (Park et al., SIGIR 2025): the Gram matrix
         # weights each user's row by (its length / median)^-user_norm, and B becomes
         # D_I^item_norm B D_I^-item_norm (D_I: item degrees; DAN's alpha = 1 - item_norm); 0 = off
         "item_norm": Float(0.0, 0, 1),
         "user_norm": Float(0.0, 0, 2),
-        # target-only / joint (dense): rank of an iALS factor model (the implicit package) over the
-        # (pooled) training matrix, its standardised scores added with factor_weight; 0 = off.
+        # target-only / l2sp / joint: rank of an iALS factor model (the implicit package) over the
+        # target users' (pooled) rows, its standardised scores added with factor_weight; 0 = off.
         # factor_reg: its L2 (implicit's parametrisation), factor_alpha: the confidence of an observed pair
         "factor_rank": Int(0, 0, 4096),
         "factor_weight": Float(0.25, 0, 1e6),
@@ -67,9 +67,10 @@ class ItemItemFamily(ModelFamily):
         "params.model.source_norm": {"type": "uniform", "low": 0.0, "high": 1.0},
     }
 
-    #: staged tuning (``tuning.staged: true``): EASE with DAN's normalisation (and, pooled, the source's
-    #: weight and row normalisation), then the low-pass filter, then the iALS term, each alone; then
-    #: the three weights on their stored validation scores. iALS's ranges are the iALS control's.
+    #: staged tuning (``tuning.staged: true``): EASE with DAN's normalisation and the adaptation's lever
+    #: (pooled: the source's weight and row normalisation; l2sp: the pull and the source EASE's L2), then
+    #: the low-pass filter, then the iALS term, each alone; then the three weights on their stored
+    #: validation scores. iALS's ranges are the iALS control's.
     ease_stage_space = {
         "params.model.reg_weight": {"type": "loguniform", "low": 8.0, "high": 32768.0},
         "params.model.user_norm": {"type": "uniform", "low": 0.0, "high": 1.0},
@@ -85,14 +86,17 @@ class ItemItemFamily(ModelFamily):
 
     @classmethod
     def tuning_stages(cls, encoder, fusion, adaptation) -> list[TuningStage]:
-        """EASE, the low-pass filter and the iALS term of target-only and joint (the forms that have
-        them); the other closed forms are EASE alone, not an ensemble."""
-        if adaptation.uses_source and not adaptation.closed_form_pooled:
+        """EASE, the low-pass filter and the iALS term of the forms that train on the target (target-only,
+        l2sp, joint); the ease stage also searches the adaptation's lever (and, for a prior, the source
+        EASE's L2). zero-shot has no target rows to add terms over: EASE alone, not an ensemble."""
+        if not adaptation.uses_target:
             return []
         ease = copy.deepcopy(cls.ease_stage_space)
         if adaptation.closed_form_pooled:
             ease.update(copy.deepcopy(cls.pooled_ease_stage_space))
-            ease.update(copy.deepcopy(adaptation.closed_form_search_space))
+        elif adaptation.uses_source:  # a prior: the source's EASE is solved with its own L2
+            ease["params.model.source_reg_weight"] = copy.deepcopy(cls.search_space["params.model.source_reg_weight"])
+        ease.update(copy.deepcopy(adaptation.closed_form_search_space))
         m = "params.model."
         return [
             TuningStage("ease", ease, {m + "ease_weight": 1.0, m + "filter_rank": 0, m + "factor_rank": 0},
