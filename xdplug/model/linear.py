@@ -195,8 +195,13 @@ def _dan_gram(x: sp.csr_matrix, raw: sp.csr_matrix, user_norm: float) -> np.ndar
     """``x^T x``, each row weighted by (its length in ``raw`` / median)^-user_norm when user_norm > 0."""
     if not user_norm:
         return (x.T @ x).toarray()
+    return (x.T @ sp.diags(_dan_row_weights(raw, user_norm)) @ x).toarray()
+
+
+def _dan_row_weights(raw: sp.csr_matrix, user_norm: float) -> np.ndarray:
+    """DAN's weight of each row: (its length in ``raw`` / the median length)^-user_norm (lengths at least 1)."""
     lengths = np.maximum(np.asarray(raw.sum(1)).ravel(), 1.0)
-    return (x.T @ sp.diags((lengths / np.median(lengths)) ** -user_norm) @ x).toarray()
+    return (lengths / np.median(lengths)) ** -user_norm
 
 
 def _dan_rows(x: sp.csr_matrix, raw: sp.csr_matrix, user_norm: float) -> sp.csr_matrix:
@@ -204,8 +209,7 @@ def _dan_rows(x: sp.csr_matrix, raw: sp.csr_matrix, user_norm: float) -> sp.csr_
     not a Gram matrix: ``rows^T rows`` is that weighted Gram)."""
     if not user_norm:
         return x
-    lengths = np.maximum(np.asarray(raw.sum(1)).ravel(), 1.0)
-    return (sp.diags(np.sqrt((lengths / np.median(lengths)) ** -user_norm)) @ x).tocsr()
+    return (sp.diags(np.sqrt(_dan_row_weights(raw, user_norm))) @ x).tocsr()
 
 
 def _dan_items(b, raw: sp.csr_matrix, item_norm: float):
@@ -268,11 +272,14 @@ def use_sparse(options: dict, n_items: int) -> bool:
     return solver == "sparse" or (solver == "auto" and n_items > MAX_ITEMS)
 
 
-def _sparse_ease(x: sp.csr_matrix, raw: sp.csr_matrix, reg, options: dict, nt: int, columns=None):
-    """The sparse solver's EASE part with DAN's terms (an empty ``B`` when ``ease_weight`` is 0)."""
+def _sparse_ease(x: sp.csr_matrix, raw: sp.csr_matrix, reg, options: dict, nt: int, columns=None, prior=None,
+                 prior_weight: float = 0.0):
+    """The sparse solver's EASE part with DAN's terms (an empty ``B`` when ``ease_weight`` is 0); ``prior``:
+    a callable giving the sparse ``B_s`` to pull towards (l2sp), solved only when EASE is on."""
     if _ease_off(options):
         return sp.csc_matrix((x.shape[1], nt))
-    b = sparse_ease(_dan_rows(x, raw, options.get("user_norm", 0.0)), reg, options.get("neighbors", 200), columns)
+    b = sparse_ease(_dan_rows(x, raw, options.get("user_norm", 0.0)), reg, options.get("neighbors", 200), columns,
+                    prior=None if prior is None else prior(), prior_weight=prior_weight)
     return _dan_items(b, raw, options.get("item_norm", 0.0))
 
 
@@ -441,13 +448,8 @@ def _fit_sparse_shared_items(ctx, weight, options, form, target, source, raw_sou
     if form == "source":
         return SparseItemItemScorer(target, sparse_ease(source, options["source_reg_weight"], k), known, ctx.device)
     if form == "prior":
-        if _ease_off(options):
-            b = sp.csc_matrix((nt, nt))
-        else:
-            prior = sparse_ease(source, options["source_reg_weight"], k)
-            b = sparse_ease(_dan_rows(target, target, options.get("user_norm", 0.0)), options["reg_weight"], k,
-                            prior=prior, prior_weight=weight)
-            b = _dan_items(b, target, options.get("item_norm", 0.0))
+        b = _sparse_ease(target, target, options["reg_weight"], options, nt,
+                         prior=lambda: sparse_ease(source, options["source_reg_weight"], k), prior_weight=weight)
         return _sparse_scorer(ctx, target, b, target, nt, options, known)
     # pooled: a source row scaled by sqrt(w) counts w times in G_t + w G_s; DAN as in the dense form
     x = sp.vstack([target, np.sqrt(weight) * source]).tocsr()
