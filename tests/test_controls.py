@@ -96,6 +96,19 @@ def test_source_weight_changes_the_ranking_and_one_equals_plain_pooling(plugin_m
     assert np.abs(small - target_only).mean() < np.abs(plain - target_only).mean() / 5
 
 
+@pytest.mark.parametrize("weight", [1.0, 0.05])
+def test_pooled_itemknn_weights_the_source_rows(plugin_manager, items_only_data, items_only_context, weight):
+    """RecBole's item cosine on [T; sqrt(w) S] (every neighbour kept, no shrink), scored from the target rows."""
+    data = items_only_data
+    target, source = _pooled_matrices(data)
+    scorer = _baseline("ItemKNN", {"k": target.shape[1], "source_weight": weight}).fit(items_only_context, pooled=True)
+    x = sp.vstack([target, source * np.sqrt(weight)]).toarray()
+    gram, norm = x.T @ x, np.sqrt((x ** 2).sum(0))
+    sim = gram / (np.outer(norm, norm) + 1e-6)
+    np.fill_diagonal(sim, 0.0)
+    np.testing.assert_allclose(_scores(scorer, data.n_target_users), target.toarray() @ sim, rtol=1e-4, atol=1e-5)
+
+
 def test_source_weight_needs_pooling(tiny_config):
     with pytest.raises(ConfigError, match=r"baselines\[0\]\.params\.source_weight: weights the source's rows "
                                           r"of a pooled model; add pooled: true or drop it"):
@@ -107,7 +120,7 @@ def test_source_weight_must_be_positive(tiny_config):
         tiny_config(baselines=[{"baseline": "EASE", "pooled": True, "params": {"source_weight": 0.0}}])
 
 
-def test_source_weight_is_an_ease_option(tiny_config):
+def test_source_weight_is_an_option_of_the_gram_based_pooling(tiny_config):
     with pytest.raises(ConfigError, match=r"baselines\[0\]\.params\.source_weight: unknown option for baseline 'BPR'"):
         tiny_config(baselines=[{"baseline": "BPR", "pooled": True, "params": {"source_weight": 0.1}}])
 

@@ -9,8 +9,9 @@ tries first, and the control every strategy must beat.
 ``Pop`` ranks by exact training counts: RecBole 1.2.1's ``Pop`` counts an item
 at most once per batch (``item_cnt[item] += 1`` with repeated indices).
 
-Pooled ``EASE`` takes ``source_weight``: source rows enter the Gram matrix
-scaled by it (1 = plain stacking). On ML-1M -> ML-100K plain stacking lets the
+Pooled ``EASE`` and ``ItemKNN`` take ``source_weight``: source rows enter the Gram
+matrix (EASE's, or the co-occurrences and norms of ItemKNN's cosine) scaled by it
+(1 = plain stacking). On ML-1M -> ML-100K plain stacking lets the
 source's 10x more interactions drown the target's co-occurrences and lands
 below target-only EASE; a weight chosen on validation makes pooling pay, so a
 tuned weight is the control a strategy has to beat.
@@ -73,11 +74,14 @@ SEARCH_SPACES: dict[str, dict] = {
     "GCMC": {"params.learning_rate": _LR,
              "params.dropout_prob": {"type": "uniform", "low": 0.0, "high": 0.6}},
 }
-#: pooled EASE: how much the source's rows count (above 1 the source counts more than the target;
-#: on user-overlap-sparse the study chose 1, the bound of the old range)
+#: pooled EASE and ItemKNN: how much the source's rows count (above 1 the source counts more than the
+#: target; on user-overlap-sparse the study chose 1, the bound of the old range)
 POOLED_SEARCH_SPACES: dict[str, dict] = {
-    "EASE": {"params.source_weight": {"type": "loguniform", "low": 0.005, "high": 16.0}},
+    model: {"params.source_weight": {"type": "loguniform", "low": 0.005, "high": 16.0}}
+    for model in ("EASE", "ItemKNN")
 }
+#: the models whose pooled form reads the source rows' weight (their similarity is built from X^T X)
+WEIGHTED_POOLING = tuple(POOLED_SEARCH_SPACES)
 
 _YAML11_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
@@ -176,7 +180,7 @@ def _exact_pop_class():
 
 
 class _WeightedInteractions:
-    """A RecBole dataset whose interaction matrix carries the ``rating`` column as values."""
+    """A RecBole dataset whose interaction matrix carries the square root of the ``rating`` column."""
 
     def __init__(self, dataset):
         self._dataset = dataset
@@ -185,21 +189,21 @@ class _WeightedInteractions:
         return getattr(self._dataset, name)
 
     def inter_matrix(self, form="coo", value_field=None):
-        # EASE's Gram matrix is X^T X: a row scaled by sqrt(w) counts w times in every co-occurrence
+        # EASE's Gram matrix and ItemKNN's cosine read X^T X: a row scaled by sqrt(w) counts w times in
+        # every co-occurrence (a target row's value stays 1, so its scores x B or x W are unchanged)
         return self._dataset.inter_matrix(form=form, value_field=value_field or "rating").sqrt()
 
 
 @lru_cache(maxsize=None)
-def _weighted_ease_class():
-    from recbole.model.general_recommender import EASE
+def _weighted_class(model: str):
+    """RecBole's ``model`` counting each source co-occurrence ``source_weight`` times."""
+    from recbole.utils import get_model
 
-    class WeightedEASE(EASE):
-        """EASE whose Gram matrix counts each source co-occurrence ``source_weight`` times."""
+    def __init__(self, config, dataset):
+        super(weighted, self).__init__(config, _WeightedInteractions(dataset))
 
-        def __init__(self, config, dataset):
-            super().__init__(config, _WeightedInteractions(dataset))
-
-    return WeightedEASE
+    weighted = type(f"Weighted{model}", (get_model(model),), {"__init__": __init__, "__module__": __name__})
+    return weighted
 
 
 class RecboleScorer:
@@ -317,7 +321,7 @@ class RecboleBaseline(Baseline):
         overrides = {k: v for k, v in self.params.items() if v is not None}
         source_weight = overrides.pop("source_weight", None)  # checked by xdplug.config.check_pooling
         if source_weight is not None:
-            model_class = _weighted_ease_class()
+            model_class = _weighted_class(self.model_name)
         elif self.model_name == "Pop":
             model_class = _exact_pop_class()
         else:
@@ -355,7 +359,7 @@ def recbole_baselines() -> list[type]:
     for model in MODELS:
         defaults = {key: _declare(key, value) for key, value in _yaml_defaults(model).items()}
         defaults.update(TRAINING_OPTIONS)
-        if model == "EASE":  # pooled only: weight of the source's rows
+        if model in WEIGHTED_POOLING:  # pooled only: weight of the source's rows
             defaults["source_weight"] = Float(None, 0, 1e6, low_open=True)
         cls = type(f"Recbole{model}Baseline", (RecboleBaseline,), {
             "name": model,
