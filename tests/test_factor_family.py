@@ -9,7 +9,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from xdplug.api import Encoder, FactorBlock, FactorModel, TextPrior, hookimpl
+from xdplug.api import Encoder, FactorBlock, FactorModel, TextMap, TextPrior, hookimpl
 
 
 def _matrix(rows, cols, density, seed):
@@ -87,6 +87,40 @@ def test_a_text_prior_pulls_a_rare_item_and_a_new_item_gets_its_prior():
         assert np.abs(model.shared[29]).max() > 0
     assert distances[0] > distances[1] > distances[2]
     assert distances[2] < 0.5 * distances[0]
+
+
+def test_a_shared_text_map_regresses_both_domains_items():
+    """Users shared: two blocks of item rows meet the same user factors; one TextMap fits W on the warm
+    items of both (the ridge regression of their stacked factors), and the target's item with no
+    interaction gets exactly W t from it."""
+    rng = np.random.default_rng(1)
+    target, source = _matrix(12, 40, 0.1, 6).tolil(), _matrix(60, 40, 0.25, 7)
+    target[11, :] = 0  # a target item nobody took
+    target = target.tocsr()
+    t_text, s_text = rng.normal(size=(12, 6)), rng.normal(size=(60, 6))
+    shared = TextMap(2.0)
+    priors = [TextPrior(t_text, 5.0, 2.0, shared), TextPrior(s_text, 5.0, 2.0, shared)]
+    model = FactorModel([FactorBlock(target, np.arange(40), 1.0, [priors[0]]),
+                         FactorBlock(source, np.arange(40), 1.0, [priors[1]])], 40, 4, 0.1, 2.0).fit(6, 0)
+    for prior, rows, warm in zip(priors, model.rows, model.row_warm):
+        prior.fit_map(rows, warm)  # both read at the final factors
+    x = np.vstack([priors[0].text[model.row_warm[0]], priors[1].text[model.row_warm[1]]])
+    y = np.vstack([model.rows[0][model.row_warm[0]], model.rows[1][model.row_warm[1]]])
+    w = np.linalg.solve(x.T @ x + 2.0 * np.eye(x.shape[1]), x.T @ y)
+    np.testing.assert_allclose(priors[1].w, w, rtol=1e-8, atol=1e-10)
+    assert not model.row_warm[0][11]
+    alone = TextPrior(t_text, 5.0, 2.0)
+    alone.fit_map(model.rows[0], model.row_warm[0])
+    assert np.abs(alone.w - w).max() > 1e-3  # the target's 11 items alone give another map
+    # the cold item's factor is its prior mean under the map of the last sweep
+    mean, _ = priors[0].terms(12, model.rows[0], model.row_warm[0])
+    refit = FactorModel([FactorBlock(target, np.arange(40), 1.0, [priors[0]]),
+                         FactorBlock(source, np.arange(40), 1.0, [priors[1]])], 40, 4, 0.1, 2.0)
+    refit.init(0)
+    refit.shared = model.shared
+    refit.rows = [r.copy() for r in model.rows]
+    refit.solve_rows()
+    np.testing.assert_allclose(refit.rows[0][11], priors[0].text[11] @ priors[0].w, atol=1e-10)
 
 
 def test_a_shared_side_offset_is_solved_with_the_shared_factors():

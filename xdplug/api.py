@@ -50,7 +50,7 @@ from .evaluation import RankingResult, UserItems, rank_split
 from .hookspecs import hookimpl
 from .metrics import METRICS, csr_lists, hit_matrix, mean, metric_matrix, pad_columns, per_user_metrics, quick_metric
 from .model.als import fit_als
-from .model.factor import Block as FactorBlock, FactorModel, FixedPrior, TextPrior
+from .model.factor import Block as FactorBlock, FactorModel, FixedPrior, TextMap, TextPrior
 from .model.linear import ItemItemProblem, ease_matrix
 from .model.sampling import SOFTMAX_MAX_ITEMS, amp_dtype, autocast
 from .model.session import TrainingSession, validate_target, validate_users
@@ -95,7 +95,7 @@ __all__ = [
     # the sparse EASE solver (item-item baselines beyond the dense limit) and iALS's fit
     "sparse_ease", "fit_als",
     # collective weighted ALS with prior means (the factor family's solver)
-    "FactorModel", "FactorBlock", "FixedPrior", "TextPrior",
+    "FactorModel", "FactorBlock", "FixedPrior", "TextMap", "TextPrior",
     # data
     "RawDomain", "RawDomains", "column_numbers", "read_atomic", "validate_inter", "read_table", "sniff_separator",
     "normalise_key", "ItemCatalog", "CrossDomainData", "downloads_dir", "TextEmbeddingCache", "text_key",

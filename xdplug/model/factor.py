@@ -69,14 +69,18 @@ class FixedPrior:
 
 class TextPrior:
     """``weight * ||x_i - W t_i||^2``: ``W`` (with a bias row) refitted by ridge regression of the warm
-    factors on the text vectors ``t_i`` every time the prior is read (every sweep)."""
+    factors on the text vectors ``t_i`` every time the prior is read (every sweep). Priors that share a
+    :class:`TextMap` fit one ``W`` on all their warm rows."""
 
-    def __init__(self, text: np.ndarray, weight: float, ridge: float):
+    def __init__(self, text: np.ndarray, weight: float, ridge: float, shared: "TextMap | None" = None):
         self.text = np.hstack([np.asarray(text, dtype=np.float64), np.ones((len(text), 1))])
-        self.weight, self.ridge = float(weight), float(ridge)
+        self.weight, self.ridge, self.shared = float(weight), float(ridge), shared
         self.w: np.ndarray | None = None
 
     def fit_map(self, factors: np.ndarray, warm: np.ndarray) -> np.ndarray:
+        if self.shared is not None:
+            self.w = self.shared.fit(self, factors, warm)
+            return self.w
         t = self.text[warm]
         gram = t.T @ t + self.ridge * np.eye(t.shape[1])
         self.w = np.linalg.solve(gram, t.T @ factors[warm])
@@ -85,6 +89,23 @@ class TextPrior:
     def terms(self, n: int, factors: np.ndarray, warm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         self.fit_map(factors, warm)
         return self.text @ self.w, np.full(n, self.weight)
+
+
+class TextMap:
+    """One text-to-factor map for several blocks' rows in one factor space (users shared: each domain's
+    items are a block's rows, and all of them meet the same user factors). Each prior's latest warm
+    factors are kept; a fit regresses all of them, so a domain with few interactions borrows the map
+    learned on the other's many items."""
+
+    def __init__(self, ridge: float):
+        self.ridge = float(ridge)
+        self._rows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def fit(self, prior: TextPrior, factors: np.ndarray, warm: np.ndarray) -> np.ndarray:
+        self._rows[id(prior)] = (prior.text[warm], factors[warm])
+        t = np.vstack([text for text, _ in self._rows.values()])
+        y = np.vstack([f for _, f in self._rows.values()])
+        return np.linalg.solve(t.T @ t + self.ridge * np.eye(t.shape[1]), t.T @ y)
 
 
 def _combine_priors(priors, n: int, k: int, factors: np.ndarray, warm: np.ndarray):

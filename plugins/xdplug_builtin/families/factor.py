@@ -31,8 +31,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from xdplug.api import (Adaptation, Bool, ConfigError, FactorBlock, FactorModel, FixedPrior, Float, Int, ModelFamily,
-                        NotApplicableError, TextPrior, TuningStage)
+from xdplug.api import (Adaptation, Bool, Choice, ConfigError, FactorBlock, FactorModel, FixedPrior, Float, Int,
+                        ModelFamily, NotApplicableError, TextMap, TextPrior, TuningStage)
 
 from ..baselines.ials import IALS
 
@@ -58,6 +58,8 @@ class FactorFamily(ModelFamily):
         "offset_reg": Float(0.0, 0, 1e9, help="joint: L2 of the target's own offset on the shared factors (0: none)"),
         "text_weight": Float(1.0, 0, 1e9, help="text encoders: strength of the text prior on item factors"),
         "text_ridge": Float(1.0, 0, 1e9, low_open=True, help="L2 of the text map W's ridge regression"),
+        "text_map": Choice("shared", ["shared", "domain"], help="joint over shared users: one text map W fitted on "
+                           "both domains' items (shared) or one per domain"),
         "reg_scale": Float(1.0, 0, 1e6, low_open=True, help="multiplies regularization (a staged search's refine "
                            "stage re-tunes the core's L2 with the levers on)"),
         "alpha_scale": Float(1.0, 0, 1e6, low_open=True, help="multiplies alpha (the refine stage, as reg_scale)"),
@@ -179,8 +181,9 @@ class FactorProblem:
         self._shared_or_refuse()
         if weight == 0 and not self.options["offset_reg"] and (self.encoder is None or not self.options["text_weight"]):
             return self.target()
-        return self._fit([self._target_block(), self._source_block(weight)], self._n_shared(),
-                         offset_reg=self.options["offset_reg"])
+        text_map = self._text_map()
+        return self._fit([self._target_block(text_map=text_map), self._source_block(weight, text_map)],
+                         self._n_shared(), offset_reg=self.options["offset_reg"])
 
     def with_prior(self, weight: float):
         """iALS on the source, then the target's shared factors pulled towards the source's with ``weight``."""
@@ -229,17 +232,19 @@ class FactorProblem:
         cols[only] = n_target + np.arange(len(only))
         return cols
 
-    def _target_block(self, weight: float = 1.0) -> FactorBlock:
+    def _target_block(self, weight: float = 1.0, text_map: TextMap | None = None) -> FactorBlock:
         data = self.ctx.data
         m = data.matrix("target", "train").astype(np.float64).tocsr()
         if self.by_users:  # rows: target items (their own factors), columns: the shared users
-            return FactorBlock(m.T.tocsr(), np.arange(data.n_target_users), weight, self._item_priors("target"))
+            return FactorBlock(m.T.tocsr(), np.arange(data.n_target_users), weight,
+                               self._item_priors("target", text_map))
         return FactorBlock(m, np.arange(data.n_target_items), weight)
 
-    def _source_block(self, weight: float) -> FactorBlock:
+    def _source_block(self, weight: float, text_map: TextMap | None = None) -> FactorBlock:
         m = self.ctx.data.matrix("source", "train").astype(np.float64).tocsr()
         if self.by_users:
-            return FactorBlock(m.T.tocsr(), self._source_columns("users"), weight, self._item_priors("source"))
+            return FactorBlock(m.T.tocsr(), self._source_columns("users"), weight,
+                               self._item_priors("source", text_map))
         return FactorBlock(m, self._source_columns("items"), weight)
 
     # -- text priors ------------------------------------------------------------------------------
@@ -252,11 +257,18 @@ class FactorProblem:
             self._text[domain] = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
         return self._text[domain]
 
-    def _text_prior(self, vectors: np.ndarray) -> TextPrior:
-        return TextPrior(vectors, self.options["text_weight"], self.options["text_ridge"])
+    def _text_prior(self, vectors: np.ndarray, text_map: TextMap | None = None) -> TextPrior:
+        return TextPrior(vectors, self.options["text_weight"], self.options["text_ridge"], text_map)
 
-    def _item_priors(self, domain: str) -> list:
-        return [self._text_prior(self._text_vectors(domain))] if self.encoder is not None else []
+    def _item_priors(self, domain: str, text_map: TextMap | None = None) -> list:
+        return [self._text_prior(self._text_vectors(domain), text_map)] if self.encoder is not None else []
+
+    def _text_map(self) -> TextMap | None:
+        """Joint over shared users: both domains' items sit in the users' factor space, so one map
+        (``text_map: shared``) learns from the source's many items as well as the target's few."""
+        if self.encoder is None or not self.by_users or self.options["text_map"] != "shared":
+            return None
+        return TextMap(self.options["text_ridge"])
 
     def _shared_item_priors(self, n_shared: int) -> list:
         """Items shared: one text prior over the shared side (the target's items, then the source's own)."""
