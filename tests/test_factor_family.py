@@ -121,6 +121,8 @@ def test_a_shared_text_map_regresses_both_domains_items():
     refit.rows = [r.copy() for r in model.rows]
     refit.solve_rows()
     np.testing.assert_allclose(refit.rows[0][11], priors[0].text[11] @ priors[0].w, atol=1e-10)
+    with pytest.raises(ValueError, match=r"a shared TextMap has ridge 2\.0; this prior asks for 3\.0"):
+        TextPrior(t_text, 5.0, 3.0, shared)
 
 
 def test_a_shared_side_offset_is_solved_with_the_shared_factors():

@@ -69,21 +69,19 @@ class FixedPrior:
 
 class TextPrior:
     """``weight * ||x_i - W t_i||^2``: ``W`` (with a bias row) refitted by ridge regression of the warm
-    factors on the text vectors ``t_i`` every time the prior is read (every sweep). Priors that share a
-    :class:`TextMap` fit one ``W`` on all their warm rows."""
+    factors on the text vectors ``t_i`` every time the prior is read (every sweep). The regression is its
+    :class:`TextMap`'s: its own, or one ``shared`` with other priors (one ``W`` over all their warm rows)."""
 
     def __init__(self, text: np.ndarray, weight: float, ridge: float, shared: "TextMap | None" = None):
+        if shared is not None and shared.ridge != float(ridge):
+            raise ValueError(f"a shared TextMap has ridge {shared.ridge}; this prior asks for {ridge}")
         self.text = np.hstack([np.asarray(text, dtype=np.float64), np.ones((len(text), 1))])
-        self.weight, self.ridge, self.shared = float(weight), float(ridge), shared
+        self.weight = float(weight)
+        self.map = shared if shared is not None else TextMap(ridge)
         self.w: np.ndarray | None = None
 
     def fit_map(self, factors: np.ndarray, warm: np.ndarray) -> np.ndarray:
-        if self.shared is not None:
-            self.w = self.shared.fit(self, factors, warm)
-            return self.w
-        t = self.text[warm]
-        gram = t.T @ t + self.ridge * np.eye(t.shape[1])
-        self.w = np.linalg.solve(gram, t.T @ factors[warm])
+        self.w = self.map.fit(self, factors, warm)
         return self.w
 
     def terms(self, n: int, factors: np.ndarray, warm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -92,10 +90,10 @@ class TextPrior:
 
 
 class TextMap:
-    """One text-to-factor map for several blocks' rows in one factor space (users shared: each domain's
-    items are a block's rows, and all of them meet the same user factors). Each prior's latest warm
-    factors are kept; a fit regresses all of them, so a domain with few interactions borrows the map
-    learned on the other's many items."""
+    """The ridge regression of factors on text vectors behind one or more :class:`TextPrior` (users shared:
+    each domain's items are a block's rows, and all of them meet the same user factors). Each prior's
+    latest warm factors are kept; a fit regresses all of them, so a domain with few interactions borrows
+    the map learned on the other's many items."""
 
     def __init__(self, ridge: float):
         self.ridge = float(ridge)

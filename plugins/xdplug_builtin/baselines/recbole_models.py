@@ -199,11 +199,12 @@ def _weighted_class(model: str):
     """RecBole's ``model`` counting each source co-occurrence ``source_weight`` times."""
     from recbole.utils import get_model
 
-    def __init__(self, config, dataset):
-        super(weighted, self).__init__(config, _WeightedInteractions(dataset))
+    class Weighted(get_model(model)):
+        def __init__(self, config, dataset):
+            super().__init__(config, _WeightedInteractions(dataset))
 
-    weighted = type(f"Weighted{model}", (get_model(model),), {"__init__": __init__, "__module__": __name__})
-    return weighted
+    Weighted.__name__ = Weighted.__qualname__ = f"Weighted{model}"
+    return Weighted
 
 
 class RecboleScorer:
